@@ -1,0 +1,1 @@
+"""Lesion annotations: reading (ASAP XML, NCRF JSON, QuPath GeoJSON), writing, rasterising."""

@@ -1,0 +1,36 @@
+"""The one exception family for user-facing errors.
+
+Every error a user can cause (a bad slide, a missing MPP, a bad checkpoint, a bad annotation, a
+store that holds other results) is a `PcamScanError`: the CLI prints its message as one line and
+exits non-zero, never a traceback. Anything else escaping is a bug.
+"""
+
+from __future__ import annotations
+
+
+class PcamScanError(Exception):
+    """Base of all user-facing errors; `str(err)` is the one line the CLI prints."""
+
+
+class SlideError(PcamScanError):
+    """A slide cannot be opened, read, or is not a whole-slide image."""
+
+
+class MissingMppError(SlideError):
+    """A slide carries no usable microns-per-pixel; the user must pass --mpp."""
+
+
+class CheckpointError(PcamScanError):
+    """A model checkpoint is missing, corrupt, or inconsistent."""
+
+
+class AnnotationError(PcamScanError):
+    """An annotation file is malformed, unsafe, or of an unknown kind."""
+
+
+class StoreError(PcamScanError):
+    """A heatmap store cannot be used for this run (other model or settings, corrupt, missing)."""
+
+
+class ConfigError(PcamScanError):
+    """A setting is out of range or settings contradict each other."""

@@ -1,0 +1,323 @@
+"""Whole-slide reading through OpenSlide at any requested microns per pixel.
+
+Two jobs kept apart from the rest of the code: turning what OpenSlide reports into a checked
+`SlideInfo` (vendor, levels, MPP and where it came from), and reading a region of a plane of a
+chosen MPP (`ReadPlan`), from the finest pyramid level at or below that MPP, resampled with an
+antialiasing filter, with unscanned pixels composited on white.
+
+A slide is opened and closed where it is read (a Ray worker gets a path, never an open slide).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+from PIL import Image
+
+from pcam_scan.errors import MissingMppError, SlideError
+
+MPP_PLAUSIBLE_UM_PX = (0.1, 20.0)
+"""A slide's MPP outside this range is a mislabelled file, not a microscope."""
+
+LEVEL_AS_IS_TOLERANCE = 0.01
+"""A pyramid level within 1% of the requested MPP is used without resampling."""
+
+_UM_PER_RESOLUTION_UNIT = {"centimeter": 10_000.0, "inch": 25_400.0}
+
+
+@dataclass(frozen=True)
+class LevelInfo:
+    """One pyramid level: size in its own pixels, level-0 px per level px, and its MPP."""
+
+    width: int
+    height: int
+    downsample: float
+    mpp_um_px: float
+
+
+@dataclass(frozen=True)
+class SlideInfo:
+    """What a slide is: checked dimensions, levels and MPP, with the MPP's source."""
+
+    path: str
+    vendor: str
+    l0_width: int
+    l0_height: int
+    levels: tuple[LevelInfo, ...]
+    mpp_um_px: float
+    mpp_source: str
+    objective_power: str | None
+
+    @property
+    def l0_size_mm(self) -> tuple[float, float]:
+        return (self.l0_width * self.mpp_um_px / 1000.0, self.l0_height * self.mpp_um_px / 1000.0)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "vendor": self.vendor,
+            "l0_width": self.l0_width,
+            "l0_height": self.l0_height,
+            "mpp_um_px": self.mpp_um_px,
+            "mpp_source": self.mpp_source,
+            "objective_power": self.objective_power,
+            "levels": [
+                {
+                    "width": lv.width,
+                    "height": lv.height,
+                    "downsample": lv.downsample,
+                    "mpp_um_px": lv.mpp_um_px,
+                }
+                for lv in self.levels
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """How to produce pixels of a plane of `px_mpp_um_px` from one pyramid level.
+
+    `px_mpp_um_px` is the requested MPP, or the level's own MPP when that lies within 1% of it
+    (then no resampling happens and the plane is the level itself).
+    """
+
+    level: int
+    level_downsample: float
+    level_mpp_um_px: float
+    px_mpp_um_px: float
+
+    @property
+    def resamples(self) -> bool:
+        return self.px_mpp_um_px != self.level_mpp_um_px
+
+    @property
+    def level_px_per_px(self) -> float:
+        """Level pixels per plane pixel (> 1 when the level is finer than the plane)."""
+        return self.px_mpp_um_px / self.level_mpp_um_px
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise SlideError(f"{path}: no such file")
+    if path.is_dir():
+        raise SlideError(f"{path}: is a directory, not a slide file")
+    if path.stat().st_size == 0:
+        raise SlideError(f"{path}: empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise SlideError(f"{path}: permission denied")
+
+
+def _plausible(mpp: float) -> bool:
+    low, high = MPP_PLAUSIBLE_UM_PX
+    return math.isfinite(mpp) and low <= mpp <= high
+
+
+def _float_property(properties: dict[str, str], key: str) -> float | None:
+    value = properties.get(key)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def resolve_mpp(
+    properties: dict[str, str], path: str, override_um_px: float | None = None
+) -> tuple[float, str]:
+    """The slide's MPP and its source: override, OpenSlide's mpp-x/y, or TIFF resolution tags.
+
+    An implausible or missing value raises `MissingMppError` naming the `--mpp` override.
+    """
+    if override_um_px is not None:
+        if not _plausible(override_um_px):
+            low, high = MPP_PLAUSIBLE_UM_PX
+            raise MissingMppError(
+                f"--mpp {override_um_px} is outside the plausible range {low}-{high} um/px"
+            )
+        return float(override_um_px), "override"
+    hint = "pass --mpp UM_PER_PX to set it"
+    mpp_x = _float_property(properties, "openslide.mpp-x")
+    mpp_y = _float_property(properties, "openslide.mpp-y")
+    source = "openslide"
+    if mpp_x is None or mpp_y is None:
+        unit = properties.get("tiff.ResolutionUnit", "")
+        res_x = _float_property(properties, "tiff.XResolution")
+        res_y = _float_property(properties, "tiff.YResolution") or res_x
+        if unit in _UM_PER_RESOLUTION_UNIT and res_x and res_y and res_x > 0 and res_y > 0:
+            mpp_x = _UM_PER_RESOLUTION_UNIT[unit] / res_x
+            mpp_y = _UM_PER_RESOLUTION_UNIT[unit] / res_y
+            source = "tiff-resolution"
+        else:
+            raise MissingMppError(f"{path}: the slide records no microns-per-pixel; {hint}")
+    if not (_plausible(mpp_x) and _plausible(mpp_y)):
+        raise MissingMppError(
+            f"{path}: recorded MPP {mpp_x:.4g} x {mpp_y:.4g} um/px ({source}) is not plausible "
+            f"for a slide; {hint}"
+        )
+    if abs(mpp_x - mpp_y) > 0.02 * max(mpp_x, mpp_y):
+        raise MissingMppError(
+            f"{path}: non-square pixels ({mpp_x:.4g} x {mpp_y:.4g} um/px) are not supported; {hint}"
+        )
+    return (mpp_x + mpp_y) / 2.0, source
+
+
+def choose_read_plan(info: SlideInfo, target_mpp_um_px: float) -> ReadPlan:
+    """The finest pyramid level at or below `target_mpp_um_px` (coarsest that is still as fine).
+
+    A level within 1% of the target is used as is; a slide coarser than the target everywhere is
+    read from level 0 and upsampled.
+    """
+    if not target_mpp_um_px > 0:
+        raise SlideError(f"requested MPP {target_mpp_um_px} must be positive")
+    chosen = 0
+    for index, level in enumerate(info.levels):
+        if level.mpp_um_px <= target_mpp_um_px * (1.0 + LEVEL_AS_IS_TOLERANCE):
+            if level.mpp_um_px >= info.levels[chosen].mpp_um_px:
+                chosen = index
+    level = info.levels[chosen]
+    as_is = abs(level.mpp_um_px / target_mpp_um_px - 1.0) <= LEVEL_AS_IS_TOLERANCE
+    return ReadPlan(
+        level=chosen,
+        level_downsample=level.downsample,
+        level_mpp_um_px=level.mpp_um_px,
+        px_mpp_um_px=level.mpp_um_px if as_is else float(target_mpp_um_px),
+    )
+
+
+def composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """RGBA (non-premultiplied, as OpenSlide returns) over white glass -> uint8 RGB."""
+    alpha = rgba[..., 3]
+    rgb = rgba[..., :3]
+    if alpha.min() == 255:
+        return np.ascontiguousarray(rgb)
+    a = alpha.astype(np.uint16)[..., None]
+    out = (rgb.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
+    return out.astype(np.uint8)
+
+
+class Slide:
+    """An open whole-slide image; use as a context manager so the file is closed."""
+
+    def __init__(self, path: str | os.PathLike[str], mpp_override_um_px: float | None = None):
+        import openslide  # deferred: keeps `import pcam_scan` light and errors mapped here
+
+        self.path = Path(path)
+        _check_path(self.path)
+        try:
+            self._osr = openslide.OpenSlide(str(self.path))
+        except openslide.OpenSlideUnsupportedFormatError:
+            raise SlideError(
+                f"{self.path}: not a whole-slide image that OpenSlide can read"
+            ) from None
+        except openslide.OpenSlideError as err:
+            raise SlideError(f"{self.path}: cannot open slide: {err}") from None
+        try:
+            self.info = self._read_info(mpp_override_um_px)
+        except BaseException:
+            self._osr.close()
+            raise
+
+    def _read_info(self, mpp_override_um_px: float | None) -> SlideInfo:
+        properties = dict(self._osr.properties)
+        mpp, source = resolve_mpp(properties, str(self.path), mpp_override_um_px)
+        levels = tuple(
+            LevelInfo(width=w, height=h, downsample=float(ds), mpp_um_px=mpp * float(ds))
+            for (w, h), ds in zip(self._osr.level_dimensions, self._osr.level_downsamples)
+        )
+        width, height = self._osr.dimensions
+        if width <= 0 or height <= 0:
+            raise SlideError(f"{self.path}: slide has no pixels ({width}x{height})")
+        return SlideInfo(
+            path=str(self.path),
+            vendor=properties.get("openslide.vendor", "unknown"),
+            l0_width=int(width),
+            l0_height=int(height),
+            levels=levels,
+            mpp_um_px=mpp,
+            mpp_source=source,
+            objective_power=properties.get("openslide.objective-power"),
+        )
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._osr.close()
+
+    def _read_level(self, level: int, level_xy: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+        """RGB pixels of `level` starting at level pixel `level_xy`; outside the slide is white."""
+        import openslide
+
+        downsample = self.info.levels[level].downsample
+        l0_xy = (round(level_xy[0] * downsample), round(level_xy[1] * downsample))
+        try:
+            region = self._osr.read_region(l0_xy, level, size)
+        except openslide.OpenSlideError as err:
+            raise SlideError(f"{self.path}: cannot read pixels: {err}") from None
+        return composite_on_white(np.asarray(region))
+
+    def read_px_region(
+        self, plan: ReadPlan, px_xy: tuple[int, int], px_size: tuple[int, int]
+    ) -> np.ndarray:
+        """uint8 (height, width, 3) of the plane `plan` describes, top-left at `px_xy`.
+
+        Coordinates may lie outside the slide (a halo over the edge): those pixels are white.
+        """
+        width, height = px_size
+        if width <= 0 or height <= 0:
+            raise SlideError(f"region size {px_size} must be positive")
+        if not plan.resamples:
+            return self._read_level(plan.level, px_xy, (width, height))
+        scale = plan.level_px_per_px
+        src_x0, src_y0 = px_xy[0] * scale, px_xy[1] * scale
+        src_x1, src_y1 = (px_xy[0] + width) * scale, (px_xy[1] + height) * scale
+        margin = math.ceil(2.0 * max(scale, 1.0)) + 1  # the bicubic filter's reach
+        read_x0 = math.floor(src_x0) - margin
+        read_y0 = math.floor(src_y0) - margin
+        read_w = math.ceil(src_x1) + margin - read_x0
+        read_h = math.ceil(src_y1) + margin - read_y0
+        source = self._read_level(plan.level, (read_x0, read_y0), (read_w, read_h))
+        box = (src_x0 - read_x0, src_y0 - read_y0, src_x1 - read_x0, src_y1 - read_y0)
+        resized = Image.fromarray(source).resize(
+            (width, height), resample=Image.Resampling.BICUBIC, box=box, reducing_gap=None
+        )
+        return np.asarray(resized)
+
+    def read_l0_region_at_mpp(
+        self, l0_xy: tuple[float, float], l0_size: tuple[float, float], mpp_um_px: float
+    ) -> tuple[np.ndarray, ReadPlan]:
+        """Convenience for callers in level-0 terms: the region at `mpp_um_px` and the plan used."""
+        plan = choose_read_plan(self.info, mpp_um_px)
+        l0_per_px = plan.px_mpp_um_px / self.info.mpp_um_px
+        px_x = round(l0_xy[0] / l0_per_px)
+        px_y = round(l0_xy[1] / l0_per_px)
+        px_w = max(1, round(l0_size[0] / l0_per_px))
+        px_h = max(1, round(l0_size[1] / l0_per_px))
+        return self.read_px_region(plan, (px_x, px_y), (px_w, px_h)), plan
+
+    def check_readable(self) -> None:
+        """Decode a small window of the coarsest level, so a slide whose tiles are corrupt is
+        refused up front rather than in the middle of a scan."""
+        level = len(self.info.levels) - 1
+        lv = self.info.levels[level]
+        size = (min(lv.width, 512), min(lv.height, 512))
+        self._read_level(level, ((lv.width - size[0]) // 2, (lv.height - size[1]) // 2), size)
+
+
+def open_slide(path: str | os.PathLike[str], mpp_override_um_px: float | None = None) -> Slide:
+    """Open a slide for reading; raises `SlideError` / `MissingMppError` with one clear line."""
+    return Slide(path, mpp_override_um_px)
