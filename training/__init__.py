@@ -1,0 +1,1 @@
+"""fastai training on PatchCamelyon and on patches mined from annotated slides."""
