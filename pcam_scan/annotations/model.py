@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from pcam_scan.errors import AnnotationError
 
 MIN_POLYGON_VERTICES = 3
+
+Role = Literal["tumour", "exclusion"]
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,13 @@ class Polygon:
         try:
             l0_xy = np.array(self.l0_xy, dtype=np.float64)
         except (TypeError, ValueError) as err:
-            raise AnnotationError(f"polygon {self.name!r}: vertices are not numbers ({err})") from None
+            raise AnnotationError(
+                f"polygon {self.name!r}: vertices are not numbers ({err})"
+            ) from None
         if l0_xy.ndim != 2 or l0_xy.shape[1] != 2:
             raise AnnotationError(
-                f"polygon {self.name!r}: vertices must be (N, 2) x, y pairs, got shape {l0_xy.shape}"
+                f"polygon {self.name!r}: vertices must be (N, 2) x, y pairs, "
+                f"got shape {l0_xy.shape}"
             )
         if len(l0_xy) < MIN_POLYGON_VERTICES:
             raise AnnotationError(
@@ -58,6 +64,10 @@ class SlideAnnotations:
     @property
     def is_empty(self) -> bool:
         return not self.tumour
+
+    def by_role(self) -> tuple[tuple[Role, tuple[Polygon, ...]], ...]:
+        """(role, polygons) pairs, tumour first: what writers iterate over."""
+        return (("tumour", self.tumour), ("exclusion", self.exclusions))
 
 
 def contours_to_annotations(

@@ -1,0 +1,64 @@
+"""File-level checks shared by the annotation readers and writers: a missing, unreadable or empty
+file is one clear `AnnotationError`, and a written file appears whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pcam_scan.errors import AnnotationError
+
+PathLike = str | os.PathLike[str]
+
+
+def read_annotation_bytes(path: PathLike) -> bytes:
+    """The file's bytes; missing, a folder, unreadable or empty -> AnnotationError."""
+    path = Path(path)
+    if not path.exists():
+        raise AnnotationError(f"annotation file not found: {path}")
+    if not path.is_file():
+        raise AnnotationError(f"annotation path is not a file: {path}")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise AnnotationError(f"cannot read annotation file {path}: {err.strerror}") from None
+    if not data.strip():
+        raise AnnotationError(f"annotation file is empty: {path}")
+    return data
+
+
+@contextmanager
+def about_file(path: PathLike) -> Iterator[None]:
+    """Prefix the file's path to an AnnotationError raised by a parser (which knows no path)."""
+    try:
+        yield
+    except AnnotationError as err:
+        raise AnnotationError(f"{path}: {err}") from None
+
+
+def parse_json(data: bytes) -> Any:
+    """Decoded JSON; malformed JSON -> AnnotationError with its position."""
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError:
+        raise AnnotationError("not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise AnnotationError(
+            f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+        ) from None
+
+
+def write_atomically(path: PathLike, data: bytes) -> None:
+    """Write to a sibling temporary file, then rename: readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise AnnotationError(f"cannot write annotation file {path}: {err.strerror}") from None
