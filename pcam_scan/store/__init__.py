@@ -1,0 +1,45 @@
+"""The heatmap store (Zarr v3): one store per run, one group per slide. See docs/store.md.
+
+Modules, one job each: `identity` (run identity and its hash), `ids` (slide ids), `fingerprint`
+(slide file fingerprint), `schema` (attribute layout), `location` (where the store lives),
+`blocks` (block bookkeeping and the picklable block writer), `pyramid` and `ngff` (multiscale
+levels and their OME-NGFF metadata), `reader` (read access), `heatmap_store` (the store itself).
+"""
+
+from pcam_scan.store.blocks import BlockWriter
+from pcam_scan.store.fingerprint import slide_fingerprint
+from pcam_scan.store.heatmap_store import HeatmapStore
+from pcam_scan.store.identity import RunIdentity
+from pcam_scan.store.ids import slide_id_for_path, unique_slide_ids, validate_slide_id
+from pcam_scan.store.location import StoreLocation
+from pcam_scan.store.pyramid import Pooling
+from pcam_scan.store.reader import HeatmapReader
+from pcam_scan.store.schema import (
+    DEFAULT_BLOCK_CELLS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    SlideRecord,
+    SlideState,
+    SlideStatus,
+    StoredSlide,
+)
+
+__all__ = [
+    "DEFAULT_BLOCK_CELLS",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "BlockWriter",
+    "HeatmapReader",
+    "HeatmapStore",
+    "Pooling",
+    "RunIdentity",
+    "SlideRecord",
+    "SlideState",
+    "SlideStatus",
+    "StoredSlide",
+    "StoreLocation",
+    "slide_fingerprint",
+    "slide_id_for_path",
+    "unique_slide_ids",
+    "validate_slide_id",
+]

@@ -1,0 +1,74 @@
+"""Block bookkeeping in the store: which blocks are written, and the writer of one block.
+
+Which blocks a slide needs is `pcam_scan.blocks.plan_blocks` (every block with tissue), the same
+function the scanner plans with.
+
+A block of cells is exactly one chunk of `prob/0`, and `blocks_done` has one 1x1 chunk per block,
+so every block is written by one worker into objects no other worker touches. The order makes
+resume safe: the block's probability chunk is written first, its `blocks_done` chunk second, so a
+block reads as done only when its data was written whole. Rewriting a block writes the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from pcam_scan.geometry import Block
+from pcam_scan.store.location import StoreLocation, child_array, child_group
+from pcam_scan.store.schema import BLOCKS_DONE, PROB
+
+
+def done_block_rcs(blocks_done: npt.NDArray[np.uint8]) -> set[tuple[int, int]]:
+    return {(int(r), int(c)) for r, c in np.argwhere(blocks_done == 1)}
+
+
+@dataclass(frozen=True)
+class BlockWriter:
+    """Writes the probabilities of one block of one slide; picklable, for Ray workers.
+
+    It opens the slide's arrays by URI in whatever process it runs in. `probs` holds one value per
+    cell of the block, float in [0, 1], NaN for cells that were not predicted (no tissue).
+    """
+
+    location: StoreLocation
+    slide_id: str
+
+    def write(self, block: Block, probs: npt.ArrayLike) -> None:
+        slide = self.location.group(self.slide_id, mode="r+")
+        prob0 = child_array(child_group(slide, PROB), "0")
+        done = child_array(slide, BLOCKS_DONE)
+        values = np.asarray(probs, dtype=np.float32)
+        check_block_fits(block, values, prob0.shape, prob0.chunks)
+        prob0[block.cell_slices()] = values
+        done[block.block_row, block.block_col] = 1
+
+
+def check_block_fits(
+    block: Block, values: npt.NDArray[np.float32], shape: tuple[int, ...], chunks: tuple[int, ...]
+) -> None:
+    """Refuse (as a bug) a block that is not exactly one chunk, or values of wrong shape/range."""
+    rows, cols = shape
+    chunk_rows, chunk_cols = chunks
+    expected = (
+        block.block_row * chunk_rows,
+        block.block_col * chunk_cols,
+        min(chunk_rows, rows - block.block_row * chunk_rows),
+        min(chunk_cols, cols - block.block_col * chunk_cols),
+    )
+    actual = (block.cell_row0, block.cell_col0, block.n_rows, block.n_cols)
+    if expected != actual or min(expected[2:]) <= 0:
+        raise ValueError(
+            f"block {block} is not the chunk at {block.block_rc} "
+            f"of a {shape} grid in {chunks} chunks"
+        )
+    if values.shape != (block.n_rows, block.n_cols):
+        raise ValueError(
+            f"block {block.block_rc} needs {(block.n_rows, block.n_cols)} values, "
+            f"got {values.shape}"
+        )
+    finite = values[~np.isnan(values)]
+    if finite.size and (finite.min() < 0.0 or finite.max() > 1.0):
+        raise ValueError(f"block {block.block_rc} values must be probabilities in [0, 1] or NaN")

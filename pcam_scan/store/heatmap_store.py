@@ -1,0 +1,328 @@
+"""The heatmap store of one run: open/create it, plan slides, write blocks, finalize, fail.
+
+Write order, so that nothing is ever taken as done before it is written whole:
+1. plan: arrays created, tissue written, then the slide attributes with status `planned`;
+2. each block: its `prob/0` chunk, then its `blocks_done` chunk (see blocks.py);
+3. finalize: every planned block must be done; pyramid levels and their OME metadata are
+   written, then counts, timings and status `complete` in one final attribute write.
+A crash anywhere leaves a slide that is re-planned (no `planned` status yet) or resumed (the done
+blocks are kept; the pyramid and status are rewritten by the next finalize).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, SupportsFloat
+
+import numpy as np
+import numpy.typing as npt
+import zarr
+from zarr.errors import ContainsArrayAndGroupError, ContainsArrayError, NodeNotFoundError
+
+from pcam_scan.errors import StoreError
+from pcam_scan.geometry import Block, CellGrid, block_grid_shape
+from pcam_scan.blocks import plan_blocks
+from pcam_scan.store.blocks import BlockWriter
+from pcam_scan.store.identity import RunIdentity, json_copy
+from pcam_scan.store.ids import validate_slide_id
+from pcam_scan.store.location import StoreLocation, child_array, child_group, write_attr
+from pcam_scan.store.ngff import AXES, multiscales_attrs
+from pcam_scan.store.pyramid import DEFAULT_TOP_CELLS, POOLINGS, Pooling, build_pyramid
+from pcam_scan.store.reader import HeatmapReader
+from pcam_scan.store.schema import (
+    ATTRS_KEY,
+    BLOCKS_DONE,
+    DEFAULT_BLOCK_CELLS,
+    PROB,
+    TISSUE,
+    SlideRecord,
+    SlideState,
+    SlideStatus,
+    StoredSlide,
+    cell_um,
+    check_root_attrs,
+    finite_numbers,
+    grid_from_attrs,
+    grid_to_attrs,
+    root_attrs,
+)
+
+OpenMode = Literal["r", "r+", "a"]
+PYRAMID_CHUNK_CELLS = 256
+
+
+class HeatmapStore(HeatmapReader):
+    """One store per run target; one group per slide id. See docs/store.md for the layout.
+
+    Modes: "r" reads; "r+" also updates an existing store (failures, diagnoses); "a" creates
+    the store if absent and is what a scan uses. A run identity given with any mode must match
+    the store's; "a" requires one, and planning or finalizing a slide needs one.
+    """
+
+    @classmethod
+    def open(
+        cls,
+        uri: str,
+        run: RunIdentity | None = None,
+        *,
+        mode: OpenMode = "r",
+        storage_options: Mapping[str, object] | None = None,
+    ) -> HeatmapStore:
+        location = StoreLocation(uri, storage_options or {})
+        if mode not in ("r", "r+", "a"):
+            raise ValueError(f"mode must be 'r', 'r+' or 'a', not {mode!r}")
+        if mode == "a" and run is None:
+            raise ValueError("opening a store to scan into (mode 'a') needs the run identity")
+        root = _open_root(location, run if mode == "a" else None)
+        check_root_attrs(uri, root.attrs.asdict(), run)
+        return cls(location, run, writable=mode != "r")
+
+    # -- planning and writing --------------------------------------------------------------
+
+    def plan_slide(
+        self,
+        slide_id: str,
+        record: SlideRecord,
+        grid: CellGrid,
+        tissue: npt.ArrayLike,
+        block_cells: int = DEFAULT_BLOCK_CELLS,
+    ) -> SlideStatus:
+        """Create the slide's arrays, or keep them for a resume when they match this plan.
+
+        Returns the slide's status after planning: `planned`, or `complete` for a slide that is
+        already done (nothing is touched then). A slide planned before with another file, grid,
+        block size or tissue mask is refused: results are never mixed.
+        """
+        run = self._run_for_writing()
+        validate_slide_id(slide_id)
+        tissue_mask = np.asarray(tissue)
+        if tissue_mask.dtype != np.bool_ or tissue_mask.shape != grid.shape:
+            raise ValueError(
+                f"tissue must be a bool grid of shape {grid.shape}, "
+                f"got {tissue_mask.dtype} {tissue_mask.shape}"
+            )
+        n_brows, n_bcols = block_grid_shape(grid, block_cells)
+        existing = self._existing_attrs(slide_id)
+        if existing is not None and "grid" in existing:
+            self._check_resumable(slide_id, existing, record, grid, tissue_mask, block_cells)
+            status = SlideStatus.from_attrs(existing["status"])
+            if status.state is SlideState.COMPLETE:
+                return status
+            planned = SlideStatus(SlideState.PLANNED)
+            self._update_slide_attrs(
+                slide_id, {"slide": record.to_attrs(), "status": planned.to_attrs()}
+            )
+            return planned
+
+        slide = self.location.group(slide_id, mode="w")
+        prob = slide.create_group(PROB)
+        _float_grid_array(prob, "0", grid.shape, (block_cells, block_cells))
+        tissue_array = slide.create_array(
+            TISSUE, shape=grid.shape, chunks=(block_cells, block_cells), dtype="bool",
+            fill_value=False, dimension_names=AXES,
+        )
+        tissue_array[:] = tissue_mask
+        slide.create_array(
+            BLOCKS_DONE, shape=(n_brows, n_bcols), chunks=(1, 1), dtype="uint8", fill_value=0,
+            compressors=None, dimension_names=("block_row", "block_col"),
+        )
+        write_attr(prob, "ome", multiscales_attrs(slide_id, 1, cell_um(grid), "max"))
+        planned = SlideStatus(SlideState.PLANNED)
+        self._update_slide_attrs(
+            slide_id,
+            {
+                "slide": record.to_attrs(),
+                "model_id": run.model_id,
+                "settings_hash": run.settings_hash,
+                "grid": grid_to_attrs(grid),
+                "block_cells": block_cells,
+                "block_grid": [n_brows, n_bcols],
+                "planned_blocks": len(plan_blocks(grid, tissue_mask, block_cells)),
+                "status": planned.to_attrs(),
+            },
+        )
+        return planned
+
+    def block_writer(self, slide_id: str) -> BlockWriter:
+        """A picklable writer for the slide's blocks, to be shipped to Ray workers."""
+        self._run_for_writing()
+        self._planned_attrs(slide_id)
+        return BlockWriter(self.location, slide_id)
+
+    def write_block(self, slide_id: str, block: Block, probs: npt.ArrayLike) -> None:
+        self.block_writer(slide_id).write(block, probs)
+
+    def finalize_slide(
+        self,
+        slide_id: str,
+        seconds: Mapping[str, SupportsFloat],
+        counts: Mapping[str, SupportsFloat] | None = None,
+        *,
+        pooling: Pooling = "max",
+        top_cells: int = DEFAULT_TOP_CELLS,
+    ) -> StoredSlide:
+        """Build the pyramid and mark the slide complete (last). Refused while blocks are missing.
+
+        `seconds` are per-stage timings (e.g. read, predict, write); `counts` are extra counts
+        (e.g. patches predicted, with TTA); tissue_cells, predicted_cells and tissue_mm2 are
+        computed here from the stored arrays.
+        """
+        self._run_for_writing()
+        attrs = self._planned_attrs(slide_id)
+        if SlideStatus.from_attrs(attrs["status"]).state is SlideState.COMPLETE:
+            return self.stored_slide(slide_id)
+        stage_seconds = finite_numbers(seconds, "seconds")
+        extra_counts = finite_numbers(counts or {}, "counts")
+        if pooling not in POOLINGS or top_cells < 1:
+            raise ValueError(f"pooling must be one of {POOLINGS} and top_cells >= 1")
+        pending = self.pending_blocks(slide_id)
+        if pending:
+            raise StoreError(
+                f"slide {slide_id!r}: {len(pending)} of {attrs['planned_blocks']} blocks are not "
+                "written yet; it cannot be finalized"
+            )
+        grid = grid_from_attrs(attrs["grid"])
+        slide = self._slide_group(slide_id)
+        prob = child_group(slide, PROB)
+        level0 = np.asarray(child_array(prob, "0")[:], dtype=np.float32)
+        tissue_cells = int(np.count_nonzero(child_array(slide, TISSUE)[:]))
+        computed: dict[str, int | float] = {
+            "tissue_cells": tissue_cells,
+            "predicted_cells": int(np.count_nonzero(~np.isnan(level0))),
+            "tissue_mm2": tissue_cells * grid.cell_area_mm2,
+        }
+        if clash := sorted(computed.keys() & extra_counts.keys()):
+            raise ValueError(f"counts {clash} are computed by the store; do not pass them")
+        levels = build_pyramid(level0, pooling, top_cells)
+        _write_levels(prob, levels)
+        write_attr(prob, "ome", multiscales_attrs(slide_id, len(levels), cell_um(grid), pooling))
+        self._update_slide_attrs(
+            slide_id,
+            {
+                "counts": {**computed, **extra_counts},
+                "seconds": stage_seconds,
+                "pyramid": {"levels": len(levels), "pooling": pooling, "top_cells": top_cells},
+                "status": SlideStatus(SlideState.COMPLETE).to_attrs(),
+            },
+        )
+        return self.stored_slide(slide_id)
+
+    def mark_failed(self, slide_id: str, message: str, record: SlideRecord | None = None) -> None:
+        """Record that a slide failed, with a one-line message; its written blocks are kept."""
+        self._require_writable()
+        validate_slide_id(slide_id)
+        one_line = " ".join(str(message).split()) or "failed without a message"
+        updates: dict[str, object] = {"status": SlideStatus(SlideState.FAILED, one_line).to_attrs()}
+        if record is not None:
+            updates["slide"] = record.to_attrs()
+        if self._existing_attrs(slide_id) is None:
+            self.location.group(slide_id, mode="a")
+            if self.run is not None:
+                updates.update(model_id=self.run.model_id, settings_hash=self.run.settings_hash)
+        self._update_slide_attrs(slide_id, updates)
+
+    def set_diagnosis(self, slide_id: str, diagnosis: Mapping[str, object]) -> None:
+        """Attach (or replace) the slide-level diagnosis of a complete slide."""
+        self._require_writable()
+        status = self.slide_status(slide_id)
+        if status is None or status.state is not SlideState.COMPLETE:
+            raise StoreError(f"slide {slide_id!r} is not complete; its diagnosis cannot be stored")
+        value = json_copy(dict(diagnosis))
+        self._update_slide_attrs(slide_id, {"diagnosis": value})
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise StoreError(f"the store {self.uri} was opened read-only")
+
+    def _run_for_writing(self) -> RunIdentity:
+        self._require_writable()
+        if self.run is None:
+            raise StoreError(
+                f"the store {self.uri} was opened without a run identity; cannot scan into it"
+            )
+        return self.run
+
+    def _existing_attrs(self, slide_id: str) -> dict[str, Any] | None:
+        """The slide's attributes, or None when the store has no group for it yet."""
+        if validate_slide_id(slide_id) not in self.list_slides():
+            return None
+        return self._slide_attrs(slide_id)
+
+    def _update_slide_attrs(self, slide_id: str, updates: Mapping[str, object]) -> None:
+        """Merge `updates` into the slide's attributes: one atomic write of its zarr.json."""
+        current: dict[str, object] = self._slide_attrs(slide_id)
+        current.update(updates)
+        write_attr(self._slide_group(slide_id), ATTRS_KEY, current)
+
+    def _check_resumable(
+        self,
+        slide_id: str,
+        existing: Mapping[str, Any],
+        record: SlideRecord,
+        grid: CellGrid,
+        tissue: npt.NDArray[np.bool_],
+        block_cells: int,
+    ) -> None:
+        run = self._run_for_writing()
+        stored_record = SlideRecord.from_attrs(existing.get("slide", {}))
+        problems = []
+        stored_run = (existing.get("model_id"), existing.get("settings_hash"))
+        if stored_run != (run.model_id, run.settings_hash):
+            problems.append("it was scanned with another model or settings")
+        if stored_record.fingerprint != record.fingerprint:
+            problems.append(
+                f"its file changed (fingerprint {stored_record.fingerprint} in the store, "
+                f"{record.fingerprint} now)"
+            )
+        elif grid_from_attrs(existing["grid"]) != grid:
+            problems.append("its cell grid differs (other MPP, size or patch geometry)")
+        elif int(existing["block_cells"]) != block_cells:
+            problems.append(
+                f"it was planned in blocks of {existing['block_cells']} cells, not {block_cells}"
+            )
+        elif not np.array_equal(self.read_tissue(slide_id), tissue):
+            problems.append("its tissue mask differs")
+        if problems:
+            raise StoreError(
+                f"slide {slide_id!r} in {self.uri} cannot be resumed: {'; '.join(problems)}; "
+                "use a new store or remove the slide's group"
+            )
+
+
+def _open_root(location: StoreLocation, create_for: RunIdentity | None) -> zarr.Group:
+    """Open the store's root group; with `create_for`, create it (identity in the same write)."""
+    try:
+        if create_for is None:
+            return location.group(mode="r")
+        try:
+            return location.group(mode="r+")
+        except NodeNotFoundError:
+            return location.group(mode="w-", attributes={ATTRS_KEY: root_attrs(create_for)})
+    except (FileExistsError, ContainsArrayError, ContainsArrayAndGroupError) as err:
+        raise StoreError(f"{location.uri} exists and is not a pcam-scan heatmap store") from err
+    except FileNotFoundError as err:
+        raise StoreError(f"no heatmap store at {location.uri}") from err
+    except OSError as err:
+        raise StoreError(f"cannot open the store {location.uri}: {err}") from err
+
+
+def _float_grid_array(
+    group: zarr.Group, name: str, shape: tuple[int, int], chunks: tuple[int, int]
+) -> zarr.Array:
+    return group.create_array(
+        name, shape=shape, chunks=chunks, dtype="float32", fill_value=float("nan"),
+        dimension_names=AXES, overwrite=True,
+    )
+
+
+def _write_levels(prob: zarr.Group, levels: list[npt.NDArray[np.float32]]) -> None:
+    """Write pyramid levels 1.. (level 0 holds the blocks); drop levels left by an older build."""
+    for level, data in enumerate(levels[1:], start=1):
+        rows, cols = data.shape
+        chunks = (min(rows, PYRAMID_CHUNK_CELLS), min(cols, PYRAMID_CHUNK_CELLS))
+        _float_grid_array(prob, str(level), (rows, cols), chunks)[:] = data
+    for name in list(prob.array_keys()):
+        if name.isdigit() and int(name) >= len(levels):
+            del prob[name]
