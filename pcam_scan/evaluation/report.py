@@ -1,0 +1,176 @@
+"""A whole Camelyon16-style evaluation: slide AUC + lesion FROC, written as JSON and PNGs.
+
+Inputs are plain data (reference, slide probabilities, detections, evaluation masks), so the
+same code serves a heatmap store and users' own prediction files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pcam_scan.evaluation.errors import EvaluationError
+from pcam_scan.evaluation.froc import (
+    FP_RATES_PER_SLIDE,
+    DetectionTable,
+    FrocCurve,
+    FrocScore,
+    SlideHits,
+    froc_curve,
+    froc_score,
+    score_slide,
+)
+from pcam_scan.evaluation.mask import (
+    EVALUATION_LEVEL,
+    GROWTH_TOTAL_UM,
+    ITC_MAJOR_AXIS_UM,
+    OFFICIAL_L0_MPP_UM_PX,
+    EvaluationMask,
+)
+from pcam_scan.evaluation.plots import plot_froc, plot_roc
+from pcam_scan.evaluation.reference import Reference
+from pcam_scan.evaluation.slide_auc import AucResult, BootstrapSettings, slide_auc
+
+METRICS_JSON = "metrics.json"
+ROC_PNG = "roc.png"
+FROC_PNG = "froc.png"
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Everything an evaluation measured."""
+
+    reference: Reference
+    probabilities: Mapping[str, float]
+    auc: AucResult
+    hits: tuple[SlideHits, ...]
+    curve: FrocCurve
+    froc: FrocScore
+    masks: Mapping[str, EvaluationMask]
+    ignored_predictions: tuple[str, ...] = ()
+
+
+def evaluate(
+    reference: Reference,
+    probabilities: Mapping[str, float],
+    detections: Mapping[str, DetectionTable],
+    masks: Mapping[str, EvaluationMask],
+    bootstrap: BootstrapSettings,
+) -> EvaluationResult:
+    """Slide AUC and lesion FROC over the reference's slides.
+
+    Every reference slide needs a probability and a detection table, and every tumour slide an
+    evaluation mask. Probabilities of slides outside the reference are ignored and listed.
+    """
+    names = reference.names
+    missing = [n for n in names if n not in probabilities]
+    if missing:
+        raise EvaluationError(f"no slide probability for {', '.join(missing[:5])}")
+    missing = [n for n in names if n not in detections]
+    if missing:
+        raise EvaluationError(f"no detections for {', '.join(missing[:5])}")
+    missing = [e.name for e in reference.entries if e.is_tumour and e.name not in masks]
+    if missing:
+        raise EvaluationError(f"no evaluation mask for tumour slide {', '.join(missing[:5])}")
+    auc = slide_auc(
+        [e.is_tumour for e in reference.entries], [probabilities[n] for n in names], bootstrap
+    )
+    hits = tuple(
+        score_slide(e.name, detections[e.name], masks[e.name] if e.is_tumour else None)
+        for e in reference.entries
+    )
+    curve = froc_curve(hits)
+    excluded = set(reference.excluded)
+    ignored = tuple(sorted(n for n in probabilities if n not in set(names) and n not in excluded))
+    return EvaluationResult(
+        reference=reference,
+        probabilities={n: probabilities[n] for n in names},
+        auc=auc,
+        hits=hits,
+        curve=curve,
+        froc=froc_score(curve, FP_RATES_PER_SLIDE),
+        masks={n: masks[n] for n in names if n in masks},
+        ignored_predictions=ignored,
+    )
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def metrics_dict(result: EvaluationResult, mpp_source: str) -> dict[str, object]:
+    """The metrics as plain JSON types."""
+    ref = result.reference
+    slides = []
+    for entry, hit in zip(ref.entries, result.hits):
+        mask = result.masks.get(entry.name)
+        slides.append(
+            {
+                "name": entry.name,
+                "is_tumour": entry.is_tumour,
+                "size_class": entry.size_class,
+                "probability": result.probabilities[entry.name],
+                "n_false_positives": int(hit.fp_confidences.size),
+                "n_lesions": hit.n_lesions,
+                "n_lesions_detected": hit.n_detected,
+                "n_itc_regions": len(mask.itc_labels) if mask else 0,
+                "n_itc_hits": hit.n_itc_hits,
+                "mpp_um_px": mask.mpp_um_px if mask else None,
+            }
+        )
+    return {
+        "protocol": {
+            "name": "camelyon16",
+            "evaluation_level": EVALUATION_LEVEL,
+            "growth_total_um": GROWTH_TOTAL_UM,
+            "itc_major_axis_um": ITC_MAJOR_AXIS_UM,
+            "official_l0_mpp_um_px": OFFICIAL_L0_MPP_UM_PX,
+            "mpp_source": mpp_source,
+            "fp_rates_per_slide": list(result.froc.fp_rates),
+        },
+        "reference": {
+            "n_slides": len(ref.entries),
+            "n_tumour": ref.n_tumour,
+            "n_normal": len(ref.entries) - ref.n_tumour,
+            "excluded": list(ref.excluded),
+        },
+        "slide_level": {
+            "auc": result.auc.auc,
+            "ci_low": result.auc.ci_low,
+            "ci_high": result.auc.ci_high,
+            "ci_level": result.auc.level,
+            "bootstrap": "stratified percentile",
+            "n_replicates": result.auc.n_replicates,
+            "seed": result.auc.seed,
+        },
+        "lesion_level": {
+            "froc_score": result.froc.score,
+            "sensitivity_at_fp_rate": {
+                f"{r:g}": s for r, s in zip(result.froc.fp_rates, result.froc.sensitivities)
+            },
+            "n_lesions": result.curve.n_lesions,
+            "curve": {
+                "threshold": [_finite_or_none(float(t)) for t in result.curve.thresholds],
+                "fps_per_slide": [float(v) for v in result.curve.fps_per_slide],
+                "sensitivity": [float(v) for v in result.curve.sensitivity],
+            },
+        },
+        "slides": slides,
+        "ignored_predictions": list(result.ignored_predictions),
+    }
+
+
+def write_report(result: EvaluationResult, out_dir: str | Path, mpp_source: str) -> Path:
+    """metrics.json, roc.png and froc.png under `out_dir`; returns the metrics path."""
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    plot_roc(result.auc, root / ROC_PNG)
+    plot_froc(result.curve, result.froc, root / FROC_PNG)
+    target = root / METRICS_JSON
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(metrics_dict(result, mpp_source), indent=2, allow_nan=False) + "\n")
+    tmp.replace(target)
+    return target

@@ -1,0 +1,217 @@
+"""Lesions from a heatmap: tumour regions with their size, and point detections with confidence.
+
+Two readings of one probability map over a `CellGrid`:
+- regions: 8-connected cells at or above a threshold, measured in slide units (area in mm2, the
+  longest diameter in um, the centroid in level-0 pixels), for diagnosis and export;
+- point detections: peaks of the map smoothed with a NaN-aware Gaussian, kept by non-maximum
+  suppression, each with a confidence and level-0 X, Y: the Camelyon16 lesion-detection output.
+
+NaN cells were not predicted (no tissue): they are never part of a region or a peak, and the
+smoothing neither spreads them nor lets them pull neighbours towards zero.
+
+The longest diameter is the maximum Feret diameter over the CORNERS of the region's cells, so a
+single cell measures its diagonal (cell side x sqrt 2, about 44 um at PCam geometry) and a
+straight run of n cells measures the diagonal of the n x 1 rectangle: the extent the cells cover,
+not the distance between their centres.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import ConvexHull
+from scipy.spatial.distance import pdist
+
+from pcam_scan.errors import ConfigError, StoreError
+from pcam_scan.geometry import CellGrid
+
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+def _check_probability(name: str, value: float) -> None:
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ConfigError(f"{name} {value} must be a probability in [0, 1]")
+
+
+@dataclass(frozen=True)
+class RegionSettings:
+    """Cells with probability >= `threshold` form regions (8-connectivity)."""
+
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_probability("region threshold", self.threshold)
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """Point detections: Gaussian of `sigma_cells` (0 = none), peaks >= `threshold` on the
+    smoothed map, no two peaks closer than `min_distance_cells` (Euclidean, in cells)."""
+
+    sigma_cells: float = 1.0
+    threshold: float = 0.5
+    min_distance_cells: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.sigma_cells) and 0.0 <= self.sigma_cells <= 50.0):
+            raise ConfigError(f"smoothing sigma {self.sigma_cells} cells must lie in [0, 50]")
+        _check_probability("detection threshold", self.threshold)
+        if not (math.isfinite(self.min_distance_cells) and 1.0 <= self.min_distance_cells <= 500.0):
+            raise ConfigError(
+                f"minimum peak distance {self.min_distance_cells} cells must lie in [1, 500]"
+            )
+
+
+@dataclass(frozen=True)
+class Region:
+    """One connected tumour region of the heatmap, measured in slide units."""
+
+    label: int
+    n_cells: int
+    area_mm2: float
+    diameter_um: float
+    centroid_l0_xy: tuple[float, float]
+    max_prob: float
+    mean_prob: float
+    cell_bbox_rc: tuple[int, int, int, int]
+    """(row0, col0, row1, col1), end-exclusive cell rows and columns."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One point detection: its confidence (smoothed probability at the peak) and position."""
+
+    confidence: float
+    cell_rc: tuple[int, int]
+    l0_xy: tuple[float, float]
+
+
+def check_heatmap(prob: np.ndarray, grid: CellGrid) -> np.ndarray:
+    """The heatmap as float64, refused when it is not a 2-D array of the grid's shape."""
+    arr = np.asarray(prob)
+    if arr.ndim != 2 or arr.shape != grid.shape:
+        raise StoreError(f"heatmap shape {arr.shape} does not match the cell grid {grid.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise StoreError(f"heatmap dtype {arr.dtype} is not floating point")
+    return arr.astype(np.float64, copy=False)
+
+
+def cell_um(grid: CellGrid) -> float:
+    """Side of one heatmap cell in micrometres."""
+    return grid.geometry.cell_px * grid.px_mpp_um_px
+
+
+def feret_diameter_cells(rows: np.ndarray, cols: np.ndarray) -> float:
+    """Maximum Feret diameter, in cell sides, over the corners of the given cells."""
+    if rows.size == 0:
+        return 0.0
+    corners = np.concatenate(
+        [
+            np.stack([rows + dr, cols + dc], axis=1)
+            for dr in (0, 1)
+            for dc in (0, 1)
+        ]
+    ).astype(np.float64)
+    corners = np.unique(corners, axis=0)
+    hull = ConvexHull(corners)  # cells are unit squares, so the corners are never collinear
+    return float(pdist(corners[hull.vertices]).max())
+
+
+def label_regions(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
+    """8-connected labels of cells >= threshold (NaN never qualifies) and the label count."""
+    above = np.zeros(prob.shape, dtype=bool)
+    np.greater_equal(prob, threshold, where=np.isfinite(prob), out=above)
+    labels, count = ndimage.label(above, structure=EIGHT_CONNECTED)
+    return labels, int(count)
+
+
+def find_regions(prob: np.ndarray, grid: CellGrid, settings: RegionSettings) -> list[Region]:
+    """Connected regions at or above the threshold, largest area first."""
+    values = check_heatmap(prob, grid)
+    labels, _ = label_regions(values, settings.threshold)
+    side_um = cell_um(grid)
+    regions: list[Region] = []
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        local_rows, local_cols = np.nonzero(labels[box] == label)
+        rows = local_rows + box[0].start
+        cols = local_cols + box[1].start
+        cell_values = values[rows, cols]
+        regions.append(
+            Region(
+                label=label,
+                n_cells=int(rows.size),
+                area_mm2=rows.size * grid.cell_area_mm2,
+                diameter_um=feret_diameter_cells(rows, cols) * side_um,
+                centroid_l0_xy=grid.cell_center_l0((float(rows.mean()), float(cols.mean()))),
+                max_prob=float(cell_values.max()),
+                mean_prob=float(cell_values.mean()),
+                cell_bbox_rc=(box[0].start, box[1].start, box[0].stop, box[1].stop),
+            )
+        )
+    regions.sort(key=lambda r: (-r.area_mm2, r.label))
+    return regions
+
+
+def smooth_nan_aware(prob: np.ndarray, sigma_cells: float) -> np.ndarray:
+    """Gaussian smoothing that ignores NaN cells: a weighted mean over predicted neighbours.
+
+    Cells that were NaN stay NaN; edges and holes renormalise instead of pulling values to zero.
+    """
+    finite = np.isfinite(prob)
+    if sigma_cells == 0:
+        return np.where(finite, prob, np.nan)
+    filled = np.where(finite, prob, 0.0)
+    numerator = ndimage.gaussian_filter(filled, sigma_cells, mode="constant", cval=0.0)
+    weight = ndimage.gaussian_filter(
+        finite.astype(np.float64), sigma_cells, mode="constant", cval=0.0
+    )
+    out = np.full(prob.shape, np.nan)
+    np.divide(numerator, weight, out=out, where=finite & (weight > 1e-12))
+    return out
+
+
+def _disk(radius: float) -> np.ndarray:
+    r = math.floor(radius)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return (yy * yy + xx * xx) <= radius * radius
+
+
+def detect_points(prob: np.ndarray, grid: CellGrid, settings: DetectionSettings) -> list[Detection]:
+    """Peaks of the smoothed map, highest confidence first.
+
+    A cell is a candidate when it is finite, >= the threshold and equal to the maximum of the
+    smoothed map within a disk of `min_distance_cells`. Candidates are then taken in order of
+    confidence (ties: row-major order) and one closer than `min_distance_cells` to an already
+    kept peak is dropped, so plateaus give one detection.
+    """
+    smoothed = smooth_nan_aware(check_heatmap(prob, grid), settings.sigma_cells)
+    finite = np.isfinite(smoothed)
+    floor_filled = np.where(finite, smoothed, -np.inf)
+    local_max = ndimage.maximum_filter(
+        floor_filled, footprint=_disk(settings.min_distance_cells), mode="constant", cval=-np.inf
+    )
+    candidate = finite & (smoothed >= settings.threshold) & (floor_filled == local_max)
+    rows, cols = np.nonzero(candidate)
+    confidences = smoothed[rows, cols]
+    order = np.lexsort((cols, rows, -confidences))
+    kept_rc: list[tuple[int, int]] = []
+    detections: list[Detection] = []
+    min_d2 = settings.min_distance_cells**2
+    for index in order:
+        row, col = int(rows[index]), int(cols[index])
+        if any((row - r) ** 2 + (col - c) ** 2 < min_d2 for r, c in kept_rc):
+            continue
+        kept_rc.append((row, col))
+        detections.append(
+            Detection(
+                confidence=float(confidences[index]),
+                cell_rc=(row, col),
+                l0_xy=grid.cell_center_l0((row, col)),
+            )
+        )
+    return detections
