@@ -1,0 +1,40 @@
+"""Joining a Ray cluster, or starting a local one for the length of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from pcam_scan.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ClusterResources:
+    cpus: float
+    gpus: float
+
+
+@contextmanager
+def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[ClusterResources]:
+    """Connect to `address` (a running cluster) or start a local Ray, and always let it go.
+
+    A local Ray started here is stopped afterwards; a joined cluster is only disconnected.
+    """
+    import ray
+
+    if ray.is_initialized():
+        raise ConfigError("Ray is already initialised in this process; pcam-scan manages its own session")
+    kwargs: dict[str, object] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus, **kwargs)
+    except ConnectionError as err:
+        raise ConfigError(f"cannot reach a Ray cluster at {address}: {err}") from None
+    try:
+        resources = ray.cluster_resources()
+        yield ClusterResources(cpus=float(resources.get("CPU", 0)), gpus=float(resources.get("GPU", 0)))
+    finally:
+        ray.shutdown()

@@ -1,0 +1,69 @@
+"""`pcam-scan scan SLIDES_OR_DIRS... --model CKPT --store OUT.zarr`: heatmaps for a batch of slides.
+
+Runs on Ray (a local Ray started for the run, or the cluster at `--address`); `--in-process`
+runs the same stages without Ray, for debugging. Exit 0 when every slide is complete, 1 when
+any slide failed (each failure is in the table and in the store), 2 on a user error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pcam_scan.errors import ConfigError
+
+SLIDE_SUFFIXES = frozenset({".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"})
+MASK_SUFFIXES = ("_mask.tif", "_mask.tiff")  # Camelyon16 ground-truth masks beside the slides
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("scan", help="scan slides into a Zarr heatmap store (Ray)")
+    add_scan_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments shared by `scan` and `submit`."""
+    parser.add_argument("slides", nargs="+", help="slide files, or folders of slides")
+    parser.add_argument("--model", required=True, help="scanner checkpoint (.safetensors)")
+    parser.add_argument("--store", required=True, help="Zarr store: a folder or an fsspec URL (s3://...)")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
+    parser.add_argument("--stride", type=int, default=32, help="stride in px at the model MPP (default 32)")
+    parser.add_argument("--tta", action="store_true", help="mean over the 8 flips/rotations")
+    parser.add_argument("--mpp", type=float, default=None, help="override the slides' um/px")
+    parser.add_argument("--batch-size", type=int, default=256, help="patches per model batch")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--block-cells", type=int, default=32, help="cells per block side (= Zarr chunk)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (in-process runs)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    parser.add_argument("--in-process", action="store_true", help="no Ray: scan in this process")
+
+
+def collect_slides(inputs: list[str]) -> list[Path]:
+    """Files as given; folders expanded to their slide files (sorted, masks left out)."""
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES and not p.name.lower().endswith(MASK_SUFFIXES)
+            )
+            if not found:
+                raise ConfigError(f"{path}: folder holds no slide files ({', '.join(sorted(SLIDE_SUFFIXES))})")
+            paths.extend(found)
+        else:
+            paths.append(path)  # a missing or broken file becomes that slide's failure
+    return paths
+
+
+def run(args: argparse.Namespace) -> int:
+    from pcam_scan.scan.runner import ScanRequest, run_scan
+    from pcam_scan.scan.outcome import summary_table
+
+    request = ScanRequest.from_args(args, collect_slides(args.slides))
+    outcomes = run_scan(request)
+    print(summary_table(outcomes))
+    print(f"store: {args.store}", file=sys.stderr)
+    return 1 if any(o.failed for o in outcomes) else 0

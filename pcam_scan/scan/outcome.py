@@ -1,0 +1,39 @@
+"""Each slide's outcome as data, and the summary table the CLI prints from it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SlideOutcome:
+    """What a scan did with one slide; the CLI turns a list of these into a table and exit code."""
+
+    slide_id: str
+    path: str
+    state: str  # "complete", "already complete", "failed"
+    message: str | None = None
+    n_patches: int = 0
+    tissue_mm2: float = 0.0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.state == "failed"
+
+
+def summary_table(outcomes: Sequence[SlideOutcome]) -> str:
+    """A fixed-width table: slide, status, patches, tissue mm2, seconds (read / predict), message."""
+    header = f"{'slide':<28} {'status':<17} {'patches':>9} {'tissue mm2':>10} {'read s':>7} {'pred s':>7} {'total s':>8}  message"
+    lines = [header, "-" * len(header)]
+    for o in outcomes:
+        total = sum(o.seconds.values())
+        lines.append(
+            f"{o.slide_id[:28]:<28} {o.state:<17} {o.n_patches:>9} {o.tissue_mm2:>10.2f} "
+            f"{o.seconds.get('read', 0.0):>7.1f} {o.seconds.get('predict', 0.0):>7.1f} {total:>8.1f}  "
+            f"{o.message or ''}"
+        )
+    failed = sum(o.failed for o in outcomes)
+    lines.append(f"{len(outcomes)} slides: {len(outcomes) - failed} ok, {failed} failed")
+    return "\n".join(lines)

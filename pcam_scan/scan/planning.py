@@ -1,0 +1,61 @@
+"""Plan a slide: open it, check its MPP, choose the read plane, find tissue, list the blocks."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from pcam_scan.blocks import plan_blocks
+from pcam_scan.geometry import Block, CellGrid, PatchGeometry
+from pcam_scan.scan.settings import ScanSettings
+from pcam_scan.slide import ReadPlan, SlideInfo, choose_read_plan, open_slide
+from pcam_scan.tissue import TissueGrid, detect_tissue
+
+
+@dataclass(frozen=True)
+class SlidePlan:
+    """Everything a worker needs to read a slide's blocks; small enough to ship through Ray."""
+
+    slide_id: str
+    path: str
+    info: SlideInfo
+    read_plan: ReadPlan
+    grid: CellGrid
+    tissue: TissueGrid
+    blocks: tuple[Block, ...]
+    plan_seconds: float
+
+    @property
+    def n_patches(self) -> int:
+        return int(sum(self.tissue.cells[b.cell_slices()].sum() for b in self.blocks))
+
+
+def plan_slide(
+    slide_id: str, path: str, model_geometry: PatchGeometry, settings: ScanSettings
+) -> SlidePlan:
+    """Open the slide, choose how to read it at the model's MPP, and plan its tissue blocks."""
+    started = time.perf_counter()
+    geometry = settings.geometry(model_geometry)
+    with open_slide(path, settings.mpp_override_um_px) as slide:
+        slide.check_readable()
+        read_plan = choose_read_plan(slide.info, geometry.mpp_um_px)
+        grid = CellGrid(
+            slide.info.l0_width,
+            slide.info.l0_height,
+            slide.info.mpp_um_px,
+            read_plan.px_mpp_um_px,
+            geometry,
+        )
+        tissue = detect_tissue(slide, grid, settings.tissue)
+        info = slide.info
+    blocks = tuple(plan_blocks(grid, tissue.cells, settings.block_cells))
+    return SlidePlan(
+        slide_id=slide_id,
+        path=str(path),
+        info=info,
+        read_plan=read_plan,
+        grid=grid,
+        tissue=tissue,
+        blocks=blocks,
+        plan_seconds=time.perf_counter() - started,
+    )

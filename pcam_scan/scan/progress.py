@@ -1,0 +1,61 @@
+"""Progress of a scan: slides, blocks, patches/s and ETA, live on a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class ScanProgress:
+    """Counts what finished and draws one status line; on a non-terminal, a line every few seconds."""
+
+    def __init__(self, stream: TextIO | None = None, interval_s: float = 5.0) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval_s = 0.2 if self.live else interval_s
+        self.started = time.perf_counter()
+        self._last_draw = 0.0
+        self.slides_total = self.slides_done = 0
+        self.blocks_total = self.blocks_done = 0
+        self.patches_total = self.patches_done = 0
+
+    def set_totals(self, slides: int, blocks: int, patches: int) -> None:
+        self.slides_total, self.blocks_total, self.patches_total = slides, blocks, patches
+        self.draw(force=True)
+
+    def block_done(self, n_patches: int) -> None:
+        self.blocks_done += 1
+        self.patches_done += n_patches
+        self.draw()
+
+    def slide_done(self) -> None:
+        self.slides_done += 1
+        self.draw(force=True)
+
+    def line(self) -> str:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = self.patches_done / elapsed
+        left = self.patches_total - self.patches_done
+        eta = f"{left / rate:.0f}s" if rate > 0 and left > 0 else "-"
+        return (
+            f"slides {self.slides_done}/{self.slides_total}  blocks {self.blocks_done}/{self.blocks_total}  "
+            f"patches {self.patches_done}/{self.patches_total}  {rate:.0f} patches/s  ETA {eta}"
+        )
+
+    def draw(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self._last_draw < self.interval_s:
+            return
+        self._last_draw = now
+        if self.live:
+            self.stream.write("\r\033[K" + self.line())
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.draw(force=True)
+        if self.live:
+            self.stream.write("\n")
+            self.stream.flush()

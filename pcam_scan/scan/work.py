@@ -1,0 +1,107 @@
+"""Units of scanning work and their results: what crosses process (and Ray) boundaries.
+
+A `BlockWork` is self-contained (slide path, read plan, block, its tissue cells): a worker needs
+nothing else to read it, so no open slide and no whole tissue grid is ever shipped around.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pcam_scan.geometry import Block, PatchGeometry
+from pcam_scan.scan.planning import SlidePlan
+from pcam_scan.scan.reading import read_block_patches, scatter_block_probs
+from pcam_scan.slide import ReadPlan, Slide, open_slide
+from pcam_scan.store.blocks import BlockWriter
+
+
+@dataclass(frozen=True)
+class BlockWork:
+    """One block of one slide to read, predict and write."""
+
+    slide_id: str
+    path: str
+    mpp_override_um_px: float | None
+    read_plan: ReadPlan
+    block: Block
+    tissue: np.ndarray = field(repr=False)
+
+    @property
+    def n_patches(self) -> int:
+        return int(np.count_nonzero(self.tissue))
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """What became of one block: counts, per-stage seconds, or the error that stopped it."""
+
+    slide_id: str
+    block_rc: tuple[int, int]
+    n_patches: int
+    read_s: float = 0.0
+    predict_s: float = 0.0
+    write_s: float = 0.0
+    error: str | None = None
+
+
+def block_work_items(plan: SlidePlan, blocks: Iterable[Block], mpp_override: float | None) -> list[BlockWork]:
+    """The work items of a slide's pending blocks."""
+    return [
+        BlockWork(
+            slide_id=plan.slide_id,
+            path=plan.path,
+            mpp_override_um_px=mpp_override,
+            read_plan=plan.read_plan,
+            block=block,
+            tissue=np.ascontiguousarray(plan.tissue.cells[block.cell_slices()]),
+        )
+        for block in blocks
+    ]
+
+
+def describe_error(err: BaseException) -> str:
+    """One line for a slide's failed status: the message, with the type when it adds meaning."""
+    from pcam_scan.errors import PcamScanError
+
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if isinstance(err, PcamScanError) else f"{type(err).__name__}: {text}"
+
+
+def read_works(
+    works: Iterable[BlockWork], geometry: PatchGeometry
+) -> Iterator[tuple[BlockWork, np.ndarray | None, float, str | None]]:
+    """Patches of each work item, `(work, patches, seconds, error)`, one slide open at a time.
+
+    A read that fails yields the error text instead of patches, so one bad slide does not stop
+    the others (the error becomes that slide's failed status).
+    """
+    open_path: str | None = None
+    slide: Slide | None = None
+    try:
+        for work in works:
+            started = time.perf_counter()
+            try:
+                if slide is None or work.path != open_path:
+                    if slide is not None:
+                        slide.close()
+                    slide, open_path = None, work.path
+                    slide = open_slide(work.path, work.mpp_override_um_px)
+                patches = read_block_patches(slide, work.read_plan, geometry, work.block, work.tissue)
+            except Exception as err:  # recorded as the slide's failure, never swallowed
+                yield work, None, time.perf_counter() - started, describe_error(err)
+                continue
+            yield work, patches, time.perf_counter() - started, None
+    finally:
+        if slide is not None:
+            slide.close()
+
+
+def write_work(writer: BlockWriter, work: BlockWork, probs: np.ndarray) -> float:
+    """Write a block's probabilities as its one chunk; returns the seconds it took."""
+    started = time.perf_counter()
+    writer.write(work.block, scatter_block_probs(work.block, work.tissue, probs))
+    return time.perf_counter() - started
