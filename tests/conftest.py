@@ -17,3 +17,25 @@ def realdata() -> Path:
     if not (path / "README.md").is_file():
         pytest.fail(f"real test data not found at {path}; set PCAM_SCAN_REALDATA")
     return path
+
+
+@pytest.fixture(scope="session")
+def synth_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small tumour and one small normal slide (about 1.3 x 1.1 mm at 0.486 um/px), with
+    their ASAP XML, level-5 masks and reference.csv, made by the project's own generator."""
+    from pcam_scan.synth import SlideSpec, SynthSpec, write_synthetic_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    spec = SynthSpec(SlideSpec(width_px=2688, height_px=2304, mpp_um_px=0.486), 1, 1, seed=3)
+    write_synthetic_dataset(out, spec)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (untrained, seeded) tiny-CNN checkpoint in the scanner's format."""
+    from pcam_scan.random_model import write_random_checkpoint
+
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    write_random_checkpoint(path, seed=0)
+    return path
