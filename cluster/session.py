@@ -11,8 +11,11 @@ from pcam_scan.errors import ConfigError
 
 @dataclass(frozen=True)
 class ClusterResources:
+    """What the cluster offers: totals, and the most CPUs any one node has (an actor must fit)."""
+
     cpus: float
     gpus: float
+    max_node_cpus: float
 
 
 @contextmanager
@@ -35,6 +38,11 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[Cl
         raise ConfigError(f"cannot reach a Ray cluster at {address}: {err}") from None
     try:
         resources = ray.cluster_resources()
-        yield ClusterResources(cpus=float(resources.get("CPU", 0)), gpus=float(resources.get("GPU", 0)))
+        node_cpus = [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+        yield ClusterResources(
+            cpus=float(resources.get("CPU", 0)),
+            gpus=float(resources.get("GPU", 0)),
+            max_node_cpus=max(node_cpus, default=0.0),
+        )
     finally:
         ray.shutdown()

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pcam_scan.checkpoint import load_checkpoint
+from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.scan.batch import SlideJob, scan_batch
 from pcam_scan.scan.outcome import SlideOutcome
 from pcam_scan.scan.progress import ScanProgress
 from pcam_scan.scan.settings import ScanSettings
 from pcam_scan.store import HeatmapStore, RunIdentity, unique_slide_ids
+from pcam_scan.tissue import TissueSettings
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,24 @@ class ScanRequest:
             num_cpus=args.num_cpus,
             in_process=args.in_process,
         )
+
+    def to_json(self) -> str:
+        """The request as JSON, to travel in a Ray job's runtime environment."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ScanRequest:
+        try:
+            doc = json.loads(text)
+            settings = dict(doc.pop("settings"))
+            tissue = dict(settings.pop("tissue"))
+            tissue["otsu_band"] = tuple(tissue["otsu_band"])
+            return cls(
+                **{**doc, "slides": tuple(doc["slides"])},
+                settings=ScanSettings(**settings, tissue=TissueSettings(**tissue)),
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"malformed scan request: {err}") from None
 
     def predictor_kwargs(self, cpu_threads: int | None) -> dict[str, object]:
         return {
@@ -97,8 +118,8 @@ def _scan_on_ray(
         use_gpus = resources.gpus >= 1
         if use_gpus:
             actors, cpus_per_actor = int(resources.gpus), 1.0
-        else:  # keep one CPU for reading; large CPU clusters get several 8-CPU actors
-            cpus_per_actor = float(min(8, max(1, int(resources.cpus) - 1)))
+        else:  # an actor fits on one node, leaving a CPU for reads; big clusters get several
+            cpus_per_actor = float(min(8, max(1, int(resources.max_node_cpus) - 1)))
             actors = max(1, int(resources.cpus // 8))
         pool = PoolSettings(
             checkpoint_path=str(Path(request.checkpoint).resolve()),

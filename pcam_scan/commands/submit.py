@@ -1,0 +1,59 @@
+"""`pcam-scan submit`, `status` and `logs`: a scan as a Ray job on a cluster's head node."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from pcam_scan.commands.scan import add_scan_arguments, collect_slides
+
+DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    submit = subparsers.add_parser("submit", help="submit a scan to a Ray cluster as a job")
+    add_scan_arguments(submit)
+    submit.set_defaults(func=run_submit)
+    status = subparsers.add_parser("status", help="status of a submitted scan job")
+    status.add_argument("job", help="job id printed by `pcam-scan submit`")
+    status.add_argument("--address", default=DEFAULT_DASHBOARD, help="Ray dashboard (job server) URL")
+    status.set_defaults(func=run_status)
+    logs = subparsers.add_parser("logs", help="logs of a submitted scan job")
+    logs.add_argument("job", help="job id printed by `pcam-scan submit`")
+    logs.add_argument("--address", default=DEFAULT_DASHBOARD, help="Ray dashboard (job server) URL")
+    logs.add_argument("--follow", action="store_true", help="keep printing until the job ends")
+    logs.set_defaults(func=run_logs)
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    from cluster.submit import submit_scan
+    from pcam_scan.scan.runner import ScanRequest
+
+    address = args.address or DEFAULT_DASHBOARD
+    # the cluster sees the files at the same absolute paths (shared volume) or by URL
+    slides = [p.resolve() for p in collect_slides(args.slides)]
+    store = args.store if "://" in args.store else str(Path(args.store).resolve())
+    request = replace(
+        ScanRequest.from_args(args, slides), checkpoint=str(Path(args.model).resolve()), store_uri=store
+    )
+    print(submit_scan(request, address))
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from cluster.submit import job_status
+
+    status, message = job_status(args.job, args.address)
+    print(f"{args.job}  {status}  {message}".rstrip())
+    return 0
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    from cluster.submit import job_logs
+
+    for chunk in job_logs(args.job, args.address, follow=args.follow):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+    return 0

@@ -1,0 +1,121 @@
+"""Ray clusters for real: a head and two worker nodes losing one mid-batch, and job submission
+to a `ray start --head` cluster with its dashboard."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pcam_scan.cli import main
+from pcam_scan.store import HeatmapStore
+from pcam_scan.store.schema import SlideState
+from tests.test_scan import GOOD, assert_same_heatmaps, scan_args
+
+SLIDES_ARGS = ("--block-cells", "8")
+
+
+@pytest.fixture(scope="module")
+def slides(synth_dataset: Path) -> list[str]:
+    return [str(synth_dataset / f"{name}.tif") for name in GOOD]
+
+
+@pytest.fixture(scope="module")
+def reference_store(slides: list[str], tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = tmp_path_factory.mktemp("reference") / "single_node.zarr"
+    assert main(scan_args(slides, tiny_checkpoint, store, "--in-process", *SLIDES_ARGS)) == 0
+    return store
+
+
+def _done_blocks(store: Path) -> int:
+    try:
+        opened = HeatmapStore.open(str(store))
+        return sum(len(opened.done_blocks(s)) for s in opened.list_slides())
+    except Exception:  # not created yet by the scanning thread
+        return 0
+
+
+def test_losing_a_worker_node_mid_batch_still_completes_every_slide(
+    slides: list[str], tiny_checkpoint: Path, reference_store: Path, tmp_path: Path
+) -> None:
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        doomed = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        store = tmp_path / "multi_node.zarr"
+        codes: list[int] = []
+        args = scan_args(slides, tiny_checkpoint, store, "--address", cluster.address, *SLIDES_ARGS)
+        scanner = threading.Thread(target=lambda: codes.append(main(args)))
+        scanner.start()
+        deadline = time.monotonic() + 240
+        while _done_blocks(store) < 3 and scanner.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert scanner.is_alive(), "the batch finished before a node could be removed"
+        cluster.remove_node(doomed)
+        scanner.join(timeout=400)
+        assert not scanner.is_alive() and codes == [0]
+    finally:
+        cluster.shutdown()
+    stored = HeatmapStore.open(str(store))
+    assert all(stored.slide_status(s).state is SlideState.COMPLETE for s in GOOD)
+    assert_same_heatmaps(reference_store, store, GOOD)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture()
+def ray_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A real `ray start --head` with its job server and token authentication (as a secured
+    cluster runs), stopped afterwards; this process is the client holding the token."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    token = "pcam-scan-test-token-0123456789abcdef"
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", token)
+    env = {**os.environ, "PATH": f"{ray_bin.parent}{os.pathsep}{os.environ['PATH']}"}
+    dashboard_port = _free_port()
+    subprocess.run(
+        [str(ray_bin), "start", "--head", "--num-cpus", "2", "--port", str(_free_port()),
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port),
+         "--include-dashboard", "true", "--disable-usage-stats"],
+        check=True, env=env, cwd=tmp_path, capture_output=True,
+    )
+    try:
+        yield f"http://127.0.0.1:{dashboard_port}"
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True)
+
+
+def test_submitted_job_scans_the_batch(
+    ray_head: str, slides: list[str], tiny_checkpoint: Path, reference_store: Path, tmp_path: Path, capsys
+) -> None:
+    store = tmp_path / "job.zarr"
+    assert main(["submit", *scan_args(slides, tiny_checkpoint, store, *SLIDES_ARGS)[1:], "--address", ray_head]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert job_id
+    deadline = time.monotonic() + 300
+    status = ""
+    while time.monotonic() < deadline:
+        assert main(["status", job_id, "--address", ray_head]) == 0
+        status = capsys.readouterr().out
+        if any(word in status for word in ("SUCCEEDED", "FAILED", "STOPPED")):
+            break
+        time.sleep(2)
+    assert "SUCCEEDED" in status
+    assert main(["logs", job_id, "--address", ray_head]) == 0
+    assert "2 slides: 2 ok, 0 failed" in capsys.readouterr().out
+    assert_same_heatmaps(reference_store, store, GOOD)
+    assert main(["status", "no-such-job", "--address", ray_head]) == 2
