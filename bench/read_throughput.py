@@ -1,0 +1,82 @@
+"""Read throughput: one region per block cut into strided patches vs one read per patch.
+
+Prints patches/s of both paths at stride 32 (every PCam cell) and 96 (no overlap) on a synthetic
+slide made for the run. A benchmark: prints figures, asserts nothing.
+
+    python bench/read_throughput.py [--width 12288 --height 12288 --mpp 0.243] [--max-patches 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pcam_scan.blocks import cut_patches, plan_blocks
+from pcam_scan.geometry import CellGrid, PatchGeometry
+from pcam_scan.slide import choose_read_plan, open_slide
+from pcam_scan.synth import SlideSpec, write_synthetic_slide
+from pcam_scan.tissue import detect_tissue
+
+
+def block_path(path: Path, geometry: PatchGeometry, max_patches: int) -> tuple[int, float]:
+    """Patches cut from one region read per block (the scanner's way)."""
+    with open_slide(path) as slide:
+        plan = choose_read_plan(slide.info, geometry.mpp_um_px)
+        grid = CellGrid(slide.info.l0_width, slide.info.l0_height, slide.info.mpp_um_px, plan.px_mpp_um_px, geometry)
+        tissue = detect_tissue(slide, grid).cells
+        started = time.perf_counter()
+        n = 0
+        for block in plan_blocks(grid, tissue, 32):
+            x0, y0, w, h = block.region_px_box(geometry)
+            region = slide.read_px_region(plan, (x0, y0), (w, h))
+            patches = np.ascontiguousarray(cut_patches(region, block, geometry)[tissue[block.cell_slices()]])
+            n += len(patches)
+            if n >= max_patches:
+                break
+        return n, time.perf_counter() - started
+
+
+def per_patch_path(path: Path, geometry: PatchGeometry, max_patches: int) -> tuple[int, float]:
+    """One read_region per patch (the naive way)."""
+    with open_slide(path) as slide:
+        plan = choose_read_plan(slide.info, geometry.mpp_um_px)
+        grid = CellGrid(slide.info.l0_width, slide.info.l0_height, slide.info.mpp_um_px, plan.px_mpp_um_px, geometry)
+        tissue = detect_tissue(slide, grid).cells
+        started = time.perf_counter()
+        n = 0
+        for row, col in np.argwhere(tissue)[:max_patches]:
+            x0, y0, _, _ = grid.patch_px_box((int(row), int(col)))
+            slide.read_px_region(plan, (x0, y0), (geometry.patch_px, geometry.patch_px))
+            n += 1
+        return n, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--width", type=int, default=12288)
+    parser.add_argument("--height", type=int, default=12288)
+    parser.add_argument("--mpp", type=float, default=0.243)
+    parser.add_argument("--max-patches", type=int, default=3000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.tif"
+        write_synthetic_slide(path, SlideSpec(args.width, args.height, args.mpp), seed=7, tumour=True)
+        print(f"slide {args.width}x{args.height} px at {args.mpp} um/px (synthetic, JPEG tiles)")
+        print(f"{'stride':>6} {'path':<22} {'patches':>8} {'seconds':>8} {'patches/s':>10}")
+        for stride in (32, 96):
+            geometry = PatchGeometry(stride_px=stride)
+            rates = {}
+            for name, fn in (("block + strided cuts", block_path), ("read_region per patch", per_patch_path)):
+                n, seconds = fn(path, geometry, args.max_patches)
+                rates[name] = n / seconds
+                print(f"{stride:>6} {name:<22} {n:>8} {seconds:>8.2f} {rates[name]:>10.0f}")
+            ratio = rates["block + strided cuts"] / rates["read_region per patch"]
+            print(f"{stride:>6} {'block / per-patch':<22} {'':>8} {'':>8} {ratio:>9.1f}x")
+
+
+if __name__ == "__main__":
+    main()
