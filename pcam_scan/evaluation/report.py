@@ -1,7 +1,8 @@
 """A whole Camelyon16-style evaluation: slide AUC + lesion FROC, written as JSON and PNGs.
 
 Inputs are plain data (reference, slide probabilities, detections, evaluation masks), so the
-same code serves a heatmap store and users' own prediction files.
+same code serves a heatmap store and users' own prediction files; `inputs` in metrics.json
+records which it was.
 """
 
 from __future__ import annotations
@@ -101,8 +102,11 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def metrics_dict(result: EvaluationResult, mpp_source: str) -> dict[str, object]:
-    """The metrics as plain JSON types."""
+def metrics_dict(
+    result: EvaluationResult, mpp_source: str, inputs: Mapping[str, object] | None = None
+) -> dict[str, object]:
+    """The metrics as plain JSON types; `inputs` (JSON types) says where the predictions came
+    from (files, or a heatmap store with the scoring and detection settings)."""
     ref = result.reference
     slides = []
     for entry, hit in zip(ref.entries, result.hits):
@@ -160,10 +164,16 @@ def metrics_dict(result: EvaluationResult, mpp_source: str) -> dict[str, object]
         },
         "slides": slides,
         "ignored_predictions": list(result.ignored_predictions),
+        **({"inputs": dict(inputs)} if inputs is not None else {}),
     }
 
 
-def write_report(result: EvaluationResult, out_dir: str | Path, mpp_source: str) -> Path:
+def write_report(
+    result: EvaluationResult,
+    out_dir: str | Path,
+    mpp_source: str,
+    inputs: Mapping[str, object] | None = None,
+) -> Path:
     """metrics.json, roc.png and froc.png under `out_dir`; returns the metrics path."""
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -171,6 +181,7 @@ def write_report(result: EvaluationResult, out_dir: str | Path, mpp_source: str)
     plot_froc(result.curve, result.froc, root / FROC_PNG)
     target = root / METRICS_JSON
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(metrics_dict(result, mpp_source), indent=2, allow_nan=False) + "\n")
+    metrics = metrics_dict(result, mpp_source, inputs)
+    tmp.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     tmp.replace(target)
     return target

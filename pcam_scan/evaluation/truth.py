@@ -21,6 +21,7 @@ from pcam_scan.evaluation.mask import (
     read_tumour_mask_tiff,
     tumour_mask_from_annotations,
 )
+from pcam_scan.geometry import CellGrid
 
 MASK_SUFFIXES = (".tif", ".tiff")
 ANNOTATION_SUFFIXES = (".xml", ".json", ".geojson")
@@ -32,6 +33,11 @@ class SlideScale:
 
     mpp_um_px: float
     l0_size_wh: tuple[int, int] | None = None
+
+    @classmethod
+    def of_grid(cls, grid: CellGrid) -> SlideScale:
+        """The MPP and size a heatmap store recorded for a slide (its cell grid)."""
+        return cls(grid.slide_mpp_um_px, (grid.l0_width, grid.l0_height))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,105 @@
+"""`pcam-scan export STORE --format geojson|asap --out DIR`: lesion outlines for QuPath or ASAP.
+
+Each exported slide gets one file, `DIR/<slide id>.geojson` (QuPath: annotation objects of class
+Tumor with measurements area_mm2, diameter_um, max_prob, mean_prob) or `DIR/<slide id>.xml`
+(ASAP, Camelyon16 groups `_0` tumour and `_2` exclusion), in level-0 pixel coordinates. An
+outline is a heatmap region (cells >= --threshold) traced along its cell edges; cells inside a
+region that are not part of it are written as exclusion polygons. A slide without lesions gets
+a file without annotations. Without --slides every complete slide is exported and the others
+are listed as skipped; a named slide that is missing or not complete is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pcam_scan.errors import ConfigError, StoreError
+
+# format -> (file suffix, tumour group, exclusion group)
+FORMATS: dict[str, tuple[str, str, str]] = {
+    "geojson": (".geojson", "Tumor", "Exclusion"),
+    "asap": (".xml", "_0", "_2"),
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="lesion outlines of a heatmap store as QuPath GeoJSON or ASAP XML",
+        description=__doc__,
+    )
+    parser.add_argument("store", help="heatmap store: a folder or an fsspec URL")
+    parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="file format")
+    parser.add_argument("--out", required=True, type=Path, help="folder to write the files into")
+    parser.add_argument(
+        "--slides", nargs="+", default=None, metavar="ID", help="slide ids (default: all complete)"
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=0.5, help="region threshold on the heatmap (0.5)"
+    )
+    parser.set_defaults(func=run)
+
+
+def chosen_slides(
+    complete: dict[str, bool], wanted: list[str] | None
+) -> tuple[list[str], list[str]]:
+    """(slides to export, slides skipped) from `complete` (slide id -> complete?) and the ids
+    the user named (matched ignoring case; each must exist and be complete)."""
+    from pcam_scan.diagnosis.store_io import listed, match_slide_ids
+
+    if wanted is None:
+        done = [slide_id for slide_id, ok in complete.items() if ok]
+        return done, [slide_id for slide_id in complete if slide_id not in done]
+    matched, missing = match_slide_ids(wanted, list(complete))
+    if missing:
+        raise StoreError(f"no slide {listed(missing)} in the store")
+    incomplete = [name for name in wanted if not complete[matched[name]]]
+    if incomplete:
+        raise StoreError(f"slide {listed(incomplete)} is not complete; it has no heatmap to export")
+    return list(dict.fromkeys(matched[name] for name in wanted)), []
+
+
+def run(args: argparse.Namespace) -> int:
+    from pcam_scan.annotations import write_asap_xml, write_geojson
+    from pcam_scan.diagnosis.contours import (
+        contour_measurements,
+        contours_as_annotations,
+        lesion_contours,
+    )
+    from pcam_scan.diagnosis.store_io import (
+        describe_status,
+        is_complete,
+        read_heatmap,
+        slide_statuses,
+    )
+    from pcam_scan.lesions import RegionSettings
+    from pcam_scan.store import HeatmapStore
+
+    suffix, tumour_group, exclusion_group = FORMATS[args.format]
+    regions = RegionSettings(args.threshold)
+    out: Path = args.out
+    store = HeatmapStore.open(args.store, mode="r")
+    statuses = dict(slide_statuses(store))
+    if not statuses:
+        raise StoreError(f"the store {args.store} holds no slides")
+    slides, skipped = chosen_slides({s: is_complete(st) for s, st in statuses.items()}, args.slides)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create {out}: {err.strerror or err}") from None
+    for slide_id in skipped:
+        print(f"{slide_id}: skipped, {describe_status(statuses[slide_id])}")
+    for slide_id in slides:
+        heatmap = read_heatmap(store, slide_id)
+        contours = lesion_contours(heatmap.prob, heatmap.grid, regions)
+        annotations = contours_as_annotations(contours, tumour_group, exclusion_group)
+        target = out / f"{slide_id}{suffix}"
+        if args.format == "geojson":
+            write_geojson(annotations, target, contour_measurements(contours))
+        else:
+            write_asap_xml(annotations, target)
+        print(f"{slide_id}: {len(contours)} lesions -> {target}")
+    return 0

@@ -1,0 +1,152 @@
+"""Diagnoses and lesions of the slides in a heatmap store.
+
+Everything is read from level 0 of `prob` (the pyramid is for viewing), the tissue grid and the
+cell grid the slide was scanned on, so sizes are in the slide's own units. Only complete slides
+are read: a slide still being scanned, or one that failed, has no heatmap to diagnose.
+
+`diagnose_stored_slide` is what a scan's finalize step calls right after a slide completes: it
+reads the slide, computes its features and diagnosis, and writes nothing but the diagnosis
+attribute (`HeatmapStore.set_diagnosis`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pcam_scan.diagnosis.contours import LesionContour, lesion_contours
+from pcam_scan.diagnosis.record import Diagnosis, Scorer, diagnose_heatmap
+from pcam_scan.errors import StoreError
+from pcam_scan.geometry import CellGrid
+from pcam_scan.lesions import Detection, DetectionSettings, RegionSettings, detect_points
+from pcam_scan.store import HeatmapReader, HeatmapStore, SlideState, SlideStatus
+
+
+@dataclass(frozen=True)
+class StoredHeatmap:
+    """One complete slide's level-0 heatmap (float32, NaN = not predicted), tissue and grid."""
+
+    slide_id: str
+    grid: CellGrid
+    prob: np.ndarray = field(repr=False)
+    tissue: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SlideLesions:
+    """A slide's lesion outlines (regions >= the region threshold) and its point detections."""
+
+    slide_id: str
+    contours: tuple[LesionContour, ...]
+    detections: tuple[Detection, ...]
+
+
+def describe_status(status: SlideStatus | None) -> str:
+    """`complete`, `planned`, `failed: <message>`, or `unplanned` (a group without a status)."""
+    if status is None:
+        return "unplanned"
+    if status.message:
+        return f"{status.state.value}: {status.message}"
+    return status.state.value
+
+
+def slide_statuses(store: HeatmapReader) -> list[tuple[str, SlideStatus | None]]:
+    """Every slide of the store with its status (None: planning never finished), by id."""
+    return [(slide_id, store.slide_status(slide_id)) for slide_id in store.list_slides()]
+
+
+def is_complete(status: SlideStatus | None) -> bool:
+    return status is not None and status.state is SlideState.COMPLETE
+
+
+def read_heatmap(store: HeatmapReader, slide_id: str) -> StoredHeatmap:
+    """The slide's level-0 heatmap, tissue and grid; refused unless the slide is complete."""
+    status = store.slide_status(slide_id)
+    if not is_complete(status):
+        raise StoreError(
+            f"slide {slide_id!r} in {store.uri} is not complete ({describe_status(status)}); "
+            "it has no heatmap to read"
+        )
+    return StoredHeatmap(
+        slide_id=slide_id,
+        grid=store.read_grid(slide_id),
+        prob=store.read_prob(slide_id, level=0),
+        tissue=store.read_tissue(slide_id),
+    )
+
+
+def diagnose_stored_slide(store: HeatmapStore, slide_id: str, scorer: Scorer) -> Diagnosis:
+    """Diagnose a complete slide from its heatmap and store the diagnosis in its attributes."""
+    heatmap = read_heatmap(store, slide_id)
+    diagnosis = diagnose_heatmap(heatmap.prob, heatmap.tissue, heatmap.grid, scorer)
+    store.set_diagnosis(slide_id, diagnosis.to_attrs())
+    return diagnosis
+
+
+def stored_diagnosis(store: HeatmapReader, slide_id: str) -> Diagnosis | None:
+    """The diagnosis stored with the slide, or None when it has none yet."""
+    attrs = store.stored_slide(slide_id).diagnosis
+    if attrs is None:
+        return None
+    try:
+        return Diagnosis.from_attrs(attrs)
+    except StoreError as err:
+        raise StoreError(f"slide {slide_id!r}: stored diagnosis is malformed: {err}") from None
+
+
+def heatmap_lesions(
+    heatmap: StoredHeatmap,
+    regions: RegionSettings = RegionSettings(),
+    detection: DetectionSettings = DetectionSettings(),
+) -> SlideLesions:
+    """Lesion outlines (level-0 polygons) and point detections (level-0 X, Y) of a heatmap."""
+    return SlideLesions(
+        slide_id=heatmap.slide_id,
+        contours=tuple(lesion_contours(heatmap.prob, heatmap.grid, regions)),
+        detections=tuple(detect_points(heatmap.prob, heatmap.grid, detection)),
+    )
+
+
+def stored_slide_lesions(
+    store: HeatmapReader,
+    slide_id: str,
+    regions: RegionSettings = RegionSettings(),
+    detection: DetectionSettings = DetectionSettings(),
+) -> SlideLesions:
+    """`heatmap_lesions` of a complete slide of the store."""
+    return heatmap_lesions(read_heatmap(store, slide_id), regions, detection)
+
+
+def match_slide_ids(
+    names: Iterable[str], slide_ids: Sequence[str]
+) -> tuple[dict[str, str], list[str]]:
+    """Map names (e.g. reference.csv's `Test_001`) to store slide ids (`test_001`), ignoring case.
+
+    Returns the matches and the names without a slide. Two slides whose ids differ only in case
+    make a name ambiguous, which is refused rather than guessed.
+    """
+    by_key: dict[str, list[str]] = {}
+    for slide_id in slide_ids:
+        by_key.setdefault(slide_id.casefold(), []).append(slide_id)
+    matched: dict[str, str] = {}
+    missing: list[str] = []
+    for name in names:
+        found = by_key.get(name.casefold(), [])
+        if len(found) > 1:
+            raise StoreError(
+                f"{name} matches several slides of the store ({', '.join(sorted(found))}); "
+                "slide ids that differ only in case cannot be told apart"
+            )
+        if found:
+            matched[name] = found[0]
+        else:
+            missing.append(name)
+    return matched, missing
+
+
+def listed(names: Sequence[str], limit: int = 5) -> str:
+    """`a, b, c and 4 more`: names for a one-line message."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -1,0 +1,236 @@
+"""`pcam-scan evaluate STORE ...` end to end: a real heatmap store over synthetic Camelyon16-like
+slides (tests/store_cases.py) against their own ground truth. Near-perfect heatmaps score AUC 1
+and find every lesion without a false positive; degraded heatmaps score lower; the store mode
+and the file mode agree on the same artefacts; bad inputs are one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pcam_scan.cli import main
+from pcam_scan.diagnosis import DefaultRule, load_aggregator
+from pcam_scan.diagnosis.store_io import diagnose_stored_slide
+from pcam_scan.evaluation import read_detections, read_slide_probabilities
+from pcam_scan.store import HeatmapStore, SlideRecord
+from tests.store_cases import RUN, Case, build_store, write_dataset
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Case]]:
+    root = tmp_path_factory.mktemp("synth")
+    return root, write_dataset(root)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory, dataset) -> dict[str, Path]:
+    """Stores never written to by the tests: near-perfect and degraded heatmaps."""
+    folder = tmp_path_factory.mktemp("stores")
+    paths = {}
+    for kind in ("near_perfect", "degraded"):
+        paths[kind] = folder / f"{kind}.zarr"
+        build_store(paths[kind], dataset[1], kind)
+    return paths
+
+
+def evaluate_argv(store: Path | str, root: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "evaluate", str(store),
+        "--reference", str(root / "reference.csv"),
+        "--annotations", str(root / "annotations"),
+        "--out", str(out),
+        "--bootstrap", "200",
+        *extra,
+    ]
+
+
+def run_evaluate(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
+    code = main(argv)
+    assert code == 0, capsys.readouterr().err
+    out = Path(argv[argv.index("--out") + 1])
+    return json.loads((out / "metrics.json").read_text())
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("pcam-scan: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def lesions_to_find(case: Case) -> int:
+    """Non-ITC lesions: the synthetic ITC (< 200 um) stay below 275 um after the 75 um growth,
+    and lesions are placed at least 150 um apart, so none merge."""
+    return sum(lesion.category != "itc" for lesion in case.plan.lesions)
+
+
+def test_near_perfect_heatmaps_score_auc_1_and_find_every_lesion(
+    tmp_path: Path, stores, dataset, capsys
+) -> None:
+    root, cases = dataset
+    out = tmp_path / "eval"
+    metrics = run_evaluate(evaluate_argv(stores["near_perfect"], root, out), capsys)
+    assert metrics["slide_level"]["auc"] == 1.0
+    assert metrics["slide_level"]["ci_low"] == 1.0
+    assert metrics["lesion_level"]["froc_score"] == 1.0
+    assert metrics["lesion_level"]["n_lesions"] == sum(lesions_to_find(c) for c in cases)
+    by_name = {s["name"]: s for s in metrics["slides"]}
+    for case in cases:
+        slide = by_name[case.name]
+        assert slide["n_false_positives"] == 0
+        assert slide["n_lesions_detected"] == slide["n_lesions"] == lesions_to_find(case)
+        if case.is_tumour:  # each slide's own MPP, from the store's grid
+            assert slide["mpp_um_px"] == case.plan.spec.mpp_um_px
+    assert metrics["protocol"]["mpp_source"] == "each slide's own (heatmap store)"
+    inputs = metrics["inputs"]
+    assert inputs["source"] == "heatmap store"
+    assert inputs["slide_ids"] == {c.name: c.slide_id for c in cases}
+    assert inputs["probability_method"] == DefaultRule().name
+    assert inputs["probabilities_computed"] == len(cases)  # nothing diagnosed in the store yet
+    # the challenge artefacts, under the reference's names
+    probabilities = read_slide_probabilities(out / "slide_probabilities.csv")
+    assert sorted(probabilities) == sorted(c.name for c in cases)
+    for case in cases:
+        table = read_detections(out / "detections" / f"{case.name}.csv")
+        assert (len(table) > 0) == case.is_tumour
+        assert all(0 <= x < case.grid.l0_width for x in table.l0_x)
+        assert all(0 <= y < case.grid.l0_height for y in table.l0_y)
+    for png in ("roc.png", "froc.png"):
+        assert (out / png).read_bytes()[:8] == PNG_MAGIC
+    assert "slide AUC 1.0000" in capsys.readouterr().out
+
+
+def test_degraded_heatmaps_score_lower(tmp_path: Path, stores, dataset, capsys) -> None:
+    root, cases = dataset
+    metrics = run_evaluate(evaluate_argv(stores["degraded"], root, tmp_path / "eval"), capsys)
+    good = run_evaluate(evaluate_argv(stores["near_perfect"], root, tmp_path / "good"), capsys)
+    assert metrics["slide_level"]["auc"] < good["slide_level"]["auc"]
+    assert metrics["lesion_level"]["froc_score"] < good["lesion_level"]["froc_score"]
+    normal = [s for s in metrics["slides"] if not s["is_tumour"]]
+    assert normal and all(s["n_false_positives"] >= 1 for s in normal)
+
+
+def test_mask_tiffs_and_annotations_give_the_same_figures(
+    tmp_path: Path, stores, dataset, capsys
+) -> None:
+    root, _ = dataset
+    store = stores["near_perfect"]
+    by_xml = run_evaluate(evaluate_argv(store, root, tmp_path / "a"), capsys)
+    argv = evaluate_argv(store, root, tmp_path / "b", "--masks", str(root / "masks"))
+    by_mask = run_evaluate(argv, capsys)
+    assert by_mask["lesion_level"] == by_xml["lesion_level"]
+    assert by_mask["slides"] == by_xml["slides"]
+
+
+def test_store_mode_and_file_mode_agree_on_the_same_artefacts(
+    tmp_path: Path, stores, dataset, capsys
+) -> None:
+    root, _ = dataset
+    from_store = tmp_path / "store"
+    argv = evaluate_argv(stores["degraded"], root, from_store, "--mpp", "0.243")
+    store_metrics = run_evaluate(argv, capsys)
+    assert store_metrics["protocol"]["mpp_source"] == "fixed 0.243 um/px (--mpp)"
+    file_argv = [
+        "evaluate",
+        "--probabilities", str(from_store / "slide_probabilities.csv"),
+        "--detections", str(from_store / "detections"),
+        "--reference", str(root / "reference.csv"),
+        "--annotations", str(root / "annotations"),
+        "--mpp", "0.243",
+        "--bootstrap", "200",
+        "--out", str(tmp_path / "files"),
+    ]
+    file_metrics = run_evaluate(file_argv, capsys)
+    assert file_metrics["inputs"]["source"] == "files"
+    for part in ("slide_level", "lesion_level", "slides", "protocol"):
+        assert file_metrics[part] == store_metrics[part]
+
+
+def test_stored_diagnoses_are_used_and_never_mixed(tmp_path: Path, stores, dataset, capsys) -> None:
+    root, cases = dataset
+    path = tmp_path / "run.zarr"
+    shutil.copytree(stores["near_perfect"], path)
+    assert main(["diagnose", str(path), "--out", str(tmp_path / "d.csv")]) == 0
+    capsys.readouterr()
+    metrics = run_evaluate(evaluate_argv(path, root, tmp_path / "a"), capsys)
+    assert metrics["inputs"]["probabilities_stored"] == len(cases)
+    store = HeatmapStore.open(str(path), mode="r+")
+    other = diagnose_stored_slide(store, cases[0].slide_id, DefaultRule(score="max_prob"))
+    assert main(evaluate_argv(path, root, tmp_path / "b")) == 2
+    err = one_line_error(capsys)
+    assert "would mix methods" in err and other.method in err
+
+
+def test_an_aggregator_scores_every_slide(tmp_path: Path, stores, dataset, capsys) -> None:
+    root, cases = dataset
+    store = stores["near_perfect"]
+    agg = tmp_path / "agg.json"
+    fit = ["fit-aggregator", str(store), "--reference", str(root / "reference.csv")]
+    assert main([*fit, "--out", str(agg)]) == 0
+    argv = evaluate_argv(store, root, tmp_path / "eval", "--aggregator", str(agg))
+    metrics = run_evaluate(argv, capsys)
+    assert metrics["inputs"]["probability_method"] == load_aggregator(agg).name
+    assert metrics["inputs"]["probabilities_computed"] == len(cases)
+    assert metrics["slide_level"]["auc"] == 1.0
+
+
+def test_every_reference_slide_must_be_complete_in_the_store(
+    tmp_path: Path, stores, dataset, capsys
+) -> None:
+    root, cases = dataset
+    reference = tmp_path / "reference.csv"
+    reference.write_text((root / "reference.csv").read_text() + "Test_005,Normal,,None\n")
+    argv = evaluate_argv(stores["near_perfect"], root, tmp_path / "a")
+    argv[argv.index("--reference") + 1] = str(reference)
+    assert main(argv) == 2
+    assert "reference slides not in the store" in one_line_error(capsys)
+    path = tmp_path / "run.zarr"
+    shutil.copytree(stores["near_perfect"], path)
+    writer = HeatmapStore.open(str(path), RUN, mode="a")
+    writer.plan_slide("test_005", SlideRecord("x.tif", "fp"), cases[1].grid, cases[1].tissue, 16)
+    argv[1] = str(path)
+    assert main(argv) == 2
+    assert "not complete" in one_line_error(capsys)
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--probabilities", "p.csv"), "apply to prediction files"),
+        (("--slides", "slides"), "apply to prediction files"),
+        (("--mpp", "500"), "not plausible"),
+        (("--detection-threshold", "1.5"), "detection threshold"),
+        (("--exclude", "Test_001,Test_002,Test_003,Test_004"), "no slides to evaluate"),
+    ],
+)
+def test_bad_evaluate_options_are_one_line(
+    tmp_path: Path, stores, dataset, extra: tuple[str, ...], message: str, capsys
+) -> None:
+    argv = evaluate_argv(stores["near_perfect"], dataset[0], tmp_path / "a", *extra)
+    assert main(argv) == 2
+    assert message in one_line_error(capsys)
+
+
+def test_missing_store_malformed_reference_and_no_predictions(
+    tmp_path: Path, dataset, capsys
+) -> None:
+    root, _ = dataset
+    assert main(evaluate_argv(tmp_path / "none.zarr", root, tmp_path / "a")) == 2
+    assert "no heatmap store" in one_line_error(capsys)
+    bad = tmp_path / "reference.csv"
+    bad.write_text("Test_001,Tumor\n")
+    argv = evaluate_argv(tmp_path / "none.zarr", root, tmp_path / "a")
+    argv[argv.index("--reference") + 1] = str(bad)
+    assert main(argv) == 2
+    assert "expected 4 fields" in one_line_error(capsys)
+    no_source = [a for a in argv if a != str(tmp_path / "none.zarr")]
+    assert main(no_source) == 2
+    assert "give the predictions" in one_line_error(capsys)
+    files_with_store_option = [*no_source, "--probabilities", "p.csv", "--detections", "d"]
+    assert main([*files_with_store_option, "--sigma", "2"]) == 2
+    assert "apply to a heatmap store" in one_line_error(capsys)
