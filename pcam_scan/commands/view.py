@@ -1,0 +1,48 @@
+"""`pcam-scan view STORE`: browse a heatmap store in a web browser (slide list and a deep-zoom
+viewer with the heatmap over the slide). Binds 127.0.0.1 unless --host says otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pcam_scan.commands.render import add_overlay_options
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "view",
+        help="serve a web viewer of a heatmap store (slide list, heatmap over the slide)",
+        description="Serve a read-only web viewer of a heatmap store: a sortable slide list "
+        "with diagnoses, and per slide a deep-zoom view with the heatmap, lesion outlines and "
+        "detections over the slide. Slides are found at the paths recorded in the store, or in "
+        "--slides DIR when they moved.",
+    )
+    parser.add_argument("store", metavar="STORE", help="heatmap store (folder or URL)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
+    add_overlay_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pcam_scan.errors import ConfigError
+    from pcam_scan.viewer.app import NPM_INSTALL_HINT, create_app, openseadragon_installed
+    from pcam_scan.viewer.catalog import ViewerSettings
+    from pcam_scan.viewer.server import LOOPBACK_HOSTS, bind_socket, is_loopback, make_server
+
+    if not openseadragon_installed():
+        raise ConfigError(f"the viewer's OpenSeadragon is not installed; run: {NPM_INSTALL_HINT}")
+    settings = ViewerSettings(
+        store_uri=args.store, slides_dir=args.slides, default_threshold=args.threshold, colormap=args.colormap
+    )
+    loopback = is_loopback(args.host)
+    app = create_app(settings, allowed_hosts=LOOPBACK_HOSTS if loopback else ("*",))
+    sock = bind_socket(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    if not loopback:
+        print(f"pcam-scan view: listening on {args.host}: anyone who can reach this machine can view the slides", file=sys.stderr)
+    print(f"pcam-scan view: {args.store} at http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
+    make_server(app).run(sockets=[sock])
+    return 0

@@ -1,0 +1,216 @@
+"""The viewer's web app (Starlette): pages, the slide list API, deep-zoom tiles, lesion overlays.
+
+Requests name slides only by store id; a malformed request is a 400, an unknown slide, level or
+tile a 404, each with a one-line JSON `{"error": ...}`, never a traceback. Only GET (and HEAD)
+exist: the viewer never writes. Tile URLs carry the slide's version token (`?v=`): a tile asked
+for with the current token of a complete slide is cacheable for good (`immutable`); anything else
+is revalidated against its ETag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pcam_scan.errors import ConfigError, PcamScanError, StoreError
+from pcam_scan.store import validate_slide_id
+from pcam_scan.viewer.catalog import SlideCatalog, SlideView, ViewerSettings, parse_threshold
+from pcam_scan.viewer.server import LOOPBACK_HOSTS
+from pcam_scan.viewer.tiles import heatmap_tile_png
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+OPENSEADRAGON_DIR = WEB_DIR / "node_modules" / "openseadragon" / "build" / "openseadragon"
+NPM_INSTALL_HINT = "npm install --prefix pcam_scan/viewer/web"
+
+_LEVEL_RE = re.compile(r"^[0-9]{1,4}$")
+_TILE_RE = re.compile(r"^([0-9]{1,9})_([0-9]{1,9})\.([a-z]{3,4})$")
+IMMUTABLE = "private, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+        b"script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+)
+
+
+def create_app(settings: ViewerSettings, allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> Starlette:
+    """The viewer over one store (opened read-only now: a bad store fails here, not later)."""
+    catalog = SlideCatalog(settings)
+    api = _Api(catalog)
+    routes = [
+        Route("/", lambda request: FileResponse(WEB_DIR / "index.html")),
+        Route("/slides/{slide_id}", api.viewer_page),
+        Route("/api/slides", api.slide_list),
+        Route("/api/slides/{slide_id}", api.slide_info),
+        Route("/api/slides/{slide_id}/slide.dzi", api.slide_dzi),
+        Route("/api/slides/{slide_id}/slide_files/{level}/{tile}", api.slide_tile),
+        Route("/api/slides/{slide_id}/heatmap.dzi", api.heatmap_dzi),
+        Route("/api/slides/{slide_id}/heatmap_files/{level}/{tile}", api.heatmap_tile),
+        Route("/api/slides/{slide_id}/lesions", api.lesions),
+        Mount("/static", StaticFiles(directory=WEB_DIR / "static")),
+        Mount("/vendor/openseadragon", StaticFiles(directory=OPENSEADRAGON_DIR, check_dir=False)),
+    ]
+    handlers: Mapping[Any, ExceptionHandler] = {
+        HTTPException: _http_error,
+        ConfigError: _error_json(400),
+        StoreError: _error_json(404),
+        PcamScanError: _error_json(404),
+    }
+    middleware = [Middleware(_Guard, allowed_hosts=allowed_hosts)]
+    return Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
+
+
+def openseadragon_installed() -> bool:
+    return (OPENSEADRAGON_DIR / "openseadragon.min.js").is_file()
+
+
+class _Api:
+    """Request handlers over one catalog (plain functions run in Starlette's thread pool)."""
+
+    def __init__(self, catalog: SlideCatalog) -> None:
+        self.catalog = catalog
+        self.settings = catalog.settings
+
+    def viewer_page(self, request: Request) -> Response:
+        self._known_id(request)
+        return FileResponse(WEB_DIR / "viewer.html")
+
+    def slide_list(self, request: Request) -> Response:
+        slides = [summary.to_json() for summary in self.catalog.summaries()]
+        return JSONResponse({"store": self.catalog.store.uri, "slides": slides}, headers={"cache-control": REVALIDATE})
+
+    def slide_info(self, request: Request) -> Response:
+        view = self._view(request)
+        return JSONResponse(self.catalog.slide_json(view), headers={"cache-control": REVALIDATE})
+
+    def slide_dzi(self, request: Request) -> Response:
+        view = self._view(request)
+        return _cached(request, view, view.deep_zoom.dzi_xml("jpeg").encode(), "application/xml")
+
+    def heatmap_dzi(self, request: Request) -> Response:
+        view = self._view(request)
+        return _cached(request, view, view.deep_zoom.dzi_xml("png").encode(), "application/xml")
+
+    def slide_tile(self, request: Request) -> Response:
+        view = self._view(request)
+        level, col, row = _tile_address(request, view, "jpeg")
+        body = self.catalog.slide_tiles(view).tile_jpeg(level, col, row)
+        return _cached(request, view, body, "image/jpeg")
+
+    def heatmap_tile(self, request: Request) -> Response:
+        view = self._view(request)
+        level, col, row = _tile_address(request, view, "png")
+        style = self.settings.style(self._threshold(request))
+        body = heatmap_tile_png(self.catalog.pyramid(view), view.deep_zoom, level, col, row, style)
+        return _cached(request, view, body, "image/png")
+
+    def lesions(self, request: Request) -> Response:
+        view = self._view(request)
+        overlay = self.catalog.lesions(view, self._threshold(request))
+        body = json.dumps(overlay, allow_nan=False, separators=(",", ":")).encode()
+        return _cached(request, view, body, "application/json")
+
+    def _threshold(self, request: Request) -> float:
+        return parse_threshold(request.query_params.get("threshold"), self.settings.default_threshold)
+
+    def _known_id(self, request: Request) -> str:
+        slide_id = request.path_params["slide_id"]
+        try:
+            validate_slide_id(slide_id)
+        except StoreError as err:
+            raise HTTPException(400, str(err)) from None
+        if not self.catalog.has_slide(slide_id):
+            raise HTTPException(404, f"slide {slide_id!r} is not in the store")
+        return slide_id
+
+    def _view(self, request: Request) -> SlideView:
+        return self.catalog.view(self._known_id(request))
+
+
+def _tile_address(request: Request, view: SlideView, image_format: str) -> tuple[int, int, int]:
+    """(level, col, row) from the path; 400 when malformed, 404 when outside the grid."""
+    level_text = request.path_params["level"]
+    match = _TILE_RE.match(request.path_params["tile"])
+    if not _LEVEL_RE.match(level_text) or match is None or match.group(3) != image_format:
+        raise HTTPException(400, f"tile address must be LEVEL/COL_ROW.{image_format}")
+    level, col, row = int(level_text), int(match.group(1)), int(match.group(2))
+    if not view.deep_zoom.has_tile(level, col, row):
+        raise HTTPException(404, f"no tile ({col}, {row}) at level {level} of slide {view.slide_id!r}")
+    return level, col, row
+
+
+def _cached(request: Request, view: SlideView, body: bytes, media_type: str) -> Response:
+    """The body with an ETag (version + URL); immutable when asked for with the current token
+    of a complete slide; a 304 when the client already holds it."""
+    query = "&".join(f"{k}={v}" for k, v in sorted(request.query_params.multi_items()))
+    digest = hashlib.sha256(f"{view.version}|{request.url.path}|{query}".encode()).hexdigest()[:32]
+    etag = f'"{digest}"'
+    current = request.query_params.get("v") == view.version and view.complete
+    headers = {"etag": etag, "cache-control": IMMUTABLE if current else REVALIDATE}
+    if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)  # registered for HTTPException only
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _error_json(status: int) -> ExceptionHandler:
+    async def handler(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    return handler
+
+
+class _Guard:
+    """Refuses requests whose Host is not an allowed name (a DNS-rebinding page cannot reach a
+    viewer on 127.0.0.1), and adds nosniff, no-referrer and a same-origin content security
+    policy to every response."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: tuple[str, ...]) -> None:
+        self.app = app
+        self.allowed_hosts = allowed_hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if "*" not in self.allowed_hosts and _host_name(scope) not in self.allowed_hosts:
+            response = JSONResponse({"error": "this viewer serves only its own host names"}, status_code=400)
+            await response(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _host_name(scope: Scope) -> str:
+    """The Host header without its port: `127.0.0.1`, `localhost`, `[::1]`."""
+    host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.split(":", 1)[0]

@@ -1,0 +1,182 @@
+"""What the viewer serves: the store's slides by id, their files, heatmaps and tiles, cached.
+
+Read-only: the store is opened with mode "r" and nothing is ever written. A slide is addressed
+only by a store id (checked with the store's own rules and looked up among the store's slides);
+its file comes from the store's record through `SlideLocator`, never from a request.
+
+Every slide has a version token: a digest of what its tiles depend on (store, model and settings,
+the slide file's fingerprint, status, counts, and for a slide still being scanned the number of
+blocks written). Tile URLs carry it, so a tile of a complete slide can be cached for good, and a
+slide that is still growing gets new URLs as blocks arrive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pcam_scan.errors import ConfigError, PcamScanError, StoreError
+from pcam_scan.geometry import CellGrid
+from pcam_scan.render.heatmap_image import DEFAULT_COLORMAP, DEFAULT_THRESHOLD, HeatmapPyramid, HeatmapStyle
+from pcam_scan.render.slide_files import SlideLocator
+from pcam_scan.render.summary import SlideSummary, summarise
+from pcam_scan.store import HeatmapStore, SlideState, StoredSlide
+from pcam_scan.store.identity import canonical_json
+from pcam_scan.viewer.lru import LruCache
+from pcam_scan.viewer.overlays import lesion_overlay
+from pcam_scan.viewer.tiles import DEFAULT_OVERLAP_PX, DEFAULT_TILE_PX, DeepZoomGrid, SlideTiles
+
+
+@dataclass(frozen=True)
+class ViewerSettings:
+    """What `pcam-scan view` serves and how."""
+
+    store_uri: str
+    slides_dir: Path | None = None
+    tile_px: int = DEFAULT_TILE_PX
+    overlap_px: int = DEFAULT_OVERLAP_PX
+    jpeg_quality: int = 85
+    colormap: str = DEFAULT_COLORMAP
+    default_threshold: float = DEFAULT_THRESHOLD
+    cached_slides: int = 16
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"JPEG quality {self.jpeg_quality} must lie in 1..100")
+        if self.cached_slides < 1:
+            raise ConfigError("at least one slide must be cached")
+        HeatmapStyle(self.default_threshold, self.colormap)  # validates both
+        DeepZoomGrid(1, 1, self.tile_px, self.overlap_px)  # validates the tiling
+
+    def style(self, threshold: float) -> HeatmapStyle:
+        return HeatmapStyle(threshold, self.colormap)
+
+
+@dataclass(frozen=True)
+class SlideView:
+    """One slide as the viewer serves it at one moment."""
+
+    stored: StoredSlide
+    grid: CellGrid
+    deep_zoom: DeepZoomGrid
+    version: str = field(repr=False)
+
+    @property
+    def slide_id(self) -> str:
+        return self.stored.slide_id
+
+    @property
+    def complete(self) -> bool:
+        status = self.stored.status
+        return status is not None and status.state is SlideState.COMPLETE
+
+
+class SlideCatalog:
+    """The store, opened read-only, with the caches the viewer's requests share."""
+
+    def __init__(self, settings: ViewerSettings) -> None:
+        self.settings = settings
+        self.store = HeatmapStore.open(settings.store_uri, mode="r")
+        self.locator = SlideLocator(settings.slides_dir)
+        self._pyramids: LruCache[HeatmapPyramid] = LruCache(settings.cached_slides)
+        self._tiles: LruCache[SlideTiles] = LruCache(settings.cached_slides)
+        self._lesions: LruCache[dict[str, object]] = LruCache(4 * settings.cached_slides)
+
+    def summaries(self) -> list[SlideSummary]:
+        """Every slide group of the store, in id order; an unreadable group says so."""
+        out = []
+        for slide_id in self.store.list_slides():
+            try:
+                out.append(summarise(self.store.stored_slide(slide_id)))
+            except StoreError as err:
+                out.append(SlideSummary(slide_id, None, f"unreadable: {err}"))
+        return out
+
+    def has_slide(self, slide_id: str) -> bool:
+        """Whether the (already validated) id names a slide group of the store."""
+        return slide_id in self.store.list_slides()
+
+    def view(self, slide_id: str) -> SlideView:
+        """The slide with its grids and version; StoreError when it has no heatmap to show."""
+        if not self.has_slide(slide_id):
+            raise StoreError(f"slide {slide_id!r} is not in the store")
+        stored = self.store.stored_slide(slide_id)
+        grid = self.store.read_grid(slide_id)
+        deep_zoom = DeepZoomGrid(grid.l0_width, grid.l0_height, self.settings.tile_px, self.settings.overlap_px)
+        identity: dict[str, object] = {
+            "store": self.store.uri,
+            "model_id": stored.model_id,
+            "settings_hash": stored.settings_hash,
+            "fingerprint": stored.record.fingerprint,
+            "status": stored.status.to_attrs() if stored.status else None,
+            "counts": dict(stored.counts),
+            "tiles": [self.settings.tile_px, self.settings.overlap_px, self.settings.jpeg_quality, self.settings.colormap],
+        }
+        if stored.status is None or stored.status.state is not SlideState.COMPLETE:
+            identity["blocks_done"] = len(self.store.done_blocks(slide_id))
+        version = hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:20]
+        return SlideView(stored, grid, deep_zoom, version)
+
+    def pyramid(self, view: SlideView) -> HeatmapPyramid:
+        return self._pyramids.get_or_make(
+            (view.slide_id, view.version), lambda: HeatmapPyramid.from_store(self.store, view.slide_id)
+        )
+
+    def slide_tiles(self, view: SlideView) -> SlideTiles:
+        """The slide's tile source; SlideError when its file cannot be found or opened."""
+        record = view.stored.record
+
+        def open_tiles() -> SlideTiles:
+            path = self.locator.locate(view.slide_id, record)
+            return SlideTiles(path, view.deep_zoom, self.settings.jpeg_quality)
+
+        return self._tiles.get_or_make((view.slide_id, record.fingerprint), open_tiles)
+
+    def lesions(self, view: SlideView, threshold: float) -> dict[str, object]:
+        key = (view.slide_id, view.version, round(threshold, 4))
+        return self._lesions.get_or_make(key, lambda: lesion_overlay(self.pyramid(view), threshold))
+
+    def slide_json(self, view: SlideView) -> dict[str, object]:
+        """Everything the viewer page needs to set up its layers, scale bar and side panel."""
+        grid = view.grid
+        try:
+            self.slide_tiles(view)
+            slide_problem = None
+        except PcamScanError as err:  # shown on the page: the heatmap can be viewed without it
+            slide_problem = str(err)
+        return {
+            "summary": summarise(view.stored).to_json(),
+            "version": view.version,
+            "complete": view.complete,
+            "l0_width": grid.l0_width,
+            "l0_height": grid.l0_height,
+            "slide_mpp_um_px": grid.slide_mpp_um_px,
+            "cell_um": grid.geometry.cell_px * grid.px_mpp_um_px,
+            "grid_rows": grid.rows,
+            "grid_cols": grid.cols,
+            "tile_px": view.deep_zoom.tile_px,
+            "overlap_px": view.deep_zoom.overlap_px,
+            "max_level": view.deep_zoom.max_level,
+            "slide_available": slide_problem is None,
+            "slide_problem": slide_problem,
+            "default_threshold": self.settings.default_threshold,
+            "colormap": self.settings.colormap,
+            "colormap_lut": self.settings.style(self.settings.default_threshold).lut[:, :3].tolist(),
+        }
+
+
+def parse_threshold(raw: str | None, default: float) -> float:
+    """A threshold from a query string; ConfigError when it is not a number in [0, 1]."""
+    if raw is None:
+        return default
+    if len(raw) > 32:
+        raise ConfigError("threshold must be a number in [0, 1]")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"threshold {raw!r} must be a number in [0, 1]") from None
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ConfigError(f"threshold {raw!r} must be a number in [0, 1]")
+    return value

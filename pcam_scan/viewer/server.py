@@ -1,0 +1,58 @@
+"""Serving the viewer with uvicorn on a socket we bind ourselves.
+
+Binding first turns "address in use" or a bad host into one clear error line, and lets tests
+serve on a free port (port 0) in a thread of their own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+
+from pcam_scan.errors import ConfigError
+
+if TYPE_CHECKING:
+    import uvicorn
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free port)."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port} must lie in 0..65535")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        raise ConfigError(f"--host {host!r}: {err.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as err:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    return sock
+
+
+def make_server(app: Starlette) -> uvicorn.Server:
+    """A uvicorn server for `app` (HTTP/1.1 only, no websockets, no lifespan events); run it
+    with `server.run(sockets=[sock])` and stop it with `server.should_exit = True`."""
+    import uvicorn
+
+    config = uvicorn.Config(app, http="h11", ws="none", lifespan="off", log_level="warning", access_log=False)
+    return uvicorn.Server(config)

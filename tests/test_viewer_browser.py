@@ -1,0 +1,183 @@
+"""The viewer in a real browser: headless Debian Chromium driven by Selenium, against the real
+server (uvicorn on a free 127.0.0.1 port) over a store scanned from a synthetic slide.
+
+The page must load slide and heatmap tiles through OpenSeadragon; then the opacity slider is
+moved to 1 with the keyboard, and a screenshot must show the heatmap's colour for p = 0.95 over
+a cell deep inside the synthetic lesion, and no heatmap colour over a cell of normal tissue. The
+cells are chosen from the store's geometry and placed on screen by the page's own transform.
+
+Needs: `apt-get install -y chromium chromium-driver` and
+`npm install --prefix pcam_scan/viewer/web` (OpenSeadragon).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from pcam_scan.render.heatmap_image import HeatmapStyle
+from pcam_scan.viewer.app import NPM_INSTALL_HINT, create_app, openseadragon_installed
+from pcam_scan.viewer.catalog import ViewerSettings
+from pcam_scan.viewer.server import bind_socket, make_server
+from tests.scanned_store import NORMAL_PROB, TUMOUR_PROB, ScannedSlide, build_store
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+WAIT_S = 40.0
+LUT = HeatmapStyle().lut[:, :3].astype(np.int16)
+LESION_RGB = LUT[round(TUMOUR_PROB * 255)]
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ScannedSlide]:
+    store_path, (tumour,) = build_store(tmp_path_factory.mktemp("browser"), tumour_seeds=(7,))
+    return store_path, tumour
+
+
+@pytest.fixture(scope="module")
+def server_url(scanned: tuple[Path, ScannedSlide]) -> Iterator[str]:
+    if not openseadragon_installed():
+        pytest.fail(f"OpenSeadragon is not installed: {NPM_INSTALL_HINT}")
+    app = create_app(ViewerSettings(str(scanned[0])))
+    sock = bind_socket("127.0.0.1", 0)
+    server = make_server(app)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail("Chromium is not installed: apt-get install -y chromium chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--window-size=1200,800",
+        "--force-device-scale-factor=1",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(WAIT_S)
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver: object, script: str, what: str) -> object:
+    """Poll a JavaScript expression until it is truthy (bounded; the page's state is the flag)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        value = driver.execute_script(f"return {script};")  # type: ignore[attr-defined]
+        if value:
+            return value
+        time.sleep(0.1)
+    state = driver.execute_script("return JSON.stringify(window.pcamViewer);")  # type: ignore[attr-defined]
+    raise AssertionError(f"timed out waiting for {what}; page state: {state}")
+
+
+def interior_cells(scanned: ScannedSlide, value: float, margin: int) -> list[tuple[int, int]]:
+    """Cells holding `value` whose neighbours within `margin` cells all hold it too."""
+    same = np.isclose(np.nan_to_num(scanned.prob, nan=-1.0), value)
+    inner = ndimage.binary_erosion(same, structure=np.ones((2 * margin + 1,) * 2), border_value=0)
+    return [(int(r), int(c)) for r, c in zip(*np.nonzero(inner))]
+
+
+def screen_xy(driver: object, scanned: ScannedSlide, cell_rc: tuple[int, int]) -> tuple[int, int]:
+    x, y = scanned.grid.cell_center_l0(cell_rc)
+    point = driver.execute_script("return window.pcamViewer.imageToPage(arguments[0], arguments[1]);", x, y)  # type: ignore[attr-defined]
+    return round(point["x"]), round(point["y"])
+
+
+def clear_of(xy: tuple[int, int], others: list[tuple[int, int]], px: int) -> bool:
+    return all(abs(xy[0] - ox) > px or abs(xy[1] - oy) > px for ox, oy in others)
+
+
+def screenshot(driver: object) -> np.ndarray:
+    png = driver.get_screenshot_as_png()  # type: ignore[attr-defined]
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+
+
+def patch_rgb(image: np.ndarray, xy: tuple[int, int]) -> np.ndarray:
+    """Median colour of the 5 x 5 screen pixels around `xy`."""
+    x, y = xy
+    return np.median(image[y - 2 : y + 3, x - 2 : x + 3].reshape(-1, 3), axis=0)
+
+
+def distance_to_heatmap_colours(rgb: np.ndarray, threshold: float) -> float:
+    """How far a colour is from every colour the heatmap shows at or above the threshold."""
+    return float(np.linalg.norm(LUT[round(threshold * 255) :] - rgb, axis=1).min())
+
+
+def test_heatmap_colour_appears_over_the_lesion_in_chromium(browser, server_url, scanned, tmp_path) -> None:
+    store_path, tumour = scanned
+    driver = browser
+    driver.get(f"{server_url}/slides/{tumour.slide_id}")
+    wait_for(driver, "window.pcamViewer && window.pcamViewer.ready", "the viewer to open")
+    wait_for(
+        driver,
+        "window.pcamViewer.slideFullyLoaded && window.pcamViewer.heatmapFullyLoaded"
+        " && window.pcamViewer.slideTilesLoaded > 0 && window.pcamViewer.heatmapTilesLoaded > 0"
+        " && window.pcamViewer.lesionsLoaded",
+        "slide tiles, heatmap tiles and lesions",
+    )
+    assert driver.execute_script("return window.pcamViewer.error;") is None
+    assert "positive" in driver.find_element("id", "call").text
+
+    # Cells to look at: deep inside the lesion and deep in normal tissue, away from the
+    # detection markers drawn over the lesion.
+    detections = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#lesion-group circle'))"
+        ".map(c => { const b = c.getBoundingClientRect(); return [b.x + b.width / 2, b.y + b.height / 2]; });"
+    )
+    markers = [(round(x), round(y)) for x, y in detections]
+    lesion_xy = next(
+        xy for xy in (screen_xy(driver, tumour, rc) for rc in interior_cells(tumour, TUMOUR_PROB, 2))
+        if clear_of(xy, markers, 20)
+    )
+    normal_xy = screen_xy(driver, tumour, interior_cells(tumour, NORMAL_PROB, 2)[0])
+
+    before = screenshot(driver)  # opacity 0.5: heatmap blended with the slide
+    opacity = driver.find_element("id", "opacity")
+    opacity.click()
+    opacity.send_keys("\ue010")  # End: the slider to its maximum, as a user would with the keyboard
+    wait_for(driver, "window.pcamViewer.drawnOpacity === 1", "the heatmap to be drawn at opacity 1")
+    assert driver.find_element("id", "opacity-value").text == "1.00"
+    full = screenshot(driver)
+    driver.find_element("id", "heatmap-on").click()
+    wait_for(driver, "window.pcamViewer.drawnOpacity === 0", "the heatmap to be hidden")
+    hidden = screenshot(driver)
+
+    path = tmp_path / "viewer_opacity_1.png"
+    Image.fromarray(full.astype(np.uint8)).save(path)
+    print(f"viewer screenshot: {path}")
+
+    lesion_full, lesion_hidden = patch_rgb(full, lesion_xy), patch_rgb(hidden, lesion_xy)
+    assert np.linalg.norm(lesion_full - LESION_RGB) < 12, (lesion_full, LESION_RGB)
+    assert distance_to_heatmap_colours(lesion_hidden, 0.5) > 40  # under it: the slide's own colour
+    lesion_half = patch_rgb(before, lesion_xy)
+    assert np.linalg.norm(lesion_half - (LESION_RGB + lesion_hidden) / 2) < 25  # a 50 % blend
+    normal_full = patch_rgb(full, normal_xy)
+    assert distance_to_heatmap_colours(normal_full, 0.5) > 40, normal_full
+    assert np.linalg.norm(normal_full - patch_rgb(hidden, normal_xy)) < 12  # nothing drawn there
