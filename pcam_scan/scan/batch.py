@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from pcam_scan.diagnosis.rule import DefaultRule
+from pcam_scan.diagnosis.store_io import diagnose_stored_slide
 from pcam_scan.errors import PcamScanError
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.scan.outcome import SlideOutcome
@@ -136,18 +138,26 @@ def scan_batch(
 
 
 def _finalize(store: HeatmapStore, tally: _SlideTally) -> SlideOutcome:
-    """Pyramid and status complete (written last) for a slide whose blocks are all written."""
+    """Pyramid and status complete (written last) for a slide whose blocks are all written, then
+    the default-rule diagnosis (an aggregator can replace it later with `pcam-scan diagnose`)."""
     job = tally.job
     try:
         stored = store.finalize_slide(job.slide_id, tally.seconds, {"blocks": len(tally.plan.blocks)})
+        diagnosis = diagnose_stored_slide(store, job.slide_id, DefaultRule())
     except PcamScanError as err:
         message = describe_error(err)
         store.mark_failed(job.slide_id, message)
         return SlideOutcome(job.slide_id, job.path, "failed", message)
-    return _outcome(stored, job, "complete", tally.seconds)
+    return _outcome(stored, job, "complete", tally.seconds, diagnosis.to_attrs())
 
 
-def _outcome(stored: StoredSlide, job: SlideJob, state: str, seconds: Mapping[str, float]) -> SlideOutcome:
+def _outcome(
+    stored: StoredSlide,
+    job: SlideJob,
+    state: str,
+    seconds: Mapping[str, float],
+    diagnosis: Mapping[str, object] | None = None,
+) -> SlideOutcome:
     return SlideOutcome(
         job.slide_id,
         job.path,
@@ -156,4 +166,5 @@ def _outcome(stored: StoredSlide, job: SlideJob, state: str, seconds: Mapping[st
         int(stored.counts.get("predicted_cells", 0)),
         float(stored.counts.get("tissue_mm2", 0.0)),
         dict(seconds),
+        dict(diagnosis if diagnosis is not None else stored.diagnosis or {}),
     )

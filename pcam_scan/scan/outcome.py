@@ -17,6 +17,7 @@ class SlideOutcome:
     n_patches: int = 0
     tissue_mm2: float = 0.0
     seconds: dict[str, float] = field(default_factory=dict)
+    diagnosis: dict[str, object] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -24,14 +25,21 @@ class SlideOutcome:
 
 
 def summary_table(outcomes: Sequence[SlideOutcome]) -> str:
-    """A fixed-width table: slide, status, patches, tissue mm2, seconds (read / predict), message."""
-    header = f"{'slide':<28} {'status':<17} {'patches':>9} {'tissue mm2':>10} {'read s':>7} {'pred s':>7} {'total s':>8}  message"
+    """A fixed-width table: slide, status, patches, tissue mm2, seconds (read / predict), the
+    default-rule call, and the failure message."""
+    header = (
+        f"{'slide':<28} {'status':<17} {'patches':>9} {'tissue mm2':>10} {'read s':>7} {'pred s':>7} "
+        f"{'total s':>8}  {'P(meta)':>7} {'call':<8} {'category':<8}  message"
+    )
     lines = [header, "-" * len(header)]
     for o in outcomes:
         total = sum(o.seconds.values())
+        probability = o.diagnosis.get("probability")
+        shown = f"{probability:.3f}" if isinstance(probability, float) else "-"
         lines.append(
             f"{o.slide_id[:28]:<28} {o.state:<17} {o.n_patches:>9} {o.tissue_mm2:>10.2f} "
             f"{o.seconds.get('read', 0.0):>7.1f} {o.seconds.get('predict', 0.0):>7.1f} {total:>8.1f}  "
+            f"{shown:>7} {str(o.diagnosis.get('call', '-')):<8} {str(o.diagnosis.get('category', '-')):<8}  "
             f"{o.message or ''}"
         )
     failed = sum(o.failed for o in outcomes)

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. The browser test needs Debian's chromium + chromium-driver:
+# installed here when missing and this user may install packages.
+set -euo pipefail
+cd "$(dirname "$0")"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null
+    else
+        echo "test.sh: the browser test needs chromium and chromedriver: sudo apt-get install chromium chromium-driver" >&2
+        exit 1
+    fi
+fi
+export PCAM_SCAN_REALDATA="${PCAM_SCAN_REALDATA:-$(cd .. && pwd)/shared/realdata}"
+exec .venv/bin/python -m pytest "$@"
