@@ -15,6 +15,8 @@ class ScanProgress:
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval_s = 0.2 if self.live else interval_s
         self.started = time.perf_counter()
+        self.blocks_started: float | None = None  # when planning ended and blocks began
+        self.finished: float | None = None
         self._last_draw = 0.0
         self.slides_total = self.slides_done = 0
         self.blocks_total = self.blocks_done = 0
@@ -22,6 +24,7 @@ class ScanProgress:
 
     def set_totals(self, slides: int, blocks: int, patches: int) -> None:
         self.slides_total, self.blocks_total, self.patches_total = slides, blocks, patches
+        self.blocks_started = time.perf_counter()
         self.draw(force=True)
 
     def block_done(self, n_patches: int) -> None:
@@ -55,6 +58,7 @@ class ScanProgress:
         self.stream.flush()
 
     def close(self) -> None:
+        self.finished = time.perf_counter()
         self.draw(force=True)
         if self.live:
             self.stream.write("\n")
