@@ -4,7 +4,6 @@ to a `ray start --head` cluster with its dashboard."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -78,14 +77,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture()
-def ray_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def ray_head(tmp_path: Path):
     """A real `ray start --head` with its job server and token authentication (as a secured
-    cluster runs), stopped afterwards; this process is the client holding the token."""
+    cluster runs), stopped afterwards. Yields the dashboard URL and the client environment."""
     ray_bin = Path(sys.executable).with_name("ray")
-    token = "pcam-scan-test-token-0123456789abcdef"
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    monkeypatch.setenv("RAY_AUTH_TOKEN", token)
-    env = {**os.environ, "PATH": f"{ray_bin.parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PATH": f"{ray_bin.parent}{os.pathsep}{os.environ['PATH']}",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": "pcam-scan-test-token-0123456789abcdef",
+    }
     dashboard_port = _free_port()
     subprocess.run(
         [str(ray_bin), "start", "--head", "--num-cpus", "2", "--port", str(_free_port()),
@@ -94,28 +95,38 @@ def ray_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         check=True, env=env, cwd=tmp_path, capture_output=True,
     )
     try:
-        yield f"http://127.0.0.1:{dashboard_port}"
+        yield f"http://127.0.0.1:{dashboard_port}", env
     finally:
         subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True)
 
 
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it: its own process, the token in its environment."""
+    return subprocess.run([sys.executable, "-m", "pcam_scan.cli", *args], env=env, capture_output=True, text=True)
+
+
 def test_submitted_job_scans_the_batch(
-    ray_head: str, slides: list[str], tiny_checkpoint: Path, reference_store: Path, tmp_path: Path, capsys
+    ray_head: tuple[str, dict[str, str]], slides: list[str], tiny_checkpoint: Path, reference_store: Path, tmp_path: Path
 ) -> None:
+    address, env = ray_head
     store = tmp_path / "job.zarr"
-    assert main(["submit", *scan_args(slides, tiny_checkpoint, store, *SLIDES_ARGS)[1:], "--address", ray_head]) == 0
-    job_id = capsys.readouterr().out.strip()
-    assert job_id
+    submitted = _cli(env, "submit", *scan_args(slides, tiny_checkpoint, store, *SLIDES_ARGS)[1:], "--address", address)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
     deadline = time.monotonic() + 300
     status = ""
     while time.monotonic() < deadline:
-        assert main(["status", job_id, "--address", ray_head]) == 0
-        status = capsys.readouterr().out
+        checked = _cli(env, "status", job_id, "--address", address)
+        assert checked.returncode == 0, checked.stderr
+        status = checked.stdout
         if any(word in status for word in ("SUCCEEDED", "FAILED", "STOPPED")):
             break
         time.sleep(2)
     assert "SUCCEEDED" in status
-    assert main(["logs", job_id, "--address", ray_head]) == 0
-    assert "2 slides: 2 ok, 0 failed" in capsys.readouterr().out
+    assert "2 slides: 2 ok, 0 failed" in _cli(env, "logs", job_id, "--address", address).stdout
     assert_same_heatmaps(reference_store, store, GOOD)
-    assert main(["status", "no-such-job", "--address", ray_head]) == 2
+    missing = _cli(env, "status", "no-such-job", "--address", address)
+    assert missing.returncode == 2 and "no-such-job" in missing.stderr
+    without_token = {k: v for k, v in env.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    refused = _cli({**without_token, "HOME": str(tmp_path)}, "status", job_id, "--address", address)
+    assert refused.returncode == 2 and "RAY_AUTH_TOKEN" in refused.stderr
