@@ -1,0 +1,238 @@
+"""What a checkpoint says about its model: architecture, classes, geometry, normalisation, provenance.
+
+safetensors metadata is a flat dict[str, str]; the scanner keeps one JSON document under the key
+`pcam_scan` (see `checkpoint.METADATA_KEY`), versioned by `format_version`:
+
+    {"format_version": 1, "architecture": "resnet50-fastai-head",
+     "classes": ["normal", "tumour"], "tumour_index": 1,
+     "input_px": 96, "patch_px": 96, "label_px": 32, "mpp_um_px": 0.972,
+     "normalisation": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+     "provenance": {"data": "...", "date": "2024-05-01T12:00:00+00:00",
+                    "metrics": {"valid_auc": 0.96}, "details": {"recipe": "..."}}}
+
+`patch_px`, `label_px` and `mpp_um_px` describe the patches the model was trained on (what the
+slide reader must cut); `input_px` is what the network sees (the predictor resizes patch_px to
+input_px on the device: 96 native, 224 for the original fastai recipe). Mean and std apply to
+pixels scaled to [0, 1]. Every field is checked; an unknown or missing field is refused, so a
+typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+from pcam_scan.errors import CheckpointError, ConfigError
+from pcam_scan.geometry import PCAM_LABEL_PX, PCAM_MPP_UM_PX, PCAM_PATCH_PX, PatchGeometry
+from pcam_scan.model import ARCHITECTURES
+
+FORMAT_VERSION = 1
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_INPUT_PX = 16
+MAX_INPUT_PX = 1024
+
+_TOP_FIELDS = frozenset(
+    {"format_version", "architecture", "classes", "tumour_index", "input_px", "patch_px",
+     "label_px", "mpp_um_px", "normalisation", "provenance"}
+)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Per-channel (R, G, B) mean and std of pixels scaled to [0, 1]."""
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise CheckpointError("normalisation mean and std need 3 values (R, G, B) each")
+        if not all(math.isfinite(m) and 0.0 <= m <= 1.0 for m in self.mean):
+            raise CheckpointError(f"normalisation mean {list(self.mean)} must lie in [0, 1]")
+        if not all(math.isfinite(s) and 0.0 < s <= 1.0 for s in self.std):
+            raise CheckpointError(f"normalisation std {list(self.std)} must lie in (0, 1]")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the weights come from: training data, ISO 8601 date, metrics, free-form details."""
+
+    data: str
+    date: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    details: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.data.strip():
+            raise CheckpointError("provenance.data must say what the model was trained on")
+        try:
+            datetime.fromisoformat(self.date)
+        except ValueError:
+            raise CheckpointError(f"provenance.date {self.date!r} is not an ISO 8601 date") from None
+        for name, value in self.metrics.items():
+            if not math.isfinite(value):
+                raise CheckpointError(f"provenance metric {name!r} is not finite")
+        # private copies (plain dicts, so the metadata pickles for Ray workers)
+        object.__setattr__(self, "metrics", {k: float(v) for k, v in self.metrics.items()})
+        object.__setattr__(self, "details", {k: str(v) for k, v in self.details.items()})
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Everything the scanner needs to know about a model besides its weights."""
+
+    architecture: str
+    provenance: Provenance
+    classes: tuple[str, ...] = ("normal", "tumour")
+    tumour_index: int = 1
+    input_px: int = PCAM_PATCH_PX
+    patch_px: int = PCAM_PATCH_PX
+    label_px: int = PCAM_LABEL_PX
+    mpp_um_px: float = PCAM_MPP_UM_PX
+    normalisation: Normalisation = Normalisation()
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            known = ", ".join(sorted(ARCHITECTURES))
+            raise CheckpointError(f"unknown architecture {self.architecture!r} (known: {known})")
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise CheckpointError(f"classes {list(self.classes)} must be 2 or more distinct names")
+        if not 0 <= self.tumour_index < len(self.classes):
+            raise CheckpointError(
+                f"tumour_index {self.tumour_index} is out of range for {len(self.classes)} classes"
+            )
+        if not MIN_INPUT_PX <= self.input_px <= MAX_INPUT_PX:
+            raise CheckpointError(
+                f"input_px {self.input_px} is outside {MIN_INPUT_PX}..{MAX_INPUT_PX}"
+            )
+        try:
+            self.geometry()
+        except ConfigError as err:
+            raise CheckpointError(f"inconsistent patch geometry: {err}") from None
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def tumour_class(self) -> str:
+        return self.classes[self.tumour_index]
+
+    def geometry(self, stride_px: int | None = None) -> PatchGeometry:
+        """The patch geometry the slide reader must cut; the stride defaults to the label size."""
+        return PatchGeometry(
+            patch_px=self.patch_px,
+            label_px=self.label_px,
+            mpp_um_px=self.mpp_um_px,
+            stride_px=self.label_px if stride_px is None else stride_px,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "architecture": self.architecture,
+            "classes": list(self.classes),
+            "tumour_index": self.tumour_index,
+            "input_px": self.input_px,
+            "patch_px": self.patch_px,
+            "label_px": self.label_px,
+            "mpp_um_px": self.mpp_um_px,
+            "normalisation": {"mean": list(self.normalisation.mean), "std": list(self.normalisation.std)},
+            "provenance": {
+                "data": self.provenance.data,
+                "date": self.provenance.date,
+                "metrics": dict(self.provenance.metrics),
+                "details": dict(self.provenance.details),
+            },
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMetadata:
+        """Parse and check the JSON document; any problem is one CheckpointError line."""
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"checkpoint metadata is not valid JSON ({err})") from None
+        return cls.from_dict(_mapping(doc, "metadata"))
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> ModelMetadata:
+        version = _get(doc, "format_version", int)
+        if version != FORMAT_VERSION:
+            raise CheckpointError(
+                f"checkpoint format_version {version} is not supported (this pcam-scan reads {FORMAT_VERSION})"
+            )
+        _no_unknown(doc, _TOP_FIELDS, "metadata")
+        norm = _mapping(_get(doc, "normalisation", dict), "normalisation")
+        _no_unknown(norm, frozenset({"mean", "std"}), "normalisation")
+        prov = _mapping(_get(doc, "provenance", dict), "provenance")
+        _no_unknown(prov, frozenset({"data", "date", "metrics", "details"}), "provenance")
+        return cls(
+            architecture=_get(doc, "architecture", str),
+            classes=tuple(_list_of(doc, "classes", str)),
+            tumour_index=_get(doc, "tumour_index", int),
+            input_px=_get(doc, "input_px", int),
+            patch_px=_get(doc, "patch_px", int),
+            label_px=_get(doc, "label_px", int),
+            mpp_um_px=float(_get(doc, "mpp_um_px", float)),
+            normalisation=Normalisation(
+                mean=_triple(norm, "mean"),
+                std=_triple(norm, "std"),
+            ),
+            provenance=Provenance(
+                data=_get(prov, "data", str),
+                date=_get(prov, "date", str),
+                metrics={k: float(v) for k, v in _map_of(prov, "metrics", float).items()},
+                details=_map_of(prov, "details", str),
+            ),
+        )
+
+
+def _check(value: Any, kind: type, name: str) -> Any:
+    """`value` if it is of `kind` (an int counts as a float, a bool never as a number)."""
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok:
+        raise CheckpointError(f"checkpoint metadata field {name!r} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _get(doc: Mapping[str, Any], name: str, kind: type) -> Any:
+    if name not in doc:
+        raise CheckpointError(f"checkpoint metadata lacks the field {name!r}")
+    return _check(doc[name], kind, name)
+
+
+def _mapping(value: Any, name: str) -> Mapping[str, Any]:
+    return _check(value, dict, name)  # type: ignore[no-any-return]
+
+
+def _list_of(doc: Mapping[str, Any], name: str, kind: type) -> list[Any]:
+    values = _get(doc, name, list)
+    return [_check(v, kind, name) for v in values]
+
+
+def _map_of(doc: Mapping[str, Any], name: str, kind: type) -> dict[str, Any]:
+    values = _mapping(_get(doc, name, dict), name)
+    return {k: _check(v, kind, f"{name}.{k}") for k, v in values.items()}
+
+
+def _triple(doc: Mapping[str, Any], name: str) -> tuple[float, float, float]:
+    values = [float(v) for v in _list_of(doc, name, float)]
+    if len(values) != 3:
+        raise CheckpointError(f"normalisation {name} needs 3 values (R, G, B), got {len(values)}")
+    return (values[0], values[1], values[2])
+
+
+def _no_unknown(doc: Mapping[str, Any], known: frozenset[str], where: str) -> None:
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise CheckpointError(f"unknown {where} field(s) in checkpoint: {', '.join(unknown)}")

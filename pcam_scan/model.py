@@ -1,0 +1,92 @@
+"""The patch classifiers the scanner runs, built without fastai.
+
+`resnet50-fastai-head` is exactly the module that fastai's `vision_learner(dls, resnet50)` builds:
+`nn.Sequential(body, head)`, where the body is torchvision's ResNet50 cut before its average pool
+(fastai's `create_body` with `cut=-2`) and the head is fastai's `create_head(2048, n_out)`. Module
+order, names and biases match, so `learn.model.state_dict()` loads here by name with strict=True
+and a model trained in `training/` runs in the scanner without fastai installed.
+
+`tiny-cnn` is a real, small network with the same interface (3 x H x W in, one logit per class
+out, the same fastai head) for fast tests, demos and pipeline benchmarks; it is a registered
+architecture of the checkpoint format like any other, not a test double.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+import torch
+from torch import nn
+
+RESNET50_FASTAI = "resnet50-fastai-head"
+TINY_CNN = "tiny-cnn"
+
+FASTAI_HIDDEN_FEATURES = 512
+
+
+class AdaptiveConcatPool2d(nn.Module):
+    """Max and average pooling to 1x1, concatenated as [max, avg] (fastai's layer, same order)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ap = nn.AdaptiveAvgPool2d(1)
+        self.mp = nn.AdaptiveMaxPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.mp(x), self.ap(x)], 1)
+
+
+def fastai_head(body_features: int, n_out: int, hidden: int = FASTAI_HIDDEN_FEATURES) -> nn.Sequential:
+    """fastai's `create_head(body_features, n_out)` with its defaults (ps=0.5, concat pool, first_bn).
+
+    Layer indices are the state-dict names: 2 and 6 are BatchNorm1d, 4 and 8 the bias-free Linears.
+    """
+    pooled = 2 * body_features
+    return nn.Sequential(
+        AdaptiveConcatPool2d(),
+        nn.Flatten(),
+        nn.BatchNorm1d(pooled),
+        nn.Dropout(0.25),
+        nn.Linear(pooled, hidden, bias=False),
+        nn.ReLU(inplace=True),
+        nn.BatchNorm1d(hidden),
+        nn.Dropout(0.5),
+        nn.Linear(hidden, n_out, bias=False),
+    )
+
+
+def resnet50_fastai_head(n_out: int) -> nn.Sequential:
+    """torchvision ResNet50 (no pretrained weights) cut before avgpool/fc, plus fastai's head."""
+    from torchvision.models import resnet50
+
+    trunk = resnet50(weights=None)
+    body = nn.Sequential(*list(trunk.children())[:-2])
+    return nn.Sequential(body, fastai_head(trunk.fc.in_features, n_out))
+
+
+def _conv_bn_relu(n_in: int, n_out: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(n_in, n_out, kernel_size=3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(n_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def tiny_cnn(n_out: int) -> nn.Sequential:
+    """Three stride-2 conv blocks (16, 32, 64 channels) plus the fastai head with 64 hidden units."""
+    body = nn.Sequential(*_conv_bn_relu(3, 16), *_conv_bn_relu(16, 32), *_conv_bn_relu(32, 64))
+    return nn.Sequential(body, fastai_head(64, n_out, hidden=64))
+
+
+ARCHITECTURES: Mapping[str, Callable[[int], nn.Sequential]] = MappingProxyType(
+    {RESNET50_FASTAI: resnet50_fastai_head, TINY_CNN: tiny_cnn}
+)
+
+
+def build_network(architecture: str, n_out: int) -> nn.Sequential:
+    """A freshly initialised network of a registered architecture with `n_out` logits.
+
+    Raises KeyError for an unknown name; the checkpoint reader checks names before calling this.
+    """
+    return ARCHITECTURES[architecture](n_out)
