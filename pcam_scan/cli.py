@@ -13,6 +13,17 @@ from pcam_scan.errors import PcamScanError
 # Each name is a module in pcam_scan.commands with a `register(subparsers)` function.
 COMMAND_MODULES: tuple[str, ...] = (
     "info",
+    "model_info",
+    "evaluate",
+    "diagnose",
+    "fit_aggregator",
+    "export",
+    "synth",
+    "scan",
+    "submit",
+    "train",
+    "view",
+    "render",
 )
 
 EXIT_USER_ERROR = 2
