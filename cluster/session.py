@@ -32,8 +32,8 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[Cl
     try:
         if address:
             ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=num_cpus, **kwargs)
+        else:  # "local": a cluster of our own, even when `ray start` left one running here
+            ray.init(address="local", num_cpus=num_cpus, **kwargs)
     except ConnectionError as err:
         raise ConfigError(f"cannot reach a Ray cluster at {address}: {err}") from None
     try:
