@@ -12,6 +12,7 @@ from pcam_scan.errors import PcamScanError
 
 # Each name is a module in pcam_scan.commands with a `register(subparsers)` function.
 COMMAND_MODULES: tuple[str, ...] = (
+    "demo",
     "info",
     "model_info",
     "evaluate",
