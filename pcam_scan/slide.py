@@ -24,6 +24,9 @@ from pcam_scan.errors import MissingMppError, SlideError
 MPP_PLAUSIBLE_UM_PX = (0.1, 20.0)
 """A slide's MPP outside this range is a mislabelled file, not a microscope."""
 
+SLIDE_SUFFIXES = frozenset({".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"})
+"""File name endings of the whole-slide formats OpenSlide reads, for finding slides in folders."""
+
 LEVEL_AS_IS_TOLERANCE = 0.01
 """A pyramid level within 1% of the requested MPP is used without resampling."""
 

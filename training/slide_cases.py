@@ -19,8 +19,8 @@ from pathlib import Path
 
 from pcam_scan.errors import ConfigError
 from pcam_scan.evaluation.reference import read_reference
+from pcam_scan.slide import SLIDE_SUFFIXES
 
-SLIDE_SUFFIXES = frozenset({".tif", ".tiff", ".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".bif", ".svslide"})
 ANNOTATION_SUFFIXES = (".xml", ".geojson", ".json")
 MASK_SUFFIXES = ("_mask.tif", "_mask.tiff")
 

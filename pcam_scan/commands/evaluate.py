@@ -29,9 +29,6 @@ if TYPE_CHECKING:
     from pcam_scan.evaluation.truth import SlideScale
     from pcam_scan.lesions import DetectionSettings
 
-SLIDE_SUFFIXES = (
-    ".tif", ".tiff", ".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"
-)
 # Options that only mean something for one source of predictions.
 STORE_ONLY = ("aggregator", "detection_threshold", "sigma", "min_distance")
 FILES_ONLY = ("probabilities", "detections", "slides")
@@ -131,6 +128,7 @@ def slide_scales(
 ) -> tuple[dict[str, SlideScale], str]:
     """Each named slide's MPP (and size) from its file, and a word on where the MPP came from."""
     from pcam_scan.evaluation.store_inputs import fixed_mpp_source
+    from pcam_scan.slide import SLIDE_SUFFIXES
     from pcam_scan.evaluation.truth import SlideScale, find_slide_file
     from pcam_scan.slide import open_slide
 
@@ -146,7 +144,7 @@ def slide_scales(
         raise ConfigError(f"{slides_dir}: not a folder of slides")
     scales: dict[str, SlideScale] = {}
     for name in names:
-        path = find_slide_file(slides_dir, (name,), SLIDE_SUFFIXES)
+        path = find_slide_file(slides_dir, (name,), tuple(sorted(SLIDE_SUFFIXES)))
         if path is None:
             raise ConfigError(f"{slides_dir}: no slide file for {name}")
         with open_slide(path, mpp_um_px) as slide:

@@ -11,10 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pcam_scan.errors import ConfigError
 
-SLIDE_SUFFIXES = frozenset({".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"})
-MASK_SUFFIXES = ("_mask.tif", "_mask.tiff")  # Camelyon16 ground-truth masks beside the slides
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,32 +34,19 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-cells", type=int, default=32, help="cells per block side (= Zarr chunk)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (in-process runs)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    parser.add_argument(
+        "--gpus", type=int, default=None,
+        help="model actors on this many GPUs (one each); lets an autoscaling cluster add GPU nodes "
+        "(default: one actor per GPU present at the start, CPU actors when there is none)",
+    )
     parser.add_argument("--in-process", action="store_true", help="no Ray: scan in this process")
-
-
-def collect_slides(inputs: list[str]) -> list[Path]:
-    """Files as given; folders expanded to their slide files (sorted, masks left out)."""
-    paths: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(
-                p for p in path.iterdir()
-                if p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES and not p.name.lower().endswith(MASK_SUFFIXES)
-            )
-            if not found:
-                raise ConfigError(f"{path}: folder holds no slide files ({', '.join(sorted(SLIDE_SUFFIXES))})")
-            paths.extend(found)
-        else:
-            paths.append(path)  # a missing or broken file becomes that slide's failure
-    return paths
 
 
 def run(args: argparse.Namespace) -> int:
     from pcam_scan.scan.runner import ScanRequest, run_scan
     from pcam_scan.scan.outcome import summary_table
 
-    request = ScanRequest.from_args(args, collect_slides(args.slides))
+    request = ScanRequest.from_args(args, [Path(p) for p in args.slides])
     outcomes = run_scan(request)
     print(summary_table(outcomes))
     print(f"store: {args.store}", file=sys.stderr)

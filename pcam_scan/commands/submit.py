@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from pcam_scan.commands.scan import add_scan_arguments, collect_slides
+from pcam_scan.commands.scan import add_scan_arguments
 
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
 
@@ -32,8 +32,9 @@ def run_submit(args: argparse.Namespace) -> int:
     from pcam_scan.scan.runner import ScanRequest
 
     address = args.address or DEFAULT_DASHBOARD
-    # the cluster sees the files at the same absolute paths (shared volume) or by URL
-    slides = [p.resolve() for p in collect_slides(args.slides)]
+    # files and folders travel as absolute paths and are expanded on the cluster, where they
+    # are (a shared volume), so a folder of thousands of slides is one short argument
+    slides = [Path(p).absolute() for p in args.slides]
     store = args.store if "://" in args.store else str(Path(args.store).resolve())
     request = replace(
         ScanRequest.from_args(args, slides), checkpoint=str(Path(args.model).resolve()), store_uri=store

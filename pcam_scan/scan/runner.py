@@ -12,6 +12,7 @@ from pcam_scan.checkpoint import load_checkpoint
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.scan.batch import SlideJob, scan_batch
+from pcam_scan.scan.inputs import collect_slides
 from pcam_scan.scan.outcome import SlideOutcome
 from pcam_scan.scan.progress import ScanProgress
 from pcam_scan.scan.settings import ScanSettings
@@ -30,7 +31,12 @@ class ScanRequest:
     address: str | None = None
     device: str = "auto"
     num_cpus: int | None = None
+    gpus: int | None = None
     in_process: bool = False
+
+    def __post_init__(self) -> None:
+        if self.gpus is not None and self.gpus < 1:
+            raise ConfigError(f"--gpus {self.gpus} must be at least 1")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, slides: Sequence[Path]) -> ScanRequest:
@@ -50,6 +56,7 @@ class ScanRequest:
             address=args.address,
             device=args.device,
             num_cpus=args.num_cpus,
+            gpus=args.gpus,
             in_process=args.in_process,
         )
 
@@ -86,7 +93,7 @@ def run_scan(request: ScanRequest, progress: ScanProgress | None = None) -> list
     loaded = load_checkpoint(request.checkpoint, "cpu")
     model_geometry = loaded.metadata.geometry()
     geometry = request.settings.geometry(model_geometry)
-    ids = unique_slide_ids([Path(p) for p in request.slides])
+    ids = unique_slide_ids(collect_slides(request.slides))
     jobs = [SlideJob(slide_id, str(path)) for slide_id, path in ids.items()]
     run = RunIdentity(loaded.model_id, request.settings.identity())
     store = HeatmapStore.open(request.store_uri, run, mode="a")
@@ -115,9 +122,9 @@ def _scan_on_ray(
 
     geometry = request.settings.geometry(model_geometry)
     with ray_session(request.address, request.num_cpus) as resources:
-        use_gpus = resources.gpus >= 1
-        if use_gpus:
-            actors, cpus_per_actor = int(resources.gpus), 1.0
+        use_gpus = request.gpus is not None or resources.gpus >= 1
+        if use_gpus:  # asked-for GPUs beyond those up now come from the autoscaler
+            actors, cpus_per_actor = request.gpus or int(resources.gpus), 1.0
         else:  # an actor fits on one node, leaving a CPU for reads; big clusters get several
             cpus_per_actor = float(min(8, max(1, int(resources.max_node_cpus) - 1)))
             actors = max(1, int(resources.cpus // 8))

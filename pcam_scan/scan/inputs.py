@@ -1,0 +1,30 @@
+"""Which files a scan takes: slide files as given, folders expanded to their slides."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from pcam_scan.errors import ConfigError
+from pcam_scan.slide import SLIDE_SUFFIXES
+
+MASK_SUFFIXES = ("_mask.tif", "_mask.tiff")  # Camelyon16 ground-truth masks beside the slides
+
+
+def collect_slides(inputs: Iterable[str]) -> list[Path]:
+    """Files as given (a missing or broken one becomes that slide's failure); folders expanded
+    to their slide files, sorted, leaving out Camelyon16 `*_Mask.tif` files."""
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES and not p.name.lower().endswith(MASK_SUFFIXES)
+            )
+            if not found:
+                raise ConfigError(f"{path}: folder holds no slide files ({', '.join(sorted(SLIDE_SUFFIXES))})")
+            paths.extend(found)
+        else:
+            paths.append(path)
+    return paths
