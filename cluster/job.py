@@ -18,12 +18,12 @@ def main() -> int:
     from pcam_scan.scan.outcome import summary_table
     from pcam_scan.scan.runner import ScanRequest, run_scan
 
-    try:
-        request = ScanRequest.from_json(os.environ[JOB_ENV_VAR])
-        outcomes = run_scan(request)
-    except KeyError:
+    text = os.environ.get(JOB_ENV_VAR)
+    if text is None:
         print(f"pcam-scan job: error: {JOB_ENV_VAR} is not set; submit with `pcam-scan submit`", file=sys.stderr)
         return 2
+    try:
+        outcomes = run_scan(ScanRequest.from_json(text))
     except PcamScanError as err:
         print(f"pcam-scan job: error: {err}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ pool for the model.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -62,10 +63,9 @@ def run_block_pipeline(
 
     configure_ray_data()
     items = [{"work": pack_work(work)} for work in works]
-    dataset = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
+    dataset: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
     dataset = dataset.map_batches(
-        read_blocks,
-        fn_kwargs={"geometry": geometry},
+        functools.partial(read_blocks, geometry=geometry),
         batch_size=1,
         num_cpus=1,
         memory=READ_TASK_MEMORY_BYTES,
@@ -82,7 +82,9 @@ def run_block_pipeline(
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool.actors),
         **model_resources,
     )
-    dataset = dataset.map_batches(write_blocks, fn_kwargs={"writers": dict(writers)}, batch_size=8, num_cpus=0.25)
+    dataset = dataset.map_batches(
+        functools.partial(write_blocks, writers=dict(writers)), batch_size=8, num_cpus=0.25
+    )
     for row in dataset.iter_rows():
         yield BlockResult(
             slide_id=str(row["slide_id"]),

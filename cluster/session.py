@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from pcam_scan.errors import ConfigError
 
@@ -28,7 +29,7 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[Cl
 
     if ray.is_initialized():
         raise ConfigError("Ray is already initialised in this process; pcam-scan manages its own session")
-    kwargs: dict[str, object] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     try:
         if address:
             ray.init(address=address, **kwargs)

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from pcam_scan.errors import ConfigError, PcamScanError
@@ -101,16 +102,21 @@ def run_demo(
     quick: bool = False,
     num_cpus: int | None = None,
     run_command: Callable[[Sequence[str]], int] | None = None,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Run every step; returns the evaluation metrics. A failing step stops the demo with its
     error (the steps' own outputs stay in `out_dir`)."""
     from pcam_scan.cli import main as cli_main
 
     run_command = run_command or cli_main
+    if num_cpus is not None and num_cpus < 1:
+        raise ConfigError(f"--num-cpus {num_cpus} must be at least 1")
     paths = DemoPaths(Path(out_dir).resolve())
     if paths.store.exists():
         raise ConfigError(f"{paths.root} already holds a demo run; choose another --out or remove it")
-    paths.root.mkdir(parents=True, exist_ok=True)
+    try:
+        paths.root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create {paths.root}: {err.strerror}") from None
     steps = demo_steps(paths, QUICK if quick else FULL, num_cpus)
     started = time.perf_counter()
     for number, (title, args) in enumerate(steps, 1):

@@ -142,3 +142,41 @@ def _written_blocks(store: Path) -> int:
         return sum(len(opened.done_blocks(s)) for s in opened.list_slides())
     except Exception:  # the store is being created by the other process; look again
         return 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--num-cpus", "0"], "--num-cpus"),
+        (["--mpp", "1000"], "--mpp"),
+        (["--stride", "33"], "stride"),
+        (["--batch-size", "0"], "batch size"),
+    ],
+)
+def test_bad_scan_options_are_one_line_before_anything_runs(
+    batch: list[str], tiny_checkpoint: Path, tmp_path: Path, capsys, extra: list[str], words: str
+) -> None:
+    store = tmp_path / "never.zarr"
+    assert main(scan_args(batch[:1], tiny_checkpoint, store, *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1
+    assert not store.exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_cuda_on_a_cluster_without_gpus_is_one_line(
+    batch: list[str], tiny_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    store = tmp_path / "cuda.zarr"
+    assert main(scan_args(batch[:1], tiny_checkpoint, store, "--device", "cuda", "--num-cpus", "2")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("pcam-scan: error: --device cuda") and "no GPUs" in err[-1]
+    assert "Traceback" not in "\n".join(err)
+    assert HeatmapStore.open(str(store)).list_slides() == []
+
+
+def test_the_same_file_given_twice_is_scanned_once(batch: list[str], tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    folder = str(Path(batch[0]).parent)
+    assert main(scan_args([folder, batch[0]], tiny_checkpoint, tmp_path / "s.zarr", "--in-process", "--block-cells", "16")) == 1
+    table = capsys.readouterr().out
+    assert table.count("tumor_001 ") == 1 and "3 slides:" in table

@@ -8,7 +8,7 @@ reads, predictions and writes happen.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -119,7 +119,26 @@ def scan_batch(
         progress.slide_done()
 
     writers = {slide_id: store.block_writer(slide_id) for slide_id in tallies}
-    for result in executor.run(works, writers):
+    try:
+        _collect(executor.run(works, writers), tallies, outcomes, store, progress, fail)
+    finally:
+        progress.close()
+    for job in jobs:
+        if job.slide_id not in outcomes:  # results that never came back: say so, never drop
+            fail(job, "some blocks returned no result; run the scan again to resume")
+    return [outcomes[job.slide_id] for job in jobs]
+
+
+def _collect(
+    results: Iterator[BlockResult],
+    tallies: dict[str, _SlideTally],
+    outcomes: dict[str, SlideOutcome],
+    store: HeatmapStore,
+    progress: ScanProgress,
+    fail: Callable[[SlideJob, str], None],
+) -> None:
+    """Count each block's result; fail a slide on its first error; finalize it on its last block."""
+    for result in results:
         tally = tallies[result.slide_id]
         progress.block_done(result.n_patches)
         if tally.failed:
@@ -133,8 +152,6 @@ def scan_batch(
         if tally.pending == 0:
             outcomes[result.slide_id] = _finalize(store, tally)
             progress.slide_done()
-    progress.close()
-    return [outcomes[job.slide_id] for job in jobs if job.slide_id in outcomes]
 
 
 def _finalize(store: HeatmapStore, tally: _SlideTally) -> SlideOutcome:

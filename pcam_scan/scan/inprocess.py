@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping, Sequence
 
-from pcam_scan.errors import PcamScanError
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.predictor import Predictor
 from pcam_scan.scan.batch import SlideJob
-from pcam_scan.scan.planning import SlidePlan, plan_slide
+from pcam_scan.scan.planning import SlidePlan, plan_or_reason
 from pcam_scan.scan.settings import ScanSettings
 from pcam_scan.scan.work import BlockResult, BlockWork, describe_error, read_works, write_work
 from pcam_scan.store.blocks import BlockWriter
@@ -26,10 +25,7 @@ class InProcessExecutor:
         self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings
     ) -> Iterator[tuple[SlideJob, SlidePlan | str]]:
         for job in jobs:
-            try:
-                yield job, plan_slide(job.slide_id, job.path, model_geometry, settings)
-            except PcamScanError as err:
-                yield job, describe_error(err)
+            yield job, plan_or_reason(job.slide_id, job.path, model_geometry, settings)
 
     def run(self, works: Sequence[BlockWork], writers: Mapping[str, BlockWriter]) -> Iterator[BlockResult]:
         for work, patches, read_s, error in read_works(works, self.geometry):
@@ -38,7 +34,11 @@ class InProcessExecutor:
                 yield BlockResult(work.slide_id, rc, 0, read_s, error=error)
                 continue
             started = time.perf_counter()
-            probs = self.predictor.predict(patches)
-            predict_s = time.perf_counter() - started
-            write_s = write_work(writers[work.slide_id], work, probs)
+            try:
+                probs = self.predictor.predict(patches)
+                predict_s = time.perf_counter() - started
+                write_s = write_work(writers[work.slide_id], work, probs)
+            except Exception as err:  # the slide fails with this message; the batch goes on
+                yield BlockResult(work.slide_id, rc, 0, read_s, error=describe_error(err))
+                continue
             yield BlockResult(work.slide_id, rc, len(patches), read_s, predict_s, write_s)

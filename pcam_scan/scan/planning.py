@@ -59,3 +59,16 @@ def plan_slide(
         blocks=blocks,
         plan_seconds=time.perf_counter() - started,
     )
+
+
+def plan_or_reason(
+    slide_id: str, path: str, model_geometry: PatchGeometry, settings: ScanSettings
+) -> SlidePlan | str:
+    """The slide's plan, or the one line that says why it cannot be scanned: a bad slide is
+    recorded as failed and the batch goes on, in process and on Ray alike."""
+    from pcam_scan.scan.work import describe_error
+
+    try:
+        return plan_slide(slide_id, path, model_geometry, settings)
+    except Exception as err:  # becomes the slide's failed status, never swallowed
+        return describe_error(err)

@@ -37,6 +37,8 @@ class ScanRequest:
     def __post_init__(self) -> None:
         if self.gpus is not None and self.gpus < 1:
             raise ConfigError(f"--gpus {self.gpus} must be at least 1")
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise ConfigError(f"--num-cpus {self.num_cpus} must be at least 1")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, slides: Sequence[Path]) -> ScanRequest:
@@ -122,6 +124,8 @@ def _scan_on_ray(
 
     geometry = request.settings.geometry(model_geometry)
     with ray_session(request.address, request.num_cpus) as resources:
+        if request.device.startswith("cuda") and resources.gpus < 1 and request.gpus is None:
+            raise ConfigError(f"--device {request.device}: the Ray cluster has no GPUs (add --gpus N to wait for some)")
         use_gpus = request.gpus is not None or resources.gpus >= 1
         if use_gpus:  # asked-for GPUs beyond those up now come from the autoscaler
             actors, cpus_per_actor = request.gpus or int(resources.gpus), 1.0

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
+from pcam_scan.slide import MPP_PLAUSIBLE_UM_PX
 from pcam_scan.tissue import TissueSettings
 
 
@@ -30,8 +31,9 @@ class ScanSettings:
             raise ConfigError(f"block size {self.block_cells} cells must lie in 1..256")
         if self.batch_size < 1:
             raise ConfigError(f"batch size {self.batch_size} must be positive")
-        if self.mpp_override_um_px is not None and not self.mpp_override_um_px > 0:
-            raise ConfigError(f"--mpp {self.mpp_override_um_px} must be positive")
+        low, high = MPP_PLAUSIBLE_UM_PX
+        if self.mpp_override_um_px is not None and not low <= self.mpp_override_um_px <= high:
+            raise ConfigError(f"--mpp {self.mpp_override_um_px} is outside the plausible {low}-{high} um/px")
 
     def geometry(self, model_geometry: PatchGeometry) -> PatchGeometry:
         """The model's patch geometry with this scan's stride."""

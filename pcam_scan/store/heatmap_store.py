@@ -306,6 +306,10 @@ def _open_root(location: StoreLocation, create_for: RunIdentity | None) -> zarr.
         raise StoreError(f"no heatmap store at {location.uri}") from err
     except OSError as err:
         raise StoreError(f"cannot open the store {location.uri}: {err}") from err
+    except Exception as err:  # object-store clients raise their own types (botocore, gcsfs...)
+        if type(err).__module__.split(".")[0] in {"botocore", "aiobotocore", "s3fs", "gcsfs", "adlfs", "fsspec"}:
+            raise StoreError(f"cannot open the store {location.uri}: {' '.join(str(err).split())}") from err
+        raise
 
 
 def _float_grid_array(

@@ -43,6 +43,8 @@ def unique_slide_ids(paths: Iterable[str | Path]) -> dict[str, Path]:
     by_folded: dict[str, Path] = {}
     for raw in paths:
         path = Path(raw)
+        if any(path.resolve() == seen.resolve() for seen in by_id.values()):
+            continue  # the same file named twice (e.g. a folder and a file in it) is one slide
         slide_id = slide_id_for_path(path)
         folded = slide_id.casefold()
         if folded in by_folded:
