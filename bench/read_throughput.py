@@ -15,24 +15,29 @@ from pathlib import Path
 
 import numpy as np
 
-from pcam_scan.blocks import cut_patches, plan_blocks
-from pcam_scan.geometry import CellGrid, PatchGeometry
-from pcam_scan.slide import choose_read_plan, open_slide
+from pcam_scan.blocks import cut_patches
+from pcam_scan.geometry import PatchGeometry
+from pcam_scan.scan.planning import SlidePlan, plan_slide
+from pcam_scan.scan.settings import ScanSettings
+from pcam_scan.slide import open_slide
 from pcam_scan.synth import SlideSpec, write_synthetic_slide
-from pcam_scan.tissue import detect_tissue
 
 
-def block_path(path: Path, geometry: PatchGeometry, max_patches: int) -> tuple[int, float]:
+def plan_for_stride(path: Path, stride_px: int) -> SlidePlan:
+    """The scanner's own plan (read plane, grid, tissue, 32-cell blocks), shared by both paths."""
+    return plan_slide(path.stem, str(path), PatchGeometry(), ScanSettings(stride_px=stride_px))
+
+
+def block_path(path: Path, plan: SlidePlan, max_patches: int) -> tuple[int, float]:
     """Patches cut from one region read per block (the scanner's way)."""
+    geometry = plan.grid.geometry
+    tissue = plan.tissue.cells
     with open_slide(path) as slide:
-        plan = choose_read_plan(slide.info, geometry.mpp_um_px)
-        grid = CellGrid(slide.info.l0_width, slide.info.l0_height, slide.info.mpp_um_px, plan.px_mpp_um_px, geometry)
-        tissue = detect_tissue(slide, grid).cells
         started = time.perf_counter()
         n = 0
-        for block in plan_blocks(grid, tissue, 32):
+        for block in plan.blocks:
             x0, y0, w, h = block.region_px_box(geometry)
-            region = slide.read_px_region(plan, (x0, y0), (w, h))
+            region = slide.read_px_region(plan.read_plan, (x0, y0), (w, h))
             patches = np.ascontiguousarray(cut_patches(region, block, geometry)[tissue[block.cell_slices()]])
             n += len(patches)
             if n >= max_patches:
@@ -40,17 +45,15 @@ def block_path(path: Path, geometry: PatchGeometry, max_patches: int) -> tuple[i
         return n, time.perf_counter() - started
 
 
-def per_patch_path(path: Path, geometry: PatchGeometry, max_patches: int) -> tuple[int, float]:
+def per_patch_path(path: Path, plan: SlidePlan, max_patches: int) -> tuple[int, float]:
     """One read_region per patch (the naive way)."""
+    patch_px = plan.grid.geometry.patch_px
     with open_slide(path) as slide:
-        plan = choose_read_plan(slide.info, geometry.mpp_um_px)
-        grid = CellGrid(slide.info.l0_width, slide.info.l0_height, slide.info.mpp_um_px, plan.px_mpp_um_px, geometry)
-        tissue = detect_tissue(slide, grid).cells
         started = time.perf_counter()
         n = 0
-        for row, col in np.argwhere(tissue)[:max_patches]:
-            x0, y0, _, _ = grid.patch_px_box((int(row), int(col)))
-            slide.read_px_region(plan, (x0, y0), (geometry.patch_px, geometry.patch_px))
+        for row, col in np.argwhere(plan.tissue.cells)[:max_patches]:
+            x0, y0, _, _ = plan.grid.patch_px_box((int(row), int(col)))
+            slide.read_px_region(plan.read_plan, (x0, y0), (patch_px, patch_px))
             n += 1
         return n, time.perf_counter() - started
 
@@ -68,10 +71,10 @@ def main() -> None:
         print(f"slide {args.width}x{args.height} px at {args.mpp} um/px (synthetic, JPEG tiles)")
         print(f"{'stride':>6} {'path':<22} {'patches':>8} {'seconds':>8} {'patches/s':>10}")
         for stride in (32, 96):
-            geometry = PatchGeometry(stride_px=stride)
+            plan = plan_for_stride(path, stride)
             rates = {}
             for name, fn in (("block + strided cuts", block_path), ("read_region per patch", per_patch_path)):
-                n, seconds = fn(path, geometry, args.max_patches)
+                n, seconds = fn(path, plan, args.max_patches)
                 rates[name] = n / seconds
                 print(f"{stride:>6} {name:<22} {n:>8} {seconds:>8.2f} {rates[name]:>10.0f}")
             ratio = rates["block + strided cuts"] / rates["read_region per patch"]

@@ -27,13 +27,9 @@ from scipy.spatial.distance import pdist
 
 from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid
+from pcam_scan.validation import check_probability
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-
-
-def _check_probability(name: str, value: float) -> None:
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ConfigError(f"{name} {value} must be a probability in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -43,7 +39,7 @@ class RegionSettings:
     threshold: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_probability("region threshold", self.threshold)
+        check_probability("region threshold", self.threshold)
 
 
 @dataclass(frozen=True)
@@ -58,7 +54,7 @@ class DetectionSettings:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.sigma_cells) and 0.0 <= self.sigma_cells <= 50.0):
             raise ConfigError(f"smoothing sigma {self.sigma_cells} cells must lie in [0, 50]")
-        _check_probability("detection threshold", self.threshold)
+        check_probability("detection threshold", self.threshold)
         if not (math.isfinite(self.min_distance_cells) and 1.0 <= self.min_distance_cells <= 500.0):
             raise ConfigError(
                 f"minimum peak distance {self.min_distance_cells} cells must lie in [1, 500]"

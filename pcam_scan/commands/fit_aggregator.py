@@ -15,7 +15,10 @@ from pathlib import Path
 
 from pcam_scan.errors import ConfigError
 
-DEFAULT_EXCLUDE = "Test_049,Test_114"
+DEFAULT_EXCLUDE: str | None = None
+"""The --exclude default: None stands for `CAMELYON16_EXCLUDED` (pcam_scan.evaluation.reference),
+which `split_names` looks up only when a command runs, since importing pcam_scan.evaluation while
+building the parser would slow every `pcam-scan` call by over a second."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,8 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def split_names(text: str) -> list[str]:
-    """`a, b,,c` -> [a, b, c]: the comma-separated slide names of an option."""
+def split_names(text: str | None) -> list[str]:
+    """`a, b,,c` -> [a, b, c]: the comma-separated slide names of --exclude; None (its default)
+    -> the slides the Camelyon16 organisers excluded."""
+    if text is None:
+        from pcam_scan.evaluation.reference import CAMELYON16_EXCLUDED
+
+        return list(CAMELYON16_EXCLUDED)
     return [name.strip() for name in text.split(",") if name.strip()]
 
 

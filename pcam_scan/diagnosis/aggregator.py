@@ -31,6 +31,7 @@ import numpy as np
 
 from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.errors import ConfigError, PcamScanError
+from pcam_scan.validation import check_probability
 
 AGGREGATOR_FORMAT = "pcam-scan-aggregator"
 AGGREGATOR_VERSION = 1
@@ -72,8 +73,7 @@ class Aggregator:
             raise AggregatorError("every scaler scale must be > 0")
         if not math.isfinite(self.intercept):
             raise AggregatorError("intercept is not finite")
-        if not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
-            raise AggregatorError(f"threshold {self.threshold} must lie in [0, 1]")
+        check_probability("threshold", self.threshold, AggregatorError)
 
     @property
     def name(self) -> str:

@@ -11,7 +11,6 @@ cell has probability features of 0 (no evidence of tumour), not NaN.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -20,6 +19,7 @@ import numpy as np
 from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid
 from pcam_scan.lesions import RegionSettings, check_heatmap, find_regions
+from pcam_scan.validation import check_probability
 
 MAX_PROB = "max_prob"
 TOP_K_MEAN = "top_k_mean"
@@ -50,8 +50,7 @@ class FeatureSettings:
         if not self.area_thresholds:
             raise ConfigError("at least one tumour-area threshold is needed")
         for t in self.area_thresholds:
-            if not (math.isfinite(t) and 0.0 <= t <= 1.0):
-                raise ConfigError(f"tumour-area threshold {t} must be a probability in [0, 1]")
+            check_probability("tumour-area threshold", t)
         names = [area_feature_name(t) for t in self.area_thresholds]
         if len(set(names)) != len(names):
             raise ConfigError(f"tumour-area thresholds {self.area_thresholds} repeat at 2 decimals")

@@ -19,6 +19,7 @@ from pcam_scan import __version__
 from pcam_scan.diagnosis.aggregator import Aggregator, AggregatorError
 from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.errors import ConfigError
+from pcam_scan.validation import check_probability
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -39,8 +40,7 @@ class FitSettings:
             raise ConfigError(f"cross-validation folds {self.folds} must lie in [2, 100]")
         if not (math.isfinite(self.c) and self.c > 0):
             raise ConfigError(f"regularisation C {self.c} must be > 0")
-        if not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
-            raise ConfigError(f"decision threshold {self.threshold} must lie in [0, 1]")
+        check_probability("decision threshold", self.threshold)
         if self.max_iter < 100:
             raise ConfigError(f"max_iter {self.max_iter} must be >= 100")
 

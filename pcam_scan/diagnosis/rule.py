@@ -21,6 +21,7 @@ from typing import Literal
 
 from pcam_scan.diagnosis.features import MAX_PROB, TOP_K_MEAN, FeatureSettings
 from pcam_scan.errors import ConfigError
+from pcam_scan.validation import check_probability
 
 SizeCategory = Literal["macro", "micro", "itc", "negative"]
 SIZE_CATEGORIES: tuple[SizeCategory, ...] = ("macro", "micro", "itc", "negative")
@@ -55,8 +56,7 @@ class DefaultRule:
     def __post_init__(self) -> None:
         if self.score not in (TOP_K_MEAN, MAX_PROB):
             raise ConfigError(f"default rule score {self.score!r} is not top_k_mean or max_prob")
-        if not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
-            raise ConfigError(f"decision threshold {self.threshold} must lie in [0, 1]")
+        check_probability("decision threshold", self.threshold)
 
     @property
     def name(self) -> str:

@@ -23,6 +23,7 @@ from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid
 from pcam_scan.store import HeatmapReader, SlideState
 from pcam_scan.store.pyramid import build_pyramid
+from pcam_scan.validation import check_probability
 
 FloatImage = npt.NDArray[np.float32]
 RgbaImage = npt.NDArray[np.uint8]
@@ -40,10 +41,7 @@ class HeatmapStyle:
     colormap: str = DEFAULT_COLORMAP
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)):
-            raise ConfigError(f"heatmap threshold {self.threshold!r} must be a number in [0, 1]")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"heatmap threshold {self.threshold} must lie in [0, 1]")
+        check_probability("heatmap threshold", self.threshold)
         import matplotlib
 
         if self.colormap not in matplotlib.colormaps:

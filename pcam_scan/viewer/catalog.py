@@ -13,7 +13,6 @@ slide that is still growing gets new URLs as blocks arrive.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from pcam_scan.render.slide_files import SlideLocator
 from pcam_scan.render.summary import SlideSummary, summarise
 from pcam_scan.store import HeatmapStore, SlideState, StoredSlide
 from pcam_scan.store.identity import canonical_json
+from pcam_scan.validation import check_probability
 from pcam_scan.viewer.lru import LruCache
 from pcam_scan.viewer.overlays import lesion_overlay
 from pcam_scan.viewer.tiles import DEFAULT_OVERLAP_PX, DEFAULT_TILE_PX, DeepZoomGrid, SlideTiles
@@ -177,6 +177,4 @@ def parse_threshold(raw: str | None, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"threshold {raw!r} must be a number in [0, 1]") from None
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ConfigError(f"threshold {raw!r} must be a number in [0, 1]")
-    return value
+    return check_probability("threshold", value)

@@ -1,0 +1,21 @@
+"""Shared checks on settings values, so every place words the same rule the same way."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+from pcam_scan.errors import ConfigError, PcamScanError
+
+
+def check_probability(name: str, value: float, error: type[PcamScanError] = ConfigError) -> float:
+    """`value` as a float when it is a finite number in [0, 1]; else raise `error`.
+
+    Thresholds and probabilities are compared against heatmap cells in [0, 1], so NaN, infinities
+    and out-of-range values would silently select everything or nothing.
+    """
+    if not isinstance(value, Real):
+        raise error(f"{name} {value!r} must be a number in [0, 1]")
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise error(f"{name} {value} must lie in [0, 1]")
+    return float(value)
