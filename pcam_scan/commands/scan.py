@@ -20,19 +20,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
+def add_scan_arguments(
+    parser: argparse.ArgumentParser, address_help: str = "Ray cluster address (default: a local Ray)"
+) -> None:
     """The arguments shared by `scan` and `submit`."""
     parser.add_argument("slides", nargs="+", help="slide files, or folders of slides")
     parser.add_argument("--model", required=True, help="scanner checkpoint (.safetensors)")
     parser.add_argument("--store", required=True, help="Zarr store: a folder or an fsspec URL (s3://...)")
-    parser.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
+    parser.add_argument("--address", default=None, help=address_help)
     parser.add_argument("--stride", type=int, default=32, help="stride in px at the model MPP (default 32)")
     parser.add_argument("--tta", action="store_true", help="mean over the 8 flips/rotations")
     parser.add_argument("--mpp", type=float, default=None, help="override the slides' um/px")
     parser.add_argument("--batch-size", type=int, default=256, help="patches per model batch")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--block-cells", type=int, default=32, help="cells per block side (= Zarr chunk)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (in-process runs)")
+    parser.add_argument("--device", default="auto", help="where the model runs: auto, cpu, cuda or cuda:N")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     parser.add_argument(
         "--gpus", type=int, default=None,

@@ -8,13 +8,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from pcam_scan.commands.scan import add_scan_arguments
+from pcam_scan.errors import ConfigError
 
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     submit = subparsers.add_parser("submit", help="submit a scan to a Ray cluster as a job")
-    add_scan_arguments(submit)
+    add_scan_arguments(submit, address_help=f"Ray dashboard (job server) URL (default {DEFAULT_DASHBOARD})")
     submit.set_defaults(func=run_submit)
     status = subparsers.add_parser("status", help="status of a submitted scan job")
     status.add_argument("job", help="job id printed by `pcam-scan submit`")
@@ -31,6 +32,8 @@ def run_submit(args: argparse.Namespace) -> int:
     from cluster.submit import submit_scan
     from pcam_scan.scan.runner import ScanRequest
 
+    if args.in_process or args.num_cpus is not None:
+        raise ConfigError("--in-process and --num-cpus describe a local run; a submitted job runs on the cluster")
     address = args.address or DEFAULT_DASHBOARD
     # files and folders travel as absolute paths and are expanded on the cluster, where they
     # are (a shared volume), so a folder of thousands of slides is one short argument
