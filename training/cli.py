@@ -170,7 +170,9 @@ def run(args: argparse.Namespace) -> int:
     report = Path(args.report) if args.report else checkpoint.with_name(checkpoint.stem + "_report")
     # fastai's bars redraw in place: only on a terminal, never into a log file
     progress = not args.quiet and sys.stderr.isatty()
-    outcome = train_and_export(data, settings, checkpoint, report, progress=progress, extra=summary)
+    outcome = train_and_export(
+        data, settings, checkpoint, report, progress=progress, extra=summary, epoch_rows=not args.quiet
+    )
     splits = outcome.metrics["splits"]
     for name, split in splits.items():
         auc = "n/a" if split["auc"] is None else f"{split['auc']:.4f}"

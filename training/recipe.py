@@ -217,14 +217,34 @@ def _no_log(*_args: object, **_kwargs: object) -> None:
     return None
 
 
-def run_recipe(data: TrainingData, settings: TrainSettings, workdir: Path, progress: bool = True) -> RecipeResult:
-    """lr_find (frozen), frozen stage, unfreeze, stage with `slice(lr/10, lr)`."""
+def _epoch_row_logger(learn: Learner) -> Callable[[list[object]], None]:
+    """One readable line per epoch ("epoch 2: train_loss 0.2020 valid_loss 0.0796 ...")."""
+
+    def log_row(values: list[object]) -> None:
+        names = list(learn.recorder.metric_names)
+        if len(names) != len(values) or not values or isinstance(values[0], str):
+            return
+        parts = [f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}" for name, value in zip(names[1:], values[1:])]
+        log.info("epoch %s: %s", int(values[0]) + 1, "  ".join(parts))  # type: ignore[call-overload]
+
+    return log_row
+
+
+def run_recipe(
+    data: TrainingData, settings: TrainSettings, workdir: Path, progress: bool = True, epoch_rows: bool = True
+) -> RecipeResult:
+    """lr_find (frozen), frozen stage, unfreeze, stage with `slice(lr/10, lr)`.
+
+    `progress` draws fastai's bars (a terminal); without them `epoch_rows` still prints one
+    line per epoch (losses, accuracy, time), which is what a log file wants.
+    """
     learn, device, batch_size, precision, start = build_learner(data, settings, workdir)
     if not progress:
         if hasattr(learn, "progress"):
             learn.remove_cb(learn.progress)
-        learn.logger = _no_log  # the Recorder prints each epoch's row through it
-    if start is None:
+        # the Recorder prints each epoch's row through learn.logger
+        learn.logger = _epoch_row_logger(learn) if epoch_rows else _no_log
+    if start is None and settings.frozen_epochs:
         log.warning("starting from random weights: the frozen stage trains the head over a random body")
     learn.freeze()
     found = run_lr_find(learn, settings.lr_find_iterations) if settings.lr_find_iterations else None

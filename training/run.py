@@ -81,6 +81,7 @@ def train_and_export(
     report_dir: Path,
     progress: bool = True,
     extra: dict[str, Any] | None = None,
+    epoch_rows: bool = True,
 ) -> TrainOutcome:
     """Train with the recipe, evaluate valid (and test), export the checkpoint, write the report.
 
@@ -90,7 +91,7 @@ def train_and_export(
         raise ConfigError(f"cannot write {checkpoint_path}: folder {checkpoint_path.parent} does not exist")
     report_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pcam-train-") as workdir:
-        result = run_recipe(data, settings, Path(workdir), progress=progress)
+        result = run_recipe(data, settings, Path(workdir), progress=progress, epoch_rows=epoch_rows)
         learn = result.learn
         predictions: dict[str, SplitPredictions] = {
             name: learner_predictions(learn, source, name)
