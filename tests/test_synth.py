@@ -326,3 +326,11 @@ def test_cli_writes_a_dataset_with_progress_and_rejects_bad_input_in_one_line(tm
     assert code != 0
     assert captured.err.count("\n") == 1 and captured.err.startswith("pcam-scan: error: --tumor")
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_folder_with_other_slides_is_refused_before_anything_is_written(tmp_path, capsys):
+    (tmp_path / "tumor_007.tif").write_bytes(b"an older data set")
+    args = ["synth", str(tmp_path), "--tumor", "0", "--normal", "1", "--width", "1100", "--height", "1100", "--mpp", "0.972"]
+    assert main([*args, "--quiet"]) == 2
+    assert "tumor_007" in capsys.readouterr().err
+    assert not (tmp_path / "normal_001.tif").exists() and not (tmp_path / "reference.csv").exists()

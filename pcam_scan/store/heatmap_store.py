@@ -303,6 +303,8 @@ def _open_root(location: StoreLocation, create_for: RunIdentity | None) -> zarr.
     except (FileExistsError, ContainsArrayError, ContainsArrayAndGroupError) as err:
         raise StoreError(f"{location.uri} exists and is not a pcam-scan heatmap store") from err
     except FileNotFoundError as err:
+        if create_for is not None:  # e.g. an object-store bucket that does not exist
+            raise StoreError(f"cannot create a heatmap store at {location.uri}: {err}") from err
         raise StoreError(f"no heatmap store at {location.uri}") from err
     except OSError as err:
         raise StoreError(f"cannot open the store {location.uri}: {err}") from err

@@ -58,6 +58,12 @@ def write_synthetic_dataset(
     """Write the data set (see the module doc); same spec, same bytes."""
     out = prepare_out_dir(out_dir)
     jobs = slide_names(spec)
+    stale = sorted({p.stem for p in out.glob("*.tif")} - {name for name, _, _ in jobs})
+    if stale:
+        raise ConfigError(
+            f"{out} holds slides this data set would not list in its reference.csv "
+            f"({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}); use an empty folder"
+        )
     plans = [plan_slide(spec.slide, slide_seed(spec.seed, tumour, i), tumour) for _, tumour, i in jobs]
     slides = []
     for index, ((name, tumour, _), plan) in enumerate(zip(jobs, plans, strict=True)):
