@@ -4,8 +4,6 @@ evaluate, render), and the trained model's heatmaps light up on the annotated le
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -18,14 +16,14 @@ from pcam_scan.store import HeatmapStore
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoPaths, str]:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoPaths:
     out = tmp_path_factory.mktemp("demo") / "run"
     assert main(["demo", "--out", str(out), "--quick", "--num-cpus", "2"]) == 0
-    return DemoPaths(out), ""
+    return DemoPaths(out)
 
 
-def test_demo_writes_every_artefact_and_computes_the_metrics(demo: tuple[DemoPaths, str], capsys) -> None:
-    paths, _ = demo
+def test_demo_writes_every_artefact_and_computes_the_metrics(demo: DemoPaths) -> None:
+    paths = demo
     assert paths.model.is_file() and (paths.root / "model_report" / "metrics.json").is_file()
     store = HeatmapStore.open(str(paths.store))
     slides = sorted(store.list_slides())
@@ -40,16 +38,16 @@ def test_demo_writes_every_artefact_and_computes_the_metrics(demo: tuple[DemoPat
     assert {p.name for p in paths.renders.glob("*.png")} >= {f"{s}.png" for s in slides} | {"contact_sheet.png"}
 
 
-def test_demo_model_separates_tumour_slides_from_normal(demo: tuple[DemoPaths, str]) -> None:
-    paths, _ = demo
+def test_demo_model_separates_tumour_slides_from_normal(demo: DemoPaths) -> None:
+    paths = demo
     metrics = json.loads((paths.evaluation / "metrics.json").read_text())
     assert metrics["slide_level"]["auc"] == 1.0
     diagnoses = {row.split(",")[0]: row for row in paths.diagnoses.read_text().splitlines()[1:]}
     assert ",positive," in diagnoses["tumor_001"] and ",negative," in diagnoses["normal_001"]
 
 
-def test_heatmaps_light_up_on_the_annotated_lesions(demo: tuple[DemoPaths, str]) -> None:
-    paths, _ = demo
+def test_heatmaps_light_up_on_the_annotated_lesions(demo: DemoPaths) -> None:
+    paths = demo
     store = HeatmapStore.open(str(paths.store))
     for slide_id in ("tumor_001", "tumor_002"):
         grid = store.read_grid(slide_id)
