@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pcam_scan.model import RESNET50_FASTAI
-from pcam_scan.predictor import Predictor, PredictorSettings, resolve_device
-from pcam_scan.random_model import write_random_checkpoint
+from pcam_scan.model.architectures import RESNET50_FASTAI
+from pcam_scan.model.predictor import Predictor, PredictorSettings, resolve_device
+from pcam_scan.model.random_model import write_random_checkpoint
 
 
 def _sync(device: torch.device) -> None:

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pcam_scan.checkpoint import load_checkpoint
-from pcam_scan.predictor import Predictor, PredictorSettings
-from pcam_scan.random_model import write_random_checkpoint
+from pcam_scan.model.checkpoint import load_checkpoint
+from pcam_scan.model.predictor import Predictor, PredictorSettings
+from pcam_scan.model.random_model import write_random_checkpoint
 from pcam_scan.scan.progress import ScanProgress
 from pcam_scan.scan.runner import ScanRequest, run_scan
 from pcam_scan.scan.settings import ScanSettings

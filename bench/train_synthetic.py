@@ -25,8 +25,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from pcam_scan.geometry import PatchGeometry
-from pcam_scan.model import RESNET50_FASTAI, TINY_CNN
-from pcam_scan.predictor import Predictor, PredictorSettings
+from pcam_scan.model.architectures import RESNET50_FASTAI, TINY_CNN
+from pcam_scan.model.predictor import Predictor, PredictorSettings
 from pcam_scan.synth.dataset import write_synthetic_dataset
 from pcam_scan.synth.spec import SlideSpec, SynthSpec
 from training.mined_data import mine_training_data

@@ -53,7 +53,7 @@ class PredictBlocks:
 
     def __init__(self, checkpoint_path: str, model_id: str, predictor_kwargs: Mapping[str, Any]) -> None:
         from pcam_scan.errors import CheckpointError
-        from pcam_scan.predictor import Predictor, PredictorSettings
+        from pcam_scan.model.predictor import Predictor, PredictorSettings
 
         self.predictor = Predictor.from_checkpoint(checkpoint_path, PredictorSettings(**predictor_kwargs))
         if self.predictor.model_id != model_id:

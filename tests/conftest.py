@@ -34,7 +34,7 @@ def synth_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (untrained, seeded) tiny-CNN checkpoint in the scanner's format."""
-    from pcam_scan.random_model import write_random_checkpoint
+    from pcam_scan.model.random_model import write_random_checkpoint
 
     path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
     write_random_checkpoint(path, seed=0)

@@ -14,13 +14,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pcam_scan.checkpoint import METADATA_KEY, load_checkpoint, read_metadata, save_checkpoint
-from pcam_scan.checkpoint_metadata import ModelMetadata, Provenance
+from pcam_scan.model.checkpoint import METADATA_KEY, load_checkpoint, read_metadata, save_checkpoint
+from pcam_scan.model.metadata import ModelMetadata, Provenance
 from pcam_scan.cli import main
 from pcam_scan.errors import CheckpointError
 from pcam_scan.geometry import PatchGeometry
-from pcam_scan.model import RESNET50_FASTAI, TINY_CNN, build_network
-from pcam_scan.random_model import random_network, write_random_checkpoint
+from pcam_scan.model.architectures import RESNET50_FASTAI, TINY_CNN, build_network
+from pcam_scan.model.random_model import random_network, write_random_checkpoint
 
 PROVENANCE = Provenance(data="PCam train split", date="2024-05-01T12:00:00+00:00", metrics={"valid_auc": 0.95})
 

@@ -13,7 +13,7 @@ from pcam_scan.annotations import Polygon, SlideAnnotations, read_annotations
 from pcam_scan.errors import ConfigError
 from pcam_scan.evaluation.mask import read_tumour_mask_tiff
 from pcam_scan.geometry import CellGrid, PatchGeometry
-from pcam_scan.random_model import write_random_checkpoint
+from pcam_scan.model.random_model import write_random_checkpoint
 from pcam_scan.slide import choose_read_plan, open_slide
 from pcam_scan.synth.dataset import write_synthetic_dataset
 from pcam_scan.synth.spec import SlideSpec, SynthSpec

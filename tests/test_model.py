@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pcam_scan.model import ARCHITECTURES, RESNET50_FASTAI, TINY_CNN, build_network
+from pcam_scan.model.architectures import ARCHITECTURES, RESNET50_FASTAI, TINY_CNN, build_network
 
 
 def _import_fastai():  # type: ignore[no-untyped-def]
@@ -65,3 +65,9 @@ def test_tiny_cnn_shares_the_fastai_head_layout() -> None:
     assert head_keys == {k for k in tiny if k.startswith("1.")}
     assert tiny["1.8.weight"].shape == (2, 64)
     assert resnet["1.4.weight"].shape == (512, 4096)
+
+
+def test_the_torch_free_names_are_the_registry_s() -> None:
+    from pcam_scan.model.names import ARCHITECTURE_NAMES
+
+    assert set(ARCHITECTURE_NAMES) == set(ARCHITECTURES)

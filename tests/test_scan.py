@@ -102,7 +102,7 @@ def test_ray_scan_equals_in_process_scan_and_skips_complete_slides(
 
 
 def test_a_store_refuses_another_model(batch: list[str], in_process_store: Path, tmp_path: Path, capsys) -> None:
-    from pcam_scan.random_model import write_random_checkpoint
+    from pcam_scan.model.random_model import write_random_checkpoint
 
     other = tmp_path / "other.safetensors"
     write_random_checkpoint(other, seed=1)

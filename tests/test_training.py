@@ -15,12 +15,12 @@ import pytest
 import tifffile
 import torch
 
-from pcam_scan.checkpoint import load_checkpoint, read_metadata
+from pcam_scan.model.checkpoint import load_checkpoint, read_metadata
 from pcam_scan.cli import main as scan_main
 from pcam_scan.errors import CheckpointError, ConfigError
 from pcam_scan.geometry import PatchGeometry
-from pcam_scan.model import RESNET50_FASTAI, TINY_CNN, build_network
-from pcam_scan.predictor import Predictor, PredictorSettings
+from pcam_scan.model.architectures import RESNET50_FASTAI, TINY_CNN, build_network
+from pcam_scan.model.predictor import Predictor, PredictorSettings
 
 from training.export import checkpoint_metadata, export_checkpoint, learner_predictions
 from training.fastai_api import set_seed

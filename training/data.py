@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pcam_scan.checkpoint_metadata import IMAGENET_MEAN, IMAGENET_STD
+from pcam_scan.model.metadata import IMAGENET_MEAN, IMAGENET_STD
 from pcam_scan.errors import ConfigError
 from training.fastai_api import (
     DataLoaders,
@@ -67,7 +67,7 @@ class RandomD4(Transform):
 
 
 class ResizeToInput(Transform):
-    """The whole patch to `size` px the way `pcam_scan.scoring.PatchScorer` resizes (valid only)."""
+    """The whole patch to `size` px the way `pcam_scan.model.scoring.PatchScorer` resizes (valid only)."""
 
     split_idx, order = VALID, 30
 

@@ -1,7 +1,7 @@
 """From a fastai learner to a scanner checkpoint, and the check that both predict the same.
 
 The learner's network is the scanner's architecture, so its state dict is saved as is with
-`pcam_scan.checkpoint.save_checkpoint`; the metadata carries the geometry the patches were
+`pcam_scan.model.checkpoint.save_checkpoint`; the metadata carries the geometry the patches were
 trained at, the input size, the normalisation the data loaders used and the provenance (data,
 recipe, metrics). `round_trip_max_abs_diff` runs the same patches through the learner (its
 validation pipeline) and through the scanner's `Predictor` on the exported file.
@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 
-from pcam_scan.checkpoint import save_checkpoint
-from pcam_scan.checkpoint_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMetadata, Normalisation, Provenance
-from pcam_scan.predictor import Predictor, PredictorSettings
+from pcam_scan.model.checkpoint import save_checkpoint
+from pcam_scan.model.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMetadata, Normalisation, Provenance
+from pcam_scan.model.predictor import Predictor, PredictorSettings
 from training.data import eval_loader
 from training.fastai_api import Learner
 from training.metrics import SplitPredictions

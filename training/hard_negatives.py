@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from pcam_scan.errors import ConfigError
-from pcam_scan.predictor import Predictor, PredictorSettings
+from pcam_scan.model.predictor import Predictor, PredictorSettings
 from training.mining import HardNegativeScorer, MiningSettings, SlideCells, read_cell_patches
 
 

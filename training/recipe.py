@@ -1,7 +1,7 @@
 """The fastai recipe: lr_find, `fit_one_cycle` with the body frozen, unfreeze, `fit_one_cycle`
 with discriminative learning rates `slice(lr/10, lr)`.
 
-The network is the scanner's own (`pcam_scan.model.build_network`, which is what
+The network is the scanner's own (`pcam_scan.model.architectures.build_network`, which is what
 `vision_learner(resnet50)` builds: torchvision body cut before the pool, fastai head), with the
 head initialised as `vision_learner` does (kaiming normal) and the same layer groups for freezing
 (ResNet: stem + layer1-2, layer3-4, head). What is trained is therefore exactly what is exported.
@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from pcam_scan.errors import ConfigError
-from pcam_scan.model import RESNET50_FASTAI, build_network
-from pcam_scan.predictor import resolve_device
+from pcam_scan.model.architectures import RESNET50_FASTAI, build_network
+from pcam_scan.model.predictor import resolve_device
 from training.data import build_dataloaders
 from training.fastai_api import (
     AMPMode,

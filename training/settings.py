@@ -6,18 +6,15 @@ flips, random crop, `fit_one_cycle` frozen then unfrozen with `slice(lr/10, lr)`
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pcam_scan.errors import ConfigError
 
-# pcam_scan.model's names, spelled here so that building the CLI parser does not import torch
-# (tests check they equal the registry's)
-DEFAULT_ARCHITECTURE = "resnet50-fastai-head"
-SMALL_ARCHITECTURE = "tiny-cnn"
+from pcam_scan.model.names import ARCHITECTURE_NAMES, RESNET50_FASTAI, TINY_CNN, is_device_name
 
-DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
+DEFAULT_ARCHITECTURE = RESNET50_FASTAI
+SMALL_ARCHITECTURE = TINY_CNN
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 # A random crop must keep the label region (the centre 32 of 96 px) inside the patch: the crop
 # side is at least (96 + 32) / 2 px, so its area is at least 4/9 of the patch.
@@ -48,10 +45,8 @@ class TrainSettings:
     max_batch_size: int = 1024
 
     def __post_init__(self) -> None:
-        from pcam_scan.model import ARCHITECTURES
-
-        if self.architecture not in ARCHITECTURES:
-            raise ConfigError(f"architecture {self.architecture!r} is not one of {', '.join(sorted(ARCHITECTURES))}")
+        if self.architecture not in ARCHITECTURE_NAMES:
+            raise ConfigError(f"architecture {self.architecture!r} is not one of {', '.join(sorted(ARCHITECTURE_NAMES))}")
         if not 16 <= self.input_px <= 1024:
             raise ConfigError(f"input size {self.input_px} px must lie in 16..1024")
         if self.frozen_epochs < 0 or self.unfrozen_epochs < 0 or self.frozen_epochs + self.unfrozen_epochs == 0:
@@ -73,7 +68,7 @@ class TrainSettings:
             raise ConfigError("lr_find iterations must not be negative")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if not DEVICE_RE.fullmatch(self.device):
+        if not is_device_name(self.device):
             raise ConfigError(f"device {self.device!r} is not one of auto, cpu, cuda, cuda:N")
         if self.num_workers is not None and self.num_workers < 0:
             raise ConfigError("num_workers must not be negative")

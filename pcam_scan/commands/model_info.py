@@ -22,7 +22,7 @@ def register(subparsers: Any) -> None:
 
 def describe(checkpoint: str) -> dict[str, Any]:
     """The checked checkpoint as a JSON-able record."""
-    from pcam_scan.checkpoint import load_checkpoint
+    from pcam_scan.model.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint, device="cpu")
     return {

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 
 from pcam_scan.geometry import PatchGeometry
-from pcam_scan.predictor import Predictor
+from pcam_scan.model.predictor import Predictor
 from pcam_scan.scan.batch import SlideJob
 from pcam_scan.scan.planning import SlidePlan, plan_or_reason
 from pcam_scan.scan.settings import ScanSettings

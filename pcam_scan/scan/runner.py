@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pcam_scan.checkpoint import load_checkpoint
+from pcam_scan.model.checkpoint import load_checkpoint
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.scan.batch import SlideJob, scan_batch
@@ -100,7 +100,7 @@ def run_scan(request: ScanRequest, progress: ScanProgress | None = None) -> list
     run = RunIdentity(loaded.model_id, request.settings.identity())
     store = HeatmapStore.open(request.store_uri, run, mode="a")
     if request.in_process:
-        from pcam_scan.predictor import Predictor, PredictorSettings
+        from pcam_scan.model.predictor import Predictor, PredictorSettings
         from pcam_scan.scan.inprocess import InProcessExecutor
 
         predictor = Predictor(loaded, PredictorSettings(**request.predictor_kwargs(None)))  # type: ignore[arg-type]

@@ -19,8 +19,7 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
-RESNET50_FASTAI = "resnet50-fastai-head"
-TINY_CNN = "tiny-cnn"
+from pcam_scan.model.names import RESNET50_FASTAI, TINY_CNN
 
 FASTAI_HIDDEN_FEATURES = 512
 

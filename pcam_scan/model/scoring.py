@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pcam_scan.checkpoint_metadata import ModelMetadata
+from pcam_scan.model.metadata import ModelMetadata
 
 
 def d4_views(x: torch.Tensor) -> list[torch.Tensor]:

@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from pcam_scan.checkpoint import LoadedModel, load_checkpoint
-from pcam_scan.checkpoint_metadata import ModelMetadata
+from pcam_scan.model.checkpoint import LoadedModel, load_checkpoint
+from pcam_scan.model.metadata import ModelMetadata
+from pcam_scan.model.names import is_device_name
 from pcam_scan.errors import ConfigError
-from pcam_scan.scoring import PatchScorer
+from pcam_scan.model.scoring import PatchScorer
 
-_DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class PredictorSettings:
     batches_in_flight: int = 3
 
     def __post_init__(self) -> None:
-        if not _DEVICE_RE.fullmatch(self.device):
+        if not is_device_name(self.device):
             raise ConfigError(f"device {self.device!r} is not one of auto, cpu, cuda, cuda:N")
         if not 1 <= self.batch_size <= 65536:
             raise ConfigError(f"batch size {self.batch_size} is outside 1..65536")

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from pcam_scan.checkpoint import save_checkpoint
-from pcam_scan.checkpoint_metadata import ModelMetadata, Provenance
-from pcam_scan.model import TINY_CNN, build_network
-from pcam_scan.scoring import PatchScorer
+from pcam_scan.model.checkpoint import save_checkpoint
+from pcam_scan.model.metadata import ModelMetadata, Provenance
+from pcam_scan.model.architectures import TINY_CNN, build_network
+from pcam_scan.model.scoring import PatchScorer
 
 CALIBRATION_PATCHES = 24
 

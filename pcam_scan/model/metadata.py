@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 from pcam_scan.errors import CheckpointError, ConfigError
 from pcam_scan.geometry import PCAM_LABEL_PX, PCAM_MPP_UM_PX, PCAM_PATCH_PX, PatchGeometry
-from pcam_scan.model import ARCHITECTURES
+from pcam_scan.model.architectures import ARCHITECTURES
 
 FORMAT_VERSION = 1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -1,0 +1,21 @@
+"""The model's names without torch: architecture names and the device syntax.
+
+Command-line parsers and settings validate against these, so building a parser (or `--help`)
+never imports torch; `pcam_scan.model.architectures` maps the same names to networks.
+"""
+
+from __future__ import annotations
+
+import re
+
+RESNET50_FASTAI = "resnet50-fastai-head"
+TINY_CNN = "tiny-cnn"
+ARCHITECTURE_NAMES: tuple[str, ...] = (RESNET50_FASTAI, TINY_CNN)
+
+DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
+DEVICE_HELP = "auto, cpu, cuda or cuda:N"
+
+
+def is_device_name(name: str) -> bool:
+    """True for the device names the predictor and the trainer accept ('auto', 'cpu', 'cuda[:N]')."""
+    return DEVICE_RE.fullmatch(name) is not None
