@@ -11,5 +11,4 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
         exit 1
     fi
 fi
-export PCAM_SCAN_REALDATA="${PCAM_SCAN_REALDATA:-$(cd .. && pwd)/shared/realdata}"
 exec .venv/bin/python -m pytest "$@"

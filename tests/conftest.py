@@ -10,12 +10,17 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+REAL_DATA = REPO_ROOT / "tests" / "data"
+
+
 @pytest.fixture(scope="session")
 def realdata() -> Path:
-    """../shared/realdata (or $PCAM_SCAN_REALDATA): real slides, broken files, annotations."""
-    path = Path(os.environ.get("PCAM_SCAN_REALDATA", REPO_ROOT.parent / "shared" / "realdata"))
+    """tests/data (or $PCAM_SCAN_REALDATA, a folder of the same layout): real slides, broken
+    files, annotations; tests/data/README.md gives each file's origin and licence."""
+    override = os.environ.get("PCAM_SCAN_REALDATA")
+    path = Path(override) if override else REAL_DATA
     if not (path / "README.md").is_file():
-        pytest.fail(f"real test data not found at {path}; set PCAM_SCAN_REALDATA")
+        pytest.fail(f"real test data not found at {path}")
     return path
 
 
