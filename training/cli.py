@@ -18,6 +18,7 @@ from typing import Any
 
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PCAM_LABEL_PX, PCAM_MPP_UM_PX, PCAM_PATCH_PX, PatchGeometry
+from pcam_scan.wording import count_noun
 from training.settings import DEFAULT_ARCHITECTURE, PRECISIONS, SMALL_ARCHITECTURE, TrainSettings
 
 DESCRIPTION = """\
@@ -176,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     splits = outcome.metrics["splits"]
     for name, split in splits.items():
         auc = "n/a" if split["auc"] is None else f"{split['auc']:.4f}"
-        print(f"{name:5s}  accuracy {split['accuracy']:.4f}  ROC AUC {auc}  ({split['n']} patches)")
+        print(f"{name:5s}  accuracy {split['accuracy']:.4f}  ROC AUC {auc}  ({count_noun(split['n'], 'patch')})")
     print(f"checkpoint {outcome.checkpoint}  model id {outcome.model_id}")
     print(f"report     {outcome.report_dir}")
     return 0

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from pcam_scan.model.metadata import IMAGENET_MEAN, IMAGENET_STD
 from pcam_scan.errors import ConfigError
+from pcam_scan.wording import count_noun
 from training.fastai_api import (
     DataLoaders,
     IntToFloatTensor,
@@ -108,7 +109,7 @@ def build_dataloaders(
     """Train (shuffled, last partial batch dropped) and valid loaders on `device`."""
     if len(data.train) < batch_size:
         raise ConfigError(
-            f"the train split has {len(data.train)} patches, fewer than one batch of {batch_size}: "
+            f"the train split has {count_noun(len(data.train), 'patch')}, fewer than one batch of {batch_size}: "
             "lower --batch-size"
         )
     workers = default_workers(device) if num_workers is None else num_workers

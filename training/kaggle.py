@@ -15,6 +15,7 @@ import numpy as np
 
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
+from pcam_scan.wording import count_noun
 from training.sources import LabelledFiles, SubsetSource, TrainingData, check_labels
 from training.splits import random_split
 
@@ -83,7 +84,7 @@ def read_kaggle_folder(
         raise ConfigError(f"{root / 'train_labels.csv'} lists no patch")
     missing = [i for i in ids if not (images / f"{i}.tif").is_file()]
     if missing:
-        raise ConfigError(f"{len(missing)} patches of train_labels.csv are not in {images}, e.g. {missing[0]}.tif")
+        raise ConfigError(f"{count_noun(len(missing), 'patch')} of train_labels.csv are not in {images}, e.g. {missing[0]}.tif")
     geometry = geometry or PatchGeometry()
     source = KaggleSource(images, ids, labels, geometry.patch_px)
     train_idx, valid_idx = random_split(len(ids), valid_fraction, seed)

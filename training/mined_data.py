@@ -9,6 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 from pcam_scan.errors import ConfigError
+from pcam_scan.wording import count_noun
 from training.mining import MinedData, MiningSettings, mine_slides
 from training.pcam_h5 import write_pcam_split
 from training.slide_cases import find_slide_cases
@@ -56,7 +57,7 @@ def mine_training_data(
         test=mined.splits["test"].source() if "test" in mined.splits else None,
         geometry=settings.geometry,
         description=(
-            f"patches mined from {len(cases)} slides ({n_tumour} with tumour) in "
+            f"patches mined from {count_noun(len(cases), 'slide')} ({n_tumour} with tumour) in "
             f"{', '.join(str(d) for d in slide_dirs)}"
         ),
         split_rule=f"by slide, stratified, seed {settings.seed}",

@@ -25,6 +25,7 @@ import numpy as np
 
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
+from pcam_scan.wording import count_noun
 from training.sources import LabelledFiles, TrainingData, check_labels
 
 PREFIX = "camelyonpatch_level_2_split"
@@ -65,7 +66,7 @@ class PcamH5Source(LabelledFiles):
         if dtype != np.uint8 or len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
             raise ConfigError(f"{x_path}: dataset x must be uint8 N x P x P x 3, got {dtype} {shape}")
         if shape[0] != len(labels):
-            raise ConfigError(f"{x_path} holds {shape[0]} patches but {y_path} {len(labels)} labels")
+            raise ConfigError(f"{x_path} holds {shape[0]} patches but {y_path} {count_noun(len(labels), 'label')}")
         super().__init__(labels, int(shape[1]))
         self.slide_ids = read_meta_slide_ids(meta_path, len(labels)) if meta_path else None
         self._handle: Any = None
@@ -113,7 +114,7 @@ def read_meta_slide_ids(path: Path, n: int) -> np.ndarray | None:
     if rows and "wsi" not in rows[0]:
         raise ConfigError(f"{path}: meta CSV has no 'wsi' column")
     if len(rows) != n:
-        raise ConfigError(f"{path}: {len(rows)} rows for {n} patches")
+        raise ConfigError(f"{path}: {count_noun(len(rows), 'row')} for {n} patches")
     return np.asarray([row["wsi"] for row in rows], dtype=str)
 
 
@@ -167,7 +168,7 @@ def write_pcam_split(
     if split not in SPLITS:
         raise ConfigError(f"split {split!r} is not one of {', '.join(SPLITS)}")
     if len(meta) != len(x):
-        raise ConfigError(f"{len(x)} patches but {len(meta)} meta rows")
+        raise ConfigError(f"{count_noun(len(x), 'patch')} but {len(meta)} meta rows")
     h5py = _h5py()
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)

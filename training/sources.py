@@ -16,6 +16,7 @@ import numpy as np
 
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
+from pcam_scan.wording import count_noun
 
 CLASSES: tuple[str, str] = ("normal", "tumour")
 TUMOUR_INDEX = 1
@@ -86,9 +87,9 @@ class ArraySource:
         self._x = x
         self._labels = check_labels(labels, "patch array")
         if len(self._labels) != len(x):
-            raise ConfigError(f"{len(x)} patches but {len(self._labels)} labels")
+            raise ConfigError(f"{count_noun(len(x), 'patch')} but {count_noun(len(self._labels), 'label')}")
         if slide_ids is not None and len(slide_ids) != len(x):
-            raise ConfigError(f"{len(x)} patches but {len(slide_ids)} slide ids")
+            raise ConfigError(f"{count_noun(len(x), 'patch')} but {len(slide_ids)} slide ids")
         self.slide_ids = None if slide_ids is None else np.asarray(slide_ids, dtype=str)
 
     @property

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pcam_scan.errors import ConfigError
+from pcam_scan.wording import count_noun
 
 
 def _check_fraction(name: str, value: float) -> None:
@@ -29,7 +30,7 @@ def random_split(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray, 
     order = np.random.default_rng(seed).permutation(n)
     n_valid = max(1, round(n * valid_fraction))
     if n_valid >= n:
-        raise ConfigError(f"{n} patches are too few for a {valid_fraction:.0%} validation split")
+        raise ConfigError(f"{count_noun(n, 'patch')} are too few for a {valid_fraction:.0%} validation split")
     return np.sort(order[n_valid:]), np.sort(order[:n_valid])
 
 
@@ -94,7 +95,7 @@ def split_slides(
     if not any(slide_is_tumour[s] for s in sides["train"]):
         raise ConfigError("no tumour slide is left for training: give more tumour slides")
     if valid_fraction > 0 and not sides["valid"]:
-        raise ConfigError(f"{len(slide_is_tumour)} slides are too few for a validation split by slide")
+        raise ConfigError(f"{count_noun(len(slide_is_tumour), 'slide')} are too few for a validation split by slide")
     return SlideSplit(
         train=tuple(sorted(sides["train"])),
         valid=tuple(sorted(sides["valid"])),

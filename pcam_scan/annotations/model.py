@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 
 from pcam_scan.errors import AnnotationError
+from pcam_scan.wording import count_noun
 
 MIN_POLYGON_VERTICES = 3
 
@@ -45,7 +46,7 @@ class Polygon:
             )
         if len(l0_xy) < MIN_POLYGON_VERTICES:
             raise AnnotationError(
-                f"polygon {self.name!r} has {len(l0_xy)} vertices; a polygon needs at least "
+                f"polygon {self.name!r} has {count_noun(len(l0_xy), 'vertex', 'vertices')}; a polygon needs at least "
                 f"{MIN_POLYGON_VERTICES}"
             )
         if not np.isfinite(l0_xy).all():

@@ -8,7 +8,12 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "demo", help="synthetic slides -> train -> scan on Ray -> diagnose -> evaluate -> render"
+        "demo",
+        help="synthetic slides -> train -> scan on Ray -> diagnose -> evaluate -> render",
+        description="Run the whole product on synthetic data, with no data, GPU or network needed: "
+        "write Camelyon16-like slides (synth), train a small model on them (train), scan the "
+        "test slides on a local Ray (scan), then diagnose, evaluate (slide AUC, lesion FROC) and "
+        "render overlays, and print the metrics and the command that opens the viewer.",
     )
     parser.add_argument("--out", default="demo-out", help="folder for everything the demo makes")
     parser.add_argument("--quick", action="store_true", help="fewer, smaller slides (CI)")

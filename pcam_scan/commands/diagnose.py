@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pcam_scan.errors import ConfigError, PcamScanError, StoreError
+from pcam_scan.wording import count_noun
 
 if TYPE_CHECKING:
     from pcam_scan.diagnosis.features import FeatureSettings
@@ -158,7 +159,7 @@ def diagnosis_table(rows: Sequence[DiagnosisRow]) -> str:
     diagnosed = [r.diagnosis for r in rows if r.diagnosis is not None]
     positive = sum(d.is_positive for d in diagnosed)
     lines.append(
-        f"{len(rows)} slides: {positive} positive, {len(diagnosed) - positive} negative, "
+        f"{count_noun(len(rows), 'slide')}: {positive} positive, {len(diagnosed) - positive} negative, "
         f"{len(rows) - len(diagnosed)} without a diagnosis"
     )
     return "\n".join(lines)

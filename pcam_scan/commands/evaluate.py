@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from pcam_scan.commands.fit_aggregator import DEFAULT_EXCLUDE, split_names
 from pcam_scan.errors import ConfigError
+from pcam_scan.wording import count_noun
 
 if TYPE_CHECKING:
     from pcam_scan.evaluation import Reference
@@ -239,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
         f"slide AUC {auc.auc:.4f} ({round(auc.level * 100)}% CI {auc.ci_low:.4f}-{auc.ci_high:.4f})"
     )
     print(
-        f"FROC score {result.froc.score:.4f} over {result.curve.n_lesions} lesions: "
+        f"FROC score {result.froc.score:.4f} over {count_noun(result.curve.n_lesions, 'lesion')}: "
         + ", ".join(
             f"{r:g} FP {s:.3f}" for r, s in zip(result.froc.fp_rates, result.froc.sensitivities)
         )

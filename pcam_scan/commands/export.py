@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from pcam_scan.errors import ConfigError, StoreError
+from pcam_scan.wording import count_noun
 
 # format -> (file suffix, tumour group, exclusion group)
 FORMATS: dict[str, tuple[str, str, str]] = {
@@ -101,5 +102,5 @@ def run(args: argparse.Namespace) -> int:
             write_geojson(annotations, target, contour_measurements(contours))
         else:
             write_asap_xml(annotations, target)
-        print(f"{slide_id}: {len(contours)} lesions -> {target}")
+        print(f"{slide_id}: {count_noun(len(contours), 'lesion')} -> {target}")
     return 0

@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from pcam_scan.errors import ConfigError
+from pcam_scan.wording import count_noun
 
 DEFAULT_EXCLUDE: str | None = None
 """The --exclude default: None stands for `CAMELYON16_EXCLUDED` (pcam_scan.evaluation.reference),
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"not in the store (or not complete), left out: {listed(missing)}")
     print(
-        f"fitted on {len(labelled)} slides ({n_tumour} tumour, {n_normal} normal); "
+        f"fitted on {count_noun(len(labelled), 'slide')} ({n_tumour} tumour, {n_normal} normal); "
         f"{report.folds}-fold CV AUC {report.cv_auc:.4f} "
         f"(folds: {', '.join(f'{a:.3f}' for a in report.fold_aucs)})"
     )

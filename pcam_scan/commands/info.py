@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 
-from pcam_scan.geometry import CellGrid, PatchGeometry
-from pcam_scan.slide import choose_read_plan, open_slide
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("info", help="describe a slide: levels, MPP, PCam read plan")
+    parser = subparsers.add_parser(
+        "info",
+        help="describe a slide: levels, MPP, PCam read plan",
+        description="Open a slide the way the scanner does and print its vendor, dimensions, "
+        "pyramid levels, MPP and where it came from, then how it will be read at the model's "
+        "um/px (level, resampling) and the size of its heatmap grid. A slide that records no MPP "
+        "needs --mpp.",
+    )
     parser.add_argument("slide", help="path to a whole-slide image")
     parser.add_argument("--mpp", type=float, default=None, help="override the slide's um/px")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -19,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def describe(slide_path: str, mpp_override: float | None) -> dict[str, object]:
     """Slide info plus the read plan and heatmap grid at the default PCam geometry."""
+    from pcam_scan.geometry import CellGrid, PatchGeometry
+    from pcam_scan.slide import choose_read_plan, open_slide
+
     geometry = PatchGeometry()
     with open_slide(slide_path, mpp_override) as slide:
         slide.check_readable()

@@ -7,7 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from pcam_scan.render.heatmap_image import DEFAULT_COLORMAP, DEFAULT_THRESHOLD
+from pcam_scan.render.style_defaults import DEFAULT_COLORMAP, DEFAULT_THRESHOLD
+from pcam_scan.wording import count_noun
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,5 +66,5 @@ def run(args: argparse.Namespace) -> int:
             note = f"  (note: {result.note})" if result.note else ""
             print(f"{result.slide_id}: {result.path}{note}")
     print(f"contact sheet: {sheet}" if sheet else "contact sheet: none (no slide could be drawn)")
-    print(f"rendered {len(results) - failed} of {len(results)} slides into {args.out}")
+    print(f"rendered {len(results) - failed} of {count_noun(len(results), 'slide')} into {args.out}")
     return 1 if failed else 0

@@ -11,11 +11,32 @@ import argparse
 import sys
 from pathlib import Path
 
+from pcam_scan.model.names import DEVICE_HELP, is_device_name
+
+SCAN_DESCRIPTION = """\
+Tile each slide into blocks of 96 px patches at the model's um/px, predict every tissue cell
+(32 px at 0.972 um/px for PCam) and write the probabilities as a heatmap per slide into a Zarr
+store. Runs on a local Ray started for the run, or on the cluster at --address.
+
+Resume: run the same command again. Complete slides are skipped, an unfinished slide keeps the
+blocks it wrote and scans the rest; the result equals an uninterrupted run. A store belongs to
+one model and one set of settings: another model or other settings are refused.
+
+Exit codes: 0 every slide complete; 1 one or more slides failed (each is in the table and marked
+failed in the store, the others went on); 2 a user error (bad option, checkpoint or store);
+130 interrupted.
+"""
+
 
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("scan", help="scan slides into a Zarr heatmap store (Ray)")
+    parser = subparsers.add_parser(
+        "scan",
+        help="scan slides into a Zarr heatmap store (Ray)",
+        description=SCAN_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_scan_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -34,7 +55,7 @@ def add_scan_arguments(
     parser.add_argument("--batch-size", type=int, default=256, help="patches per model batch")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--block-cells", type=int, default=32, help="cells per block side (= Zarr chunk)")
-    parser.add_argument("--device", default="auto", help="where the model runs: auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device", type=device_name, default="auto", help=f"where the model runs: {DEVICE_HELP}")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     parser.add_argument(
         "--gpus", type=int, default=None,
@@ -42,6 +63,13 @@ def add_scan_arguments(
         "(default: one actor per GPU present at the start, CPU actors when there is none)",
     )
     parser.add_argument("--in-process", action="store_true", help="no Ray: scan in this process")
+
+
+def device_name(text: str) -> str:
+    """argparse type of --device: refused here, before a cluster starts, not in the model actor."""
+    if not is_device_name(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device ({DEVICE_HELP})")
+    return text
 
 
 def run(args: argparse.Namespace) -> int:

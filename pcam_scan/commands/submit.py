@@ -14,14 +14,32 @@ DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    submit = subparsers.add_parser("submit", help="submit a scan to a Ray cluster as a job")
+    submit = subparsers.add_parser(
+        "submit",
+        help="submit a scan to a Ray cluster as a job",
+        description="Submit `pcam-scan scan` with these arguments as a Ray job to a cluster's head "
+        "node and print the job id. Slide, checkpoint and store paths must be visible on the "
+        "cluster at the same absolute paths (a shared volume) or be object-store URLs; folders are "
+        "expanded there. Token authentication: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN. "
+        "Follow the job with `pcam-scan status JOB` and `pcam-scan logs JOB --follow`.",
+    )
     add_scan_arguments(submit, address_help=f"Ray dashboard (job server) URL (default {DEFAULT_DASHBOARD})")
     submit.set_defaults(func=run_submit)
-    status = subparsers.add_parser("status", help="status of a submitted scan job")
+    status = subparsers.add_parser(
+        "status",
+        help="status of a submitted scan job",
+        description="Print a submitted scan job's state (PENDING, RUNNING, SUCCEEDED, FAILED, "
+        "STOPPED) and its message, as the cluster's job server reports it.",
+    )
     status.add_argument("job", help="job id printed by `pcam-scan submit`")
     status.add_argument("--address", default=DEFAULT_DASHBOARD, help="Ray dashboard (job server) URL")
     status.set_defaults(func=run_status)
-    logs = subparsers.add_parser("logs", help="logs of a submitted scan job")
+    logs = subparsers.add_parser(
+        "logs",
+        help="logs of a submitted scan job",
+        description="Print a submitted scan job's output (its progress lines and the per-slide "
+        "table); with --follow, keep printing until the job ends.",
+    )
     logs.add_argument("job", help="job id printed by `pcam-scan submit`")
     logs.add_argument("--address", default=DEFAULT_DASHBOARD, help="Ray dashboard (job server) URL")
     logs.add_argument("--follow", action="store_true", help="keep printing until the job ends")

@@ -32,6 +32,7 @@ import numpy as np
 from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.errors import ConfigError, PcamScanError
 from pcam_scan.validation import check_probability
+from pcam_scan.wording import count_noun
 
 AGGREGATOR_FORMAT = "pcam-scan-aggregator"
 AGGREGATOR_VERSION = 1
@@ -66,7 +67,7 @@ class Aggregator:
         columns = (("mean", self.mean), ("scale", self.scale), ("coefficients", self.coefficients))
         for name, values in columns:
             if len(values) != n:
-                raise AggregatorError(f"{name} has {len(values)} values for {n} features")
+                raise AggregatorError(f"{name} has {count_noun(len(values), 'value')} for {n} features")
             if not all(math.isfinite(v) for v in values):
                 raise AggregatorError(f"{name} holds a non-finite value")
         if not all(v > 0 for v in self.scale):

@@ -30,6 +30,7 @@ from scipy import ndimage
 from pcam_scan.annotations import Polygon, SlideAnnotations, contours_to_annotations
 from pcam_scan.geometry import CellGrid
 from pcam_scan.lesions import Region, RegionSettings, check_heatmap, find_regions, label_regions
+from pcam_scan.wording import count_noun
 
 # (d_row, d_col) neighbour offsets and the edge each open side contributes, as (start corner
 # offset (x, y), direction (dx, dy)): the cell lies on the right of its edges (y points down).
@@ -119,7 +120,7 @@ def _next_edge(candidates: list[int], directions: np.ndarray, edge: int) -> int:
         dx_out, dy_out = directions[candidate]
         if dx_in * dy_out - dy_in * dx_out == -1:
             return candidate
-    raise ValueError(f"no left turn among {len(candidates)} edges at a saddle corner")
+    raise ValueError(f"no left turn among {count_noun(len(candidates), 'edge')} at a saddle corner")
 
 
 def outline_cells(component: np.ndarray, keep_inside: np.ndarray | None = None) -> CellRings:

@@ -20,6 +20,7 @@ from pcam_scan.diagnosis.aggregator import Aggregator, AggregatorError
 from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.errors import ConfigError
 from pcam_scan.validation import check_probability
+from pcam_scan.wording import count_noun
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -87,7 +88,7 @@ def fit_aggregator(
     from sklearn.preprocessing import StandardScaler
 
     if len(feature_rows) != len(labels):
-        raise AggregatorError(f"{len(feature_rows)} feature rows but {len(labels)} labels")
+        raise AggregatorError(f"{len(feature_rows)} feature rows but {count_noun(len(labels), 'label')}")
     names = feature_settings.names()
     x = _feature_matrix(feature_rows, names)
     y = np.asarray([bool(v) for v in labels], dtype=np.int64)

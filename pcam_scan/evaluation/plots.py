@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from pcam_scan.evaluation.froc import FrocCurve, FrocScore
 from pcam_scan.evaluation.slide_auc import AucResult
+from pcam_scan.wording import count_noun
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -75,6 +76,6 @@ def plot_froc(curve: FrocCurve, score: FrocScore, path: str | Path) -> Path:
     labels = (
         "Average number of false positives per slide",
         "Metastasis detection sensitivity",
-        f"Lesion-level FROC ({curve.n_lesions} lesions, {curve.n_slides} slides)",
+        f"Lesion-level FROC ({count_noun(curve.n_lesions, 'lesion')}, {count_noun(curve.n_slides, 'slide')})",
     )
     return _finish(fig, ax, labels, path)

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 from pcam_scan.errors import CheckpointError, ConfigError
 from pcam_scan.geometry import PCAM_LABEL_PX, PCAM_MPP_UM_PX, PCAM_PATCH_PX, PatchGeometry
 from pcam_scan.model.architectures import ARCHITECTURES
+from pcam_scan.wording import count_noun
 
 FORMAT_VERSION = 1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -103,7 +104,7 @@ class ModelMetadata:
             raise CheckpointError(f"classes {list(self.classes)} must be 2 or more distinct names")
         if not 0 <= self.tumour_index < len(self.classes):
             raise CheckpointError(
-                f"tumour_index {self.tumour_index} is out of range for {len(self.classes)} classes"
+                f"tumour_index {self.tumour_index} is out of range for {count_noun(len(self.classes), 'classe')}"
             )
         if not MIN_INPUT_PX <= self.input_px <= MAX_INPUT_PX:
             raise CheckpointError(

@@ -15,6 +15,7 @@ from pcam_scan.render.overlay import OverlayImage, draw_overlay, load_overlay
 from pcam_scan.render.sheet import draw_contact_sheet
 from pcam_scan.render.slide_files import SlideLocator
 from pcam_scan.store import HeatmapReader
+from pcam_scan.wording import count_noun
 
 SHEET_THUMBNAIL_PX = 480
 CONTACT_SHEET_NAME = "contact_sheet.png"
@@ -58,5 +59,5 @@ def render_store(
     if not small:
         return results, None
     small.sort(key=lambda o: (o.summary.probability is None, -(o.summary.probability or 0.0), o.summary.slide_id))
-    sheet = draw_contact_sheet(small, out_dir / CONTACT_SHEET_NAME, f"{reader.uri}: {len(small)} slides")
+    sheet = draw_contact_sheet(small, out_dir / CONTACT_SHEET_NAME, f"{reader.uri}: {count_noun(len(small), 'slide')}")
     return results, sheet

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid
+from pcam_scan.render.style_defaults import DEFAULT_COLORMAP, DEFAULT_THRESHOLD
 from pcam_scan.store import HeatmapReader, SlideState
 from pcam_scan.store.pyramid import build_pyramid
 from pcam_scan.validation import check_probability
@@ -28,8 +29,6 @@ from pcam_scan.validation import check_probability
 FloatImage = npt.NDArray[np.float32]
 RgbaImage = npt.NDArray[np.uint8]
 
-DEFAULT_COLORMAP = "viridis"
-DEFAULT_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pcam_scan.wording import count_noun
+
 
 @dataclass
 class SlideOutcome:
@@ -43,5 +45,5 @@ def summary_table(outcomes: Sequence[SlideOutcome]) -> str:
             f"{o.message or ''}"
         )
     failed = sum(o.failed for o in outcomes)
-    lines.append(f"{len(outcomes)} slides: {len(outcomes) - failed} ok, {failed} failed")
+    lines.append(f"{count_noun(len(outcomes), 'slide')}: {len(outcomes) - failed} ok, {failed} failed")
     return "\n".join(lines)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import numpy as np
+from numbers import Integral
 
 from pcam_scan.errors import ConfigError
 
@@ -42,7 +41,7 @@ class SlideSpec:
                 f"{MIN_MPP_UM_PX} to {MAX_MPP_UM_PX} (nuclei must span a few pixels)"
             )
         for name, value in (("--width", self.width_px), ("--height", self.height_px)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            if not isinstance(value, Integral) or isinstance(value, bool):
                 raise ConfigError(f"{name} must be a whole number of pixels, got {value!r}")
             if value > MAX_SIDE_PX:
                 raise ConfigError(f"{name} {value} px is larger than the {MAX_SIDE_PX} px allowed")
@@ -78,18 +77,20 @@ class SynthSpec:
 
     def __post_init__(self) -> None:
         for name, value in (("--tumor", self.tumour_count), ("--normal", self.normal_count)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+            if not isinstance(value, Integral) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{name} must be a count of slides (0 or more), got {value!r}")
         total = self.tumour_count + self.normal_count
         if total == 0:
             raise ConfigError("nothing to write: --tumor and --normal are both 0")
         if total > MAX_SLIDES:
             raise ConfigError(f"{total} slides asked for; at most {MAX_SLIDES} per data set")
-        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) or self.seed < 0:
+        if not isinstance(self.seed, Integral) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}")
 
 
 def slide_seed(dataset_seed: int, tumour: bool, index: int) -> int:
     """The seed of one slide of a data set: independent streams per (seed, kind, index)."""
+    import numpy as np  # here, so that `pcam-scan synth --help` needs no numpy
+
     sequence = np.random.SeedSequence([int(dataset_seed), int(tumour), int(index)])
     return int(sequence.generate_state(1, dtype=np.uint32)[0])

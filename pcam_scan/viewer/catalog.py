@@ -18,7 +18,8 @@ from pathlib import Path
 
 from pcam_scan.errors import ConfigError, PcamScanError, StoreError
 from pcam_scan.geometry import CellGrid
-from pcam_scan.render.heatmap_image import DEFAULT_COLORMAP, DEFAULT_THRESHOLD, HeatmapPyramid, HeatmapStyle
+from pcam_scan.render.heatmap_image import HeatmapPyramid, HeatmapStyle
+from pcam_scan.render.style_defaults import DEFAULT_COLORMAP, DEFAULT_THRESHOLD
 from pcam_scan.render.slide_files import SlideLocator
 from pcam_scan.render.summary import SlideSummary, summarise
 from pcam_scan.store import HeatmapStore, SlideState, StoredSlide
