@@ -19,6 +19,7 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
+from pcam_scan.defaults import REGION_THRESHOLD
 from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid
 from pcam_scan.store import HeatmapReader, SlideState
@@ -29,7 +30,7 @@ FloatImage = npt.NDArray[np.float32]
 RgbaImage = npt.NDArray[np.uint8]
 
 DEFAULT_COLORMAP = "viridis"
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = REGION_THRESHOLD  # the heatmap is shown where the regions are
 
 
 @dataclass(frozen=True)
