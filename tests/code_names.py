@@ -27,7 +27,7 @@ class ModuleNames:
     top: dict[str, ast.AST] = field(default_factory=dict)
     imports: dict[str, str] = field(default_factory=dict)  # local name -> absolute dotted target
     class_attrs: dict[str, set[str]] = field(default_factory=dict)
-    open_classes: set[str] = field(default_factory=set)  # classes with bases: attributes may be inherited
+    class_bases: dict[str, list[str]] = field(default_factory=dict)  # base names as written
     all_defs: set[str] = field(default_factory=set)  # every function or class name, at any depth
 
 
@@ -94,8 +94,7 @@ def module_names(dotted: str) -> ModuleNames | None:
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef):
             names.class_attrs[node.name] = _class_attrs(node)
-            if node.bases:
-                names.open_classes.add(node.name)
+            names.class_bases[node.name] = [ast.unparse(base) for base in node.bases]
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.all_defs.add(node.name)
     return names
@@ -126,7 +125,24 @@ def _attrs_exist(module: str, attrs: list[str], depth: int) -> bool:
     node = names.top[first]
     if not rest or not isinstance(node, ast.ClassDef):
         return True  # an attribute of a function or a value: not checked
-    return rest[0] in names.class_attrs[first] or first in names.open_classes
+    return _class_has(module, first, rest[0], depth)
+
+
+def _class_has(module: str, class_name: str, attr: str, depth: int) -> bool:
+    """Whether the class defines `attr`, itself or through a base class of this project (an
+    attribute may come from another library's base class: then it is not checked)."""
+    names = module_names(module)
+    assert names is not None
+    if attr in names.class_attrs[class_name]:
+        return True
+    for base in names.class_bases[class_name]:
+        head = base.split("[")[0].split(".")[0]
+        target = names.imports.get(head, f"{module}.{head}" if head in names.top else head)
+        if target.split(".")[0] not in PROJECT_PACKAGES:
+            return True
+        if depth < 5 and resolves(f"{target}{base.split('[')[0][len(head):]}.{attr}", depth + 1):
+            return True
+    return False
 
 
 def _module_of(path: Path) -> str:
