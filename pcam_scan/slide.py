@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from pcam_scan.errors import MissingMppError, SlideError
-from pcam_scan.slide_backends import BackendMetadata, RecordedMpp, open_slide_file
+from pcam_scan.slide_backends import BackendMetadata, RecordedMpp, SlideBackend, open_slide_file
 
 MPP_PLAUSIBLE_UM_PX = (0.1, 20.0)
 """A slide's MPP outside this range is a mislabelled file, not a microscope."""
@@ -205,9 +205,14 @@ def rgb_array(image: Image.Image) -> np.ndarray:
 class Slide:
     """An open whole-slide image with a checked MPP; use as a context manager so the file is closed."""
 
-    def __init__(self, path: str | os.PathLike[str], mpp_override_um_px: float | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        mpp_override_um_px: float | None = None,
+        backend: type[SlideBackend] | None = None,
+    ):
         self.path = Path(path)
-        self._file = open_slide_file(self.path)
+        self._file = open_slide_file(self.path, backend)
         try:
             self.info = slide_info(self._file.metadata, str(self.path), mpp_override_um_px)
         except BaseException:

@@ -2,8 +2,8 @@
 
 `pcam_scan.slide.Slide` (reads at a microns-per-pixel), the viewer's deep-zoom tiles and the
 report's thumbnail all come through here; no other module imports a slide library. A new backend
-(tiffslide, cuCIM) is one class satisfying `SlideBackend` (see `base`), chosen in
-`open_slide_file`.
+(tiffslide, cuCIM) is one class satisfying `SlideBackend` (see `base`), passed to
+`open_slide_file` (OpenSlide when none is).
 """
 
 from __future__ import annotations
@@ -29,11 +29,14 @@ def check_slide_path(path: Path) -> None:
         raise SlideError(f"{path}: permission denied")
 
 
-def open_slide_file(path: str | os.PathLike[str]) -> SlideBackend:
-    """The slide file at `path`, open; SlideError with one clear line when it cannot be."""
+def open_slide_file(path: str | os.PathLike[str], backend: type[SlideBackend] | None = None) -> SlideBackend:
+    """The slide file at `path`, open with `backend` (default: OpenSlide); SlideError with one
+    clear line when it cannot be."""
     checked = Path(path)
     check_slide_path(checked)
-    # deferred: `import pcam_scan` stays light; the OpenSlide library loads with the first slide
-    from pcam_scan.slide_backends.openslide_backend import OpenSlideBackend
+    if backend is None:
+        # deferred: `import pcam_scan` stays light; the OpenSlide library loads with the first slide
+        from pcam_scan.slide_backends.openslide_backend import OpenSlideBackend
 
-    return OpenSlideBackend.open(checked)
+        backend = OpenSlideBackend
+    return backend.open(checked)

@@ -12,6 +12,7 @@ Everything above a backend (reads at a microns-per-pixel, level choice, resampli
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -48,14 +49,10 @@ class BackendMetadata:
         return self.level_wh[0]
 
 
-@runtime_checkable
-class DeepZoomTiles(Protocol):
-    """Deep Zoom tiles of a slide, on the grid `pcam_scan.viewer.tiles.DeepZoomGrid` describes
-    (no bounds limit: level-0 size = the slide's, levels halving with rounding up)."""
-
-    def tile(self, dz_level: int, col: int, row: int) -> Image.Image:
-        """The RGB tile at (col, row) of Deep Zoom level `dz_level`; SlideError when unreadable."""
-        ...
+DeepZoomTiles = Callable[[int, int, int], Image.Image]
+"""`tiles(dz_level, col, row)`: the RGB Deep Zoom tile at (col, row) of level `dz_level`, on the
+grid `pcam_scan.viewer.tiles.DeepZoomGrid` describes (no bounds limit: level-0 size = the
+slide's, levels halving with rounding up); SlideError when unreadable."""
 
 
 @runtime_checkable
@@ -79,7 +76,7 @@ class SlideBackend(Protocol):
         ...
 
     def deep_zoom(self, tile_px: int, overlap_px: int) -> DeepZoomTiles:
-        """A deep-zoom tile source over this open file."""
+        """The deep-zoom tiles of this open file, with `tile_px` tiles overlapping by `overlap_px`."""
         ...
 
     def close(self) -> None: ...

@@ -17,7 +17,7 @@ from openslide.deepzoom import DeepZoomGenerator
 from PIL import Image
 
 from pcam_scan.errors import SlideError
-from pcam_scan.slide_backends.base import BackendMetadata, RecordedMpp
+from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp
 
 SOURCE = "openslide"
 
@@ -94,20 +94,14 @@ class OpenSlideBackend:
         with _slide_errors(self.path, "read pixels"):
             return self._osr.get_thumbnail(max_wh)
 
-    def deep_zoom(self, tile_px: int, overlap_px: int) -> OpenSlideDeepZoom:
-        return OpenSlideDeepZoom(self.path, DeepZoomGenerator(self._osr, tile_size=tile_px, overlap=overlap_px, limit_bounds=False))
+    def deep_zoom(self, tile_px: int, overlap_px: int) -> DeepZoomTiles:
+        generator = DeepZoomGenerator(self._osr, tile_size=tile_px, overlap=overlap_px, limit_bounds=False)
+
+        def tile(dz_level: int, col: int, row: int) -> Image.Image:
+            with _slide_errors(self.path, "read pixels"):
+                return generator.get_tile(dz_level, (col, row))
+
+        return tile
 
     def close(self) -> None:
         self._osr.close()
-
-
-class OpenSlideDeepZoom:
-    """Deep Zoom tiles from OpenSlide's generator, its errors mapped like every other read."""
-
-    def __init__(self, path: Path, generator: DeepZoomGenerator) -> None:
-        self.path = path
-        self._generator = generator
-
-    def tile(self, dz_level: int, col: int, row: int) -> Image.Image:
-        with _slide_errors(self.path, "read pixels"):
-            return self._generator.get_tile(dz_level, (col, row))

@@ -130,7 +130,7 @@ class SlideTiles:
 
     def tile_jpeg(self, level: int, col: int, row: int) -> bytes:
         self.grid.tile_box(level, col, row)  # refuses addresses outside the grid
-        tile = self._tiles.tile(level, col, row)
+        tile = self._tiles(level, col, row)
         buffer = io.BytesIO()
         tile.convert("RGB").save(buffer, format="JPEG", quality=self.jpeg_quality)
         return buffer.getvalue()
