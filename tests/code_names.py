@@ -156,7 +156,8 @@ def dangling_docstring_names(path: Path) -> list[str]:
 
     Checked: `pkg.module.name` of this project (backticked or not) and `pkg/folder/file.py` paths;
     backticked `module.name` where `module` is a module of the same package, a name of this module
-    or one it imports; `Class.attribute`; `function()`. Attributes of a documented function's
+    or one it imports; `Class.attribute`; `function()`; in a package's docstring, the modules it
+    lists as "`name` (its job)". Attributes of a documented function's
     arguments (`settings.x`), other libraries' names (`np.interp`) and file names are left alone.
     """
     module = _module_of(path)
@@ -178,7 +179,18 @@ def dangling_docstring_names(path: Path) -> list[str]:
             if not _docstring_name_exists(name, called, module, package, own):
                 found.append(f"{where}: {match.group(0)}")
         found.extend(f"{where}: {name}" for name in dangling_project_references(doc))
+        if isinstance(node, ast.Module) and path.name == "__init__.py":
+            found.extend(f"{where}: `{name}`" for name in absent_listed_modules(doc, package, own))
     return found
+
+
+def absent_listed_modules(doc: str, package: str, own: ModuleNames) -> list[str]:
+    """A package's docstring lists its modules as "`name` (what it does)": each must exist."""
+    listed = re.findall(r"`([a-z_]\w*)` \(", doc)
+    return [
+        name for name in listed
+        if module_file(f"{package}.{name}") is None and name not in own.top and name not in own.imports
+    ]
 
 
 def dangling_project_references(text: str) -> list[str]:

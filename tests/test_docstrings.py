@@ -3,7 +3,13 @@ attribute shows up here instead of misleading the next reader."""
 
 from __future__ import annotations
 
-from tests.code_names import dangling_docstring_names, dangling_project_references, product_modules
+from tests.code_names import (
+    absent_listed_modules,
+    dangling_docstring_names,
+    dangling_project_references,
+    module_names,
+    product_modules,
+)
 from tests.conftest import REPO_ROOT
 
 # Issue 11 rewrites pcam_scan/scan/ and fixes this docstring there; drop the entry once merged.
@@ -37,3 +43,8 @@ def test_the_check_tells_real_names_from_absent_ones() -> None:
         "pcam_scan.slide.Slide.teleport",
         "pcam_scan/scan/gone.py",
     ]
+
+
+def test_a_package_docstring_lists_only_its_modules() -> None:
+    doc = "Modules, one job each: `tiles` (deep zoom), `catalog` (the store's slides), `thumbnails` (gone)."
+    assert absent_listed_modules(doc, "pcam_scan.viewer", module_names("pcam_scan.viewer")) == ["thumbnails"]
