@@ -18,17 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pcam_scan import defaults
 from pcam_scan.annotations import read_annotations
 from pcam_scan.blocks import cut_patches, plan_blocks
-from pcam_scan.defaults import (
-    HARD_NEGATIVE_FRACTION,
-    HARD_NEGATIVE_MIN_PROBABILITY,
-    HARD_NEGATIVE_POOL_PER_SLIDE,
-    MAX_NEGATIVES_PER_SLIDE,
-    MAX_POSITIVES_PER_SLIDE,
-    NEGATIVES_PER_POSITIVE,
-    VALID_FRACTION,
-)
 from pcam_scan.errors import ConfigError
 from pcam_scan.evaluation.mask import EVALUATION_LEVEL, read_tumour_mask_tiff
 from pcam_scan.geometry import CellGrid, PatchGeometry
@@ -52,9 +44,9 @@ class HardNegativeSettings:
     """
 
     checkpoint: str
-    fraction: float = HARD_NEGATIVE_FRACTION
-    pool_per_slide: int = HARD_NEGATIVE_POOL_PER_SLIDE
-    min_probability: float = HARD_NEGATIVE_MIN_PROBABILITY
+    fraction: float = defaults.HARD_NEGATIVE_FRACTION
+    pool_per_slide: int = defaults.HARD_NEGATIVE_POOL_PER_SLIDE
+    min_probability: float = defaults.HARD_NEGATIVE_MIN_PROBABILITY
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -71,10 +63,10 @@ class MiningSettings:
     """How patches are mined; `negatives_per_positive` None keeps every sampled negative."""
 
     geometry: PatchGeometry = PatchGeometry()
-    max_positives_per_slide: int = MAX_POSITIVES_PER_SLIDE
-    max_negatives_per_slide: int = MAX_NEGATIVES_PER_SLIDE
-    negatives_per_positive: float | None = NEGATIVES_PER_POSITIVE
-    valid_fraction: float = VALID_FRACTION
+    max_positives_per_slide: int = defaults.MAX_POSITIVES_PER_SLIDE
+    max_negatives_per_slide: int = defaults.MAX_NEGATIVES_PER_SLIDE
+    negatives_per_positive: float | None = defaults.NEGATIVES_PER_POSITIVE
+    valid_fraction: float = defaults.VALID_FRACTION
     test_fraction: float = 0.0
     block_cells: int = 8
     seed: int = 0

@@ -14,10 +14,10 @@ from pathlib import Path
 from pcam_scan.errors import SlideError
 from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp, SlideBackend
 
-__all__ = ["BackendMetadata", "DeepZoomTiles", "RecordedMpp", "SlideBackend", "check_slide_path", "open_slide_file"]
+__all__ = ["BackendMetadata", "DeepZoomTiles", "RecordedMpp", "SlideBackend", "open_slide_file"]
 
 
-def check_slide_path(path: Path) -> None:
+def _check_slide_path(path: Path) -> None:
     """Refuse, with one clear line, what is not a readable non-empty file."""
     if not path.exists():
         raise SlideError(f"{path}: no such file")
@@ -33,7 +33,7 @@ def open_slide_file(path: str | os.PathLike[str], backend: type[SlideBackend] | 
     """The slide file at `path`, open with `backend` (default: OpenSlide); SlideError with one
     clear line when it cannot be."""
     checked = Path(path)
-    check_slide_path(checked)
+    _check_slide_path(checked)
     if backend is None:
         # deferred: `import pcam_scan` stays light; the OpenSlide library loads with the first slide
         from pcam_scan.slide_backends.openslide_backend import OpenSlideBackend
