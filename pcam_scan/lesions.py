@@ -25,6 +25,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 
+from pcam_scan.defaults import DETECTION_MIN_DISTANCE_CELLS, DETECTION_SIGMA_CELLS, DETECTION_THRESHOLD, REGION_THRESHOLD
 from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid
 from pcam_scan.validation import check_probability
@@ -36,7 +37,7 @@ EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 class RegionSettings:
     """Cells with probability >= `threshold` form regions (8-connectivity)."""
 
-    threshold: float = 0.5
+    threshold: float = REGION_THRESHOLD
 
     def __post_init__(self) -> None:
         check_probability("region threshold", self.threshold)
@@ -47,9 +48,9 @@ class DetectionSettings:
     """Point detections: Gaussian of `sigma_cells` (0 = none), peaks >= `threshold` on the
     smoothed map, no two peaks closer than `min_distance_cells` (Euclidean, in cells)."""
 
-    sigma_cells: float = 1.0
-    threshold: float = 0.5
-    min_distance_cells: float = 3.0
+    sigma_cells: float = DETECTION_SIGMA_CELLS
+    threshold: float = DETECTION_THRESHOLD
+    min_distance_cells: float = DETECTION_MIN_DISTANCE_CELLS
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.sigma_cells) and 0.0 <= self.sigma_cells <= 50.0):

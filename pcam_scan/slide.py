@@ -1,9 +1,10 @@
-"""Whole-slide reading through OpenSlide at any requested microns per pixel.
+"""Whole-slide reading at any requested microns per pixel, over any slide backend.
 
-Two jobs kept apart from the rest of the code: turning what OpenSlide reports into a checked
+Two jobs kept apart from the rest of the code: turning what a backend reports into a checked
 `SlideInfo` (vendor, levels, MPP and where it came from), and reading a region of a plane of a
 chosen MPP (`ReadPlan`), from the finest pyramid level at or below that MPP, resampled with an
-antialiasing filter, with unscanned pixels composited on white.
+antialiasing filter, with unscanned pixels white. The file itself is opened by
+`pcam_scan.slide_backends` (the one door to slide files; OpenSlide today).
 
 A slide is opened and closed where it is read (a Ray worker gets a path, never an open slide).
 """
@@ -20,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from pcam_scan.errors import MissingMppError, SlideError
+from pcam_scan.slide_backends import BackendMetadata, RecordedMpp, SlideBackend, open_slide_file
 
 MPP_PLAUSIBLE_UM_PX = (0.1, 20.0)
 """A slide's MPP outside this range is a mislabelled file, not a microscope."""
@@ -104,36 +106,13 @@ class ReadPlan:
         return self.px_mpp_um_px / self.level_mpp_um_px
 
 
-def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise SlideError(f"{path}: no such file")
-    if path.is_dir():
-        raise SlideError(f"{path}: is a directory, not a slide file")
-    if path.stat().st_size == 0:
-        raise SlideError(f"{path}: empty file (0 bytes)")
-    if not os.access(path, os.R_OK):
-        raise SlideError(f"{path}: permission denied")
-
-
 def _plausible(mpp: float) -> bool:
     low, high = MPP_PLAUSIBLE_UM_PX
     return math.isfinite(mpp) and low <= mpp <= high
 
 
-def _float_property(properties: dict[str, str], key: str) -> float | None:
-    value = properties.get(key)
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
-def resolve_mpp(
-    properties: dict[str, str], path: str, override_um_px: float | None = None
-) -> tuple[float, str]:
-    """The slide's MPP and its source: override, OpenSlide's mpp-x/y, or TIFF resolution tags.
+def resolve_mpp(recorded: RecordedMpp, path: str, override_um_px: float | None = None) -> tuple[float, str]:
+    """The slide's MPP and its source: override, the format's own MPP, or TIFF resolution tags.
 
     An implausible or missing value raises `MissingMppError` naming the `--mpp` override.
     """
@@ -145,13 +124,12 @@ def resolve_mpp(
             )
         return float(override_um_px), "override"
     hint = "pass --mpp UM_PER_PX to set it"
-    mpp_x = _float_property(properties, "openslide.mpp-x")
-    mpp_y = _float_property(properties, "openslide.mpp-y")
-    source = "openslide"
+    mpp_x, mpp_y = recorded.mpp_xy_um_px
+    source = recorded.source
     if mpp_x is None or mpp_y is None:
-        unit = properties.get("tiff.ResolutionUnit", "")
-        res_x = _float_property(properties, "tiff.XResolution")
-        res_y = _float_property(properties, "tiff.YResolution") or res_x
+        unit = recorded.tiff_resolution_unit
+        res_x, res_y = recorded.tiff_px_per_unit_xy
+        res_y = res_y or res_x
         if unit in _UM_PER_RESOLUTION_UNIT and res_x and res_y and res_x > 0 and res_y > 0:
             mpp_x = _UM_PER_RESOLUTION_UNIT[unit] / res_x
             mpp_y = _UM_PER_RESOLUTION_UNIT[unit] / res_y
@@ -168,6 +146,27 @@ def resolve_mpp(
             f"{path}: non-square pixels ({mpp_x:.4g} x {mpp_y:.4g} um/px) are not supported; {hint}"
         )
     return (mpp_x + mpp_y) / 2.0, source
+
+
+def slide_info(metadata: BackendMetadata, path: str, mpp_override_um_px: float | None = None) -> SlideInfo:
+    """A backend's metadata checked: a resolved MPP, every level's MPP, pixels to read."""
+    mpp, source = resolve_mpp(metadata.recorded_mpp, path, mpp_override_um_px)
+    width, height = metadata.l0_wh
+    if width <= 0 or height <= 0:
+        raise SlideError(f"{path}: slide has no pixels ({width}x{height})")
+    return SlideInfo(
+        path=path,
+        vendor=metadata.vendor,
+        l0_width=width,
+        l0_height=height,
+        levels=tuple(
+            LevelInfo(width=w, height=h, downsample=ds, mpp_um_px=mpp * ds)
+            for (w, h), ds in zip(metadata.level_wh, metadata.level_downsamples)
+        ),
+        mpp_um_px=mpp,
+        mpp_source=source,
+        objective_power=metadata.objective_power,
+    )
 
 
 def choose_read_plan(info: SlideInfo, target_mpp_um_px: float) -> ReadPlan:
@@ -193,14 +192,6 @@ def choose_read_plan(info: SlideInfo, target_mpp_um_px: float) -> ReadPlan:
     )
 
 
-def on_white_glass(region: Image.Image) -> Image.Image:
-    """OpenSlide's RGBA read (non-premultiplied, transparent outside the scanned area) laid on
-    white glass. Inside the scanned area (every pixel opaque) the image is returned as it is."""
-    if region.getchannel("A").getextrema()[0] == 255:
-        return region
-    return Image.alpha_composite(Image.new("RGBA", region.size, (255, 255, 255, 255)), region)
-
-
 def rgb_array(image: Image.Image) -> np.ndarray:
     """A read-only uint8 (height, width, 3) array of an RGB(A) image's colour channels.
 
@@ -212,47 +203,21 @@ def rgb_array(image: Image.Image) -> np.ndarray:
 
 
 class Slide:
-    """An open whole-slide image; use as a context manager so the file is closed."""
+    """An open whole-slide image with a checked MPP; use as a context manager so the file is closed."""
 
-    def __init__(self, path: str | os.PathLike[str], mpp_override_um_px: float | None = None):
-        import openslide  # deferred: keeps `import pcam_scan` light and errors mapped here
-
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        mpp_override_um_px: float | None = None,
+        backend: type[SlideBackend] | None = None,
+    ):
         self.path = Path(path)
-        _check_path(self.path)
+        self._file = open_slide_file(self.path, backend)
         try:
-            self._osr = openslide.OpenSlide(str(self.path))
-        except openslide.OpenSlideUnsupportedFormatError:
-            raise SlideError(
-                f"{self.path}: not a whole-slide image that OpenSlide can read"
-            ) from None
-        except openslide.OpenSlideError as err:
-            raise SlideError(f"{self.path}: cannot open slide: {err}") from None
-        try:
-            self.info = self._read_info(mpp_override_um_px)
+            self.info = slide_info(self._file.metadata, str(self.path), mpp_override_um_px)
         except BaseException:
-            self._osr.close()
+            self._file.close()
             raise
-
-    def _read_info(self, mpp_override_um_px: float | None) -> SlideInfo:
-        properties = dict(self._osr.properties)
-        mpp, source = resolve_mpp(properties, str(self.path), mpp_override_um_px)
-        levels = tuple(
-            LevelInfo(width=w, height=h, downsample=float(ds), mpp_um_px=mpp * float(ds))
-            for (w, h), ds in zip(self._osr.level_dimensions, self._osr.level_downsamples)
-        )
-        width, height = self._osr.dimensions
-        if width <= 0 or height <= 0:
-            raise SlideError(f"{self.path}: slide has no pixels ({width}x{height})")
-        return SlideInfo(
-            path=str(self.path),
-            vendor=properties.get("openslide.vendor", "unknown"),
-            l0_width=int(width),
-            l0_height=int(height),
-            levels=levels,
-            mpp_um_px=mpp,
-            mpp_source=source,
-            objective_power=properties.get("openslide.objective-power"),
-        )
 
     def __enter__(self) -> Slide:
         return self
@@ -266,19 +231,13 @@ class Slide:
         self.close()
 
     def close(self) -> None:
-        self._osr.close()
+        self._file.close()
 
     def _read_level(self, level: int, level_xy: tuple[int, int], size: tuple[int, int]) -> Image.Image:
         """Pixels of `level` starting at level pixel `level_xy`, on white outside the slide."""
-        import openslide
-
         downsample = self.info.levels[level].downsample
         l0_xy = (round(level_xy[0] * downsample), round(level_xy[1] * downsample))
-        try:
-            region = self._osr.read_region(l0_xy, level, size)
-        except openslide.OpenSlideError as err:
-            raise SlideError(f"{self.path}: cannot read pixels: {err}") from None
-        return on_white_glass(region)
+        return self._file.read_region(l0_xy, level, size)
 
     def read_px_region(
         self, plan: ReadPlan, px_xy: tuple[int, int], px_size: tuple[int, int]

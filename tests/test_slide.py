@@ -12,6 +12,8 @@ import pytest
 from pcam_scan.cli import main
 from pcam_scan.errors import MissingMppError, SlideError
 from pcam_scan.slide import LevelInfo, SlideInfo, choose_read_plan, open_slide, resolve_mpp
+from pcam_scan.slide_backends import RecordedMpp
+from pcam_scan.slide_backends.openslide_backend import recorded_mpp
 from tests.slide_files import write_pyramid
 
 SQUARE_UM = 97.2  # 100 px at 0.972 um/px
@@ -60,14 +62,24 @@ def test_level_choice(level_mpps: list[float], level: int, resamples: bool) -> N
 
 def test_mpp_from_tiff_resolution_tags_and_plausibility() -> None:
     cm = {"tiff.ResolutionUnit": "centimeter", "tiff.XResolution": "41152.26", "tiff.YResolution": "41152.26"}
-    assert resolve_mpp(cm, "s")[0] == pytest.approx(0.243, rel=1e-5)
+    assert resolve_mpp(recorded_mpp(cm), "s")[0] == pytest.approx(0.243, rel=1e-5)
     inch = {"tiff.ResolutionUnit": "inch", "tiff.XResolution": "50900", "tiff.YResolution": "50900"}
-    assert resolve_mpp(inch, "s") == (pytest.approx(25400 / 50900), "tiff-resolution")
+    assert resolve_mpp(recorded_mpp(inch), "s") == (pytest.approx(25400 / 50900), "tiff-resolution")
     with pytest.raises(MissingMppError, match="--mpp"):
-        resolve_mpp({"tiff.ResolutionUnit": "inch", "tiff.XResolution": "72"}, "s")  # a photo
+        resolve_mpp(recorded_mpp({"tiff.ResolutionUnit": "inch", "tiff.XResolution": "72"}), "s")  # a photo
     with pytest.raises(MissingMppError, match="--mpp"):
-        resolve_mpp({"tiff.ResolutionUnit": "none", "tiff.XResolution": "1"}, "s")
-    assert resolve_mpp({}, "s", override_um_px=0.25) == (0.25, "override")
+        resolve_mpp(recorded_mpp({"tiff.ResolutionUnit": "none", "tiff.XResolution": "1"}), "s")
+    assert resolve_mpp(recorded_mpp({}), "s", override_um_px=0.25) == (0.25, "override")
+
+
+def test_the_formats_own_mpp_comes_first_and_is_named_by_its_backend() -> None:
+    properties = {"openslide.mpp-x": "0.2265", "openslide.mpp-y": "0.2265", "tiff.ResolutionUnit": "inch",
+                  "tiff.XResolution": "50900"}
+    assert resolve_mpp(recorded_mpp(properties), "s") == (pytest.approx(0.2265), "openslide")
+    other_backend = RecordedMpp(source="tiffslide", mpp_xy_um_px=(0.243, 0.2431))
+    assert resolve_mpp(other_backend, "s") == (pytest.approx(0.24305), "tiffslide")
+    with pytest.raises(MissingMppError, match="non-square"):
+        resolve_mpp(RecordedMpp(source="tiffslide", mpp_xy_um_px=(0.243, 0.5)), "s")
 
 
 def test_outside_the_slide_is_white_glass(tmp_path: Path) -> None:

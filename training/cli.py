@@ -16,6 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from pcam_scan import defaults
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PCAM_LABEL_PX, PCAM_MPP_UM_PX, PCAM_PATCH_PX, PatchGeometry
 from pcam_scan.wording import count_noun
@@ -38,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--pcam", metavar="DIR", help="folder with camelyonpatch_level_2_split_*_{x,y}.h5")
     which.add_argument("--kaggle", metavar="DIR", help="folder with train/ and train_labels.csv")
     which.add_argument("--slides", metavar="DIR", nargs="+", help="slide folder(s) to mine patches from")
-    source.add_argument("--valid-fraction", type=float, default=0.2, help="valid share of Kaggle patches or of slides (default 0.2)")
+    source.add_argument("--valid-fraction", type=float, default=defaults.VALID_FRACTION, help=f"valid share of Kaggle patches or of slides (default {defaults.VALID_FRACTION})")
     source.add_argument("--patch-px", type=int, default=PCAM_PATCH_PX, help=f"patch side (default {PCAM_PATCH_PX})")
     source.add_argument("--label-px", type=int, default=PCAM_LABEL_PX, help=f"centre label side (default {PCAM_LABEL_PX})")
     source.add_argument("--mpp", type=float, default=PCAM_MPP_UM_PX, help=f"patch um/px (default {PCAM_MPP_UM_PX})")
@@ -49,13 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mine.add_argument("--reference", metavar="CSV", help="Camelyon16 reference.csv to cross-check tumour/normal (default SLIDES/reference.csv)")
     mine.add_argument("--slide-mpp", type=float, help="override every slide's level-0 um/px")
     mine.add_argument("--test-fraction", type=float, default=0.0, help="share of slides held out as test (default 0)")
-    mine.add_argument("--max-positives-per-slide", type=int, default=2000)
-    mine.add_argument("--max-negatives-per-slide", type=int, default=2000)
-    mine.add_argument("--negatives-per-positive", type=float, default=1.0, help="balance each split to this ratio; 0 keeps every sampled negative (default 1)")
+    mine.add_argument("--max-positives-per-slide", type=int, default=defaults.MAX_POSITIVES_PER_SLIDE, help=f"(default {defaults.MAX_POSITIVES_PER_SLIDE})")
+    mine.add_argument("--max-negatives-per-slide", type=int, default=defaults.MAX_NEGATIVES_PER_SLIDE, help=f"(default {defaults.MAX_NEGATIVES_PER_SLIDE})")
+    mine.add_argument("--negatives-per-positive", type=float, default=defaults.NEGATIVES_PER_POSITIVE, help=f"balance each split to this ratio; 0 keeps every sampled negative (default {defaults.NEGATIVES_PER_POSITIVE:g})")
     mine.add_argument("--hard-negatives", metavar="CKPT", help="previous checkpoint whose false positives become negatives")
-    mine.add_argument("--hard-fraction", type=float, default=0.5, help="share of each slide's negatives taken from false positives (default 0.5)")
-    mine.add_argument("--hard-pool", type=int, default=4000, help="negatives scored per slide for hard-negative mining (default 4000)")
-    mine.add_argument("--hard-min-prob", type=float, default=0.5, help="P(tumour) from which a negative is hard (default 0.5)")
+    mine.add_argument("--hard-fraction", type=float, default=defaults.HARD_NEGATIVE_FRACTION, help=f"share of each slide's negatives taken from false positives (default {defaults.HARD_NEGATIVE_FRACTION})")
+    mine.add_argument("--hard-pool", type=int, default=defaults.HARD_NEGATIVE_POOL_PER_SLIDE, help=f"negatives scored per slide for hard-negative mining (default {defaults.HARD_NEGATIVE_POOL_PER_SLIDE})")
+    mine.add_argument("--hard-min-prob", type=float, default=defaults.HARD_NEGATIVE_MIN_PROBABILITY, help=f"P(tumour) from which a negative is hard (default {defaults.HARD_NEGATIVE_MIN_PROBABILITY})")
     mine.add_argument("--save-patches", metavar="DIR", help="also write the mined splits in PCam HDF5 layout (reuse with --pcam DIR)")
     mine.add_argument("--mine-only", action="store_true", help="stop after --save-patches")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pcam_scan.defaults import VALID_FRACTION
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.wording import count_noun
@@ -70,7 +71,7 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray]:
 
 def read_kaggle_folder(
     folder: str | os.PathLike[str],
-    valid_fraction: float = 0.2,
+    valid_fraction: float = VALID_FRACTION,
     seed: int = 0,
     geometry: PatchGeometry | None = None,
 ) -> TrainingData:

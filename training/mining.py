@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pcam_scan import defaults
 from pcam_scan.annotations import read_annotations
 from pcam_scan.blocks import cut_patches, plan_blocks
 from pcam_scan.errors import ConfigError
@@ -43,9 +44,9 @@ class HardNegativeSettings:
     """
 
     checkpoint: str
-    fraction: float = 0.5
-    pool_per_slide: int = 4000
-    min_probability: float = 0.5
+    fraction: float = defaults.HARD_NEGATIVE_FRACTION
+    pool_per_slide: int = defaults.HARD_NEGATIVE_POOL_PER_SLIDE
+    min_probability: float = defaults.HARD_NEGATIVE_MIN_PROBABILITY
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -62,10 +63,10 @@ class MiningSettings:
     """How patches are mined; `negatives_per_positive` None keeps every sampled negative."""
 
     geometry: PatchGeometry = PatchGeometry()
-    max_positives_per_slide: int = 2000
-    max_negatives_per_slide: int = 2000
-    negatives_per_positive: float | None = 1.0
-    valid_fraction: float = 0.2
+    max_positives_per_slide: int = defaults.MAX_POSITIVES_PER_SLIDE
+    max_negatives_per_slide: int = defaults.MAX_NEGATIVES_PER_SLIDE
+    negatives_per_positive: float | None = defaults.NEGATIVES_PER_POSITIVE
+    valid_fraction: float = defaults.VALID_FRACTION
     test_fraction: float = 0.0
     block_cells: int = 8
     seed: int = 0

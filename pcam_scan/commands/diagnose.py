@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pcam_scan.defaults import DECISION_THRESHOLD
 from pcam_scan.errors import ConfigError, PcamScanError, StoreError
 from pcam_scan.wording import count_noun
 
@@ -63,7 +64,7 @@ def add_scorer_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="decision threshold, positive when probability >= T "
-        "(default: the aggregator's own, or 0.5 for the default rule)",
+        f"(default: the aggregator's own, or {DECISION_THRESHOLD} for the default rule)",
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pcam_scan.commands.fit_aggregator import DEFAULT_EXCLUDE, split_names
+from pcam_scan.defaults import BOOTSTRAP_REPLICATES, DETECTION_MIN_DISTANCE_CELLS, DETECTION_SIGMA_CELLS, DETECTION_THRESHOLD
 from pcam_scan.errors import ConfigError
 from pcam_scan.wording import count_noun
 
@@ -64,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "excluded; '' keeps all)",
     )
     parser.add_argument(
-        "--bootstrap", type=int, default=2000, help="bootstrap replicates for the AUC CI"
+        "--bootstrap", type=int, default=BOOTSTRAP_REPLICATES,
+        help=f"bootstrap replicates for the AUC CI (default {BOOTSTRAP_REPLICATES})",
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
@@ -76,16 +78,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--detection-threshold",
         type=float,
         default=None,
-        help="lowest smoothed probability of a detection (default 0.5)",
+        help=f"lowest smoothed probability of a detection (default {DETECTION_THRESHOLD})",
     )
     store.add_argument(
-        "--sigma", type=float, default=None, help="smoothing sigma in cells (default 1)"
+        "--sigma", type=float, default=None, help=f"smoothing sigma in cells (default {DETECTION_SIGMA_CELLS:g})"
     )
     store.add_argument(
         "--min-distance",
         type=float,
         default=None,
-        help="least distance between two detections, in cells (default 3)",
+        help=f"least distance between two detections, in cells (default {DETECTION_MIN_DISTANCE_CELLS:g})",
     )
     files = parser.add_argument_group("predictions from files")
     files.add_argument("--probabilities", type=Path, help="CSV of name,probability rows")

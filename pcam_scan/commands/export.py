@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pcam_scan.defaults import REGION_THRESHOLD
 from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.wording import count_noun
 
@@ -37,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--slides", nargs="+", default=None, metavar="ID", help="slide ids (default: all complete)"
     )
     parser.add_argument(
-        "--threshold", type=float, default=0.5, help="region threshold on the heatmap (0.5)"
+        "--threshold", type=float, default=REGION_THRESHOLD,
+        help=f"region threshold on the heatmap (default {REGION_THRESHOLD})",
     )
     parser.set_defaults(func=run)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pcam_scan.defaults import AGGREGATOR_C, AGGREGATOR_FOLDS, DECISION_THRESHOLD
 from pcam_scan.errors import ConfigError
 from pcam_scan.wording import count_noun
 
@@ -37,11 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated reference slides to leave out (default: the two the Camelyon16 "
         "organisers excluded; '' keeps all)",
     )
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (at most)")
-    parser.add_argument("--c", type=float, default=1.0, help="inverse regularisation strength")
+    parser.add_argument(
+        "--folds", type=int, default=AGGREGATOR_FOLDS, help=f"cross-validation folds (at most; default {AGGREGATOR_FOLDS})"
+    )
+    parser.add_argument("--c", type=float, default=AGGREGATOR_C, help=f"inverse regularisation strength (default {AGGREGATOR_C})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold split")
     parser.add_argument(
-        "--threshold", type=float, default=0.5, help="decision threshold stored with the model"
+        "--threshold", type=float, default=DECISION_THRESHOLD,
+        help=f"decision threshold stored with the model (default {DECISION_THRESHOLD})",
     )
     parser.set_defaults(func=run)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pcam_scan.defaults import DECISION_THRESHOLD
 from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.errors import ConfigError, PcamScanError
 from pcam_scan.validation import check_probability
@@ -53,7 +54,7 @@ class Aggregator:
     scale: tuple[float, ...]
     coefficients: tuple[float, ...]
     intercept: float
-    threshold: float = 0.5
+    threshold: float = DECISION_THRESHOLD
     training: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

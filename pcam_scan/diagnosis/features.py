@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pcam_scan.defaults import REGION_THRESHOLD
 from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid
 from pcam_scan.lesions import RegionSettings, check_heatmap, find_regions
@@ -42,7 +43,7 @@ class FeatureSettings:
 
     top_k: int = 10
     area_thresholds: tuple[float, ...] = (0.5, 0.9)
-    lesion_threshold: float = 0.5
+    lesion_threshold: float = REGION_THRESHOLD
 
     def __post_init__(self) -> None:
         if not 1 <= self.top_k <= 100_000:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pcam_scan import __version__
+from pcam_scan.defaults import AGGREGATOR_C, AGGREGATOR_FOLDS, DECISION_THRESHOLD
 from pcam_scan.diagnosis.aggregator import Aggregator, AggregatorError
 from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.errors import ConfigError
@@ -30,10 +31,10 @@ if TYPE_CHECKING:
 class FitSettings:
     """Cross-validation folds, inverse regularisation C, random seed, and the decision threshold."""
 
-    folds: int = 5
-    c: float = 1.0
+    folds: int = AGGREGATOR_FOLDS
+    c: float = AGGREGATOR_C
     seed: int = 0
-    threshold: float = 0.5
+    threshold: float = DECISION_THRESHOLD
     max_iter: int = 5000
 
     def __post_init__(self) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from pcam_scan.defaults import DECISION_THRESHOLD
 from pcam_scan.diagnosis.features import MAX_PROB, TOP_K_MEAN, FeatureSettings
 from pcam_scan.errors import ConfigError
 from pcam_scan.validation import check_probability
@@ -50,7 +51,7 @@ class DefaultRule:
     """probability = the `score` feature; positive when probability >= `threshold`."""
 
     score: Literal["top_k_mean", "max_prob"] = "top_k_mean"
-    threshold: float = 0.5
+    threshold: float = DECISION_THRESHOLD
     feature_settings: FeatureSettings = FeatureSettings()
 
     def __post_init__(self) -> None:

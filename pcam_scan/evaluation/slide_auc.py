@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
+from pcam_scan.defaults import BOOTSTRAP_REPLICATES
 from pcam_scan.evaluation.errors import EvaluationError
 
 
@@ -23,7 +24,7 @@ from pcam_scan.evaluation.errors import EvaluationError
 class BootstrapSettings:
     """Replicates, interval level and seed of the bootstrap."""
 
-    n_replicates: int = 2000
+    n_replicates: int = BOOTSTRAP_REPLICATES
     level: float = 0.95
     seed: int = 0
 

@@ -24,6 +24,7 @@ from pcam_scan.lesions import RegionSettings
 from pcam_scan.render.heatmap_image import HeatmapPyramid, HeatmapStyle, colourise
 from pcam_scan.render.slide_files import SlideLocator
 from pcam_scan.render.summary import SlideSummary, summarise
+from pcam_scan.slide_backends import open_slide_file
 from pcam_scan.store import HeatmapReader
 
 if TYPE_CHECKING:
@@ -106,17 +107,13 @@ def load_overlay(
 
 def _thumbnail(path: Path, size_wh: tuple[int, int]) -> npt.NDArray[np.uint8]:
     """The whole slide resized to exactly `size_wh` (so pixels map to level 0 by one scale)."""
-    import openslide
-
-    try:
-        with openslide.OpenSlide(str(path)) as osr:
-            thumb = osr.get_thumbnail((size_wh[0] * 2, size_wh[1] * 2))
-    except (openslide.OpenSlideError, OSError) as err:
-        from pcam_scan.errors import SlideError
-
-        raise SlideError(f"{path}: cannot read slide: {err}") from None
     from PIL import Image
 
+    slide_file = open_slide_file(path)
+    try:
+        thumb = slide_file.thumbnail((size_wh[0] * 2, size_wh[1] * 2))
+    finally:
+        slide_file.close()
     return np.asarray(thumb.convert("RGB").resize(size_wh, Image.Resampling.LANCZOS))
 
 

@@ -1,4 +1,4 @@
-"""Deep-zoom tiles of a slide (OpenSlide's DeepZoomGenerator) and of its heatmap, on one grid.
+"""Deep-zoom tiles of a slide (its backend's deep-zoom source) and of its heatmap, on one grid.
 
 `DeepZoomGrid` is the Deep Zoom tiling of a level-0 image exactly as OpenSlide's generator makes
 it with `limit_bounds=False` (levels halve with rounding up down to 1 x 1; tile (col, row) of
@@ -21,6 +21,7 @@ from PIL import Image
 
 from pcam_scan.errors import ConfigError, SlideError
 from pcam_scan.render.heatmap_image import HeatmapPyramid, HeatmapStyle, colourise
+from pcam_scan.slide_backends import open_slide_file
 
 DEFAULT_TILE_PX = 254
 DEFAULT_OVERLAP_PX = 1
@@ -110,38 +111,26 @@ def heatmap_tile_png(
 
 
 class SlideTiles:
-    """JPEG deep-zoom tiles of one slide file, through OpenSlide's DeepZoomGenerator.
+    """JPEG deep-zoom tiles of one slide file, from its backend (`pcam_scan.slide_backends`).
 
-    OpenSlide reads are thread-safe, so one instance serves concurrent requests.
+    Backend reads are thread-safe, so one instance serves concurrent requests.
     """
 
     def __init__(self, path: Path, grid: DeepZoomGrid, jpeg_quality: int) -> None:
-        import openslide
-        from openslide.deepzoom import DeepZoomGenerator
-
-        try:
-            self._osr = openslide.OpenSlide(str(path))
-        except (openslide.OpenSlideError, OSError) as err:
-            raise SlideError(f"{path}: cannot open slide: {err}") from None
-        self._generator = DeepZoomGenerator(
-            self._osr, tile_size=grid.tile_px, overlap=grid.overlap_px, limit_bounds=False
-        )
-        if self._generator.level_dimensions[-1] != (grid.l0_width, grid.l0_height):
+        slide_file = open_slide_file(path)
+        if slide_file.metadata.l0_wh != (grid.l0_width, grid.l0_height):
+            slide_file.close()
             raise SlideError(
-                f"{path}: slide is {self._generator.level_dimensions[-1]} px, but the store "
+                f"{path}: slide is {slide_file.metadata.l0_wh} px, but the store "
                 f"scanned a {grid.l0_width} x {grid.l0_height} px slide"
             )
+        self._tiles = slide_file.deep_zoom(grid.tile_px, grid.overlap_px)
         self.grid = grid
         self.jpeg_quality = jpeg_quality
 
     def tile_jpeg(self, level: int, col: int, row: int) -> bytes:
-        import openslide
-
         self.grid.tile_box(level, col, row)  # refuses addresses outside the grid
-        try:
-            tile = self._generator.get_tile(level, (col, row))
-        except openslide.OpenSlideError as err:
-            raise SlideError(f"cannot read slide pixels: {err}") from None
+        tile = self._tiles(level, col, row)
         buffer = io.BytesIO()
         tile.convert("RGB").save(buffer, format="JPEG", quality=self.jpeg_quality)
         return buffer.getvalue()

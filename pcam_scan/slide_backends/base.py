@@ -1,0 +1,82 @@
+"""What a slide-reading library must offer pcam-scan: the `SlideBackend` protocol.
+
+A backend is one class that opens a slide file with one library (OpenSlide today; tiffslide or
+cuCIM would fit) and answers in no library's vocabulary: level sizes and downsamples, what the
+file records about its pixel size (`RecordedMpp`, checked later by `pcam_scan.slide.resolve_mpp`),
+opaque RGB(A) pixels of a level, a thumbnail, and deep-zoom tiles for the viewer. It maps its
+library's errors to `pcam_scan.errors.SlideError` itself, so no caller sees them.
+
+Everything above a backend (reads at a microns-per-pixel, level choice, resampling) lives in
+`pcam_scan.slide` and works for every backend alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class RecordedMpp:
+    """What a slide file says about its pixel size, unchecked.
+
+    `mpp_xy_um_px` is the format's own value as the backend reads it (`source` names the backend);
+    the TIFF resolution tags are the fallback every TIFF-based format carries.
+    """
+
+    source: str
+    mpp_xy_um_px: tuple[float | None, float | None] = (None, None)
+    tiff_resolution_unit: str = ""
+    tiff_px_per_unit_xy: tuple[float | None, float | None] = (None, None)
+
+
+@dataclass(frozen=True)
+class BackendMetadata:
+    """A slide file's pyramid and labels as a backend reads them (level 0 first)."""
+
+    vendor: str
+    level_wh: tuple[tuple[int, int], ...]
+    level_downsamples: tuple[float, ...]
+    recorded_mpp: RecordedMpp
+    objective_power: str | None
+
+    @property
+    def l0_wh(self) -> tuple[int, int]:
+        return self.level_wh[0]
+
+
+DeepZoomTiles = Callable[[int, int, int], Image.Image]
+"""`tiles(dz_level, col, row)`: the RGB Deep Zoom tile at (col, row) of level `dz_level`, on the
+grid `pcam_scan.viewer.tiles.DeepZoomGrid` describes (no bounds limit: level-0 size = the
+slide's, levels halving with rounding up); SlideError when unreadable."""
+
+
+@runtime_checkable
+class SlideBackend(Protocol):
+    """An open slide file. Reads are thread-safe (the viewer serves requests from one instance)."""
+
+    metadata: BackendMetadata
+
+    @classmethod
+    def open(cls, path: Path) -> SlideBackend:
+        """Open `path` (already checked to be a readable, non-empty file); SlideError if refused."""
+        ...
+
+    def read_region(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> Image.Image:
+        """`size_wh` pixels of `level` whose top-left lies at level-0 pixel `l0_xy`, as an opaque
+        RGB or RGBA image; pixels outside the scanned area (or the slide) are white glass."""
+        ...
+
+    def thumbnail(self, max_wh: tuple[int, int]) -> Image.Image:
+        """The whole slide as an RGB image fitting in `max_wh`, aspect ratio kept."""
+        ...
+
+    def deep_zoom(self, tile_px: int, overlap_px: int) -> DeepZoomTiles:
+        """The deep-zoom tiles of this open file, with `tile_px` tiles overlapping by `overlap_px`."""
+        ...
+
+    def close(self) -> None: ...
