@@ -3,13 +3,14 @@ file is one clear `AnnotationError`, and a written file appears whole or not at 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pcam_scan.bounded_json import JsonLimitError
+from pcam_scan.bounded_json import parse_json as bounded_parse_json
 from pcam_scan.errors import AnnotationError
 
 PathLike = str | os.PathLike[str]
@@ -41,15 +42,11 @@ def about_file(path: PathLike) -> Iterator[None]:
 
 
 def parse_json(data: bytes) -> Any:
-    """Decoded JSON; malformed JSON -> AnnotationError with its position."""
+    """Decoded JSON, within `bounded_json`'s limits; any problem -> AnnotationError."""
     try:
-        return json.loads(data)
-    except UnicodeDecodeError:
-        raise AnnotationError("not UTF-8 text") from None
-    except json.JSONDecodeError as err:
-        raise AnnotationError(
-            f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
-        ) from None
+        return bounded_parse_json(data)
+    except JsonLimitError as err:
+        raise AnnotationError(str(err)) from None
 
 
 def write_atomically(path: PathLike, data: bytes) -> None:

@@ -167,6 +167,7 @@ def diagnosis_table(rows: Sequence[DiagnosisRow]) -> str:
 def run(args: argparse.Namespace) -> int:
     from pcam_scan.diagnosis.store_io import diagnose_stored_slide, is_complete, slide_statuses
     from pcam_scan.store import HeatmapStore
+    from pcam_scan.store.validation import DamagedSlideError
 
     scorer = choose_scorer(args.aggregator, args.threshold)
     out: Path = args.out
@@ -190,6 +191,9 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             diagnosis = diagnose_stored_slide(store, slide_id, scorer)
+        except DamagedSlideError as err:  # never diagnosed as if sound; the others go on
+            rows.append(DiagnosisRow(slide_id, "damaged", err.problem))
+            continue
         except PcamScanError as err:  # one bad slide is recorded; the others go on
             rows.append(DiagnosisRow(slide_id, "error", str(err)))
             continue

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pcam_scan.bounded_json import JsonLimitError, parse_json
 from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.errors import ConfigError, PcamScanError
 from pcam_scan.validation import check_probability
@@ -184,9 +185,9 @@ def load_aggregator(path: str | Path) -> Aggregator:
     except (OSError, UnicodeDecodeError) as err:
         raise AggregatorError(f"{source}: cannot read the aggregator: {err}") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise AggregatorError(f"{source}: not JSON ({err})") from None
+        data = parse_json(text)
+    except JsonLimitError as err:
+        raise AggregatorError(f"{source}: {err}") from None
     try:
         return aggregator_from_json_dict(data)
     except AggregatorError as err:
