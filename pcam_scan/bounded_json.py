@@ -1,7 +1,7 @@
 """JSON from untrusted files, parsed with limits: size, nesting depth and number length.
 
 Python's `json` recurses once per nesting level (100k `[` give a RecursionError), converts a
-5000-digit integer into a ValueError, and accepts NaN and Infinity. Every file a user hands us
+5000-digit integer into a ValueError. Every file a user hands us
 (checkpoint metadata, aggregators, GeoJSON, NCRF, a scan request) goes through `parse_json`
 instead, so each of those becomes one `ValueError` line that the caller turns into its own error
 class, before anything is built from the document.
@@ -35,7 +35,8 @@ class JsonLimitError(ValueError):
 
 def parse_json(data: str | bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
     """The decoded document; JsonLimitError when malformed, too big, too deep, or when a number
-    is too long or not finite."""
+    is too long. Whether a value is finite or in range is the schema's check, which can name the
+    field."""
     if len(data) > limits.max_bytes:
         raise JsonLimitError(f"JSON of {len(data)} bytes exceeds the limit of {limits.max_bytes}")
     if isinstance(data, bytes):
@@ -52,8 +53,7 @@ def parse_json(data: str | bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
         return json.loads(
             text,
             parse_int=lambda raw: int(_short(raw, limits)),
-            parse_float=lambda raw: _finite(float(_short(raw, limits)), raw),
-            parse_constant=_refuse_constant,
+            parse_float=lambda raw: float(_short(raw, limits)),
         )
     except json.JSONDecodeError as err:
         raise JsonLimitError(f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
@@ -78,13 +78,3 @@ def _short(raw: str, limits: JsonLimits) -> str:
             f"a JSON number of {len(raw)} characters exceeds the limit of {limits.max_number_chars}"
         )
     return raw
-
-
-def _finite(value: float, raw: str) -> float:
-    if value != value or value in (float("inf"), float("-inf")):
-        raise JsonLimitError(f"JSON number {raw[:20]} is not finite")
-    return value
-
-
-def _refuse_constant(name: str) -> float:
-    raise JsonLimitError(f"JSON constant {name} is not a number")

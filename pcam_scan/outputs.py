@@ -27,6 +27,7 @@ def check_output_file(path: Path, overwrite: bool) -> None:
         info = os.lstat(path)
     except FileNotFoundError:
         _check_parent(path)
+        _probe(path)
         return
     except OSError as err:
         raise ConfigError(f"cannot use {path} as an output: {err.strerror or err}") from None
@@ -109,6 +110,20 @@ def _check_parent(path: Path) -> None:
         raise ConfigError(f"cannot write {path}: {parent} is not a folder")
     if not os.access(parent, os.W_OK):
         raise ConfigError(f"cannot write {path}: {parent} is not writable")
+
+
+def _probe(path: Path) -> None:
+    """Create and remove an empty sibling when the folder exists: a folder that takes no files
+    (/proc, a read-only mount) is found now, not after hours of work."""
+    if not path.parent.is_dir():
+        return
+    probe = path.with_name(f".{path.name}.probe-{os.getpid()}")
+    try:
+        with open(probe, "x"):
+            pass
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 def _kind(mode: int) -> str:

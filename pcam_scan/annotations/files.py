@@ -12,6 +12,7 @@ from typing import Any
 from pcam_scan.bounded_json import JsonLimitError
 from pcam_scan.bounded_json import parse_json as bounded_parse_json
 from pcam_scan.errors import AnnotationError
+from pcam_scan.outputs import write_output_bytes
 
 PathLike = str | os.PathLike[str]
 
@@ -50,12 +51,7 @@ def parse_json(data: bytes) -> Any:
 
 
 def write_atomically(path: PathLike, data: bytes) -> None:
-    """Write to a sibling temporary file, then rename: readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise AnnotationError(f"cannot write annotation file {path}: {err.strerror}") from None
+    """Write to a sibling temporary file, then rename: readers never see half a file, and a
+    device, FIFO or symbolic link at `path` is refused (see pcam_scan.outputs). Whether an
+    existing file may be replaced is the command's decision, checked before it starts."""
+    write_output_bytes(Path(path), data, overwrite=True)

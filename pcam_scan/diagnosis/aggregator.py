@@ -32,6 +32,7 @@ import numpy as np
 from pcam_scan.bounded_json import JsonLimitError, parse_json
 from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.errors import ConfigError, PcamScanError
+from pcam_scan.outputs import write_output_text
 from pcam_scan.validation import check_probability
 
 AGGREGATOR_FORMAT = "pcam-scan-aggregator"
@@ -167,12 +168,11 @@ def aggregator_from_json_dict(data: object) -> Aggregator:
     )
 
 
-def save_aggregator(aggregator: Aggregator, path: str | Path) -> None:
-    """Write the aggregator as indented JSON (written whole, then renamed into place)."""
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(aggregator.to_json_dict(), indent=2, allow_nan=False) + "\n")
-    tmp.replace(target)
+def save_aggregator(aggregator: Aggregator, path: str | Path, overwrite: bool = True) -> None:
+    """Write the aggregator as indented JSON (written whole, then renamed into place; see
+    pcam_scan.outputs for what is refused)."""
+    text = json.dumps(aggregator.to_json_dict(), indent=2, allow_nan=False) + "\n"
+    write_output_text(Path(path), text, overwrite)
 
 
 def load_aggregator(path: str | Path) -> Aggregator:

@@ -62,6 +62,10 @@ def is_complete(status: SlideStatus | None) -> bool:
     return status is not None and status.state is SlideState.COMPLETE
 
 
+def is_damaged(status: SlideStatus | None) -> bool:
+    return status is not None and status.state is SlideState.DAMAGED
+
+
 def read_heatmap(store: HeatmapReader, slide_id: str) -> StoredHeatmap:
     """The slide's level-0 heatmap, tissue and grid; refused unless the slide is complete."""
     status = store.slide_status(slide_id)

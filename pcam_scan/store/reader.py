@@ -157,11 +157,11 @@ class HeatmapReader:
 
     def _slide_group(self, slide_id: str) -> zarr.Group:
         validate_slide_id(slide_id)
-        try:
-            with reading_slide(slide_id, "zarr.json"):
+        with reading_slide(slide_id, "zarr.json"):
+            try:
                 return self.location.group(slide_id, mode="r+" if self.writable else "r")
-        except NodeNotFoundError as err:
-            raise StoreError(f"slide {slide_id!r} is not in the store {self.uri}") from err
+            except NodeNotFoundError as err:
+                raise StoreError(f"slide {slide_id!r} is not in the store {self.uri}") from err
 
     def _prob_group(self, slide_id: str) -> zarr.Group:
         self._planned_attrs(slide_id)
