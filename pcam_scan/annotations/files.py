@@ -15,6 +15,7 @@ from pcam_scan.errors import AnnotationError
 from pcam_scan.outputs import write_output_bytes
 
 PathLike = str | os.PathLike[str]
+MAX_ANNOTATION_BYTES = 256 * 1024 * 1024  # Camelyon16's largest XML is about 10 MB
 
 
 def read_annotation_bytes(path: PathLike) -> bytes:
@@ -24,6 +25,10 @@ def read_annotation_bytes(path: PathLike) -> bytes:
         raise AnnotationError(f"annotation file not found: {path}")
     if not path.is_file():
         raise AnnotationError(f"annotation path is not a file: {path}")
+    if path.stat().st_size > MAX_ANNOTATION_BYTES:
+        raise AnnotationError(
+            f"annotation file {path} is {path.stat().st_size} bytes, over the limit of {MAX_ANNOTATION_BYTES}"
+        )
     try:
         data = path.read_bytes()
     except OSError as err:

@@ -19,7 +19,7 @@ from pcam_scan import __version__
 from pcam_scan.diagnosis.aggregator import Aggregator, AggregatorError
 from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.errors import ConfigError
-from pcam_scan.validation import check_probability
+from pcam_scan.validation import check_probability, check_seed
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -41,6 +41,7 @@ class FitSettings:
         if not (math.isfinite(self.c) and self.c > 0):
             raise ConfigError(f"regularisation C {self.c} must be > 0")
         check_probability("decision threshold", self.threshold)
+        check_seed("--seed", self.seed)
         if self.max_iter < 100:
             raise ConfigError(f"max_iter {self.max_iter} must be >= 100")
 

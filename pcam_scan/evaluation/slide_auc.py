@@ -17,6 +17,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from pcam_scan.evaluation.errors import EvaluationError
+from pcam_scan.validation import check_seed
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class BootstrapSettings:
             )
         if not 0.5 <= self.level < 1.0:
             raise EvaluationError(f"interval level {self.level} must lie in [0.5, 1)")
+        check_seed("bootstrap seed", self.seed, EvaluationError)
 
 
 @dataclass(frozen=True)
