@@ -197,7 +197,7 @@ class _Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if "*" not in self.allowed_hosts and _host_name(scope) not in self.allowed_hosts:
+        if _host_name(scope) not in self.allowed_hosts:
             response = JSONResponse({"error": "this viewer serves only its own host names"}, status_code=400)
             await response(scope, receive, send)
             return
