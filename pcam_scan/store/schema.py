@@ -132,7 +132,7 @@ def grid_from_attrs(raw: object) -> CellGrid:
             ),
         )
     except (KeyError, TypeError, ValueError, OverflowError, ConfigError) as err:
-        raise StoreError(f"malformed grid attributes: {err!r}") from err
+        raise StoreError(f"malformed grid attributes ({type(err).__name__}: {err})") from err
 
 
 def require_mapping(raw: object, what: str) -> Mapping[str, Any]:
