@@ -82,6 +82,7 @@ def _is_pcam_checkpoint(path: Path) -> bool:
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
     import pickle
+    import warnings
 
     from safetensors import SafetensorError
 
@@ -90,7 +91,9 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # its pickle-protocol notice would precede our one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except (SafetensorError, OSError, RuntimeError, ValueError, EOFError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"cannot read weights {path}: {reason[:200]}") from None
