@@ -124,6 +124,12 @@ def _train_with_weights(write: Callable[[Path], None], name: str) -> Callable[[P
     return argv
 
 
+def _wide_slide(path: Path) -> Path:
+    """A real tiled TIFF OpenSlide opens: 5200 px wide, so 104 mm at 20 um/px."""
+    tifffile.imwrite(path, np.full((256, 5200, 3), 230, np.uint8), tile=(256, 256), photometric="rgb", compression="zlib")
+    return path
+
+
 def _file(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
@@ -152,6 +158,7 @@ CASES: dict[str, tuple[Callable[[Path], list[object]], str]] = {
     "asap_coordinate_inf": (_evaluate_with_annotation("a.xml", _asap("inf")), "vertex 0 lacks a finite X or Y"),
     "mask_tiff_65000_square": (_evaluate_with_mask, "65000 x 65000 px mask"),
     "reference_17_mb": (_evaluate_with_reference(REFERENCE + "c" * 17 * 2**20), "over the limit of 16777216"),
+    "slide_104_mm_wide": (lambda f: ["info", _wide_slide(f / "wide.tif"), "--mpp", "20"], "5200 x 256 px at 20 um/px is 104 mm a side, larger than any glass slide"),
     "train_seed_negative": (_train("--seed", "-1"), "--seed -1 must be an integer in 0..4294967295"),
     "train_seed_1e20": (_train("--seed", str(10**20)), f"--seed {10**20} must be an integer"),
     "train_workers_1000": (_train("--workers", "1000"), "--workers 1000 exceeds the"),

@@ -105,3 +105,15 @@ def test_a_damaged_root_is_one_line(tmp_path: Path, how: str, capsys: pytest.Cap
     with pytest.raises(StoreError, match="root metadata"):
         HeatmapStore.open(str(store))
     assert changed(before, snapshot(tmp_path)) == set()
+
+
+@pytest.mark.parametrize("tamper", CASES)
+def test_evaluate_refuses_a_damaged_reference_slide_with_one_line(tmp_path: Path, tamper: str, capsys: pytest.CaptureFixture[str]) -> None:
+    store = damaged_store(tmp_path, tamper)
+    (tmp_path / "ref.csv").write_text("a,Tumor,IDC,Macro\nb,Normal,,None\n")
+    before = snapshot(tmp_path)
+    argv = ["evaluate", store, "--reference", tmp_path / "ref.csv", "--annotations", tmp_path, "--exclude", "", "--out", tmp_path / "eval"]
+    code, _, err = run_cli(argv, capsys)
+    line = one_error_line(err)
+    assert code == 2 and "damaged" in line and _reason(tamper) in line, line
+    assert changed(before, snapshot(tmp_path)) == set()
