@@ -102,6 +102,7 @@ TAMPERS: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "complete_never_predicted": (_undone, "marked complete but 4 planned blocks were never written", "data"),
     "broken_zarr_json": (lambda s: (s / "a" / "zarr.json").write_text("{broken"), "JSONDecodeError", "attrs"),
     "deep_zarr_json": (lambda s: (s / "a" / "zarr.json").write_text("[" * 100_000 + "]" * 100_000), "RecursionError", "attrs"),
+    "zarr_json_17_mb": (lambda s: (s / "a" / "zarr.json").write_text(" " * 17 * 2**20 + "{}"), "over the limit of 16777216", "attrs"),
     "counts_not_mapping": (lambda s: _edit_attrs(s, _set("counts", [1, 2])), "counts", "attrs"),
     "status_unknown": (lambda s: _edit_attrs(s, _set("status", {"state": "damaged"})), "unknown slide state", "attrs"),
     "mpp_nan": (lambda s: _edit_attrs(s, _set_grid("slide_mpp_um_px", "NaN")), "slide MPP nan", "attrs"),

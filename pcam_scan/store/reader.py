@@ -39,6 +39,7 @@ from pcam_scan.store.schema import (
 from pcam_scan.store.validation import (
     DamagedSlideError,
     check_grid,
+    check_metadata_size,
     check_prob,
     check_tissue,
     reading_slide,
@@ -157,6 +158,8 @@ class HeatmapReader:
 
     def _slide_group(self, slide_id: str) -> zarr.Group:
         validate_slide_id(slide_id)
+        local = self.location.local_path
+        check_metadata_size(slide_id, None if local is None else local / slide_id / "zarr.json")
         with reading_slide(slide_id, "zarr.json"):
             try:
                 return self.location.group(slide_id, mode="r+" if self.writable else "r")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +44,9 @@ READ_FAILURES: tuple[type[BaseException], ...] = (
 MPP_RANGE_UM_PX = (0.01, 100.0)
 MAX_L0_SIDE_PX = 10_000_000
 PROB_DTYPES = (np.dtype("float32"), np.dtype("float64"))
+
+
+MAX_METADATA_BYTES = 16 * 1024 * 1024  # a slide's zarr.json is a few kB
 
 
 class DamagedSlideError(StoreError):
@@ -117,3 +121,15 @@ def check_complete(
         raise DamagedSlideError(
             slide_id, "it is marked complete but none of its tissue cells has a prediction"
         )
+
+
+def check_metadata_size(slide_id: str, metadata_path: Path | None) -> None:
+    """Refuse a local `zarr.json` too big to be ours before Zarr reads it whole into memory."""
+    if metadata_path is None:
+        return
+    try:
+        size = metadata_path.stat().st_size
+    except OSError:
+        return  # missing: Zarr says so
+    if size > MAX_METADATA_BYTES:
+        raise DamagedSlideError(slide_id, f"its zarr.json is {size} bytes, over the limit of {MAX_METADATA_BYTES}")
