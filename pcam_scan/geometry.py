@@ -23,6 +23,9 @@ from pcam_scan.errors import ConfigError
 PCAM_PATCH_PX = 96
 PCAM_LABEL_PX = 32
 PCAM_MPP_UM_PX = 0.972
+# Plausible bounds, checked before anything is allocated: a checkpoint declaring 1,000,000 px
+# patches would otherwise make a scan allocate tens of GiB.
+MAX_PATCH_PX = 1024
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class PatchGeometry:
     def __post_init__(self) -> None:
         if self.patch_px <= 0 or self.label_px <= 0 or self.stride_px <= 0:
             raise ConfigError("patch, label and stride sizes must be positive")
+        if self.patch_px > MAX_PATCH_PX:
+            raise ConfigError(f"patch {self.patch_px} px exceeds the limit of {MAX_PATCH_PX} px")
         if self.label_px > self.patch_px:
             raise ConfigError(f"label {self.label_px} px is larger than patch {self.patch_px} px")
         if self.stride_px < self.label_px:

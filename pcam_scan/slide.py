@@ -154,6 +154,7 @@ def slide_info(metadata: BackendMetadata, path: str, mpp_override_um_px: float |
     width, height = metadata.l0_wh
     if width <= 0 or height <= 0:
         raise SlideError(f"{path}: slide has no pixels ({width}x{height})")
+    check_slide_extent(path, width, height, mpp)
     return SlideInfo(
         path=path,
         vendor=metadata.vendor,
@@ -283,6 +284,19 @@ class Slide:
         lv = self.info.levels[level]
         size = (min(lv.width, 512), min(lv.height, 512))
         self._read_level(level, ((lv.width - size[0]) // 2, (lv.height - size[1]) // 2), size)
+
+
+MAX_SLIDE_SIDE_MM = 100.0  # a glass slide is 75 x 25 mm
+
+
+def check_slide_extent(path: str, l0_width: int, l0_height: int, mpp_um_px: float) -> None:
+    """Refuse a slide larger than any glass slide before its masks and grids are allocated."""
+    side_mm = max(l0_width, l0_height) * mpp_um_px / 1000.0
+    if side_mm > MAX_SLIDE_SIDE_MM:
+        raise SlideError(
+            f"{path}: {l0_width} x {l0_height} px at {mpp_um_px:g} um/px is {side_mm:.0f} mm a side, "
+            f"larger than any glass slide ({MAX_SLIDE_SIDE_MM:.0f} mm); refusing to allocate for it"
+        )
 
 
 def open_slide(path: str | os.PathLike[str], mpp_override_um_px: float | None = None) -> Slide:

@@ -19,3 +19,14 @@ def check_probability(name: str, value: float, error: type[PcamScanError] = Conf
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         raise error(f"{name} {value} must lie in [0, 1]")
     return float(value)
+
+
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(name: str, value: int, error: type[PcamScanError] = ConfigError) -> int:
+    """A seed numpy and torch both take: an integer in [0, 2**32 - 1] (numpy refuses negatives,
+    torch overflows beyond 64 bits), refused here in one line instead of deep inside a run."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise error(f"{name} {value!r} must be an integer in 0..{MAX_SEED}")
+    return value

@@ -80,6 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--seed", type=int, default=d.seed, help=f"seed of splits, sampling and training (default {d.seed})")
     recipe.add_argument("--top-losses", type=int, default=d.top_losses, help=f"patches in the top-losses figure (default {d.top_losses})")
     recipe.add_argument("--quiet", action="store_true", help="no progress bars")
+    recipe.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint, report files or saved patches (default: refuse)")
 
 
 def settings_from_args(args: argparse.Namespace) -> TrainSettings:
@@ -128,13 +129,34 @@ def mining_settings_from_args(args: argparse.Namespace, geometry: PatchGeometry)
     )
 
 
+def report_dir(args: argparse.Namespace) -> Path:
+    checkpoint = Path(args.out)
+    return Path(args.report) if args.report else checkpoint.with_name(checkpoint.stem + "_report")
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
+    """Every output is checked before any data is read or any epoch runs (pcam_scan.outputs)."""
+    from pcam_scan.outputs import check_output_dir, check_output_file, check_output_files
+
     if args.mine_only and not (args.slides and args.save_patches):
         raise ConfigError("--mine-only needs --slides and --save-patches")
     if not args.mine_only and not args.out:
         raise ConfigError("give the checkpoint to write with --out CKPT")
     if args.save_patches and not args.slides:
         raise ConfigError("--save-patches only applies to --slides")
+    if args.save_patches:
+        from training.pcam_h5 import SPLITS, split_paths
+
+        folder = Path(args.save_patches)
+        check_output_dir(folder)
+        check_output_files([p for split in SPLITS for p in split_paths(folder, split)], args.overwrite)
+    if args.mine_only:
+        return
+    check_output_file(Path(args.out), args.overwrite)
+    report = report_dir(args)
+    check_output_dir(report)
+    if report.is_dir() and any(report.iterdir()) and not args.overwrite:
+        raise ConfigError(f"report folder {report} is not empty; pass --overwrite to replace its files")
 
 
 def load_data(args: argparse.Namespace, geometry: PatchGeometry) -> tuple[Any, dict[str, Any]]:
@@ -169,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     from training.run import train_and_export
 
     checkpoint = Path(args.out)
-    report = Path(args.report) if args.report else checkpoint.with_name(checkpoint.stem + "_report")
+    report = report_dir(args)
     # fastai's bars redraw in place: only on a terminal, never into a log file
     progress = not args.quiet and sys.stderr.isatty()
     outcome = train_and_export(

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from pcam_scan.model.metadata import IMAGENET_MEAN, IMAGENET_STD
 from pcam_scan.errors import ConfigError
+from pcam_scan.resources import die_with_parent
 from pcam_scan.wording import count_noun
 from training.fastai_api import (
     DataLoaders,
@@ -124,6 +125,7 @@ def build_dataloaders(
             num_workers=workers,
             pin_memory=on_cuda,
             persistent_workers=workers > 0,
+            wif=die_with_parent,  # no orphan loaders when the run is killed (fastai's worker-init hook)
             after_batch=batch_transforms(input_px, crop_min_area, on_cuda),
             device=device,
         )

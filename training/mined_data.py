@@ -45,11 +45,11 @@ def mine_training_data(
 
         score = predictor_scorer(settings)
     mined = mine_slides(cases, settings, score)
+    if "valid" not in mined.splits or not len(mined.splits["valid"].x):  # before anything is written
+        raise ConfigError("mining gave no validation patches: give more slides or a larger --valid-fraction")
     if save_dir is not None:
         for split, patches in mined.splits.items():
             write_pcam_split(save_dir, split, patches.x, patches.meta)
-    if "valid" not in mined.splits or not len(mined.splits["valid"].x):
-        raise ConfigError("mining gave no validation patches: give more slides or a larger --valid-fraction")
     n_tumour = sum(case.is_tumour for case in cases)
     data = TrainingData(
         train=mined.splits["train"].source(),

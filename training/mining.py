@@ -13,6 +13,7 @@ per block of cells, cut with `cut_patches`, as the scanner reads them.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from pcam_scan.evaluation.mask import EVALUATION_LEVEL, read_tumour_mask_tiff
 from pcam_scan.geometry import CellGrid, PatchGeometry
 from pcam_scan.slide import choose_read_plan, open_slide
 from pcam_scan.tissue import TissueSettings, detect_tissue
+from pcam_scan.validation import check_seed
 from training.cell_labels import tumour_cells_from_annotations, tumour_cells_from_mask, tumour_in_patch
 from training.pcam_h5 import PatchMeta
 from training.slide_cases import SlideCase
@@ -79,8 +81,10 @@ class MiningSettings:
             raise ConfigError("per-slide patch caps must not be negative")
         if self.max_positives_per_slide + self.max_negatives_per_slide == 0:
             raise ConfigError("per-slide caps of 0 positives and 0 negatives mine nothing")
-        if self.negatives_per_positive is not None and self.negatives_per_positive <= 0:
-            raise ConfigError("negatives per positive must be positive (or None to keep all)")
+        ratio = self.negatives_per_positive
+        if ratio is not None and not (math.isfinite(ratio) and ratio > 0):
+            raise ConfigError(f"negatives per positive {ratio} must be a finite number > 0 (or 0 / None to keep all)")
+        check_seed("--seed", self.seed)
         if not 1 <= self.block_cells <= 64:
             raise ConfigError(f"block size {self.block_cells} cells must lie in 1..64")
 

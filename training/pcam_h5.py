@@ -25,6 +25,7 @@ import numpy as np
 
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
+from pcam_scan.outputs import atomic_output
 from pcam_scan.wording import count_noun
 from training.sources import LabelledFiles, TrainingData, check_labels
 
@@ -174,11 +175,11 @@ def write_pcam_split(
     root.mkdir(parents=True, exist_ok=True)
     x_path, y_path, meta_path = split_paths(root, split)
     y = np.asarray([m.label for m in meta], dtype=np.uint8).reshape(-1, 1, 1, 1)
-    with h5py.File(x_path, "w") as fx:
+    with atomic_output(x_path, overwrite=True) as tmp, h5py.File(tmp, "w") as fx:
         fx.create_dataset("x", data=x, dtype=np.uint8)
-    with h5py.File(y_path, "w") as fy:
+    with atomic_output(y_path, overwrite=True) as tmp, h5py.File(tmp, "w") as fy:
         fy.create_dataset("y", data=y, dtype=np.uint8)
-    with meta_path.open("w", newline="") as handle:
+    with atomic_output(meta_path, overwrite=True) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["", *META_COLUMNS])
         for i, m in enumerate(meta):

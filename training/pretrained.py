@@ -71,21 +71,38 @@ def find_starting_weights(architecture: str, weights_path: Path | None, pretrain
 def _is_pcam_checkpoint(path: Path) -> bool:
     if path.suffix != ".safetensors":
         return False
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt", device="cpu") as handle:
-        return METADATA_KEY in (handle.metadata() or {})
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return METADATA_KEY in (handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ConfigError(f"cannot read weights {path}: not a valid .safetensors file ({err})") from None
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    import pickle
+    import warnings
+
+    from safetensors import SafetensorError
+
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as err:
-        raise ConfigError(f"cannot read weights {path}: {err}") from None
+        with warnings.catch_warnings():  # its pickle-protocol notice would precede our one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError, RuntimeError, ValueError, EOFError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"cannot read weights {path}: {reason[:200]}") from None
+    except pickle.UnpicklingError:
+        # torch's own message advises weights_only=False, which would run the file's code
+        raise ConfigError(
+            f"cannot read weights {path}: it holds pickled objects other than tensors, which "
+            "pcam-scan never loads; convert it to .safetensors or a plain state dict"
+        ) from None
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from pcam_scan.outputs import atomic_output, write_output_text
 from training.data import eval_loader
 from training.fastai_api import Learner
 from training.gradcam import grad_cam
@@ -44,7 +45,7 @@ def plot_lr_find(found: LrFind, path: Path) -> None:
         ax.legend()
     ax.set_title("lr_find (body frozen)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
 
 
 def plot_losses(stages: list[Stage], path: Path) -> None:
@@ -65,7 +66,7 @@ def plot_losses(stages: list[Stage], path: Path) -> None:
     ax.legend()
     ax.set_title("loss curves")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
 
 
 def plot_confusion(predictions: SplitPredictions, path: Path) -> None:
@@ -83,7 +84,7 @@ def plot_confusion(predictions: SplitPredictions, path: Path) -> None:
     ax.set_ylabel("actual")
     ax.set_title(f"{predictions.name}: accuracy {predictions.accuracy:.4f}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
 
 
 def top_loss_indices(predictions: SplitPredictions, k: int) -> np.ndarray:
@@ -130,7 +131,7 @@ def plot_top_losses(
         ax.axis("off")
     fig.suptitle(f"{predictions.name}: top losses, Grad-CAM of the predicted class (box = label region)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     return [int(i) for i in indices]
 
 
@@ -152,4 +153,10 @@ def write_metrics_json(path: Path, document: Mapping[str, Any]) -> None:
             return [clean(v) for v in value]
         return value
 
-    path.write_text(json.dumps(clean(document), indent=2, sort_keys=True) + "\n")
+    write_output_text(path, json.dumps(clean(document), indent=2, sort_keys=True) + "\n", overwrite=True)
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    """The figure as a PNG, written whole then renamed (pcam_scan.outputs)."""
+    with atomic_output(path, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")

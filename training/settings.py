@@ -12,6 +12,8 @@ from pathlib import Path
 from pcam_scan.errors import ConfigError
 
 from pcam_scan.model.names import ARCHITECTURE_NAMES, RESNET50_FASTAI, TINY_CNN, is_device_name
+from pcam_scan.resources import check_worker_count
+from pcam_scan.validation import check_seed
 
 DEFAULT_ARCHITECTURE = RESNET50_FASTAI
 SMALL_ARCHITECTURE = TINY_CNN
@@ -70,8 +72,8 @@ class TrainSettings:
             raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if not is_device_name(self.device):
             raise ConfigError(f"device {self.device!r} is not one of auto, cpu, cuda, cuda:N")
-        if self.num_workers is not None and self.num_workers < 0:
-            raise ConfigError("num_workers must not be negative")
+        check_worker_count("--workers", self.num_workers)
+        check_seed("--seed", self.seed)
         if self.top_losses < 0:
             raise ConfigError("top losses must not be negative")
         if self.weights_path is not None and not self.pretrained:

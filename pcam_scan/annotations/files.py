@@ -3,16 +3,19 @@ file is one clear `AnnotationError`, and a written file appears whole or not at 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pcam_scan.bounded_json import JsonLimitError
+from pcam_scan.bounded_json import parse_json as bounded_parse_json
 from pcam_scan.errors import AnnotationError
+from pcam_scan.outputs import write_output_bytes
 
 PathLike = str | os.PathLike[str]
+MAX_ANNOTATION_BYTES = 256 * 1024 * 1024  # Camelyon16's largest XML is about 10 MB
 
 
 def read_annotation_bytes(path: PathLike) -> bytes:
@@ -22,6 +25,10 @@ def read_annotation_bytes(path: PathLike) -> bytes:
         raise AnnotationError(f"annotation file not found: {path}")
     if not path.is_file():
         raise AnnotationError(f"annotation path is not a file: {path}")
+    if path.stat().st_size > MAX_ANNOTATION_BYTES:
+        raise AnnotationError(
+            f"annotation file {path} is {path.stat().st_size} bytes, over the limit of {MAX_ANNOTATION_BYTES}"
+        )
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -41,24 +48,15 @@ def about_file(path: PathLike) -> Iterator[None]:
 
 
 def parse_json(data: bytes) -> Any:
-    """Decoded JSON; malformed JSON -> AnnotationError with its position."""
+    """Decoded JSON, within `bounded_json`'s limits; any problem -> AnnotationError."""
     try:
-        return json.loads(data)
-    except UnicodeDecodeError:
-        raise AnnotationError("not UTF-8 text") from None
-    except json.JSONDecodeError as err:
-        raise AnnotationError(
-            f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
-        ) from None
+        return bounded_parse_json(data)
+    except JsonLimitError as err:
+        raise AnnotationError(str(err)) from None
 
 
 def write_atomically(path: PathLike, data: bytes) -> None:
-    """Write to a sibling temporary file, then rename: readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise AnnotationError(f"cannot write annotation file {path}: {err.strerror}") from None
+    """Write to a sibling temporary file, then rename: readers never see half a file, and a
+    device, FIFO or symbolic link at `path` is refused (see pcam_scan.outputs). Whether an
+    existing file may be replaced is the command's decision, checked before it starts."""
+    write_output_bytes(Path(path), data, overwrite=True)

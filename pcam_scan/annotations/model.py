@@ -16,6 +16,9 @@ from pcam_scan.errors import AnnotationError
 from pcam_scan.wording import count_noun
 
 MIN_POLYGON_VERTICES = 3
+# No slide is 10 million px a side; a coordinate of 1e300 would overflow int64 in rasterisation
+# and silently empty the mask, so it is refused here.
+MAX_ABS_L0_PX = 10_000_000
 
 Role = Literal["tumour", "exclusion"]
 
@@ -51,6 +54,11 @@ class Polygon:
             )
         if not np.isfinite(l0_xy).all():
             raise AnnotationError(f"polygon {self.name!r} has a non-finite vertex")
+        if np.abs(l0_xy).max() > MAX_ABS_L0_PX:
+            raise AnnotationError(
+                f"polygon {self.name!r} has a vertex beyond {MAX_ABS_L0_PX} px "
+                f"({np.abs(l0_xy).max():.3g}); no slide is that large"
+            )
         l0_xy.flags.writeable = False
         object.__setattr__(self, "l0_xy", l0_xy)
 

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pcam_scan.commands.options import add_overwrite_option
 from pcam_scan.defaults import DECISION_THRESHOLD
-from pcam_scan.errors import ConfigError, PcamScanError, StoreError
+from pcam_scan.errors import PcamScanError, StoreError
 from pcam_scan.wording import count_noun
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("store", help="heatmap store: a folder or an fsspec URL")
     add_scorer_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="CSV to write, one row a slide")
+    add_overwrite_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -125,19 +127,16 @@ def csv_record(row: DiagnosisRow, settings: FeatureSettings) -> dict[str, object
 
 
 def write_diagnoses_csv(
-    path: Path, rows: Sequence[DiagnosisRow], settings: FeatureSettings
+    path: Path, rows: Sequence[DiagnosisRow], settings: FeatureSettings, overwrite: bool = True
 ) -> None:
-    """One header line, one row a slide; written to a temporary file, then renamed."""
+    """One header line, one row a slide; written whole, then renamed (pcam_scan.outputs)."""
+    from pcam_scan.outputs import atomic_output
+
     columns = [*HEADLINE_COLUMNS, *settings.names()]
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(csv_record(row, settings) for row in rows)
-        tmp.replace(path)
-    except OSError as err:
-        raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
+    with atomic_output(path, overwrite) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(csv_record(row, settings) for row in rows)
 
 
 def diagnosis_table(rows: Sequence[DiagnosisRow]) -> str:
@@ -168,20 +167,17 @@ def diagnosis_table(rows: Sequence[DiagnosisRow]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from pcam_scan.diagnosis.store_io import diagnose_stored_slide, is_complete, slide_statuses
+    from pcam_scan.outputs import check_output_file
     from pcam_scan.store import HeatmapStore
+    from pcam_scan.store.validation import DamagedSlideError
 
     scorer = choose_scorer(args.aggregator, args.threshold)
     out: Path = args.out
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder; give the CSV file to write")
+    check_output_file(out, args.overwrite)
     store = HeatmapStore.open(args.store, mode="r+")
     statuses = slide_statuses(store)
     if not statuses:
         raise StoreError(f"the store {args.store} holds no slides")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"cannot create {out.parent}: {err.strerror or err}") from None
     rows: list[DiagnosisRow] = []
     for slide_id, status in statuses:
         if status is None:
@@ -192,11 +188,14 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             diagnosis = diagnose_stored_slide(store, slide_id, scorer)
+        except DamagedSlideError as err:  # never diagnosed as if sound; the others go on
+            rows.append(DiagnosisRow(slide_id, "damaged", err.problem))
+            continue
         except PcamScanError as err:  # one bad slide is recorded; the others go on
             rows.append(DiagnosisRow(slide_id, "error", str(err)))
             continue
         rows.append(DiagnosisRow(slide_id, status.state.value, diagnosis=diagnosis))
-    write_diagnoses_csv(out, rows, scorer.feature_settings)
+    write_diagnoses_csv(out, rows, scorer.feature_settings, args.overwrite)
     print(diagnosis_table(rows))
     print(f"diagnoses: {out} ({scorer.name}, threshold {scorer.threshold:g})", file=sys.stderr)
     return 0 if all(row.diagnosis is not None for row in rows) else 1

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pcam_scan.commands.fit_aggregator import DEFAULT_EXCLUDE, split_names
+from pcam_scan.commands.options import add_overwrite_option
 from pcam_scan.defaults import BOOTSTRAP_REPLICATES, DETECTION_MIN_DISTANCE_CELLS, DETECTION_SIGMA_CELLS, DETECTION_THRESHOLD
+from pcam_scan.outputs import check_output_files
 from pcam_scan.errors import ConfigError
 from pcam_scan.wording import count_noun
 
@@ -70,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
+    add_overwrite_option(parser)
     store = parser.add_argument_group("predictions from a heatmap store")
     store.add_argument(
         "--aggregator", type=Path, default=None, help="score every slide with this aggregator"
@@ -206,6 +210,15 @@ def store_predictions(args: argparse.Namespace, reference: Reference) -> Predict
     return predictions_from_store(store, reference, scorer, settings, mpp)
 
 
+def evaluation_outputs(out_dir: Path, names: Sequence[str]) -> list[Path]:
+    """Every file `evaluate` writes under --out, checked before any work starts."""
+    from pcam_scan.evaluation.artefacts import DETECTIONS_DIR, SLIDE_PROBABILITIES_CSV
+    from pcam_scan.evaluation.report import FROC_PNG, METRICS_JSON, ROC_PNG
+
+    fixed = [out_dir / name for name in (SLIDE_PROBABILITIES_CSV, METRICS_JSON, ROC_PNG, FROC_PNG)]
+    return fixed + [out_dir / DETECTIONS_DIR / f"{name}.csv" for name in names]
+
+
 def run(args: argparse.Namespace) -> int:
     from pcam_scan.evaluation import (
         BootstrapSettings,
@@ -219,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_source(args)
     reference = read_reference(args.reference, split_names(args.exclude))
+    check_output_files(evaluation_outputs(args.out, reference.names), args.overwrite)
     bootstrap = BootstrapSettings(n_replicates=args.bootstrap, seed=args.seed)
     sources = TruthSources(masks_dir=args.masks, annotations_dir=args.annotations)
     if args.store is not None:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pcam_scan.commands.options import add_overwrite_option
 from pcam_scan.defaults import REGION_THRESHOLD
-from pcam_scan.errors import ConfigError, StoreError
+from pcam_scan.errors import StoreError
 from pcam_scan.wording import count_noun
 
 # format -> (file suffix, tumour group, exclusion group)
@@ -41,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threshold", type=float, default=REGION_THRESHOLD,
         help=f"region threshold on the heatmap (default {REGION_THRESHOLD})",
     )
+    add_overwrite_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -73,11 +75,14 @@ def run(args: argparse.Namespace) -> int:
     from pcam_scan.diagnosis.store_io import (
         describe_status,
         is_complete,
+        is_damaged,
         read_heatmap,
         slide_statuses,
     )
     from pcam_scan.lesions import RegionSettings
+    from pcam_scan.outputs import check_output_files, make_output_dir
     from pcam_scan.store import HeatmapStore
+    from pcam_scan.store.validation import DamagedSlideError
 
     suffix, tumour_group, exclusion_group = FORMATS[args.format]
     regions = RegionSettings(args.threshold)
@@ -87,22 +92,24 @@ def run(args: argparse.Namespace) -> int:
     if not statuses:
         raise StoreError(f"the store {args.store} holds no slides")
     slides, skipped = chosen_slides({s: is_complete(st) for s, st in statuses.items()}, args.slides)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"cannot create {out}: {err.strerror or err}") from None
+    targets = {slide_id: out / f"{slide_id}{suffix}" for slide_id in slides}
+    make_output_dir(out)
+    check_output_files(targets.values(), args.overwrite)
     for slide_id in skipped:
         print(f"{slide_id}: skipped, {describe_status(statuses[slide_id])}")
-    for slide_id in slides:
-        heatmap = read_heatmap(store, slide_id)
+    damaged = 0
+    for slide_id, target in targets.items():
+        try:
+            heatmap = read_heatmap(store, slide_id)
+        except DamagedSlideError as err:  # reported, never exported as if sound
+            print(f"{slide_id}: not exported, damaged: {err.problem}")
+            damaged += 1
+            continue
         contours = lesion_contours(heatmap.prob, heatmap.grid, regions)
         annotations = contours_as_annotations(contours, tumour_group, exclusion_group)
-        target = out / f"{slide_id}{suffix}"
         if args.format == "geojson":
             write_geojson(annotations, target, contour_measurements(contours))
         else:
             write_asap_xml(annotations, target)
         print(f"{slide_id}: {count_noun(len(contours), 'lesion')} -> {target}")
-    return 0
+    return 1 if damaged or any(is_damaged(statuses[s]) for s in skipped) else 0

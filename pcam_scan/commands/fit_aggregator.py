@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pcam_scan.commands.options import add_overwrite_option
 from pcam_scan.defaults import AGGREGATOR_C, AGGREGATOR_FOLDS, DECISION_THRESHOLD
-from pcam_scan.errors import ConfigError
 from pcam_scan.wording import count_noun
 
 DEFAULT_EXCLUDE: str | None = None
@@ -47,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threshold", type=float, default=DECISION_THRESHOLD,
         help=f"decision threshold stored with the model (default {DECISION_THRESHOLD})",
     )
+    add_overwrite_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -67,12 +68,12 @@ def run(args: argparse.Namespace) -> int:
     from pcam_scan.diagnosis.store_io import is_complete, listed, match_slide_ids, read_heatmap
     from pcam_scan.diagnosis.store_io import slide_statuses
     from pcam_scan.evaluation import read_reference
+    from pcam_scan.outputs import check_output_file
     from pcam_scan.store import HeatmapStore
 
     fit_settings = FitSettings(folds=args.folds, c=args.c, seed=args.seed, threshold=args.threshold)
     out: Path = args.out
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder; give the aggregator JSON file to write")
+    check_output_file(out, args.overwrite)
     reference = read_reference(args.reference, split_names(args.exclude))
     store = HeatmapStore.open(args.store, mode="r")
     complete = [slide_id for slide_id, status in slide_statuses(store) if is_complete(status)]
@@ -99,11 +100,7 @@ def run(args: argparse.Namespace) -> int:
         fit_settings,
         source=f"store {args.store}; reference {args.reference}",
     )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_aggregator(report.aggregator, out)
-    except OSError as err:
-        raise ConfigError(f"cannot write {out}: {err.strerror or err}") from None
+    save_aggregator(report.aggregator, out, overwrite=args.overwrite)
     if missing:
         print(f"not in the store (or not complete), left out: {listed(missing)}")
     print(

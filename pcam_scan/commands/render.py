@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pcam_scan.commands.options import add_overwrite_option
 from pcam_scan.render.style_defaults import DEFAULT_COLORMAP, DEFAULT_THRESHOLD
 from pcam_scan.wording import count_noun
 
@@ -24,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--all", action="store_true", help="every slide of the store; --out is a folder")
     parser.add_argument("--out", type=Path, required=True, help="PNG file (one slide) or folder (--all)")
     add_overlay_options(parser)
+    add_overwrite_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -36,7 +38,8 @@ def add_overlay_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pcam_scan.errors import ConfigError
-    from pcam_scan.render.batch import render_slide, render_store
+    from pcam_scan.outputs import check_output_file, check_output_files, make_output_dir
+    from pcam_scan.render.batch import CONTACT_SHEET_NAME, render_slide, render_store
     from pcam_scan.render.heatmap_image import HeatmapStyle
     from pcam_scan.render.slide_files import SlideLocator
     from pcam_scan.store import HeatmapStore, validate_slide_id
@@ -49,13 +52,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.all:
         if args.out.suffix.lower() != ".png" or args.out.is_dir():
             raise ConfigError(f"--out {args.out} must be a .png file path")
+        check_output_file(args.out, args.overwrite)
         result = render_slide(reader, locator, validate_slide_id(args.slide_id), args.out, style)
         if result.note:
             print(f"pcam-scan render: note: {result.note}", file=sys.stderr)
         print(result.path)
         return 0
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out} exists and is not a folder")
+    make_output_dir(args.out)
+    names = [f"{slide_id}.png" for slide_id in reader.list_slides()] + [CONTACT_SHEET_NAME]
+    check_output_files([args.out / name for name in names], args.overwrite)
     results, sheet = render_store(reader, locator, args.out, style)
     failed = 0
     for result in results:

@@ -73,11 +73,16 @@ def device_name(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pcam_scan.resources import check_worker_count
     from pcam_scan.scan.runner import ScanRequest, run_scan
     from pcam_scan.scan.outcome import summary_table
+    from pcam_scan.store.location import StoreLocation
+    from pcam_scan.store.scan_lock import scan_lock
 
     request = ScanRequest.from_args(args, [Path(p) for p in args.slides])
-    outcomes = run_scan(request)
+    check_worker_count("--num-cpus", args.num_cpus)
+    with scan_lock(StoreLocation(request.store_uri)):  # one scan per local store at a time
+        outcomes = run_scan(request)
     print(summary_table(outcomes))
     print(f"store: {args.store}", file=sys.stderr)
     return 1 if any(o.failed for o in outcomes) else 0

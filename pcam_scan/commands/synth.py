@@ -8,6 +8,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from pcam_scan.commands.options import add_overwrite_option
 from pcam_scan.synth.spec import SlideSpec, SynthSpec
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"level-0 um/px (default {defaults.mpp_um_px}, Camelyon16's main scanner)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_overwrite_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     reporter = None if args.quiet else ProgressReporter(sys.stderr)
-    slides = write_synthetic_dataset(args.out_dir, spec, reporter)
+    slides = write_synthetic_dataset(args.out_dir, spec, reporter, overwrite=args.overwrite)
     for slide in slides:
         kinds = ", ".join(f"{l.category} {l.diameter_um / 1000:.2f} mm" for l in slide.lesions)
         print(f"{slide.path}  {slide.plan.category:5s}  {kinds or 'no lesions'}")

@@ -29,9 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pcam_scan.bounded_json import JsonLimitError, parse_json
 from pcam_scan.defaults import DECISION_THRESHOLD
 from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.errors import ConfigError, PcamScanError
+from pcam_scan.outputs import write_output_text
 from pcam_scan.validation import check_probability
 from pcam_scan.wording import count_noun
 
@@ -168,12 +170,11 @@ def aggregator_from_json_dict(data: object) -> Aggregator:
     )
 
 
-def save_aggregator(aggregator: Aggregator, path: str | Path) -> None:
-    """Write the aggregator as indented JSON (written whole, then renamed into place)."""
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(aggregator.to_json_dict(), indent=2, allow_nan=False) + "\n")
-    tmp.replace(target)
+def save_aggregator(aggregator: Aggregator, path: str | Path, overwrite: bool = True) -> None:
+    """Write the aggregator as indented JSON (written whole, then renamed into place; see
+    pcam_scan.outputs for what is refused)."""
+    text = json.dumps(aggregator.to_json_dict(), indent=2, allow_nan=False) + "\n"
+    write_output_text(Path(path), text, overwrite)
 
 
 def load_aggregator(path: str | Path) -> Aggregator:
@@ -186,9 +187,9 @@ def load_aggregator(path: str | Path) -> Aggregator:
     except (OSError, UnicodeDecodeError) as err:
         raise AggregatorError(f"{source}: cannot read the aggregator: {err}") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise AggregatorError(f"{source}: not JSON ({err})") from None
+        data = parse_json(text)
+    except JsonLimitError as err:
+        raise AggregatorError(f"{source}: {err}") from None
     try:
         return aggregator_from_json_dict(data)
     except AggregatorError as err:

@@ -20,7 +20,7 @@ from pcam_scan.defaults import AGGREGATOR_C, AGGREGATOR_FOLDS, DECISION_THRESHOL
 from pcam_scan.diagnosis.aggregator import Aggregator, AggregatorError
 from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.errors import ConfigError
-from pcam_scan.validation import check_probability
+from pcam_scan.validation import check_probability, check_seed
 from pcam_scan.wording import count_noun
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ class FitSettings:
         if not (math.isfinite(self.c) and self.c > 0):
             raise ConfigError(f"regularisation C {self.c} must be > 0")
         check_probability("decision threshold", self.threshold)
+        check_seed("--seed", self.seed)
         if self.max_iter < 100:
             raise ConfigError(f"max_iter {self.max_iter} must be >= 100")
 

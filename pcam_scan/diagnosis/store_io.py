@@ -22,6 +22,7 @@ from pcam_scan.errors import StoreError
 from pcam_scan.geometry import CellGrid
 from pcam_scan.lesions import Detection, DetectionSettings, RegionSettings, detect_points
 from pcam_scan.store import HeatmapReader, HeatmapStore, SlideState, SlideStatus
+from pcam_scan.store.validation import check_complete
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,10 @@ def is_complete(status: SlideStatus | None) -> bool:
     return status is not None and status.state is SlideState.COMPLETE
 
 
+def is_damaged(status: SlideStatus | None) -> bool:
+    return status is not None and status.state is SlideState.DAMAGED
+
+
 def read_heatmap(store: HeatmapReader, slide_id: str) -> StoredHeatmap:
     """The slide's level-0 heatmap, tissue and grid; refused unless the slide is complete."""
     status = store.slide_status(slide_id)
@@ -69,12 +74,14 @@ def read_heatmap(store: HeatmapReader, slide_id: str) -> StoredHeatmap:
             f"slide {slide_id!r} in {store.uri} is not complete ({describe_status(status)}); "
             "it has no heatmap to read"
         )
-    return StoredHeatmap(
+    heatmap = StoredHeatmap(
         slide_id=slide_id,
         grid=store.read_grid(slide_id),
         prob=store.read_prob(slide_id, level=0),
         tissue=store.read_tissue(slide_id),
     )
+    check_complete(slide_id, heatmap.prob, heatmap.tissue, len(store.pending_blocks(slide_id)))
+    return heatmap
 
 
 def diagnose_stored_slide(store: HeatmapStore, slide_id: str, scorer: Scorer) -> Diagnosis:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pcam_scan.outputs import atomic_output
 from pcam_scan.evaluation.errors import EvaluationError
 from pcam_scan.evaluation.froc import DetectionTable
 from pcam_scan.lesions import Detection
@@ -47,11 +48,8 @@ def _rows(path: Path) -> list[list[str]]:
 
 
 def _write_rows(path: Path, rows: Iterable[Iterable[object]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_output(path, overwrite=True) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         csv.writer(handle, lineterminator="\n").writerows(rows)
-    tmp.replace(path)
 
 
 def write_slide_probabilities(path: str | Path, probabilities: Mapping[str, float]) -> None:

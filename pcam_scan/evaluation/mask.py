@@ -36,6 +36,9 @@ from pcam_scan.annotations import SlideAnnotations, rasterize_annotations
 from pcam_scan.evaluation.errors import EvaluationError
 
 EVALUATION_LEVEL = 5
+# Camelyon16's largest slide is about 220k x 110k px: 6900 x 3400 at level 5. Ten times that
+# leaves room for any scanner; beyond it, the labels alone would take over a GiB.
+MAX_MASK_PIXELS = 2**28
 OFFICIAL_L0_MPP_UM_PX = 0.243
 GROWTH_TOTAL_UM = 75.0
 ITC_MAJOR_AXIS_UM = 275.0
@@ -126,6 +129,17 @@ def build_evaluation_mask(
     return EvaluationMask(labels.astype(np.int32), int(n_labels), itc, mpp_um_px, level)
 
 
+def check_mask_size(shape: tuple[int, ...], what: str) -> None:
+    """Refuse a mask bigger than any slide's level-5 mask (with labels, 5 bytes a pixel) before
+    it is allocated: a 1e6 x 1e6 mask TIFF would ask for terabytes."""
+    rows, cols = int(shape[0]), int(shape[1])
+    if rows * cols > MAX_MASK_PIXELS:
+        raise EvaluationError(
+            f"{what}: a {cols} x {rows} px mask ({rows * cols * 5 / 2**30:.1f} GiB with its labels) "
+            f"exceeds the limit of {MAX_MASK_PIXELS} px; no level-{EVALUATION_LEVEL} slide mask is that large"
+        )
+
+
 def mask_shape(l0_size_wh: tuple[int, int], level: int = EVALUATION_LEVEL) -> tuple[int, int]:
     """(height, width) of a level mask that holds every level-0 pixel: ceil(l0 / 2**level)."""
     d = 2**level
@@ -150,7 +164,9 @@ def tumour_mask_from_annotations(
     if annotations.is_empty:
         raise EvaluationError("the annotations hold no tumour polygon")
     size_wh = l0_size_wh if l0_size_wh is not None else annotation_extent_wh(annotations)
-    return rasterize_annotations(annotations, float(2**level), mask_shape(size_wh, level))
+    shape = mask_shape(size_wh, level)
+    check_mask_size(shape, "the annotations")
+    return rasterize_annotations(annotations, float(2**level), shape)
 
 
 def read_tumour_mask_tiff(path: str | Path, level: int = EVALUATION_LEVEL) -> np.ndarray:
@@ -183,6 +199,7 @@ def read_tumour_mask_tiff(path: str | Path, level: int = EVALUATION_LEVEL) -> np
                         f"of {base_w}x{base_h}"
                     )
                 chosen = matches[0]
+            check_mask_size(chosen.shape, str(source))
             pixels = np.asarray(chosen.asarray())
     except FileNotFoundError:
         raise EvaluationError(f"{source}: no such mask file") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pcam_scan.outputs import atomic_output
 from pcam_scan.evaluation.froc import FrocCurve, FrocScore
 from pcam_scan.evaluation.slide_auc import AucResult
 from pcam_scan.wording import count_noun
@@ -28,8 +29,8 @@ def _finish(fig: Figure, axes: Axes, labels: tuple[str, str, str], path: str | P
     axes.set_title(labels[2])
     axes.legend(loc="lower right")
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig).print_png(str(target))
+    with atomic_output(target, overwrite=True) as tmp:
+        FigureCanvasAgg(fig).print_png(str(tmp))
     return target
 
 

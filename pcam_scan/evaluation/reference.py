@@ -21,6 +21,7 @@ from typing import Literal
 from pcam_scan.evaluation.errors import EvaluationError
 
 CAMELYON16_EXCLUDED: tuple[str, ...] = ("Test_049", "Test_114")
+MAX_REFERENCE_BYTES = 16 * 1024 * 1024  # 400 slides take about 20 kB
 
 SizeClass = Literal["macro", "micro", "itc", "none"]
 _LABELS = {"tumor": True, "tumour": True, "normal": False}
@@ -86,6 +87,10 @@ def read_reference(path: str | Path, exclude: Iterable[str] = ()) -> Reference:
     """Read a reference.csv, dropping the slides named in `exclude` (absent names are ignored)."""
     source = Path(path)
     try:
+        if source.is_file() and source.stat().st_size > MAX_REFERENCE_BYTES:
+            raise EvaluationError(
+                f"{source}: {source.stat().st_size} bytes is over the limit of {MAX_REFERENCE_BYTES} for a reference"
+            )
         with source.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
     except FileNotFoundError:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pcam_scan.outputs import write_output_text
 from pcam_scan.evaluation.errors import EvaluationError
 from pcam_scan.evaluation.froc import (
     FP_RATES_PER_SLIDE,
@@ -180,8 +181,6 @@ def write_report(
     plot_roc(result.auc, root / ROC_PNG)
     plot_froc(result.curve, result.froc, root / FROC_PNG)
     target = root / METRICS_JSON
-    tmp = target.with_name(target.name + ".tmp")
     metrics = metrics_dict(result, mpp_source, inputs)
-    tmp.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
-    tmp.replace(target)
+    write_output_text(target, json.dumps(metrics, indent=2, allow_nan=False) + "\n", overwrite=True)
     return target

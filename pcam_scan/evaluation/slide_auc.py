@@ -18,6 +18,7 @@ from scipy.stats import rankdata
 
 from pcam_scan.defaults import BOOTSTRAP_REPLICATES
 from pcam_scan.evaluation.errors import EvaluationError
+from pcam_scan.validation import check_seed
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class BootstrapSettings:
             )
         if not 0.5 <= self.level < 1.0:
             raise EvaluationError(f"interval level {self.level} must lie in [0.5, 1)")
+        check_seed("bootstrap seed", self.seed, EvaluationError)
 
 
 @dataclass(frozen=True)

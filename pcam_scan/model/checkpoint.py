@@ -34,6 +34,7 @@ from torch import nn
 from pcam_scan.model.metadata import ModelMetadata
 from pcam_scan.errors import CheckpointError
 from pcam_scan.model.architectures import build_network
+from pcam_scan.outputs import check_output_file
 
 METADATA_KEY = "pcam_scan"
 
@@ -82,6 +83,7 @@ def save_checkpoint(network: nn.Module, path: str | os.PathLike[str], metadata: 
     target = Path(path)
     if not target.parent.is_dir():
         raise CheckpointError(f"cannot write checkpoint {target}: folder {target.parent} does not exist")
+    check_output_file(target, overwrite=True)  # never replaces a device, FIFO or symlink
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         # bytes, then our own file: safetensors' save_file would create it 0600, whatever the umask

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
+from pcam_scan.bounded_json import JsonLimitError, parse_json
 from pcam_scan.errors import CheckpointError, ConfigError
 from pcam_scan.geometry import PCAM_LABEL_PX, PCAM_MPP_UM_PX, PCAM_PATCH_PX, PatchGeometry
 from pcam_scan.model.architectures import ARCHITECTURES
@@ -158,9 +159,9 @@ class ModelMetadata:
     def from_json(cls, text: str) -> ModelMetadata:
         """Parse and check the JSON document; any problem is one CheckpointError line."""
         try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise CheckpointError(f"checkpoint metadata is not valid JSON ({err})") from None
+            doc = parse_json(text)
+        except JsonLimitError as err:
+            raise CheckpointError(f"checkpoint metadata: {err}") from None
         return cls.from_dict(_mapping(doc, "metadata"))
 
     @classmethod

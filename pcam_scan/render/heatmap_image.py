@@ -24,6 +24,7 @@ from pcam_scan.geometry import CellGrid
 from pcam_scan.render.style_defaults import DEFAULT_COLORMAP, DEFAULT_THRESHOLD
 from pcam_scan.store import HeatmapReader, SlideState
 from pcam_scan.store.pyramid import build_pyramid
+from pcam_scan.store.validation import DamagedSlideError, check_complete
 from pcam_scan.validation import check_probability
 
 FloatImage = npt.NDArray[np.float32]
@@ -85,8 +86,12 @@ class HeatmapPyramid:
         grid = reader.read_grid(slide_id)
         status = reader.slide_status(slide_id)
         n_stored = len(reader.prob_level_shapes(slide_id))
+        if status is not None and status.state is SlideState.DAMAGED:
+            raise DamagedSlideError(slide_id, status.message or "unreadable")
         if status is not None and status.state is SlideState.COMPLETE:
             levels = [reader.read_prob(slide_id, level) for level in range(n_stored)]
+            missing = len(reader.pending_blocks(slide_id))
+            check_complete(slide_id, levels[0], reader.read_tissue(slide_id), missing)
         else:
             levels = build_pyramid(reader.read_prob(slide_id, 0))
         return cls(grid, tuple(levels))

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from pcam_scan.outputs import atomic_output
 from pcam_scan.diagnosis.contours import lesion_contours
-from pcam_scan.errors import ConfigError, PcamScanError
+from pcam_scan.errors import PcamScanError
 from pcam_scan.lesions import RegionSettings
 from pcam_scan.render.heatmap_image import HeatmapPyramid, HeatmapStyle, colourise
 from pcam_scan.render.slide_files import SlideLocator
@@ -140,11 +141,8 @@ def draw_overlay(overlay: OverlayImage, out_path: Path) -> Path:
     _colour_bar(fig, overlay.style)
     fig.text(0.02, 0.965, overlay.summary.caption(), fontsize=10.5, weight="bold", va="top")
     fig.text(0.02, 0.06, _detail_line(overlay), fontsize=8, color="#444444", va="top")
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"cannot write {out_path}: {err.strerror}") from None
-    fig.savefig(out_path, format="png", dpi=DPI, facecolor="white")
+    with atomic_output(out_path, overwrite=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, facecolor="white")
     return out_path
 
 

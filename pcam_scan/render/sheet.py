@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from pcam_scan.outputs import atomic_output
 from pcam_scan.render.overlay import HEATMAP_ALPHA, OverlayImage, draw_outlines
 
 MAX_COLUMNS = 6
@@ -46,6 +47,6 @@ def draw_contact_sheet(overlays: Sequence[OverlayImage], out_path: Path, title: 
         ax.set_title(label, fontsize=8.5, color=CALL_COLOURS.get(summary.call or "", "#555555"))
     fig.suptitle(f"{title}  (heatmap at p \u2265 {overlays[0].style.threshold:.2f}, opacity {HEATMAP_ALPHA})", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, format="png", dpi=DPI, facecolor="white")
+    with atomic_output(out_path, overwrite=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, facecolor="white")
     return out_path

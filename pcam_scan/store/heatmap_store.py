@@ -308,6 +308,10 @@ def _open_root(location: StoreLocation, create_for: RunIdentity | None) -> zarr.
         raise StoreError(f"no heatmap store at {location.uri}") from err
     except OSError as err:
         raise StoreError(f"cannot open the store {location.uri}: {err}") from err
+    except NodeNotFoundError as err:
+        raise StoreError(f"no heatmap store at {location.uri}") from err
+    except (ValueError, TypeError, RecursionError) as err:  # a damaged root zarr.json
+        raise StoreError(f"the store {location.uri} is damaged: its root metadata cannot be read ({type(err).__name__})") from None
     except Exception as err:  # object-store clients raise their own types (botocore, gcsfs...)
         if type(err).__module__.split(".")[0] in {"botocore", "aiobotocore", "s3fs", "gcsfs", "adlfs", "fsspec"}:
             raise StoreError(f"cannot open the store {location.uri}: {' '.join(str(err).split())}") from err

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar, cast
 
 import zarr
 from zarr.abc.store import Store
+from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore
 
 from pcam_scan.errors import ConfigError, StoreError
@@ -71,6 +72,18 @@ class StoreLocation:
             zarr_format=3,
             attributes=None if attributes is None else cast(dict[str, Any], json_copy(attributes)),
         )
+
+    def child_node_names(self) -> list[str]:
+        """Names of the nodes (folders with a `zarr.json`) right under the store's root, read from
+        the listing alone: a child whose metadata is damaged is still listed, so it can be
+        reported instead of making the whole listing fail."""
+        store = self.zarr_store(read_only=True)
+
+        async def collect() -> list[str]:
+            names = [name async for name in store.list_dir("")]
+            return [name for name in names if await store.exists(f"{name}/zarr.json")]
+
+        return sorted(sync(collect()))
 
 
 def child_array(group: zarr.Group, name: str) -> zarr.Array:

@@ -6,7 +6,8 @@ processes (Ray workers, a diagnosis step) wrote, and it holds no open handles th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -28,9 +29,20 @@ from pcam_scan.store.schema import (
     PROB,
     TISSUE,
     SlideRecord,
+    SlideState,
     SlideStatus,
     StoredSlide,
+    finite_numbers,
     grid_from_attrs,
+    require_mapping,
+)
+from pcam_scan.store.validation import (
+    DamagedSlideError,
+    check_grid,
+    check_metadata_size,
+    check_prob,
+    check_tissue,
+    reading_slide,
 )
 
 
@@ -50,52 +62,75 @@ class HeatmapReader:
 
     def list_slides(self) -> list[str]:
         """Ids of every slide group in the store, sorted."""
-        return sorted(self.location.group(mode="r").group_keys())
+        return self.location.child_node_names()
 
     def slide_status(self, slide_id: str) -> SlideStatus | None:
-        """The slide's status; None when the store has no planned or failed slide by that id."""
+        """The slide's status; None when the store has no planned or failed slide by that id;
+        status `damaged` (with the reason) when its metadata cannot be believed."""
         try:
             attrs = self._slide_attrs(slide_id)
+        except DamagedSlideError as err:
+            return SlideStatus(SlideState.DAMAGED, err.problem)
         except StoreError:
             return None
         if "status" not in attrs:
             return None
-        return SlideStatus.from_attrs(attrs["status"])
+        try:
+            status = self.stored_slide(slide_id).status
+            if "grid" in attrs:
+                self.read_grid(slide_id)
+        except DamagedSlideError as err:
+            return SlideStatus(SlideState.DAMAGED, err.problem)
+        return status
 
     def stored_slide(self, slide_id: str) -> StoredSlide:
         attrs = self._slide_attrs(slide_id)
-        return StoredSlide(
-            slide_id=slide_id,
-            status=SlideStatus.from_attrs(attrs["status"]) if "status" in attrs else None,
-            record=SlideRecord.from_attrs(attrs.get("slide", {})),
-            model_id=attrs.get("model_id"),
-            settings_hash=attrs.get("settings_hash"),
-            counts=dict(attrs.get("counts", {})),
-            seconds=dict(attrs.get("seconds", {})),
-            diagnosis=attrs.get("diagnosis"),
-        )
+        with reading_slide(slide_id, "attributes"), _damaged_if_malformed(slide_id):
+            return StoredSlide(
+                slide_id=slide_id,
+                status=SlideStatus.from_attrs(attrs["status"]) if "status" in attrs else None,
+                record=SlideRecord.from_attrs(attrs.get("slide", {})),
+                model_id=_optional_str(attrs.get("model_id")),
+                settings_hash=_optional_str(attrs.get("settings_hash")),
+                counts=finite_numbers(require_mapping(attrs.get("counts", {}), "counts"), "counts"),
+                seconds=finite_numbers(require_mapping(attrs.get("seconds", {}), "seconds"), "seconds"),
+                diagnosis=_optional_mapping(attrs.get("diagnosis"), "diagnosis"),
+            )
 
     def read_grid(self, slide_id: str) -> CellGrid:
-        return grid_from_attrs(self._planned_attrs(slide_id)["grid"])
+        attrs = self._planned_attrs(slide_id)
+        with reading_slide(slide_id, "grid"), _damaged_if_malformed(slide_id):
+            grid = grid_from_attrs(attrs["grid"])
+        return check_grid(slide_id, grid)
 
     # -- arrays ----------------------------------------------------------------------------
 
     def read_tissue(self, slide_id: str) -> npt.NDArray[np.bool_]:
-        self._planned_attrs(slide_id)
-        return np.asarray(child_array(self._slide_group(slide_id), TISSUE)[:], dtype=bool)
+        """The cell-grid tissue mask, checked against the grid (bool, same shape)."""
+        shape = self.read_grid(slide_id).shape
+        with reading_slide(slide_id, "tissue mask"):
+            tissue = np.asarray(child_array(self._slide_group(slide_id), TISSUE)[:])
+        check_tissue(slide_id, tissue, shape)
+        return tissue
 
     def prob_level_shapes(self, slide_id: str) -> list[tuple[int, int]]:
         """Shapes of the `prob` pyramid levels, finest first (level 0 only until finalized)."""
         prob = self._prob_group(slide_id)
-        return [_shape2(child_array(prob, path).shape) for path in _level_paths(prob)]
+        with reading_slide(slide_id, "prob levels"):
+            return [_shape2(child_array(prob, path).shape) for path in _level_paths(prob)]
 
     def read_prob(self, slide_id: str, level: int = 0) -> npt.NDArray[np.float32]:
-        """One pyramid level as float32; NaN where nothing was predicted (no tissue, or not yet)."""
+        """One pyramid level as float32; NaN where nothing was predicted (no tissue, or not yet).
+        Checked: float, level 0 of the grid's shape, values in [0, 1] or NaN."""
+        shape = self.read_grid(slide_id).shape if level == 0 else None
         prob = self._prob_group(slide_id)
-        paths = _level_paths(prob)
-        if not 0 <= level < len(paths):
-            raise StoreError(f"slide {slide_id!r} has prob levels 0-{len(paths) - 1}, not {level}")
-        return np.asarray(child_array(prob, paths[level])[:], dtype=np.float32)
+        with reading_slide(slide_id, f"prob level {level}"):
+            paths = _level_paths(prob)
+            if not 0 <= level < len(paths):
+                raise StoreError(f"slide {slide_id!r} has prob levels 0-{len(paths) - 1}, not {level}")
+            values = np.asarray(child_array(prob, paths[level])[:])
+        check_prob(slide_id, level, values, shape)
+        return values.astype(np.float32, copy=False)
 
     # -- block bookkeeping -----------------------------------------------------------------
 
@@ -111,7 +146,8 @@ class HeatmapReader:
     def done_blocks(self, slide_id: str) -> set[tuple[int, int]]:
         """(block_row, block_col) of every block whose probabilities were written whole."""
         self._planned_attrs(slide_id)
-        return done_block_rcs(np.asarray(child_array(self._slide_group(slide_id), BLOCKS_DONE)[:]))
+        with reading_slide(slide_id, "done marks"):
+            return done_block_rcs(np.asarray(child_array(self._slide_group(slide_id), BLOCKS_DONE)[:]))
 
     def pending_blocks(self, slide_id: str) -> list[Block]:
         """Planned blocks not written yet: what a resumed scan still has to do."""
@@ -122,22 +158,28 @@ class HeatmapReader:
 
     def _slide_group(self, slide_id: str) -> zarr.Group:
         validate_slide_id(slide_id)
-        try:
-            return self.location.group(slide_id, mode="r+" if self.writable else "r")
-        except NodeNotFoundError as err:
-            raise StoreError(f"slide {slide_id!r} is not in the store {self.uri}") from err
+        local = self.location.local_path
+        check_metadata_size(slide_id, None if local is None else local / slide_id / "zarr.json")
+        with reading_slide(slide_id, "zarr.json"):
+            try:
+                return self.location.group(slide_id, mode="r+" if self.writable else "r")
+            except NodeNotFoundError as err:
+                raise StoreError(f"slide {slide_id!r} is not in the store {self.uri}") from err
 
     def _prob_group(self, slide_id: str) -> zarr.Group:
         self._planned_attrs(slide_id)
-        prob = child_group(self._slide_group(slide_id), PROB)
-        if "ome" not in prob.attrs:
-            raise StoreError(f"slide {slide_id!r}: prob is not an OME-NGFF multiscale group")
+        with reading_slide(slide_id, "prob group"):
+            prob = child_group(self._slide_group(slide_id), PROB)
+            if "ome" not in prob.attrs:
+                raise DamagedSlideError(slide_id, "prob is not an OME-NGFF multiscale group")
         return prob
 
     def _slide_attrs(self, slide_id: str) -> dict[str, Any]:
-        raw = self._slide_group(slide_id).attrs.get(ATTRS_KEY, {})
+        group = self._slide_group(slide_id)
+        with reading_slide(slide_id, "attributes"):
+            raw = group.attrs.get(ATTRS_KEY, {})
         if not isinstance(raw, Mapping):
-            raise StoreError(f"slide {slide_id!r} has malformed {ATTRS_KEY} attributes")
+            raise DamagedSlideError(slide_id, f"its {ATTRS_KEY} attributes are not a mapping")
         return dict(raw)
 
     def _planned_attrs(self, slide_id: str) -> dict[str, Any]:
@@ -158,3 +200,24 @@ def _level_paths(prob: zarr.Group) -> list[str]:
 def _shape2(shape: tuple[int, ...]) -> tuple[int, int]:
     rows, cols = shape
     return (int(rows), int(cols))
+
+
+@contextmanager
+def _damaged_if_malformed(slide_id: str) -> Iterator[None]:
+    """A malformed attribute (a StoreError of the schema) makes the slide damaged."""
+    try:
+        yield
+    except DamagedSlideError:
+        raise
+    except StoreError as err:
+        raise DamagedSlideError(slide_id, str(err)) from None
+
+
+def _optional_str(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}"[:120])
+    return value
+
+
+def _optional_mapping(value: object, what: str) -> Mapping[str, object] | None:
+    return None if value is None else require_mapping(value, what)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pcam_scan.errors import StoreError
+from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid, PatchGeometry
 from pcam_scan.store.identity import RunIdentity, package_versions
 
@@ -34,6 +34,7 @@ class SlideState(str, enum.Enum):
     PLANNED = "planned"
     COMPLETE = "complete"
     FAILED = "failed"
+    DAMAGED = "damaged"  # never stored: what a reader reports for a slide it cannot believe
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,9 @@ class SlideStatus:
             raise StoreError(f"malformed slide status {raw!r}")
         try:
             state = SlideState(raw["state"])
-        except ValueError as err:
+            if state is SlideState.DAMAGED:
+                raise ValueError(state)
+        except (ValueError, TypeError) as err:
             raise StoreError(f"unknown slide state {raw['state']!r}") from err
         message = raw.get("message")
         return cls(state, None if message is None else str(message))
@@ -128,8 +131,8 @@ def grid_from_attrs(raw: object) -> CellGrid:
                 stride_px=int(geometry["stride_px"]),
             ),
         )
-    except (KeyError, TypeError, ValueError) as err:
-        raise StoreError(f"malformed grid attributes: {err!r}") from err
+    except (KeyError, TypeError, ValueError, OverflowError, ConfigError) as err:
+        raise StoreError(f"malformed grid attributes ({type(err).__name__}: {err})") from err
 
 
 def require_mapping(raw: object, what: str) -> Mapping[str, Any]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pcam_scan.errors import ConfigError
+from pcam_scan.outputs import check_output_files
 from pcam_scan.synth.files import written_atomically
 from pcam_scan.synth.ground_truth import MASK_DOWNSAMPLE, MASK_LEVEL, write_ground_truth
 from pcam_scan.synth.layout import SlidePlan, plan_slide
@@ -52,11 +53,26 @@ def slide_names(spec: SynthSpec) -> list[tuple[str, bool, int]]:
     return tumour + normal
 
 
+def dataset_files(out: Path, spec: SynthSpec) -> list[Path]:
+    """Every file the data set writes under `out`."""
+    files = [out / "reference.csv", out / "synth.json"]
+    for name, tumour, _ in slide_names(spec):
+        files.append(out / f"{name}.tif")
+        if tumour:
+            files += [out / "annotations" / f"{name}.xml", out / "masks" / f"{name}_Mask.tif"]
+    return files
+
+
 def write_synthetic_dataset(
-    out_dir: str | Path, spec: SynthSpec, on_progress: ProgressCallback | None = None
+    out_dir: str | Path,
+    spec: SynthSpec,
+    on_progress: ProgressCallback | None = None,
+    overwrite: bool = True,
 ) -> list[SynthSlide]:
-    """Write the data set (see the module doc); same spec, same bytes."""
+    """Write the data set (see the module doc); same spec, same bytes. Existing files are
+    replaced only with `overwrite`; special files and links never (pcam_scan.outputs)."""
     out = prepare_out_dir(out_dir)
+    check_output_files(dataset_files(out, spec), overwrite)
     jobs = slide_names(spec)
     stale = sorted({p.stem for p in out.glob("*.tif")} - {name for name, _, _ in jobs})
     if stale:

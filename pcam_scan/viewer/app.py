@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pcam_scan.errors import ConfigError, PcamScanError, StoreError
 from pcam_scan.store import validate_slide_id
+from pcam_scan.store.validation import DamagedSlideError
 from pcam_scan.viewer.catalog import SlideCatalog, SlideView, ViewerSettings, parse_threshold
 from pcam_scan.viewer.server import LOOPBACK_HOSTS
 from pcam_scan.viewer.tiles import heatmap_tile_png
@@ -71,6 +72,7 @@ def create_app(settings: ViewerSettings, allowed_hosts: tuple[str, ...] = LOOPBA
     handlers: Mapping[Any, ExceptionHandler] = {
         HTTPException: _http_error,
         ConfigError: _error_json(400),
+        DamagedSlideError: _error_json(409),  # shown as damaged; the other slides are served
         StoreError: _error_json(404),
         PcamScanError: _error_json(404),
     }
@@ -195,7 +197,7 @@ class _Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if "*" not in self.allowed_hosts and _host_name(scope) not in self.allowed_hosts:
+        if _host_name(scope) not in self.allowed_hosts:
             response = JSONResponse({"error": "this viewer serves only its own host names"}, status_code=400)
             await response(scope, receive, send)
             return

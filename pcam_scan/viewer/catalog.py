@@ -24,6 +24,7 @@ from pcam_scan.render.slide_files import SlideLocator
 from pcam_scan.render.summary import SlideSummary, summarise
 from pcam_scan.store import HeatmapStore, SlideState, StoredSlide
 from pcam_scan.store.identity import canonical_json
+from pcam_scan.store.validation import DamagedSlideError
 from pcam_scan.validation import check_probability
 from pcam_scan.viewer.lru import LruCache
 from pcam_scan.viewer.overlays import lesion_overlay
@@ -89,6 +90,10 @@ class SlideCatalog:
         """Every slide group of the store, in id order; an unreadable group says so."""
         out = []
         for slide_id in self.store.list_slides():
+            status = self.store.slide_status(slide_id)
+            if status is not None and status.state is SlideState.DAMAGED:
+                out.append(SlideSummary(slide_id, SlideState.DAMAGED.value, status.message))
+                continue
             try:
                 out.append(summarise(self.store.stored_slide(slide_id)))
             except StoreError as err:
@@ -103,6 +108,9 @@ class SlideCatalog:
         """The slide with its grids and version; StoreError when it has no heatmap to show."""
         if not self.has_slide(slide_id):
             raise StoreError(f"slide {slide_id!r} is not in the store")
+        status = self.store.slide_status(slide_id)
+        if status is not None and status.state is SlideState.DAMAGED:
+            raise DamagedSlideError(slide_id, status.message or "unreadable")
         stored = self.store.stored_slide(slide_id)
         grid = self.store.read_grid(slide_id)
         deep_zoom = DeepZoomGrid(grid.l0_width, grid.l0_height, self.settings.tile_px, self.settings.overlap_px)

@@ -29,6 +29,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def remote_host_names(host: str, server_names: list[str]) -> tuple[str, ...]:
+    """The Host header names a viewer bound to a non-loopback address answers to: the names
+    given, else the bound address (unless it is a wildcard) and this machine's names. The
+    loopback names stay, for a proxy on the same machine. Never "*": a DNS-rebinding page must
+    still be refused."""
+    names = [name.strip().lower() for name in server_names if name.strip()]
+    if not names:
+        wildcard = host.strip("[]") in ("0.0.0.0", "::", "")
+        names = [] if wildcard else [f"[{host}]" if ":" in host.strip("[]") else host]
+        names += [socket.gethostname().lower(), socket.getfqdn().lower()]
+    return tuple(dict.fromkeys([*names, *LOOPBACK_HOSTS]))
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket on host:port (port 0: any free port)."""
     if not 0 <= port <= 65535:

@@ -1,0 +1,136 @@
+"""Output files that never destroy data: no overwrite unless asked, no write through a special file,
+and every file appears whole or not at all.
+
+Every command that writes files (diagnose, evaluate, export, render, train, fit-aggregator, synth)
+checks its targets here before it starts work, and writes them through `atomic_output`: a sibling
+temporary file renamed into place. So an existing result (a pathologist's ASAP XML, last week's
+diagnoses) survives unless `--overwrite` was given; a device, FIFO or symbolic link given as an
+output is refused rather than replaced or written through; and a run that fails leaves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pcam_scan.errors import ConfigError
+
+OVERWRITE_HINT = "pass --overwrite to replace it"
+
+
+def check_output_file(path: Path, overwrite: bool) -> None:
+    """Refuse a path that names anything but a new path, or (with `overwrite`) a regular file."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        _check_parent(path)
+        _probe(path)
+        return
+    except OSError as err:
+        raise ConfigError(f"cannot use {path} as an output: {err.strerror or err}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise ConfigError(f"{path} is a symbolic link; pcam-scan writes outputs only as regular files")
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{path} is a folder; give a file to write")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path} is a {_kind(info.st_mode)}, not a regular file; refusing to write it")
+    if not overwrite:
+        raise ConfigError(f"{path} exists; {OVERWRITE_HINT}")
+
+
+def check_output_files(paths: Iterable[Path], overwrite: bool) -> None:
+    """`check_output_file` for each path, naming every existing one in a single line."""
+    existing: list[Path] = []
+    for path in paths:
+        check_output_file(path, overwrite=True)  # special files and bad parents
+        if path.exists():
+            existing.append(path)
+    if existing and not overwrite:
+        shown = ", ".join(str(p) for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        raise ConfigError(f"{shown} exist{'s' if len(existing) == 1 else ''}; {OVERWRITE_HINT}")
+
+
+def check_output_dir(path: Path) -> None:
+    """A folder to write into: absent (it is created) or a folder; anything else is refused."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path} exists and is not a folder")
+    if not path.exists():
+        _check_parent(path)
+
+
+def make_output_dir(path: Path) -> None:
+    check_output_dir(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create {path}: {err.strerror or err}") from None
+
+
+@contextmanager
+def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` to write; it replaces `path` only when the block ends
+    without an error (checked again then, so nothing created meanwhile is clobbered)."""
+    check_output_file(path, overwrite)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create {path.parent}: {err.strerror or err}") from None
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        check_output_file(path, overwrite)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
+
+
+def write_output_bytes(path: Path, data: bytes, overwrite: bool) -> None:
+    with atomic_output(path, overwrite) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_output_text(path: Path, text: str, overwrite: bool) -> None:
+    write_output_bytes(path, text.encode("utf-8"), overwrite)
+
+
+def _check_parent(path: Path) -> None:
+    """The nearest existing ancestor must be a folder we can write into."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        if parent.is_symlink():
+            break
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"cannot write {path}: {parent} is not writable")
+
+
+def _probe(path: Path) -> None:
+    """Create and remove an empty sibling when the folder exists: a folder that takes no files
+    (/proc, a read-only mount) is found now, not after hours of work."""
+    if not path.parent.is_dir():
+        return
+    probe = path.with_name(f".{path.name}.probe-{os.getpid()}")
+    try:
+        with open(probe, "x"):
+            pass
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "special file"

@@ -1,0 +1,152 @@
+"""Processes under hostile conditions, with real processes: two scans of one store at once, a
+scan lock held by a live or a dead process, and a training run killed with SIGTERM while its
+data-loader workers run (none may outlive it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pcam_scan.store import HeatmapStore
+from tests.hostile_cases import changed, one_error_line, run_cli, snapshot
+
+CLI = [sys.executable, "-m", "pcam_scan.cli"]
+HANG_DEADLINE_S = 300  # a guard against hanging, not a timing assertion
+
+
+def _scan_argv(slides: Path, model: Path, store: Path) -> list[str]:
+    return ["scan", str(slides / "normal_001.tif"), "--model", str(model), "--store", str(store),
+            "--in-process", "--block-cells", "16", "--device", "cpu"]
+
+
+def test_two_scans_of_one_store_cooperate_or_the_second_is_refused_at_once(
+    tmp_path: Path, synth_dataset: Path, tiny_checkpoint: Path
+) -> None:
+    store = tmp_path / "run.zarr"
+    argv = [*CLI, *_scan_argv(synth_dataset, tiny_checkpoint, store)]
+    scans = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(scan.wait(timeout=HANG_DEADLINE_S), *scan.communicate()) for scan in scans]
+    for code, out, err in results:
+        assert "Traceback" not in err and "ContainsArrayError" not in err, err
+        if code != 0:  # refused: one line naming the holder, and nothing else
+            assert code == 2, err
+            line = one_error_line(err.splitlines())
+            assert "is being scanned by pid" in line and f"on host {socket.gethostname()}" in line
+    assert 0 in [code for code, _, _ in results]
+    reader = HeatmapStore.open(str(store))
+    assert reader.slide_status("normal_001").state.value == "complete"
+    assert not reader.pending_blocks("normal_001")
+    assert not (tmp_path / "run.zarr.lock").exists()
+
+
+def test_a_scan_lock_held_by_a_live_process_refuses_the_scan_with_its_pid_and_host(
+    tmp_path: Path, synth_dataset: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        lock = tmp_path / "run.zarr.lock"
+        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "then"}))
+        before = snapshot(tmp_path)
+        code, _, err = run_cli(_scan_argv(synth_dataset, tiny_checkpoint, tmp_path / "run.zarr"), capsys)
+        line = one_error_line(err)
+        assert code == 2 and f"is being scanned by pid {holder.pid} on host {socket.gethostname()}" in line
+        assert changed(before, snapshot(tmp_path)) == set()  # no store created, the lock kept
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_scan_lock_left_by_a_dead_process_is_taken_over(
+    tmp_path: Path, synth_dataset: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = tmp_path / "run.zarr.lock"
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "then"}))
+    code, _, _ = run_cli(_scan_argv(synth_dataset, tiny_checkpoint, tmp_path / "run.zarr"), capsys)
+    assert code == 0
+    assert not lock.exists()
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is `pid`, from /proc."""
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.add(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_to_training_leaves_no_orphan_workers(tmp_path: Path) -> None:
+    from tests.test_training import write_pcam_folder
+
+    write_pcam_folder(tmp_path / "pcam", {"train": 64, "valid": 16})
+    argv = [*CLI, "train", "--pcam", str(tmp_path / "pcam"), "--out", str(tmp_path / "m.safetensors"),
+            "--arch", "tiny-cnn", "--no-pretrained", "--workers", "2", "--epochs", "1000", "--frozen-epochs", "0",
+            "--lr", "0.001", "--lr-find-iterations", "0", "--batch-size", "8", "--device", "cpu", "--quiet"]
+    run = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + HANG_DEADLINE_S
+    workers: set[int] = set()
+    while len(workers) < 2 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        workers = _children(run.pid)
+    assert len(workers) >= 2, f"training exited with {run.poll()} before its workers started"
+    run.send_signal(signal.SIGTERM)
+    run.wait(timeout=HANG_DEADLINE_S)
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not [pid for pid in workers if _alive(pid)]
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+CHILD_SCRIPT = """
+import os, sys, time
+from pcam_scan.resources import die_with_parent
+child = os.fork()
+if child == 0:
+    if sys.argv[1] == "die":
+        die_with_parent()
+    time.sleep(600)  # busy elsewhere: no watchdog of its own looks at the parent
+    os._exit(0)
+print(child, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl and /proc")
+def test_a_worker_that_asked_to_die_with_its_parent_does_when_the_parent_gets_sigterm() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", CHILD_SCRIPT, "die"], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.stdout.close()
+    parent.send_signal(signal.SIGTERM)
+    parent.wait(timeout=HANG_DEADLINE_S)
+    deadline = time.monotonic() + HANG_DEADLINE_S
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = _alive(child)
+    if alive:
+        os.kill(child, signal.SIGKILL)
+    assert not alive
