@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pcam_scan.wording import count_noun
+
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 
 
@@ -38,7 +40,7 @@ def parse_json(data: str | bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
     is too long. Whether a value is finite or in range is the schema's check, which can name the
     field."""
     if len(data) > limits.max_bytes:
-        raise JsonLimitError(f"JSON of {len(data)} bytes exceeds the limit of {limits.max_bytes}")
+        raise JsonLimitError(f"JSON of {count_noun(len(data), 'byte')} exceeds the limit of {limits.max_bytes}")
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8-sig")
@@ -75,6 +77,6 @@ def nesting_depth(text: str) -> int:
 def _short(raw: str, limits: JsonLimits) -> str:
     if len(raw) > limits.max_number_chars:
         raise JsonLimitError(
-            f"a JSON number of {len(raw)} characters exceeds the limit of {limits.max_number_chars}"
+            f"a JSON number of {count_noun(len(raw), 'character')} exceeds the limit of {limits.max_number_chars}"
         )
     return raw
