@@ -81,9 +81,10 @@ def main() -> int:
     shutil.rmtree(store, ignore_errors=True)
     command = [*PCAM_SCAN, "scan", str(slide), "--model", str(checkpoint), "--store", str(store), *args.scan_options]
     run = run_monitored(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log = args.workdir / "scan.log"
+    log.write_text(run.stdout)
     if run.returncode != 0:
-        print(run.stdout[-4000:], file=sys.stderr)
-        print(f"scan failed with exit code {run.returncode}", file=sys.stderr)
+        print(f"scan failed with exit code {run.returncode}; its output is in {log}", file=sys.stderr)
         return 1
     stored = HeatmapStore.open(str(store)).stored_slide(slide.stem)
     store_bytes = folder_bytes(store)
@@ -103,7 +104,7 @@ def main() -> int:
     print("stage seconds        " + ", ".join(f"{k} {v:.1f}" for k, v in stored.seconds.items()))
     print(f"total scan seconds   {run.seconds:.1f} (the whole `pcam-scan scan` process, Ray start included)")
     print(f"cells/s end to end   {predicted / run.seconds:,.0f}")
-    print(f"store size           {store_bytes / 1e6:,.1f} MB ({store})")
+    print(f"store size           {store_bytes / 1e6:,.2f} MB ({store})")
     print(f"largest process      {max(p.peak_mb for p in run.peaks):,.0f} MB peak RSS; "
           f"{len(run.peaks)} processes in the tree")
     print(peak_table(run.peaks))
