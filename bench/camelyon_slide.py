@@ -12,8 +12,9 @@ OpenSlide reads as generic-tiff with the right MPP, in bounded memory:
   is;
 - a tile whose label block is uniform is a crop of its label's texture at the tile's offset
   modulo the period, so only a few distinct tiles exist per level: each is JPEG-encoded once and
-  its bytes written wherever it recurs (tifffile writes an iterator of encoded tiles); only tiles
-  on a tissue border are composed and encoded one by one.
+  its bytes written wherever it recurs ; only tiles
+  on a tissue border are composed and encoded one by one. Pillow encodes, and bench/tiled_tiff.py
+  writes the BigTIFF, so nothing beyond numpy and Pillow is needed (GPU machines lack imagecodecs).
 
 Because label borders lie on level-0 tile edges, every level equals the 2x2 average of the level
 above (within JPEG loss): a consistent pyramid, as a scanner's is. Benchmarks only: the texture
@@ -26,6 +27,7 @@ repeats, and the tumour is darker tissue with no annotation.
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import resource
 import sys
@@ -34,14 +36,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import imagecodecs
 import numpy as np
-import tifffile
+from PIL import Image
 
 from pcam_scan.geometry import PCAM_LABEL_PX, PCAM_MPP_UM_PX
 from pcam_scan.synth.files import written_atomically
-from pcam_scan.synth.pyramid import UM_PER_CM, PyramidLayout, downsample_2x
-from pcam_scan.synth.texture import EOSIN_OD, GLASS_OD, HAEMATOXYLIN_OD, TISSUE_OD
+from pcam_scan.synth.pyramid import PyramidLayout, downsample_2x
+from pcam_scan.synth.stains import EOSIN_OD, GLASS_OD, HAEMATOXYLIN_OD, TISSUE_OD, density_to_rgb
+from tiled_tiff import BigTiffWriter, TiledLevel
 
 GLASS, TISSUE, TUMOUR = 0, 1, 2
 LABELS = (GLASS, TISSUE, TUMOUR)
@@ -158,7 +160,7 @@ def stain_texture(label: int, size: int, mpp_um_px: float, seed: int) -> np.ndar
     grain = rng.normal(0.0, 0.004 if label == GLASS else 0.012, (size, size, 1)).astype(np.float32)
     if label == GLASS:
         density = GLASS_OD + grain + 0.01 * periodic_noise(rng, size, 40 / mpp_um_px)[..., None]
-        return to_rgb(np.broadcast_to(density, (size, size, 3)))
+        return density_to_rgb(np.broadcast_to(density, (size, size, 3)))
     tumour = label == TUMOUR
     eosin = (0.38 if tumour else 0.5) + 0.12 * periodic_noise(rng, size, 25 / mpp_um_px)
     spacing_um, radius_um = (7.0, 4.0) if tumour else (9.0, 3.0)
@@ -170,12 +172,7 @@ def stain_texture(label: int, size: int, mpp_um_px: float, seed: int) -> np.ndar
         + haematoxylin[..., None] * HAEMATOXYLIN_OD
         + grain
     )
-    return to_rgb(density)
-
-
-def to_rgb(density: np.ndarray) -> np.ndarray:
-    """Optical density to 8-bit transmitted light (Beer-Lambert, as the synthetic slides do)."""
-    return np.clip(np.rint(255.0 * np.exp(-np.maximum(density, 0.0))), 0, 255).astype(np.uint8)
+    return density_to_rgb(density)
 
 
 # ---------------------------------------------------------------- tiles of one level
@@ -244,10 +241,15 @@ class LevelTiles:
         return out
 
     def encode(self, tile: np.ndarray) -> bytes:
-        """JPEG as tifffile encodes a tile for photometric RGB: YCbCr, 2x2 chroma subsampling."""
-        return bytes(imagecodecs.jpeg_encode(
-            np.ascontiguousarray(tile), level=self.spec.jpeg_quality, colorspace="RGB", outcolorspace="YCBCR", subsampling=(2, 2)
-        ))
+        """JPEG as tifffile writes a tile for photometric RGB: YCbCr, 2x2 chroma subsampling.
+
+        Pillow encodes (imagecodecs, tifffile's own encoder, is not on every GPU machine).
+        """
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(tile)).save(
+            buffer, "JPEG", quality=self.spec.jpeg_quality, subsampling="4:2:0"
+        )
+        return buffer.getvalue()
 
 
 def level_textures(spec: CamelyonSlideSpec, n_levels: int) -> list[list[np.ndarray]]:
@@ -269,25 +271,13 @@ def write_camelyon_size_slide(path: Path, spec: CamelyonSlideSpec, log: bool = T
     prepared = time.perf_counter() - started
     description = f"pcam-scan Camelyon16-size benchmark slide {path.stem}; seed {spec.seed}; {spec.mpp_um_px} um/px"
     tiles_written = composed = encoded = 0
-    with written_atomically(path) as partial, tifffile.TiffWriter(partial, bigtiff=True) as tif:
+    with written_atomically(path) as partial, open(partial, "wb") as handle:
+        writer = BigTiffWriter(handle, spec.tile_px)
         for level, (w, h) in enumerate(layout.level_wh):
             tiles = LevelTiles(spec, level, labels, textures[level])
-            px_per_cm = UM_PER_CM / (spec.mpp_um_px * spec.width_px / w)
-            tif.write(
-                tiles.tiles(w, h),
-                shape=(h, w, 3),
-                dtype=np.uint8,
-                tile=(spec.tile_px, spec.tile_px),
-                photometric="rgb",
-                compression="jpeg",
-                resolution=(px_per_cm, px_per_cm),
-                resolutionunit="CENTIMETER",
-                subfiletype=1 if level else 0,
-                description=description if level == 0 else None,
-                software="pcam-scan bench",
-                metadata=None,
-            )
-            tiles_written += tiles.tile_count(w, h)
+            tiles_written += writer.add_level(TiledLevel(
+                w, h, tiles.tiles(w, h), spec.mpp_um_px * spec.width_px / w, description if level == 0 else None
+            ))
             composed += tiles.composed
             encoded += len(tiles.encoded) + tiles.composed
             if log:
@@ -314,7 +304,7 @@ def peak_rss_mb() -> float:
 def spec_from_args(args: argparse.Namespace) -> CamelyonSlideSpec:
     return CamelyonSlideSpec(
         width_px=args.width, height_px=args.height, mpp_um_px=args.mpp, tissue_cells=args.tissue_cells,
-        tumour_share=args.tumour_share, jpeg_quality=args.quality, seed=args.seed,
+        tumour_share=args.tumour_share, jpeg_quality=args.quality, seed=args.seed, texture_px=args.texture_px,
     )
 
 
@@ -327,6 +317,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tissue-cells", type=int, default=d.tissue_cells, help="heatmap cells of tissue, about")
     parser.add_argument("--tumour-share", type=float, default=d.tumour_share, help="share of tissue that is tumour")
     parser.add_argument("--quality", type=int, default=d.jpeg_quality, help="JPEG quality")
+    parser.add_argument("--texture-px", type=int, default=d.texture_px, help="period of the texture at level 0")
     parser.add_argument("--seed", type=int, default=d.seed)
 
 
