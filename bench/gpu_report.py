@@ -183,14 +183,19 @@ class Sizes:
     naive_patches: int
     train_batches: int
     train_batch_size: int | None
+    synth_slides: int  # scan_throughput's own slides, while it cannot take ours
+    synth_px: tuple[int, int]
+    synth_mpp: float
     train_sizes: tuple[int, ...] = (96, 224)
 
 
 GPU = Sizes("cuda", "resnet50-fastai-head", ("eager", "compiled"), slides=6, slide_px=(50_000, 100_000),
             tissue_cells=90_000, texture_px=2048, batch_size=512, ceiling_batches=50, naive_workers=15,
-            naive_patches=120_000, train_batches=40, train_batch_size=None)
+            naive_patches=120_000, train_batches=40, train_batch_size=None, synth_slides=2,
+            synth_px=(16_000, 32_000), synth_mpp=0.486)
 CPU = Sizes("cpu", "tiny-cnn", ("eager",), slides=2, slide_px=(4608, 4608), tissue_cells=150, texture_px=512,
-            batch_size=64, ceiling_batches=2, naive_workers=2, naive_patches=256, train_batches=2, train_batch_size=16)
+            batch_size=64, ceiling_batches=2, naive_workers=2, naive_patches=256, train_batches=2, train_batch_size=16,
+            synth_slides=2, synth_px=(1152, 1152), synth_mpp=0.972)
 
 
 def main() -> int:
@@ -223,7 +228,7 @@ def main() -> int:
             "--warmup", "1" if args.cpu else "5", *(["--no-compile"] if "compiled" not in sizes.modes else []),
         )
         report.rows += ceiling_rows(output, list(sizes.modes))
-    scan_common = scan_throughput_args(runner, slide_dir, sizes)
+    scan_common = scan_throughput_args(slide_dir, sizes)
     if "scan" not in args.skip:
         for mode in sizes.modes:
             output = runner.bench(f"scan_{mode}", "scan_throughput.py", "--architecture", sizes.architecture,
@@ -258,17 +263,17 @@ def main() -> int:
     return 0 if all(row.rate is not None for row in report.rows) else 1
 
 
-def scan_throughput_args(runner: Runner, slide_dir: Path, sizes: Sizes) -> list[str]:
+def scan_throughput_args(slide_dir: Path, sizes: Sizes) -> list[str]:
     """The flags every scan_throughput run gets; its slides are ours when it takes `--slide-dir`."""
     common = ["--stride", "32", "--batch-size", str(sizes.batch_size), "--ceiling-batches", str(sizes.ceiling_batches)]
     if sizes.device == "cpu":
         common += ["--num-cpus", str(min(4, os.cpu_count() or 2))]
-    help_text = runner.bench("scan_throughput_help", "scan_throughput.py", "--help", timeout_s=120) or ""
-    if "--slide-dir" in help_text:
+    if "--slide-dir" in (BENCH / "scan_throughput.py").read_text():  # no import: its --help costs a Ray import
         return [*common, "--slide-dir", str(slide_dir)]
-    # until it takes slides from a folder, it writes its own, as big as ours
-    return [*common, "--slides", str(sizes.slides), "--width", str(sizes.slide_px[0]),
-            "--height", str(sizes.slide_px[1]), "--mpp", "0.243"]
+    # until it takes slides from a folder it writes its own (pcam-scan synth, which needs imagecodecs)
+    width, height = sizes.synth_px
+    return [*common, "--slides", str(sizes.synth_slides), "--width", str(width), "--height", str(height),
+            "--mpp", str(sizes.synth_mpp)]
 
 
 def device_name(cpu: bool) -> str:

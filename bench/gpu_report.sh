@@ -7,7 +7,9 @@
 #   bash bench/gpu_report.sh --cpu      # tiny sizes on the CPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
-if [ -x .venv/bin/python ] && [ -z "${PYTHON_FORCE:-}" ]; then PYTHON=.venv/bin/python; fi
+# the project's virtual environment where there is one (a clone), else the machine's python3
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=$(command -v python3); fi
+fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 exec "$PYTHON" bench/gpu_report.py "$@"
