@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import resource
 import sys
 import time
 from collections.abc import Iterator
@@ -43,6 +42,7 @@ from pcam_scan.geometry import PCAM_LABEL_PX, PCAM_MPP_UM_PX
 from pcam_scan.synth.files import written_atomically
 from pcam_scan.synth.pyramid import PyramidLayout, downsample_2x
 from pcam_scan.synth.stains import EOSIN_OD, GLASS_OD, HAEMATOXYLIN_OD, TISSUE_OD, density_to_rgb
+from process_tree import peak_rss_mb
 from tiled_tiff import BigTiffWriter, TiledLevel
 
 GLASS, TISSUE, TUMOUR = 0, 1, 2
@@ -294,11 +294,6 @@ def write_camelyon_size_slide(path: Path, spec: CamelyonSlideSpec, log: bool = T
         "tumour_tiles": int((labels == TUMOUR).sum()),
         "expected_tissue_cells": float((labels > 0).sum() * spec.cells_per_tile),
     }
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def spec_from_args(args: argparse.Namespace) -> CamelyonSlideSpec:

@@ -134,8 +134,10 @@ class Runner:
             done = subprocess.run(command, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout_s)
             output, ok = done.stdout + done.stderr, done.returncode == 0
         except subprocess.TimeoutExpired as err:
-            output, ok = f"{err.stdout or ''}{err.stderr or ''}\ntimed out after {timeout_s:.0f} s", False
-        (self.logs / f"{name}.log").write_text(" ".join(command) + "\n\n" + str(output))
+            # what it printed before the kill; bytes even with text=True, as subprocess documents
+            partial = b"".join(p if isinstance(p, bytes) else p.encode() for p in (err.stdout, err.stderr) if p)
+            output, ok = f"{partial.decode(errors='replace')}\ntimed out after {timeout_s:.0f} s", False
+        (self.logs / f"{name}.log").write_text(" ".join(command) + "\n\n" + output)
         print(f"[{time.perf_counter() - self.started:6.1f} s] {name}: {'ok' if ok else 'FAILED'} "
               f"in {time.perf_counter() - step_started:.1f} s", flush=True)
         return output if ok else None

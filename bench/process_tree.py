@@ -9,6 +9,7 @@ spike between samples is still counted. Ray renames its workers (`ray::ReadBlock
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import threading
 import time
@@ -17,6 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROC = Path("/proc")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass
