@@ -63,11 +63,14 @@ def install_kit_and_restart(kit: Path) -> None:
     wheels = missing_wheels(kit)
     if wheels:
         print(f"installing {len(wheels)} wheels from {kit}: {', '.join(w.name.split('-')[0] for w in wheels)}", flush=True)
-        subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
              "--target", str(KIT_SITE), *map(str, wheels)],
-            check=True,
         )
+        if done.returncode != 0:  # e.g. a kit built for another Python: go on with what is installed
+            print(f"gpu_report: the kit at {kit} did not install (pip exit {done.returncode}); going on without it",
+                  flush=True)
+            return
     paths = [str(KIT_SITE), str(REPO), os.environ.get("PYTHONPATH", "")]
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     os.environ[KIT_DONE_ENV] = "1"
