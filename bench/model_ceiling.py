@@ -4,7 +4,8 @@ For each network input size (96 native, 224 resized), eager and compiled, with a
 TTA, it prints:
 - `tv-r50`: a plain torchvision ResNet50, float input already on the device (bf16 +
   channels_last on CUDA): the reference the design's H100 figures were measured with;
-- `model`: the scanner's scoring module (normalise, resize, ResNet50 + fastai head, softmax,
+- `model`: the scanner's scoring module (normalise, resize, the network (`--architecture`,
+  ResNet50 + fastai head by default), softmax,
   TTA) on uint8 patches already on the device, the model-only ceiling of that configuration;
 - `e2e`: `Predictor.predict` on a numpy uint8 array, host to device and back included;
 - `e2e/model`: how close the predictor comes to the ceiling (the design asks for >= 0.95).
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pcam_scan.model.architectures import RESNET50_FASTAI
+from pcam_scan.model.names import ARCHITECTURE_NAMES, RESNET50_FASTAI
 from pcam_scan.model.predictor import Predictor, PredictorSettings, resolve_device
 from pcam_scan.model.random_model import write_random_checkpoint
 
@@ -74,7 +75,7 @@ def _row(checkpoint: Path, px: int, compiled: bool, tta: bool, device: torch.dev
     model = _rate(lambda: predictor.score_on_device(on_device), args.batch_size, args.batches, args.warmup, device)
     predictor.predict(host[: args.batch_size])  # warm-up (and compile) on one batch
     e2e = _rate(lambda: predictor.predict(host), len(host), 1, 0, device)
-    reference = "-" if tta else _figure(_torchvision_rate(px, compiled, device, args))
+    reference = "-" if tta or args.no_reference else _figure(_torchvision_rate(px, compiled, device, args))
     mode = "compiled" if compiled else "eager"
     tta_name = "D4" if tta else "no"
     return f"| {px:>3} | {mode:<8} | {tta_name:<3} | {reference:>8} | {_figure(model):>9} | {_figure(e2e):>9} | {e2e / model:>9.2f} |"
@@ -94,19 +95,23 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="eager rows only")
     parser.add_argument("--no-tta", action="store_true", help="rows without TTA only")
     parser.add_argument("--cpu-threads", type=int, default=None)
+    parser.add_argument("--architecture", default=RESNET50_FASTAI, choices=ARCHITECTURE_NAMES,
+                        help="the scanner network to time (default ResNet50)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the plain torchvision ResNet50 column")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
     if args.cpu_threads is not None and device.type == "cpu":
         torch.set_num_threads(args.cpu_threads)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; torch {torch.__version__}; batch {args.batch_size}, {args.batches} timed batches")
+    print(f"device: {name}; torch {torch.__version__}; {args.architecture}; batch {args.batch_size}, "
+          f"{args.batches} timed batches")
     print("| px  | mode     | TTA | tv-r50/s | model p/s | e2e p/s   | e2e/model |")
     print("|-----|----------|-----|----------|-----------|-----------|-----------|")
     with tempfile.TemporaryDirectory() as tmp:
         for px in args.px:
-            checkpoint = Path(tmp) / f"r50_{px}.safetensors"
-            write_random_checkpoint(checkpoint, RESNET50_FASTAI, input_px=px)
+            checkpoint = Path(tmp) / f"{args.architecture}_{px}.safetensors"
+            write_random_checkpoint(checkpoint, args.architecture, input_px=px)
             for compiled in (False,) if args.no_compile else (False, True):
                 for tta in (False,) if args.no_tta else (False, True):
                     print(_row(checkpoint, px, compiled, tta, device, args), flush=True)

@@ -9,18 +9,14 @@ should stay far below the slide's raw size (25,000 x 50,000 RGB = 3.75 GB).
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from process_tree import peak_rss_mb
+
 from pcam_scan.synth import SlideSpec, write_synthetic_slide
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> int:

@@ -15,6 +15,7 @@ import numpy as np
 from pcam_scan.annotations.model import Polygon, SlideAnnotations
 from pcam_scan.annotations.rasterize import rasterize_annotations
 from pcam_scan.synth.layout import SlidePlan
+from pcam_scan.synth.stains import EOSIN_OD, GLASS_OD, HAEMATOXYLIN_OD, TISSUE_OD, density_to_rgb
 from pcam_scan.synth.noise import NoiseTable, lattice_uniform, value_noise
 from pcam_scan.synth.nuclei import (
     NORMAL_NUCLEI,
@@ -27,12 +28,6 @@ from pcam_scan.synth.nuclei import (
 
 GLASS, STROMA, FAT, TUMOUR = 0, 1, 2, 3
 
-# Optical density per unit stain (R, G, B): haematoxylin 1.0 ~ (90, 60, 140), eosin 0.5 ~ (235,
-# 165, 205). Glass and unstained tissue add a little grey density.
-HAEMATOXYLIN_OD = np.array([1.04, 1.45, 0.60], np.float32)
-EOSIN_OD = np.array([0.16, 0.87, 0.44], np.float32)
-GLASS_OD = 0.061
-TISSUE_OD = 0.03
 # Stain between nuclei per region: (eosin, haematoxylin) for glass, stroma, fat, tumour.
 BASE_EOSIN = np.array([0.0, 0.55, 0.04, 0.40], np.float32)
 BASE_HAEMATOXYLIN = np.array([0.0, 0.04, 0.005, 0.20], np.float32)
@@ -79,7 +74,7 @@ class SlideTexture:
         labels = grown[m : m + height, m : m + width]
         grain = self._grain.sample(l0_x, l0_y, width, height)
         if not grown.any():
-            grey = _to_rgb(np.float32(GLASS_OD) + 0.008 * grain)
+            grey = density_to_rgb(np.float32(GLASS_OD) + 0.008 * grain)
             return np.repeat(grey[..., None], 3, axis=2)
         eosin = BASE_EOSIN[labels]
         haem = BASE_HAEMATOXYLIN[labels]
@@ -98,7 +93,7 @@ class SlideTexture:
         density = haem[..., None] * HAEMATOXYLIN_OD + eosin[..., None] * EOSIN_OD
         density += np.where(labels == GLASS, np.float32(GLASS_OD), np.float32(TISSUE_OD))[..., None]
         density += ((0.008 + 0.02 * (labels != GLASS)) * grain)[..., None]
-        return _to_rgb(density)
+        return density_to_rgb(density)
 
     def _nuclei(
         self, grown: np.ndarray, l0_x: int, l0_y: int, width: int, height: int
@@ -158,10 +153,3 @@ def _filled(outlines: tuple[np.ndarray, ...], name: str) -> SlideAnnotations:
     """Outlines as the filled set of a `SlideAnnotations`, to rasterise with the mask's rule."""
     polygons = tuple(Polygon(f"{name} {i}", name, xy) for i, xy in enumerate(outlines))
     return SlideAnnotations(tumour=polygons)
-
-
-def _to_rgb(density: np.ndarray) -> np.ndarray:
-    """Optical density to 8-bit RGB: 255 * 10^-... as transmitted light, rounded."""
-    rgb = 255.0 * np.exp(-np.maximum(density, 0.0))
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-
