@@ -130,6 +130,16 @@ def _wide_slide(path: Path) -> Path:
     return path
 
 
+def _mine_only_without_positives(folder: Path) -> list[object]:
+    """Mining that fails after reading every slide (no positives, so nothing balances): it
+    must leave no HDF5 behind (it once wrote its patches, then exited 2)."""
+    from pcam_scan.synth import SlideSpec, SynthSpec, write_synthetic_dataset
+
+    write_synthetic_dataset(folder / "slides", SynthSpec(SlideSpec(2688, 2304, 0.486), 2, 2, seed=3))
+    return ["train", "--slides", folder / "slides", "--save-patches", folder / "patches", "--mine-only",
+            "--max-positives-per-slide", "0", "--valid-fraction", "0.5"]
+
+
 def _file(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
@@ -159,6 +169,7 @@ CASES: dict[str, tuple[Callable[[Path], list[object]], str]] = {
     "mask_tiff_65000_square": (_evaluate_with_mask, "65000 x 65000 px mask"),
     "reference_17_mb": (_evaluate_with_reference(REFERENCE + "c" * 17 * 2**20), "over the limit of 16777216"),
     "slide_104_mm_wide": (lambda f: ["info", _wide_slide(f / "wide.tif"), "--mpp", "20"], "5200 x 256 px at 20 um/px is 104 mm a side, larger than any glass slide"),
+    "train_mine_only_failing": (_mine_only_without_positives, "mining gave no validation patches"),
     "train_seed_negative": (_train("--seed", "-1"), "--seed -1 must be an integer in 0..4294967295"),
     "train_seed_1e20": (_train("--seed", str(10**20)), f"--seed {10**20} must be an integer"),
     "train_workers_1000": (_train("--workers", "1000"), "--workers 1000 exceeds the"),

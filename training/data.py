@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pcam_scan.model.metadata import IMAGENET_MEAN, IMAGENET_STD
 from pcam_scan.errors import ConfigError
+from pcam_scan.model.metadata import IMAGENET_MEAN, IMAGENET_STD
 from pcam_scan.resources import die_with_parent
 from pcam_scan.wording import count_noun
 from training.fastai_api import (

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pcam_scan.outputs import atomic_output
 from pcam_scan.evaluation.errors import EvaluationError
 from pcam_scan.evaluation.froc import DetectionTable
 from pcam_scan.lesions import Detection
+from pcam_scan.outputs import atomic_output
 
 SLIDE_PROBABILITIES_CSV = "slide_probabilities.csv"
 DETECTIONS_DIR = "detections"

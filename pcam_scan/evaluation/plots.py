@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pcam_scan.outputs import atomic_output
 from pcam_scan.evaluation.froc import FrocCurve, FrocScore
 from pcam_scan.evaluation.slide_auc import AucResult
+from pcam_scan.outputs import atomic_output
 from pcam_scan.wording import count_noun
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pcam_scan.outputs import write_output_text
 from pcam_scan.evaluation.errors import EvaluationError
+from pcam_scan.outputs import write_output_text
 from pcam_scan.evaluation.froc import (
     FP_RATES_PER_SLIDE,
     DetectionTable,

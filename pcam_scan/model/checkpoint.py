@@ -31,9 +31,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 from torch import nn
 
-from pcam_scan.model.metadata import ModelMetadata
 from pcam_scan.errors import CheckpointError
 from pcam_scan.model.architectures import build_network
+from pcam_scan.model.metadata import ModelMetadata
 from pcam_scan.outputs import check_output_file
 
 METADATA_KEY = "pcam_scan"

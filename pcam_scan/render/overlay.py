@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from pcam_scan.outputs import atomic_output
 from pcam_scan.diagnosis.contours import lesion_contours
 from pcam_scan.errors import PcamScanError
 from pcam_scan.lesions import RegionSettings
+from pcam_scan.outputs import atomic_output
 from pcam_scan.render.heatmap_image import HeatmapPyramid, HeatmapStyle, colourise
 from pcam_scan.render.slide_files import SlideLocator
 from pcam_scan.render.summary import SlideSummary, summarise
