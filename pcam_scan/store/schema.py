@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pcam_scan.errors import StoreError
-from pcam_scan.geometry import CellGrid, PatchGeometry
+from pcam_scan.errors import ConfigError, StoreError
+from pcam_scan.geometry import CellGrid, PatchGeometry, check_label_rule
 from pcam_scan.store.identity import RunIdentity, package_versions
 
 FORMAT_NAME = "pcam-scan-heatmaps"
@@ -99,6 +99,7 @@ def grid_to_attrs(grid: CellGrid) -> dict[str, object]:
             "label_px": g.label_px,
             "mpp_um_px": g.mpp_um_px,
             "stride_px": g.stride_px,
+            "label_rule": g.label_rule,
         },
         # Derived, for readers that do not use pcam_scan:
         "rows": grid.rows,
@@ -126,9 +127,11 @@ def grid_from_attrs(raw: object) -> CellGrid:
                 label_px=int(geometry["label_px"]),
                 mpp_um_px=float(geometry["mpp_um_px"]),
                 stride_px=int(geometry["stride_px"]),
+                # stores written before the rule was recorded hold PCam-rule heatmaps
+                label_rule=check_label_rule(geometry.get("label_rule", "pcam-any")),
             ),
         )
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, ConfigError) as err:
         raise StoreError(f"malformed grid attributes: {err!r}") from err
 
 
