@@ -131,9 +131,11 @@ def lesion_shape(
     kept = np.where(np.isfinite(window) & ((own == label) | (own == 0)), window, 0.0)
     local[src_r0 - row0 : src_r1 - row0, src_c0 - col0 : src_c1 - col0] = kept
     subsamples = subsamples_for(local.shape)
-    smoothed = ndimage.gaussian_filter(local, SMOOTHING_SIGMA_CELLS, mode="constant", cval=0.0)
-    field_sub = interpolated_field(smoothed, subsamples)
+    field_sub = interpolated_field(local, subsamples)
     lit = field_sub >= threshold
+    if lit.any():
+        sigma_sub = SMOOTHING_SIGMA_CELLS * subsamples
+        lit = ndimage.gaussian_filter(lit.astype(np.float32), sigma_sub, mode="constant") >= 0.5
     if not lit.any():  # a lone cell at the threshold: its field dips below between samples
         peak_r, peak_c = np.unravel_index(np.argmax(local), local.shape)
         middle = slice((subsamples - 1) // 2, subsamples // 2 + 1)
@@ -141,7 +143,24 @@ def lesion_shape(
         cols = slice(peak_c * subsamples + middle.start, peak_c * subsamples + middle.stop)
         lit[rows, cols] = True
     mask = erode_by_square(lit, label_inset_sub(grid, subsamples))
+    clip_to_slide(mask, (row0, col0), subsamples, grid)
     return SubCellShape(origin_cell_rc=(row0, col0), subsamples=subsamples, mask=mask)
+
+
+def clip_to_slide(mask: np.ndarray, origin_cell_rc: tuple[int, int], subsamples: int, grid: CellGrid) -> None:
+    """Clear, in place, the sub-cells whose centre lies outside the slide (the last row and
+    column of cells may reach past its edge; a lesion cannot)."""
+    cell_px = grid.geometry.cell_px
+    for axis, (origin, extent_px) in enumerate(
+        ((origin_cell_rc[0], grid.px_height), (origin_cell_rc[1], grid.px_width))
+    ):
+        first = max(0, math.ceil(-origin * subsamples - 0.5))
+        stop = max(0, math.ceil((extent_px / cell_px - origin) * subsamples - 0.5))
+        index: list[slice] = [slice(None), slice(None)]
+        index[axis] = slice(0, first)
+        mask[tuple(index)] = False
+        index[axis] = slice(stop, None)
+        mask[tuple(index)] = False
 
 
 def shape_area_mm2(shape: SubCellShape, grid: CellGrid) -> float:

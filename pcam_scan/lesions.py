@@ -148,7 +148,7 @@ def find_regions(prob: np.ndarray, grid: CellGrid, settings: RegionSettings) -> 
             continue
         cell_values = values[box][labels[box] == label]
         shape = lesion_shape(values, labels, label, box, grid, settings.threshold)
-        for piece in split_shape(shape):
+        for piece in split_shape(shape) if shape.mask.any() else []:  # all past the slide's edge
             regions.append(
                 Region(
                     label=label,
