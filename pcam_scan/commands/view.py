@@ -4,7 +4,9 @@ viewer with the heatmap over the slide). Binds 127.0.0.1 unless --host says othe
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
 
 from pcam_scan.commands.render import add_overlay_options
 
@@ -21,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("store", metavar="STORE", help="heatmap store (folder or URL)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
+    parser.add_argument("--annotations", metavar="DIR", type=Path, help="reference annotations (ASAP XML, GeoJSON, NCRF JSON named after the slides), drawn as a layer of their own")
+    parser.add_argument("--quiet", action="store_true", help="no access log (one line per request on stderr); errors are still logged")
     add_overlay_options(parser)
     parser.set_defaults(func=run)
 
@@ -34,8 +38,10 @@ def run(args: argparse.Namespace) -> int:
     if not openseadragon_installed():
         raise ConfigError(f"the viewer's OpenSeadragon is not installed; run: {NPM_INSTALL_HINT}")
     settings = ViewerSettings(
-        store_uri=args.store, slides_dir=args.slides, default_threshold=args.threshold, colormap=args.colormap
+        store_uri=args.store, slides_dir=args.slides, default_threshold=args.threshold, colormap=args.colormap,
+        annotations_dir=args.annotations,
     )
+    log_to_stderr(quiet=args.quiet)
     loopback = is_loopback(args.host)
     app = create_app(settings, allowed_hosts=LOOPBACK_HOSTS if loopback else ("*",))
     sock = bind_socket(args.host, args.port)
@@ -46,3 +52,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"pcam-scan view: {args.store} at http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
     make_server(app).run(sockets=[sock])
     return 0
+
+
+def log_to_stderr(quiet: bool) -> None:
+    """The viewer's access lines and errors on stderr (`pcam-scan view: ...`); quiet keeps errors."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("pcam-scan view: %(message)s"))
+    logger = logging.getLogger("pcam_scan.viewer")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logging.getLogger("pcam_scan.viewer.access").setLevel(logging.WARNING if quiet else logging.INFO)
