@@ -89,7 +89,11 @@ def test_overlay_colours_the_lesion_on_the_thumbnail_raster(scanned) -> None:
     assert (overlay.heatmap_rgba[pixel(TUMOUR_PROB)] == LUT[round(TUMOUR_PROB * 255)]).all()
     assert overlay.heatmap_rgba[pixel(NORMAL_PROB)][3] == 0
     assert len(overlay.outlines_l0_xy) == len(tumour.slide.lesions)
-    assert overlay.summary.caption().startswith("tumor_001: positive (micro), p = 0.95; largest lesion 0.79 mm")
+    caption = overlay.summary.caption()
+    assert caption.startswith("tumor_001: positive (micro), p = 0.95; largest lesion ")
+    truth_mm = max(lesion.diameter_um for lesion in tumour.slide.lesions) / 1000
+    shown_mm = float(caption.split("largest lesion ")[1].split(" mm")[0])
+    assert shown_mm == pytest.approx(truth_mm, abs=0.035)  # sub-cell geometry: close to the truth
     tissue = overlay.slide_rgb[pixel(NORMAL_PROB)].astype(int)
     assert tissue[0] > tissue[1] + 30  # the thumbnail is H&E pink there, not the grey stand-in
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pcam_scan.commands.render import add_overlay_options
@@ -41,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
         store_uri=args.store, slides_dir=args.slides, default_threshold=args.threshold, colormap=args.colormap,
         annotations_dir=args.annotations,
     )
-    log_to_stderr(quiet=args.quiet)
     loopback = is_loopback(args.host)
     app = create_app(settings, allowed_hosts=LOOPBACK_HOSTS if loopback else ("*",))
     sock = bind_socket(args.host, args.port)
@@ -50,16 +51,28 @@ def run(args: argparse.Namespace) -> int:
     if not loopback:
         print(f"pcam-scan view: listening on {args.host}: anyone who can reach this machine can view the slides", file=sys.stderr)
     print(f"pcam-scan view: {args.store} at http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
-    make_server(app).run(sockets=[sock])
+    with logging_to_stderr(quiet=args.quiet):
+        make_server(app).run(sockets=[sock])
     return 0
 
 
-def log_to_stderr(quiet: bool) -> None:
-    """The viewer's access lines and errors on stderr (`pcam-scan view: ...`); quiet keeps errors."""
+@contextmanager
+def logging_to_stderr(quiet: bool) -> Iterator[None]:
+    """While serving: the viewer's access lines and errors on stderr (`pcam-scan view: ...`);
+    quiet keeps the errors only. The handler goes when the server stops (no global leftovers)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("pcam-scan view: %(message)s"))
     logger = logging.getLogger("pcam_scan.viewer")
+    access = logging.getLogger("pcam_scan.viewer.access")
+    saved = (logger.level, logger.propagate, access.level)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    logging.getLogger("pcam_scan.viewer.access").setLevel(logging.WARNING if quiet else logging.INFO)
+    access.setLevel(logging.WARNING if quiet else logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        access.setLevel(saved[2])
