@@ -127,6 +127,11 @@ def test_render_all_writes_each_slide_and_a_contact_sheet(scanned, tmp_path, cap
     assert sorted(p.name for p in out.glob("*.png")) == ["contact_sheet.png", "normal_001.png", "tumor_001.png"]
     assert "rendered 2 of 2 slides" in printed
     with Image.open(out / "contact_sheet.png") as sheet:
+        sheet_rgb = np.asarray(sheet.convert("RGB"))
+    # no dead margin: the right and bottom tenth of the sheet still draw something
+    h, w = sheet_rgb.shape[:2]
+    assert (sheet_rgb[:, int(0.9 * w):] < 250).any() and (sheet_rgb[int(0.9 * h):] < 250).any()
+    with Image.open(out / "contact_sheet.png") as sheet:
         assert sheet.width > sheet.height  # two panels side by side
     assert lesion_coloured_pixels(out / "contact_sheet.png") > 100
 
