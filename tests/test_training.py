@@ -117,6 +117,7 @@ def test_pcam_train_cli_writes_a_checkpoint_the_scanner_loads_and_a_full_report(
     meta = loaded.metadata
     assert loaded.model_id == metrics["model_id"]
     assert (meta.architecture, meta.input_px, meta.patch_px, meta.label_px, meta.mpp_um_px) == (TINY_CNN, 96, 96, 32, 0.972)
+    assert meta.label_rule == "pcam-any"  # PCam patches are labelled by PCam's rule
     assert dict(meta.provenance.metrics) == pytest.approx(metrics["checkpoint_metrics"])
     for split, n in (("valid", 24), ("test", 16)):
         summary = metrics["splits"][split]
