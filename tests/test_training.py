@@ -273,6 +273,7 @@ def test_random_split_is_disjoint_complete_and_seeded() -> None:
         (["--pcam", "x", "--out", "m.safetensors", "--arch", TINY_CNN], "tiny-cnn has no ImageNet weights"),
         (["--pcam", "x", "--out", "m.safetensors", "--crop-min-area", "0.2", "--no-pretrained"], "crop min area 0.2"),
         (["--pcam", "x", "--mine-only"], "--mine-only needs --slides"),
+        (["--pcam", "x", "--out", "m.safetensors", "--no-pretrained", "--arch", TINY_CNN, "--label-rule", "centre-majority"], "--label-rule centre-majority needs --slides"),
     ],
 )
 def test_bad_training_input_is_one_line_and_exit_2(
