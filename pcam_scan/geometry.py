@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, cast
 
 from pcam_scan.errors import ConfigError
 
@@ -26,6 +27,21 @@ PCAM_MPP_UM_PX = 0.972
 # Plausible bounds, checked before anything is allocated: a checkpoint declaring 1,000,000 px
 # patches would otherwise make a scan allocate tens of GiB.
 MAX_PATCH_PX = 1024
+
+LabelRule = Literal["pcam-any", "centre-majority"]
+LABEL_RULES: tuple[LabelRule, ...] = ("pcam-any", "centre-majority")
+"""How a patch's label was defined from the tumour in its centre `label_px` square:
+- "pcam-any": positive when any tumour pixel lies in it (PatchCamelyon's rule, the default);
+- "centre-majority": positive when tumour covers more than half of it.
+The rule moves where a model's output turns positive (under "pcam-any", up to half a label square
+outside the lesion), so lesion geometry needs it to measure lesions without bias."""
+
+
+def check_label_rule(value: object) -> LabelRule:
+    """`value` as a label rule; anything else raises `ConfigError`."""
+    if value not in LABEL_RULES:
+        raise ConfigError(f"label rule {value!r} is not one of {', '.join(LABEL_RULES)}")
+    return cast(LabelRule, value)
 
 
 @dataclass(frozen=True)
@@ -39,8 +55,10 @@ class PatchGeometry:
     label_px: int = PCAM_LABEL_PX
     mpp_um_px: float = PCAM_MPP_UM_PX
     stride_px: int = PCAM_LABEL_PX
+    label_rule: LabelRule = "pcam-any"
 
     def __post_init__(self) -> None:
+        check_label_rule(self.label_rule)
         if self.patch_px <= 0 or self.label_px <= 0 or self.stride_px <= 0:
             raise ConfigError("patch, label and stride sizes must be positive")
         if self.patch_px > MAX_PATCH_PX:

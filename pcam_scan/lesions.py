@@ -9,16 +9,19 @@ Two readings of one probability map over a `CellGrid`:
 NaN cells were not predicted (no tissue): they are never part of a region or a peak, and the
 smoothing neither spreads them nor lets them pull neighbours towards zero.
 
-The longest diameter is the maximum Feret diameter over the CORNERS of the region's cells, so a
-single cell measures its diagonal (cell side x sqrt 2, about 44 um at PCam geometry) and a
-straight run of n cells measures the diagonal of the n x 1 rectangle: the extent the cells cover,
-not the distance between their centres.
+Region geometry is sub-cell (`pcam_scan.lesion_geometry`): the outline is where the probability
+field interpolated between cell centres crosses the threshold, corrected for the model's label
+rule (under PCam's rule the output lights up half a label square past the lesion). Area, longest
+diameter and centroid are measured on that shape, so exports, the viewer, the diagnosis and the pN
+category all see the same lesion. The longest diameter is the maximum Feret diameter over the
+corners of the shape's sub-cells (1/8 cell, about 4 um, at PCam geometry).
+A connected set of cells whose shape falls apart under the correction gives one region per piece.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -28,6 +31,12 @@ from scipy.spatial.distance import pdist
 from pcam_scan.defaults import DETECTION_MIN_DISTANCE_CELLS, DETECTION_SIGMA_CELLS, DETECTION_THRESHOLD, REGION_THRESHOLD
 from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid
+from pcam_scan.lesion_geometry import (
+    SubCellShape,
+    lesion_shape,
+    shape_area_mm2,
+    shape_centroid_l0,
+)
 from pcam_scan.validation import check_probability
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
@@ -64,7 +73,10 @@ class DetectionSettings:
 
 @dataclass(frozen=True)
 class Region:
-    """One connected tumour region of the heatmap, measured in slide units."""
+    """One connected tumour region of the heatmap, measured in slide units.
+
+    `label` is the label of its 8-connected cells (`label_regions`), `n_cells` their number and
+    `cell_bbox_rc` their box; area, diameter and centroid are those of its sub-cell `shape`."""
 
     label: int
     n_cells: int
@@ -75,6 +87,7 @@ class Region:
     mean_prob: float
     cell_bbox_rc: tuple[int, int, int, int]
     """(row0, col0, row1, col1), end-exclusive cell rows and columns."""
+    shape: SubCellShape | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,8 @@ def cell_um(grid: CellGrid) -> float:
 
 
 def feret_diameter_cells(rows: np.ndarray, cols: np.ndarray) -> float:
-    """Maximum Feret diameter, in cell sides, over the corners of the given cells."""
+    """Maximum Feret diameter, in units of the squares' side, over the corners of the given
+    unit squares (cells or sub-cells)."""
     if rows.size == 0:
         return 0.0
     corners = np.concatenate(
@@ -126,32 +140,44 @@ def label_regions(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
 
 
 def find_regions(prob: np.ndarray, grid: CellGrid, settings: RegionSettings) -> list[Region]:
-    """Connected regions at or above the threshold, largest area first."""
+    """Connected regions at or above the threshold with sub-cell geometry, largest area first."""
     values = check_heatmap(prob, grid)
     labels, _ = label_regions(values, settings.threshold)
-    side_um = cell_um(grid)
     regions: list[Region] = []
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        local_rows, local_cols = np.nonzero(labels[box] == label)
-        rows = local_rows + box[0].start
-        cols = local_cols + box[1].start
-        cell_values = values[rows, cols]
-        regions.append(
-            Region(
-                label=label,
-                n_cells=int(rows.size),
-                area_mm2=rows.size * grid.cell_area_mm2,
-                diameter_um=feret_diameter_cells(rows, cols) * side_um,
-                centroid_l0_xy=grid.cell_center_l0((float(rows.mean()), float(cols.mean()))),
-                max_prob=float(cell_values.max()),
-                mean_prob=float(cell_values.mean()),
-                cell_bbox_rc=(box[0].start, box[1].start, box[0].stop, box[1].stop),
+        cell_values = values[box][labels[box] == label]
+        shape = lesion_shape(values, labels, label, box, grid, settings.threshold)
+        for piece in split_shape(shape) if shape.mask.any() else []:  # all past the slide's edge
+            regions.append(
+                Region(
+                    label=label,
+                    n_cells=int(cell_values.size),
+                    area_mm2=shape_area_mm2(piece, grid),
+                    diameter_um=feret_diameter_cells(*np.nonzero(piece.mask))
+                    / piece.subsamples
+                    * cell_um(grid),
+                    centroid_l0_xy=shape_centroid_l0(piece, grid),
+                    max_prob=float(cell_values.max()),
+                    mean_prob=float(cell_values.mean()),
+                    cell_bbox_rc=(box[0].start, box[1].start, box[0].stop, box[1].stop),
+                    shape=piece,
+                )
             )
-        )
-    regions.sort(key=lambda r: (-r.area_mm2, r.label))
+    regions.sort(key=lambda r: (-r.area_mm2, r.label, r.centroid_l0_xy))
     return regions
+
+
+def split_shape(shape: SubCellShape) -> list[SubCellShape]:
+    """The 8-connected pieces of a shape, each as a shape of its own (same origin and scale)."""
+    pieces, count = ndimage.label(shape.mask, structure=EIGHT_CONNECTED)
+    if count <= 1:
+        return [shape]
+    return [
+        SubCellShape(shape.origin_cell_rc, shape.subsamples, pieces == index)
+        for index in range(1, count + 1)
+    ]
 
 
 def smooth_nan_aware(prob: np.ndarray, sigma_cells: float) -> np.ndarray:

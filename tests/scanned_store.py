@@ -12,6 +12,8 @@ The slide is 0.75 um/px, so the read plane (0.972 um/px) is not a pyramid level 
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,17 +70,21 @@ def truth_probabilities(slide: SynthSlide, grid: CellGrid, tissue: np.ndarray) -
 def scan_into(store: HeatmapStore, slide: SynthSlide) -> ScannedSlide:
     """Plan, write every block, finalize and diagnose one slide in `store`."""
     plan = plan_slide(slide.name, str(slide.path), PatchGeometry(), ScanSettings(block_cells=BLOCK_CELLS))
+    # the ideal heatmap lights the cells whose centre lies in the lesion: the majority rule
+    grid = dataclasses.replace(
+        plan.grid, geometry=dataclasses.replace(plan.grid.geometry, label_rule="centre-majority")
+    )
     tissue = plan.tissue.cells
-    prob = truth_probabilities(slide, plan.grid, tissue)
+    prob = truth_probabilities(slide, grid, tissue)
     tissue = tissue | np.isfinite(prob)
     record = SlideRecord(str(slide.path), slide_fingerprint(slide.path))
-    store.plan_slide(slide.name, record, plan.grid, tissue, BLOCK_CELLS)
+    store.plan_slide(slide.name, record, grid, tissue, BLOCK_CELLS)
     for block in store.pending_blocks(slide.name):
         store.write_block(slide.name, block, prob[block.cell_slices()])
     store.finalize_slide(slide.name, {"predict": 1.0})
-    diagnosis = diagnose_heatmap(prob, tissue, plan.grid, DefaultRule())
+    diagnosis = diagnose_heatmap(prob, tissue, grid, DefaultRule())
     store.set_diagnosis(slide.name, diagnosis.to_attrs())
-    return ScannedSlide(slide, plan.grid, tissue, prob)
+    return ScannedSlide(slide, grid, tissue, prob)
 
 
 def build_store(folder: Path, tumour_seeds: tuple[int, ...] = (7,), normal_seeds: tuple[int, ...] = ()) -> tuple[Path, list[ScannedSlide]]:

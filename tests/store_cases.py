@@ -62,7 +62,10 @@ class Case:
 
 
 def cell_grid(spec: SlideSpec) -> CellGrid:
-    return CellGrid(spec.width_px, spec.height_px, spec.mpp_um_px, 0.972, PatchGeometry())
+    # the heatmaps below are each cell's tumour fraction: at 0.5, the centre-majority label rule
+    return CellGrid(
+        spec.width_px, spec.height_px, spec.mpp_um_px, 0.972, PatchGeometry(label_rule="centre-majority")
+    )
 
 
 def l0_per_cell(grid: CellGrid) -> float:

@@ -73,6 +73,18 @@ def test_metadata_gives_the_patch_geometry(tiny: tuple[Path, torch.nn.Module, st
     assert pickle.loads(pickle.dumps(meta)) == meta  # Ray ships it to workers
 
 
+def test_label_rule_is_recorded_and_older_checkpoints_mean_pcams_rule(tiny: tuple[Path, torch.nn.Module, str]) -> None:
+    meta = read_metadata(tiny[0])
+    assert meta.label_rule == "pcam-any" and meta.geometry().label_rule == "pcam-any"
+    majority = ModelMetadata(architecture=TINY_CNN, provenance=PROVENANCE, label_rule="centre-majority")
+    assert ModelMetadata.from_json(majority.to_json()).geometry().label_rule == "centre-majority"
+    older = json.loads(meta.to_json())
+    del older["label_rule"]
+    assert ModelMetadata.from_dict(older).label_rule == "pcam-any"
+    with pytest.raises(CheckpointError, match="label rule 'any-pixel'"):
+        ModelMetadata.from_dict({**older, "label_rule": "any-pixel"})
+
+
 def test_model_id_is_the_documented_sha256_of_the_weights_alone(tiny: tuple[Path, torch.nn.Module, str]) -> None:
     path, net, model_id = tiny
     digest = hashlib.sha256()

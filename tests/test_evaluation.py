@@ -273,6 +273,12 @@ def test_evaluate_command_end_to_end(tmp_path, capsys):
     assert curve["fps_per_slide"] == pytest.approx([0.75, 0.5, 0.25, 0.0, 0.0])
     assert curve["sensitivity"] == pytest.approx([0.5, 0.5, 0.5, 0.5, 0.0])
     assert metrics["lesion_level"]["froc_score"] == pytest.approx(0.5)
+    assert "WITHOUT the lowest" in metrics["lesion_level"]["sweep_rule"]
+    assert metrics["lesion_level"]["lesions_detected_at_fp_rate"]["1"] == pytest.approx(1.0)
+    unofficial = metrics["lesion_level"]["not_official_keeping_lowest_threshold"]
+    assert unofficial["note"].startswith("NOT the official score")
+    # keeping 0 as a threshold adds the point (FP 3/4, TP 1/2): the same sensitivities here
+    assert unofficial["froc_score"] == pytest.approx(0.5)
     for png in ("roc.png", "froc.png"):
         assert (out / png).read_bytes()[:8] == PNG_MAGIC
     assert (out / "slide_probabilities.csv").read_text().splitlines() == [

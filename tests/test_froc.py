@@ -177,6 +177,20 @@ def test_smallest_confidence_is_never_a_threshold_when_every_lesion_is_found():
     assert curve.sensitivity.tolist() == [1.0, 0.0]
 
 
+def test_keeping_the_lowest_threshold_is_a_separate_unofficial_sweep():
+    # the one lesion found at 0.8, no false positive: the official sweep drops its only
+    # threshold (0.8) and scores 0; keeping it counts the detection
+    mask = build_evaluation_mask(square_mask((100, 100), (40, 40, 50)), MPP)
+    hits = [score_slide("t", table((0.8, at(60, 60))), mask)]
+    official, kept = froc_curve(hits), froc_curve(hits, keep_lowest=True)
+    assert official.sensitivity.tolist() == [0.0]
+    assert froc_score(official).lesions_detected == (0.0,) * 6
+    assert kept.thresholds[:-1].tolist() == [pytest.approx(0.8)]
+    assert kept.sensitivity.tolist() == [1.0, 0.0]
+    assert froc_score(kept).score == 1.0
+    assert froc_score(kept).lesions_detected == (1.0,) * 6
+
+
 def test_tp_ties_compare_in_float32_as_the_official_script():
     # TP 0.7 is stored as float32 (0.69999999); the FP 0.7 threshold still counts it, because
     # NumPy compares a float32 array with a Python float in float32

@@ -11,6 +11,8 @@ import math
 import numpy as np
 import pytest
 
+from pcam_scan.annotations import Polygon, SlideAnnotations
+from pcam_scan.diagnosis.rule import size_category
 from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid, PatchGeometry
 from pcam_scan.lesions import (
@@ -20,6 +22,8 @@ from pcam_scan.lesions import (
     find_regions,
     smooth_nan_aware,
 )
+from pcam_scan.synth.regular_lesions import regular_lesion
+from training.cell_labels import tumour_cells_from_annotations
 
 CELL_UM = 32 * 0.972
 CELL_L0 = 128
@@ -36,32 +40,62 @@ def test_grid_cell_is_31_um_and_128_l0_px():
     assert grid.cell_area_mm2 == pytest.approx((CELL_UM / 1000) ** 2)
 
 
-def test_regions_area_diameter_centroid_by_hand():
+def rule_grid(rows: int, cols: int, rule: str) -> CellGrid:
+    return CellGrid(cols * CELL_L0, rows * CELL_L0, 0.243, 0.972, PatchGeometry(label_rule=rule))
+
+
+@pytest.mark.parametrize(("rule", "lesion_cells"), [("centre-majority", 10), ("pcam-any", 9)])
+def test_square_region_measures_the_lesion_behind_it_by_label_rule(rule, lesion_cells):
+    # 10 x 10 lit cells: under the majority rule the lesion is those cells; under PCam's rule the
+    # output lights half a cell past the lesion all round, so the lesion is 9 x 9 cells
+    prob = np.zeros((24, 24), dtype=np.float32)
+    prob[6:16, 7:17] = 1.0
+    (region,) = find_regions(prob, rule_grid(24, 24, rule), RegionSettings(threshold=0.5))
+    assert region.n_cells == 100
+    assert region.cell_bbox_rc == (6, 7, 16, 17)
+    side_um = lesion_cells * CELL_UM
+    assert region.area_mm2 == pytest.approx((side_um / 1000) ** 2, rel=0.03)
+    # the smoothing rounds the corners, so a square's diagonal comes out about 27 um short
+    assert region.diameter_um == pytest.approx(math.sqrt(2) * side_um, abs=35)
+    assert region.diameter_um < math.sqrt(2) * side_um
+    # centre of cells 6..15 x 7..16: cell-centre (10.5, 11.5), in level 0 x 12 * 128, y 11 * 128
+    assert region.centroid_l0_xy == pytest.approx((12.0 * CELL_L0, 11.0 * CELL_L0), abs=1.0)
+
+
+@pytest.mark.parametrize("rule", ["pcam-any", "centre-majority"])
+@pytest.mark.parametrize(("kind", "diameter_um", "category"), [
+    ("disc", 150.0, "itc"), ("disc", 260.0, "micro"), ("ellipse", 240.0, "micro"),
+])
+def test_synthetic_lesion_diameter_matches_its_known_size(rule, kind, diameter_um, category):
+    # an ideal detector: every cell outputs its training label under the rule
+    grid = rule_grid(20, 20, rule)
+    lesion = regular_lesion(kind, diameter_um, (1290.0, 1251.0), 0.4, 0.243)
+    truth = SlideAnnotations(tumour=(Polygon("lesion", "Tumor", lesion.l0_xy),))
+    prob = tumour_cells_from_annotations(truth, grid, subsamples=32).astype(np.float32)
+    (region,) = find_regions(prob, grid, RegionSettings())
+    assert region.diameter_um == pytest.approx(diameter_um, abs=25)
+    assert region.area_mm2 == pytest.approx(lesion.area_mm2, rel=0.25)
+    assert size_category(region.diameter_um) == category
+
+
+def test_single_cell_stays_a_small_lesion():
+    prob = np.zeros((5, 5), dtype=np.float32)
+    prob[2, 2] = 1.0
+    for rule in ("pcam-any", "centre-majority"):
+        (region,) = find_regions(prob, rule_grid(5, 5, rule), RegionSettings())
+        assert 0 < region.diameter_um < CELL_UM * math.sqrt(2)
+        assert region.centroid_l0_xy == pytest.approx((2.5 * CELL_L0, 2.5 * CELL_L0), abs=8)
+
+
+def test_diagonal_cells_are_one_region_with_their_probabilities():
     prob = np.zeros((10, 12), dtype=np.float32)
-    prob[1:4, 2:4] = 0.8  # block of 3 rows x 2 cols
     prob[6, 6] = 0.9  # two cells touching only diagonally: one region with 8-connectivity
     prob[7, 7] = 0.7
     regions = find_regions(prob, pcam_grid(10, 12), RegionSettings(threshold=0.5))
-    assert len(regions) == 2
-    block, diagonal = regions  # largest area first
-    assert block.n_cells == 6
-    assert block.area_mm2 == pytest.approx(6 * (CELL_UM / 1000) ** 2)
-    # corners span 3 x 2 cells: the diagonal of that rectangle
-    assert block.diameter_um == pytest.approx(math.hypot(3, 2) * CELL_UM)
-    # mean row 2, mean col 2.5 -> cell-centre (2.5, 3.0) in cells -> x 384, y 320 level-0 px
-    assert block.centroid_l0_xy == pytest.approx((3.0 * CELL_L0, 2.5 * CELL_L0))
-    assert block.cell_bbox_rc == (1, 2, 4, 4)
-    assert diagonal.n_cells == 2
-    assert diagonal.diameter_um == pytest.approx(2 * math.sqrt(2) * CELL_UM)
-    assert diagonal.max_prob == pytest.approx(0.9)
-    assert diagonal.mean_prob == pytest.approx(0.8)
-
-
-def test_single_cell_measures_its_diagonal():
-    prob = np.zeros((5, 5), dtype=np.float32)
-    prob[2, 2] = 1.0
-    (region,) = find_regions(prob, pcam_grid(5, 5), RegionSettings())
-    assert region.diameter_um == pytest.approx(math.sqrt(2) * CELL_UM)  # about 44 um
+    assert {r.label for r in regions} == {1}
+    assert all(r.n_cells == 2 for r in regions)
+    assert regions[0].max_prob == pytest.approx(0.9)
+    assert regions[0].mean_prob == pytest.approx(0.8)
 
 
 def test_region_threshold_is_inclusive_and_nan_never_counts():

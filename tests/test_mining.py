@@ -197,3 +197,17 @@ def test_hard_negative_model_must_match_the_mining_geometry(tmp_path: Path) -> N
     settings = MiningSettings(hard_negatives=HardNegativeSettings(str(checkpoint), device="cpu"))
     with pytest.raises(ConfigError, match="0.5 um/px, but mining cuts 96 px at 0.972 um/px"):
         predictor_scorer(settings)
+
+
+def test_label_rule_decides_which_grazed_cells_are_tumour():
+    # a square over cells (1..3, 1..3) fully, and a sliver of 40% of each cell of column 4 and
+    # of 60% of each cell of row 4 (cells are 128 level-0 px)
+    square = np.array([[128, 128], [4 * 128 + 0.4 * 128, 128], [4 * 128 + 0.4 * 128, 4 * 128 + 0.6 * 128], [128, 4 * 128 + 0.6 * 128]])
+    truth = SlideAnnotations(tumour=(Polygon("t", "Tumor", square),))
+    any_rule = tumour_cells_from_annotations(truth, GRID)
+    majority_grid = CellGrid(1280, 1280, 0.243, 0.972, PatchGeometry(label_rule="centre-majority"))
+    majority = tumour_cells_from_annotations(truth, majority_grid)
+    assert np.array_equal(np.argwhere(any_rule).min(0), [1, 1]) and np.array_equal(np.argwhere(any_rule).max(0), [4, 4])
+    assert any_rule[4, 4] and any_rule[2, 4]  # any tumour pixel counts
+    assert majority[4, 2] and not majority[2, 4]  # 60% of a cell counts, 40% does not
+    assert np.count_nonzero(majority) == 4 * 3

@@ -89,7 +89,11 @@ def test_overlay_colours_the_lesion_on_the_thumbnail_raster(scanned) -> None:
     assert (overlay.heatmap_rgba[pixel(TUMOUR_PROB)] == LUT[round(TUMOUR_PROB * 255)]).all()
     assert overlay.heatmap_rgba[pixel(NORMAL_PROB)][3] == 0
     assert len(overlay.outlines_l0_xy) == len(tumour.slide.lesions)
-    assert overlay.summary.caption().startswith("tumor_001: positive (micro), p = 0.95; largest lesion 0.79 mm")
+    caption = overlay.summary.caption()
+    assert caption.startswith("tumor_001: positive (micro), p = 0.95; largest lesion ")
+    truth_mm = max(lesion.diameter_um for lesion in tumour.slide.lesions) / 1000
+    shown_mm = float(caption.split("largest lesion ")[1].split(" mm")[0])
+    assert shown_mm == pytest.approx(truth_mm, abs=0.035)  # sub-cell geometry: close to the truth
     tissue = overlay.slide_rgb[pixel(NORMAL_PROB)].astype(int)
     assert tissue[0] > tissue[1] + 30  # the thumbnail is H&E pink there, not the grey stand-in
 
@@ -122,6 +126,11 @@ def test_render_all_writes_each_slide_and_a_contact_sheet(scanned, tmp_path, cap
     printed = capsys.readouterr().out
     assert sorted(p.name for p in out.glob("*.png")) == ["contact_sheet.png", "normal_001.png", "tumor_001.png"]
     assert "rendered 2 of 2 slides" in printed
+    with Image.open(out / "contact_sheet.png") as sheet:
+        sheet_rgb = np.asarray(sheet.convert("RGB"))
+    # no dead margin: the right and bottom tenth of the sheet still draw something
+    h, w = sheet_rgb.shape[:2]
+    assert (sheet_rgb[:, int(0.9 * w):] < 250).any() and (sheet_rgb[int(0.9 * h):] < 250).any()
     with Image.open(out / "contact_sheet.png") as sheet:
         assert sheet.width > sheet.height  # two panels side by side
     assert lesion_coloured_pixels(out / "contact_sheet.png") > 100

@@ -117,6 +117,7 @@ def test_pcam_train_cli_writes_a_checkpoint_the_scanner_loads_and_a_full_report(
     meta = loaded.metadata
     assert loaded.model_id == metrics["model_id"]
     assert (meta.architecture, meta.input_px, meta.patch_px, meta.label_px, meta.mpp_um_px) == (TINY_CNN, 96, 96, 32, 0.972)
+    assert meta.label_rule == "pcam-any"  # PCam patches are labelled by PCam's rule
     assert dict(meta.provenance.metrics) == pytest.approx(metrics["checkpoint_metrics"])
     for split, n in (("valid", 24), ("test", 16)):
         summary = metrics["splits"][split]
@@ -272,6 +273,7 @@ def test_random_split_is_disjoint_complete_and_seeded() -> None:
         (["--pcam", "x", "--out", "m.safetensors", "--arch", TINY_CNN], "tiny-cnn has no ImageNet weights"),
         (["--pcam", "x", "--out", "m.safetensors", "--crop-min-area", "0.2", "--no-pretrained"], "crop min area 0.2"),
         (["--pcam", "x", "--mine-only"], "--mine-only needs --slides"),
+        (["--pcam", "x", "--out", "m.safetensors", "--no-pretrained", "--arch", TINY_CNN, "--label-rule", "centre-majority"], "--label-rule centre-majority needs --slides"),
     ],
 )
 def test_bad_training_input_is_one_line_and_exit_2(

@@ -5,6 +5,11 @@ The page must load slide and heatmap tiles through OpenSeadragon; then the opaci
 moved to 1 with the keyboard, and a screenshot must show the heatmap's colour for p = 0.95 over
 a cell deep inside the synthetic lesion, and no heatmap colour over a cell of normal tissue. The
 cells are chosen from the store's geometry and placed on screen by the page's own transform.
+The real mouse is moved over a lesion cell and a normal cell: the readout must give their
+probabilities, cells and micrometres; the reference annotations (`view --annotations`) must be
+drawn in their own dashed style over the lesion, switch off with their checkbox, and stay off the
+navigator. Screenshots are saved under $PCAM_SCAN_SCREENSHOTS (default: test-output/viewer/ in the
+repository), for people to look at.
 
 Needs: `apt-get install -y chromium chromium-driver` and
 `npm install --prefix pcam_scan/viewer/web` (OpenSeadragon).
@@ -13,6 +18,7 @@ Needs: `apt-get install -y chromium chromium-driver` and
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import threading
 import time
@@ -24,6 +30,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from pcam_scan.annotations.asap import write_asap_xml
 from pcam_scan.render.heatmap_image import HeatmapStyle
 from pcam_scan.viewer.app import NPM_INSTALL_HINT, create_app, openseadragon_installed
 from pcam_scan.viewer.catalog import ViewerSettings
@@ -47,7 +54,10 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ScannedSlid
 def server_url(scanned: tuple[Path, ScannedSlide]) -> Iterator[str]:
     if not openseadragon_installed():
         pytest.fail(f"OpenSeadragon is not installed: {NPM_INSTALL_HINT}")
-    app = create_app(ViewerSettings(str(scanned[0])))
+    reference = scanned[0].parent / "reference"
+    reference.mkdir(exist_ok=True)
+    write_asap_xml(scanned[1].slide.annotations, reference / f"{scanned[1].slide_id}.xml")
+    app = create_app(ViewerSettings(str(scanned[0]), annotations_dir=reference))
     sock = bind_socket("127.0.0.1", 0)
     server = make_server(app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -114,6 +124,19 @@ def clear_of(xy: tuple[int, int], others: list[tuple[int, int]], px: int) -> boo
     return all(abs(xy[0] - ox) > px or abs(xy[1] - oy) > px for ox, oy in others)
 
 
+def screenshot_dir() -> Path:
+    folder = Path(os.environ.get("PCAM_SCAN_SCREENSHOTS", Path(__file__).resolve().parents[1] / "test-output" / "viewer"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_screenshot(image: np.ndarray, name: str) -> Path:
+    path = screenshot_dir() / name
+    Image.fromarray(image.astype(np.uint8)).save(path)
+    print(f"viewer screenshot: {path}")
+    return path
+
+
 def screenshot(driver: object) -> np.ndarray:
     png = driver.get_screenshot_as_png()  # type: ignore[attr-defined]
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
@@ -169,9 +192,7 @@ def test_heatmap_colour_appears_over_the_lesion_in_chromium(browser, server_url,
     wait_for(driver, "window.pcamViewer.drawnOpacity === 0", "the heatmap to be hidden")
     hidden = screenshot(driver)
 
-    path = tmp_path / "viewer_opacity_1.png"
-    Image.fromarray(full.astype(np.uint8)).save(path)
-    print(f"viewer screenshot: {path}")
+    save_screenshot(full, "viewer_opacity_1.png")
 
     lesion_full, lesion_hidden = patch_rgb(full, lesion_xy), patch_rgb(hidden, lesion_xy)
     assert np.linalg.norm(lesion_full - LESION_RGB) < 12, (lesion_full, LESION_RGB)
@@ -181,3 +202,79 @@ def test_heatmap_colour_appears_over_the_lesion_in_chromium(browser, server_url,
     normal_full = patch_rgb(full, normal_xy)
     assert distance_to_heatmap_colours(normal_full, 0.5) > 40, normal_full
     assert np.linalg.norm(normal_full - patch_rgb(hidden, normal_xy)) < 12  # nothing drawn there
+
+
+def open_viewer(driver: object, server_url: str, slide_id: str) -> None:
+    driver.get(f"{server_url}/slides/{slide_id}")  # type: ignore[attr-defined]
+    wait_for(driver, "window.pcamViewer && window.pcamViewer.ready", "the viewer to open")
+    wait_for(
+        driver,
+        "window.pcamViewer.slideFullyLoaded && window.pcamViewer.heatmapFullyLoaded"
+        " && window.pcamViewer.lesionsLoaded && window.pcamViewer.referenceLoaded",
+        "tiles, lesions and reference annotations",
+    )
+
+
+def move_mouse_to(driver: object, xy: tuple[int, int]) -> None:
+    """The real pointer to page pixel `xy` (Selenium offsets are from the element's centre)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    element = driver.find_element("id", "osd")  # type: ignore[attr-defined]
+    box = element.rect
+    dx = xy[0] - (box["x"] + box["width"] / 2)
+    dy = xy[1] - (box["y"] + box["height"] / 2)
+    ActionChains(driver).move_to_element_with_offset(element, round(dx), round(dy)).perform()
+
+
+def test_cursor_readout_gives_probability_cell_and_micrometres(browser, server_url, scanned) -> None:
+    _, tumour = scanned
+    driver = browser
+    open_viewer(driver, server_url, tumour.slide_id)
+    for value in (TUMOUR_PROB, NORMAL_PROB):
+        cell = interior_cells(tumour, value, 2)[0]
+        move_mouse_to(driver, screen_xy(driver, tumour, cell))
+        wanted = f"window.pcamViewer.readout && window.pcamViewer.readout.cell_rc.join() === '{cell[0]},{cell[1]}'"
+        readout = wait_for(driver, f"({wanted}) && window.pcamViewer.readout", f"the readout over cell {cell}")
+        assert readout["probability"] == pytest.approx(value, abs=1e-6)  # type: ignore[index]
+        x_l0, y_l0 = tumour.grid.cell_center_l0(cell)
+        um = np.asarray(readout["um_xy"])  # type: ignore[index]
+        # the pointer lands on a whole screen pixel: within one screen pixel of the cell centre
+        screen_um = tumour.grid.slide_mpp_um_px * driver.execute_script(
+            "const a = window.pcamViewer.imageToPage(0, 0), b = window.pcamViewer.imageToPage(1000, 0);"
+            "return 1000 / (b.x - a.x);"
+        )
+        assert np.allclose(um, [x_l0 * tumour.grid.slide_mpp_um_px, y_l0 * tumour.grid.slide_mpp_um_px], atol=2 * screen_um)
+        text = driver.find_element("id", "readout").text
+        assert f"P(tumour) {value:.3f}" in text and f"cell ({cell[0]}, {cell[1]})" in text and "\u00b5m" in text
+        if value == TUMOUR_PROB:
+            save_screenshot(screenshot(driver), "viewer_cursor_readout.png")
+    assert "P(tumour)" in driver.find_element("class name", "colour-bar-title").text
+
+
+def test_reference_annotations_are_a_switchable_layer_off_the_navigator(browser, server_url, scanned) -> None:
+    _, tumour = scanned
+    driver = browser
+    open_viewer(driver, server_url, tumour.slide_id)
+    expected = len(tumour.slide.annotations.tumour) + len(tumour.slide.annotations.exclusions)
+    assert driver.execute_script("return window.pcamViewer.referenceRings;") == expected > 0
+    paths = driver.find_elements("css selector", "#annotation-group path.reference")
+    assert paths and all(p.get_attribute("stroke-dasharray") for p in paths)
+    outline_stroke = driver.find_element("css selector", "#lesion-group path.outline").get_attribute("stroke")
+    assert paths[0].get_attribute("stroke") != outline_stroke  # a style of its own
+    # drawn where the lesion is: the reference polygon's box on screen holds a lesion cell
+    box = paths[0].rect
+    lesion_xy = screen_xy(driver, tumour, interior_cells(tumour, TUMOUR_PROB, 1)[0])
+    assert box["x"] <= lesion_xy[0] <= box["x"] + box["width"] and box["y"] <= lesion_xy[1] <= box["y"] + box["height"]
+    # the navigator lies above the SVG layers, so no outline is drawn over the minimap
+    on_top = driver.execute_script(
+        "const r = document.getElementById('navigator').getBoundingClientRect();"
+        "return document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2).closest('#navigator') !== null;"
+    )
+    assert on_top
+    shown = screenshot(driver)
+    save_screenshot(shown, "viewer_reference_layer.png")
+    driver.find_element("id", "reference-on").click()
+    wait_for(driver, "window.pcamViewer.referenceRings === 0", "the reference layer to be switched off")
+    assert not driver.find_elements("css selector", "#annotation-group path")
+    assert driver.find_elements("css selector", "#lesion-group path.outline")  # detections stay
+    save_screenshot(screenshot(driver), "viewer_reference_off.png")

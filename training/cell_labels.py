@@ -1,7 +1,9 @@
-"""Which heatmap cells touch tumour: the PCam label of the patch centred on each cell.
+"""Which heatmap cells hold tumour: the label of the patch centred on each cell.
 
-PCam calls a patch positive when its centre 32 x 32 px (our cell) holds at least one pixel of
-tumour. Two kinds of ground truth give a boolean cell grid here:
+The label follows the grid's `label_rule`: PCam ("pcam-any") calls a patch positive when its
+centre 32 x 32 px (our cell) holds at least one pixel of tumour; "centre-majority" when tumour
+covers more than half of it. The rule is written into the exported checkpoint, so lesion geometry
+knows where the trained model's output switches. Two kinds of ground truth give a boolean cell grid here:
 - polygons (ASAP XML, GeoJSON, NCRF): rasterised with `rasterize_annotations` (tumour minus
   exclusions) at `SUBSAMPLES_PER_CELL` pixels per cell side over the lesions' bounding box only,
   aligned to the cells, so each raster pixel falls in exactly one cell;
@@ -53,13 +55,20 @@ def tumour_cells_from_annotations(
         ((row1 - row0) * subsamples, (col1 - col0) * subsamples),
         l0_origin_xy=(col0 * side, row0 * side),
     )
-    per_cell = raster.reshape(row1 - row0, subsamples, col1 - col0, subsamples).any(axis=(1, 3))
+    per_pixel = raster.reshape(row1 - row0, subsamples, col1 - col0, subsamples)
+    if grid.geometry.label_rule == "centre-majority":
+        per_cell = per_pixel.mean(axis=(1, 3)) > 0.5
+    else:
+        per_cell = per_pixel.any(axis=(1, 3))
     cells[row0:row1, col0:col1] = per_cell
     return cells
 
 
 def tumour_cells_from_mask(mask: np.ndarray, mask_l0_downsample: float, grid: CellGrid) -> np.ndarray:
     """Boolean (rows, cols): cells whose level-0 box overlaps a tumour pixel of `mask`.
+
+    The mask's pixels (level 5: 32 level-0 px, about 8 um) are too coarse to weigh how much of a
+    cell they cover, so this is the "pcam-any" rule whatever the grid's rule says.
 
     Mask pixel (r, c) covers level-0 [c*d, (c+1)*d) x [r*d, (r+1)*d) with d the downsample.
     """

@@ -18,7 +18,7 @@ from typing import Any
 
 from pcam_scan import defaults
 from pcam_scan.errors import ConfigError
-from pcam_scan.geometry import PCAM_LABEL_PX, PCAM_MPP_UM_PX, PCAM_PATCH_PX, PatchGeometry
+from pcam_scan.geometry import LABEL_RULES, PCAM_LABEL_PX, PCAM_MPP_UM_PX, PCAM_PATCH_PX, PatchGeometry
 from pcam_scan.wording import count_noun
 from training.settings import DEFAULT_ARCHITECTURE, PRECISIONS, SMALL_ARCHITECTURE, TrainSettings
 
@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--valid-fraction", type=float, default=defaults.VALID_FRACTION, help=f"valid share of Kaggle patches or of slides (default {defaults.VALID_FRACTION})")
     source.add_argument("--patch-px", type=int, default=PCAM_PATCH_PX, help=f"patch side (default {PCAM_PATCH_PX})")
     source.add_argument("--label-px", type=int, default=PCAM_LABEL_PX, help=f"centre label side (default {PCAM_LABEL_PX})")
+    source.add_argument("--label-rule", choices=LABEL_RULES, default="pcam-any", help="when a patch is tumour: any tumour in the centre label square (pcam-any, PCam's rule, default) or over half of it (centre-majority; --slides with annotations only); recorded in the checkpoint")
     source.add_argument("--mpp", type=float, default=PCAM_MPP_UM_PX, help=f"patch um/px (default {PCAM_MPP_UM_PX})")
 
     mine = parser.add_argument_group("mining (with --slides)")
@@ -180,7 +181,11 @@ def load_data(args: argparse.Namespace, geometry: PatchGeometry) -> tuple[Any, d
 def run(args: argparse.Namespace) -> int:
     """The `train` command: settings are checked before any data is read."""
     _check_outputs(args)
-    geometry = PatchGeometry(patch_px=args.patch_px, label_px=args.label_px, mpp_um_px=args.mpp)
+    if args.label_rule != "pcam-any" and not args.slides:
+        raise ConfigError("--label-rule centre-majority needs --slides: PCam and Kaggle patches come labelled by the pcam-any rule")
+    geometry = PatchGeometry(
+        patch_px=args.patch_px, label_px=args.label_px, mpp_um_px=args.mpp, label_rule=args.label_rule
+    )
     if args.mine_only:
         data, _ = load_data(args, geometry)
         print(f"wrote mined patches to {args.save_patches}: {data.counts()}")

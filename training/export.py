@@ -56,6 +56,7 @@ def checkpoint_metadata(
         patch_px=geometry.patch_px,
         label_px=geometry.label_px,
         mpp_um_px=geometry.mpp_um_px,
+        label_rule=geometry.label_rule,
         normalisation=Normalisation(mean=IMAGENET_MEAN, std=IMAGENET_STD),
         provenance=Provenance(
             data=data.description,

@@ -32,39 +32,59 @@ TOP_LOSSES_PNG = "top_losses_gradcam.png"
 METRICS_JSON = "metrics.json"
 
 
-def plot_lr_find(found: LrFind, path: Path) -> None:
-    """Smoothed loss against learning rate (log scale), the suggestion marked."""
-    fig = Figure(figsize=(6, 4))
+LR_FIND_SKIP_END = 5
+"""Like fastai's own plot: the last sweep steps, where the loss explodes, are not drawn."""
+
+
+def plot_lr_find(found: LrFind, used_lr: float, path: Path) -> None:
+    """Smoothed loss against learning rate (log scale), fastai's suggestion marked ON the curve,
+    and the learning rate training used (the suggestion, or the user's --lr)."""
+    fig = Figure(figsize=(6.5, 4.2))
     ax = fig.add_subplot()
-    ax.plot(found.lrs, found.losses)
+    keep = max(2, len(found.lrs) - LR_FIND_SKIP_END)
+    lrs, losses = np.asarray(found.lrs[:keep]), np.asarray(found.losses[:keep])
+    ax.plot(lrs, losses, color="#1f4e79", label="smoothed train loss")
     ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
+    ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("smoothed train loss")
-    if found.suggestion is not None:
-        ax.axvline(found.suggestion, color="red", linestyle="--", label=f"valley {found.suggestion:.2g}")
-        ax.legend()
-    ax.set_title("lr_find (body frozen)")
+    if found.suggestion is not None and len(lrs):
+        at = float(np.interp(math.log(found.suggestion), np.log(lrs), losses))
+        ax.plot([found.suggestion], [at], "o", color="#c0392b", markersize=8, zorder=3,
+                label=f"fastai's suggestion (valley): {found.suggestion:.2g}")
+    same = found.suggestion is not None and math.isclose(used_lr, found.suggestion, rel_tol=1e-6)
+    ax.axvline(used_lr, color="#27ae60", linestyle="--",
+               label=f"learning rate used: {used_lr:.2g}" + (" (the suggestion)" if same else ""))
+    ax.legend(fontsize=8)
+    ax.set_title("lr_find, body frozen (last steps, where the loss explodes, not drawn)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
 
 
+PHASE_COLOURS = {"frozen": "#eaf2fb", "unfrozen": "#fdf2e9"}
+PHASE_TEXT = {"frozen": "frozen: head only", "unfrozen": "unfrozen: whole network"}
+
+
 def plot_losses(stages: list[Stage], path: Path) -> None:
-    """Per-batch smoothed train loss and per-epoch valid loss over both stages."""
-    fig = Figure(figsize=(7, 4))
+    """Per-batch smoothed train loss and per-epoch valid loss over both stages, each stage's
+    span shaded and named (frozen body, then the whole network)."""
+    fig = Figure(figsize=(7.5, 4.2))
     ax = fig.add_subplot()
     offset = 0
     for stage in stages:
+        start = offset
         steps = np.arange(offset + 1, offset + len(stage.train_losses) + 1)
-        ax.plot(steps, stage.train_losses, label=f"train ({stage.name})")
+        ax.plot(steps, stage.train_losses, label=f"train loss, {stage.name} (smoothed, per batch)")
         per_epoch = len(stage.train_losses) / max(1, len(stage.epochs))
         ends = [offset + per_epoch * (i + 1) for i in range(len(stage.epochs))]
-        ax.plot(ends, [e["valid_loss"] for e in stage.epochs], "o-", label=f"valid ({stage.name})")
+        ax.plot(ends, [e["valid_loss"] for e in stage.epochs], "o-", label=f"valid loss, {stage.name} (per epoch)")
         offset += len(stage.train_losses)
-        ax.axvline(offset, color="grey", linewidth=0.5)
+        ax.axvspan(start, offset, color=PHASE_COLOURS.get(stage.name, "#f2f2f2"), zorder=0)
+        ax.text((start + offset) / 2, 1.01, f"{PHASE_TEXT.get(stage.name, stage.name)}, lr {stage.lr}",
+                transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=8)
     ax.set_xlabel("batch")
     ax.set_ylabel("cross-entropy")
-    ax.legend()
-    ax.set_title("loss curves")
+    ax.legend(fontsize=8)
+    ax.set_title("loss curves", pad=16)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -116,7 +136,7 @@ def plot_top_losses(
     maps = gradcam_maps(learn, patches, predictions.predicted[indices])
     cols = min(4, len(indices))
     rows = math.ceil(len(indices) / cols)
-    fig = Figure(figsize=(3 * cols, 3.3 * rows))
+    fig = Figure(figsize=(3 * cols + 0.9, 3.3 * rows + 0.7))
     for n, (index, patch, cam) in enumerate(zip(indices, patches, maps)):
         ax = fig.add_subplot(rows, cols, n + 1)
         ax.imshow(patch)
@@ -130,9 +150,21 @@ def plot_top_losses(
         )
         ax.axis("off")
     fig.suptitle(f"{predictions.name}: top losses, Grad-CAM of the predicted class (box = label region)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1 - 0.9 / (3 * cols + 0.9), 1 - 0.6 / (3.3 * rows + 0.7)))
+    _gradcam_colour_bar(fig, 0.9 / (3 * cols + 0.9))
     save_figure(fig, path)
     return [int(i) for i in indices]
+
+
+def _gradcam_colour_bar(fig: Figure, width: float) -> None:
+    """The Grad-CAM scale on a strip of `width` (figure fraction) at the right."""
+    import matplotlib
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    cax = fig.add_axes((1 - width * 0.75, 0.15, width * 0.2, 0.65))
+    bar = fig.colorbar(ScalarMappable(norm=Normalize(0, 1), cmap=matplotlib.colormaps["jet"]), cax=cax)
+    bar.set_label("Grad-CAM (0 none, 1 strongest)")
 
 
 def _label_box(patch_px: int, label_px: int) -> Any:

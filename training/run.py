@@ -107,7 +107,7 @@ def train_and_export(
         sample = data.valid.patches(np.arange(min(ROUND_TRIP_PATCHES, len(data.valid))))
         round_trip = round_trip_max_abs_diff(learn, checkpoint_path, sample, device=str(result.device))
         if result.lr_find is not None:
-            plot_lr_find(result.lr_find, report_dir / LR_FIND_PNG)
+            plot_lr_find(result.lr_find, result.lr, report_dir / LR_FIND_PNG)
         plot_losses(result.stages, report_dir / LOSSES_PNG)
         for name, split in predictions.items():
             plot_confusion(split, report_dir / CONFUSION_PNG.format(split=name))

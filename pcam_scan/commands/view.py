@@ -4,7 +4,11 @@ viewer with the heatmap over the slide). Binds 127.0.0.1 unless --host says othe
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from pcam_scan.commands.render import add_overlay_options
 
@@ -23,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--allow-remote", action="store_true", help="really listen on the non-loopback --host: the viewer has no login, so anyone who can reach it sees the slides (see docs/viewer.md: put it behind an authenticating proxy instead)")
     parser.add_argument("--server-name", action="append", default=[], metavar="NAME", help="with --allow-remote: a name clients use to reach the viewer (its Host header); repeatable (default: the --host address and this machine's host names)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
+    parser.add_argument("--annotations", metavar="DIR", type=Path, help="reference annotations (ASAP XML, GeoJSON, NCRF JSON named after the slides), drawn as a layer of their own")
+    parser.add_argument("--quiet", action="store_true", help="no access log (one line per request on stderr); errors are still logged")
     add_overlay_options(parser)
     parser.set_defaults(func=run)
 
@@ -36,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     if not openseadragon_installed():
         raise ConfigError(f"the viewer's OpenSeadragon is not installed; run: {NPM_INSTALL_HINT}")
     settings = ViewerSettings(
-        store_uri=args.store, slides_dir=args.slides, default_threshold=args.threshold, colormap=args.colormap
+        store_uri=args.store, slides_dir=args.slides, default_threshold=args.threshold, colormap=args.colormap,
+        annotations_dir=args.annotations,
     )
     loopback = is_loopback(args.host)
     if not loopback and not args.allow_remote:
@@ -54,5 +61,28 @@ def run(args: argparse.Namespace) -> int:
     if not loopback:
         print(f"pcam-scan view: listening on {args.host} (--allow-remote): anyone who can reach it can view the slides; Host names served: {', '.join(remote_host_names(args.host, args.server_name))}", file=sys.stderr)
     print(f"pcam-scan view: {args.store} at http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
-    make_server(app).run(sockets=[sock])
+    with logging_to_stderr(quiet=args.quiet):
+        make_server(app).run(sockets=[sock])
     return 0
+
+
+@contextmanager
+def logging_to_stderr(quiet: bool) -> Iterator[None]:
+    """While serving: the viewer's access lines and errors on stderr (`pcam-scan view: ...`);
+    quiet keeps the errors only. The handler goes when the server stops (no global leftovers)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("pcam-scan view: %(message)s"))
+    logger = logging.getLogger("pcam_scan.viewer")
+    access = logging.getLogger("pcam_scan.viewer.access")
+    saved = (logger.level, logger.propagate, access.level)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    access.setLevel(logging.WARNING if quiet else logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        access.setLevel(saved[2])

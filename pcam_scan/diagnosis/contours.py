@@ -1,8 +1,11 @@
-"""Lesion outlines: each heatmap region traced as a polygon along cell edges, in level-0 pixels.
+"""Lesion outlines: each heatmap region's sub-cell shape traced as a polygon, in level-0 pixels.
 
-A region (8-connected cells >= the threshold, as `pcam_scan.lesions.find_regions` labels them) is
-outlined exactly: the outline runs along the edges of its cells, so rasterising the polygon at
-cell resolution gives back the region's cells. Pure grid maths, no I/O.
+A region (`pcam_scan.lesions.find_regions`) carries its sub-cell shape (`pcam_scan.lesion_geometry`:
+the iso-contour of the interpolated probability field, corrected for the model's label rule). The
+outline runs along the edges of the shape's sub-cells (1/8 cell), so rasterising the polygon at
+that resolution gives back the shape, and the exported outline is exactly what was measured.
+`trace_rings` and `outline_cells` work on any boolean raster (cells or sub-cells). Pure grid
+maths, no I/O.
 
 - One outer ring per region. Two cells of a region that meet only at a corner (8-connectivity)
   stay in one ring, which passes twice through that corner; ASAP and QuPath draw such a ring,
@@ -14,14 +17,14 @@ cell resolution gives back the region's cells. Pure grid maths, no I/O.
 - Rings are stored open (no repeated first vertex) with collinear vertices removed. Outer rings
   and holes are both returned counter-clockwise in x, y numbers (positive shoelace area: the
   GeoJSON right-hand rule for exteriors), since holes are written as polygons of their own.
-- Cell corners map to level 0 through `CellGrid.px_to_l0` and are clipped to the slide, since the
+- Corners map to level 0 through `CellGrid.px_to_l0` and are clipped to the slide, since the
   last row and column of cells may reach past its edge.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +32,7 @@ from scipy import ndimage
 
 from pcam_scan.annotations import Polygon, SlideAnnotations, contours_to_annotations
 from pcam_scan.geometry import CellGrid
+from pcam_scan.lesion_geometry import SubCellShape
 from pcam_scan.lesions import Region, RegionSettings, check_heatmap, find_regions, label_regions
 from pcam_scan.wording import count_noun
 
@@ -143,7 +147,8 @@ def outline_cells(component: np.ndarray, keep_inside: np.ndarray | None = None) 
 
 
 def cell_corners_to_l0(corners_xy: np.ndarray, grid: CellGrid) -> np.ndarray:
-    """(N, 2) cell-corner x, y (col, row) to level-0 x, y, clipped to the slide's extent."""
+    """(N, 2) cell-corner x, y (col, row; fractions allowed) to level-0 x, y, clipped to the
+    slide's extent."""
     cell_px = grid.geometry.cell_px
     l0_xy = np.array(
         [grid.px_to_l0((x * cell_px, y * cell_px)) for x, y in corners_xy.tolist()],
@@ -162,18 +167,36 @@ def lesion_contours(
     labels, _ = label_regions(values, settings.threshold)
     contours: list[LesionContour] = []
     for region in find_regions(values, grid, settings):
-        row0, col0, row1, col1 = region.cell_bbox_rc
-        box = (slice(row0, row1), slice(col0, col1))
-        rings = outline_cells(labels[box] == region.label, keep_inside=labels[box] > 0)
-        offset = np.array([col0, row0], dtype=np.float64)
+        shape = region.shape
+        if shape is None:
+            raise ValueError("find_regions returned a region without its shape")
+        others = _sub_cells(labels, shape, lambda cells: (cells > 0) & (cells != region.label))
+        rings = outline_cells(shape.mask, keep_inside=others)
+        origin = np.array(shape.origin_cell_rc[::-1], dtype=np.float64)
         contours.append(
             LesionContour(
                 region=region,
-                outer_l0_xy=cell_corners_to_l0(rings.outer_xy + offset, grid),
-                holes_l0_xy=tuple(cell_corners_to_l0(h + offset, grid) for h in rings.holes_xy),
+                outer_l0_xy=cell_corners_to_l0(rings.outer_xy / shape.subsamples + origin, grid),
+                holes_l0_xy=tuple(
+                    cell_corners_to_l0(h / shape.subsamples + origin, grid) for h in rings.holes_xy
+                ),
             )
         )
     return contours
+
+
+def _sub_cells(
+    labels: np.ndarray, shape: SubCellShape, select: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """`select(labels)` over the shape's cells, repeated onto its sub-cell raster (0 off-grid)."""
+    s = shape.subsamples
+    rows, cols = shape.mask.shape[0] // s, shape.mask.shape[1] // s
+    row0, col0 = shape.origin_cell_rc
+    window = np.zeros((rows, cols), dtype=labels.dtype)
+    r0, c0 = max(row0, 0), max(col0, 0)
+    r1, c1 = min(row0 + rows, labels.shape[0]), min(col0 + cols, labels.shape[1])
+    window[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = labels[r0:r1, c0:c1]
+    return np.repeat(np.repeat(select(window), s, axis=0), s, axis=1)
 
 
 def contours_as_annotations(

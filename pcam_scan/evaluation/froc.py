@@ -17,6 +17,12 @@ Whole set (`froc_curve`, the official `computeFROC`):
 - FPs per slide = FPs / number of slides evaluated; sensitivity = TPs / number of non-ITC lesions.
   The TP comparison happens in float32, as NumPy does for a float32 array against a Python float.
 
+`froc_curve(..., keep_lowest=True)` sweeps the confidence of every detection, the smallest
+included (and a missed lesion's 0 never counts as found): NOT the official
+score, reported beside it because dropping the lowest threshold means that detections at the
+lowest confidence never count (a run that finds every lesion at one confidence with no false
+positive scores 0.667, not 1).
+
 Score (`froc_score`, as NCRF's copy of the script computes it): `np.interp` of the sensitivity at
 0.25, 0.5, 1, 2, 4 and 8 FPs per slide on the reversed curve, and their mean. Outside the curve's
 FP range `np.interp` holds the end values.
@@ -34,6 +40,14 @@ from pcam_scan.evaluation.errors import EvaluationError
 from pcam_scan.evaluation.mask import EvaluationMask
 
 FP_RATES_PER_SLIDE: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+OFFICIAL_SWEEP_RULE = (
+    "Official Camelyon16 sweep (Evaluation_FROC.py): the thresholds are the distinct confidences "
+    "of all false and true positives WITHOUT the lowest one, so detections at the lowest "
+    "confidence never count; sensitivities at 0.25-8 FPs per slide are interpolated and averaged."
+)
+KEEP_LOWEST_NOTE = (
+    "NOT the official score: the same sweep keeping the lowest threshold, so every detection counts."
+)
 
 
 @dataclass(frozen=True)
@@ -111,8 +125,9 @@ class FrocCurve:
     n_lesions: int
 
 
-def froc_curve(slides: Sequence[SlideHits]) -> FrocCurve:
-    """The official threshold sweep over all slides' FP and TP confidences."""
+def froc_curve(slides: Sequence[SlideHits], keep_lowest: bool = False) -> FrocCurve:
+    """The official threshold sweep over all slides' FP and TP confidences (`keep_lowest`: the
+    unofficial sweep that keeps the smallest threshold too)."""
     if not slides:
         raise EvaluationError("no slides to evaluate")
     n_lesions = sum(s.n_lesions for s in slides)
@@ -120,7 +135,11 @@ def froc_curve(slides: Sequence[SlideHits]) -> FrocCurve:
         raise EvaluationError("the FROC needs at least one lesion that is not ITC")
     fps = np.sort(np.concatenate([s.fp_confidences for s in slides]).astype(np.float64))
     tps = np.sort(np.concatenate([s.tp_confidences for s in slides]).astype(np.float32))
-    thresholds = np.unique(np.concatenate([fps, tps.astype(np.float64)]))[1:]
+    if keep_lowest:  # every detection's confidence; a missed lesion (TP 0) is never detected
+        tps = tps[tps > 0]
+        thresholds = np.unique(np.concatenate([fps, tps.astype(np.float64)]))
+    else:
+        thresholds = np.unique(np.concatenate([fps, tps.astype(np.float64)]))[1:]
     fp_counts = fps.size - np.searchsorted(fps, thresholds, side="left")
     tp_counts = tps.size - np.searchsorted(tps, thresholds.astype(np.float32), side="left")
     return FrocCurve(
@@ -138,10 +157,17 @@ class FrocScore:
 
     fp_rates: tuple[float, ...]
     sensitivities: tuple[float, ...]
+    n_lesions: int = 0
 
     @property
     def score(self) -> float:
         return float(np.mean(self.sensitivities))
+
+    @property
+    def lesions_detected(self) -> tuple[float, ...]:
+        """Lesions detected at each FP rate (sensitivity x lesions; interpolated, so it may be
+        fractional between two points of the curve)."""
+        return tuple(s * self.n_lesions for s in self.sensitivities)
 
 
 def froc_score(curve: FrocCurve, fp_rates: Sequence[float] = FP_RATES_PER_SLIDE) -> FrocScore:
@@ -149,4 +175,6 @@ def froc_score(curve: FrocCurve, fp_rates: Sequence[float] = FP_RATES_PER_SLIDE)
     if not fp_rates or not all(math.isfinite(r) and r >= 0 for r in fp_rates):
         raise EvaluationError(f"FP rates {tuple(fp_rates)} must be finite and >= 0")
     values = np.interp(fp_rates, curve.fps_per_slide[::-1], curve.sensitivity[::-1])
-    return FrocScore(tuple(float(r) for r in fp_rates), tuple(float(v) for v in values))
+    return FrocScore(
+        tuple(float(r) for r in fp_rates), tuple(float(v) for v in values), curve.n_lesions
+    )

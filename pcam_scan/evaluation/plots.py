@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pcam_scan.evaluation.froc import FrocCurve, FrocScore
+import numpy as np
+
+from pcam_scan.evaluation.froc import OFFICIAL_SWEEP_RULE, FrocCurve, FrocScore, froc_score
 from pcam_scan.evaluation.slide_auc import AucResult
 from pcam_scan.outputs import atomic_output
 from pcam_scan.wording import count_noun
@@ -20,10 +22,11 @@ if TYPE_CHECKING:
 
 
 def _finish(fig: Figure, axes: Axes, labels: tuple[str, str, str], path: str | Path) -> Path:
-    """Axis labels (x, y, title), legend, and the PNG written through the Agg canvas."""
+    """Axis labels (x, y, title), legend, and the PNG written through the Agg canvas. The
+    y range has a margin so that a curve along 0 or 1 is not hidden by the frame."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    axes.set_ylim(0, 1.01)
+    axes.set_ylim(-0.03, 1.03)
     axes.set_xlabel(labels[0])
     axes.set_ylabel(labels[1])
     axes.set_title(labels[2])
@@ -42,14 +45,19 @@ def plot_roc(result: AucResult, path: str | Path) -> Path:
     fig = Figure(figsize=(5, 5), dpi=100)
     ax = fig.add_subplot()
     pct = round(result.level * 100)
+    ax.plot([0, 1], [0, 1], linestyle=":", color="#999999", label="chance")
     ax.plot(
         result.fpr,
         result.tpr,
         color="#1f4e79",
+        linewidth=2.5,
+        marker="o",
+        markersize=4,
+        zorder=3,
+        clip_on=False,  # at AUC = 1 the curve runs along the frame: draw it over the frame
         label=f"AUC {result.auc:.3f} ({pct}% CI {result.ci_low:.3f}-{result.ci_high:.3f})",
     )
-    ax.plot([0, 1], [0, 1], linestyle=":", color="#999999")
-    ax.set_xlim(0, 1)
+    ax.set_xlim(-0.03, 1.03)
     labels = (
         "False positive rate (normal slides)",
         "True positive rate (tumour slides)",
@@ -58,25 +66,59 @@ def plot_roc(result: AucResult, path: str | Path) -> Path:
     return _finish(fig, ax, labels, path)
 
 
-def plot_froc(curve: FrocCurve, score: FrocScore, path: str | Path) -> Path:
-    """The FROC curve, with the sensitivities at the scored FP rates marked."""
+def plot_froc(
+    curve: FrocCurve, score: FrocScore, path: str | Path, keeping_lowest: FrocCurve | None = None
+) -> Path:
+    """The official FROC curve with every point of the sweep marked (a degenerate curve of one
+    or two points stays visible), the sensitivities at the scored FP rates, the unofficial curve
+    that keeps the lowest threshold (dashed, labelled as not official), and the sweep's rule."""
     from matplotlib.figure import Figure
 
     rates = ", ".join(f"{r:g}" for r in score.fp_rates)
-    fig = Figure(figsize=(6, 5), dpi=100)
+    fig = Figure(figsize=(7, 5.6), dpi=100)
     ax = fig.add_subplot()
-    ax.plot(curve.fps_per_slide, curve.sensitivity, color="#000000", label="FROC")
+    fig.subplots_adjust(bottom=0.22, top=0.93)
+    if keeping_lowest is not None:
+        unofficial = froc_score(keeping_lowest, score.fp_rates)
+        ax.plot(
+            keeping_lowest.fps_per_slide, keeping_lowest.sensitivity, "--", color="#7f8c8d",
+            marker="s", markersize=4, clip_on=False,
+            label=f"NOT official: lowest threshold kept (score {unofficial.score:.3f})",
+        )
+    ax.plot(
+        curve.fps_per_slide, curve.sensitivity, color="#000000", marker="o", markersize=5,
+        linewidth=2, clip_on=False, zorder=3,
+        label=f"official FROC ({len(curve.thresholds)} points of the sweep)",
+    )
+    last = int(np.argmax(curve.fps_per_slide))
+    far = max(score.fp_rates)
+    if curve.fps_per_slide[last] < far:  # np.interp holds the end value past the curve
+        ax.plot(
+            [curve.fps_per_slide[last], far], [curve.sensitivity[last]] * 2, ":", color="#000000",
+            label="held past the last point (as the score's interpolation does)",
+        )
+    detected = ", ".join(f"{d:.3g}" for d in score.lesions_detected)
     ax.plot(
         score.fp_rates,
         score.sensitivities,
-        "o",
+        "D",
         color="#c0392b",
-        label=f"score {score.score:.3f} (mean at {rates} FPs)",
+        zorder=4,
+        clip_on=False,
+        label=f"score {score.score:.3f} (mean at {rates} FPs)\nlesions detected: {detected} of {curve.n_lesions}",
     )
     ax.set_xscale("symlog", linthresh=0.25)
+    ax.set_xlim(left=-0.02)
+    fig.text(0.02, 0.015, _wrap(OFFICIAL_SWEEP_RULE, 110), fontsize=8, color="#333333")
     labels = (
         "Average number of false positives per slide",
         "Metastasis detection sensitivity",
         f"Lesion-level FROC ({count_noun(curve.n_lesions, 'lesion')}, {count_noun(curve.n_slides, 'slide')})",
     )
     return _finish(fig, ax, labels, path)
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))

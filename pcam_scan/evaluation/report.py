@@ -17,6 +17,8 @@ from pcam_scan.evaluation.errors import EvaluationError
 from pcam_scan.outputs import write_output_text
 from pcam_scan.evaluation.froc import (
     FP_RATES_PER_SLIDE,
+    KEEP_LOWEST_NOTE,
+    OFFICIAL_SWEEP_RULE,
     DetectionTable,
     FrocCurve,
     FrocScore,
@@ -53,6 +55,14 @@ class EvaluationResult:
     froc: FrocScore
     masks: Mapping[str, EvaluationMask]
     ignored_predictions: tuple[str, ...] = ()
+    curve_keeping_lowest: FrocCurve | None = None
+    """The unofficial sweep that keeps the lowest threshold (reported beside, never as, the score)."""
+
+    @property
+    def froc_keeping_lowest(self) -> FrocScore | None:
+        if self.curve_keeping_lowest is None:
+            return None
+        return froc_score(self.curve_keeping_lowest, self.froc.fp_rates)
 
 
 def evaluate(
@@ -96,6 +106,7 @@ def evaluate(
         froc=froc_score(curve, FP_RATES_PER_SLIDE),
         masks={n: masks[n] for n in names if n in masks},
         ignored_predictions=ignored,
+        curve_keeping_lowest=froc_curve(hits, keep_lowest=True),
     )
 
 
@@ -153,10 +164,15 @@ def metrics_dict(
         },
         "lesion_level": {
             "froc_score": result.froc.score,
+            "sweep_rule": OFFICIAL_SWEEP_RULE,
             "sensitivity_at_fp_rate": {
                 f"{r:g}": s for r, s in zip(result.froc.fp_rates, result.froc.sensitivities)
             },
+            "lesions_detected_at_fp_rate": {
+                f"{r:g}": d for r, d in zip(result.froc.fp_rates, result.froc.lesions_detected)
+            },
             "n_lesions": result.curve.n_lesions,
+            **_keeping_lowest(result),
             "curve": {
                 "threshold": [_finite_or_none(float(t)) for t in result.curve.thresholds],
                 "fps_per_slide": [float(v) for v in result.curve.fps_per_slide],
@@ -166,6 +182,23 @@ def metrics_dict(
         "slides": slides,
         "ignored_predictions": list(result.ignored_predictions),
         **({"inputs": dict(inputs)} if inputs is not None else {}),
+    }
+
+
+def _keeping_lowest(result: EvaluationResult) -> dict[str, object]:
+    """The unofficial score that keeps the lowest threshold, labelled as such."""
+    score = result.froc_keeping_lowest
+    if score is None:
+        return {}
+    return {
+        "not_official_keeping_lowest_threshold": {
+            "note": KEEP_LOWEST_NOTE,
+            "froc_score": score.score,
+            "sensitivity_at_fp_rate": {f"{r:g}": s for r, s in zip(score.fp_rates, score.sensitivities)},
+            "lesions_detected_at_fp_rate": {
+                f"{r:g}": d for r, d in zip(score.fp_rates, score.lesions_detected)
+            },
+        }
     }
 
 
@@ -179,7 +212,7 @@ def write_report(
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     plot_roc(result.auc, root / ROC_PNG)
-    plot_froc(result.curve, result.froc, root / FROC_PNG)
+    plot_froc(result.curve, result.froc, root / FROC_PNG, result.curve_keeping_lowest)
     target = root / METRICS_JSON
     metrics = metrics_dict(result, mpp_source, inputs)
     write_output_text(target, json.dumps(metrics, indent=2, allow_nan=False) + "\n", overwrite=True)

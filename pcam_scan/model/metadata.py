@@ -6,12 +6,15 @@ safetensors metadata is a flat dict[str, str]; the scanner keeps one JSON docume
     {"format_version": 1, "architecture": "resnet50-fastai-head",
      "classes": ["normal", "tumour"], "tumour_index": 1,
      "input_px": 96, "patch_px": 96, "label_px": 32, "mpp_um_px": 0.972,
+     "label_rule": "pcam-any",
      "normalisation": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
      "provenance": {"data": "...", "date": "2024-05-01T12:00:00+00:00",
                     "metrics": {"valid_auc": 0.96}, "details": {"recipe": "..."}}}
 
 `patch_px`, `label_px` and `mpp_um_px` describe the patches the model was trained on (what the
-slide reader must cut); `input_px` is what the network sees (the predictor resizes patch_px to
+slide reader must cut); `label_rule` says how the label was defined from the centre `label_px`
+square ("pcam-any": any tumour pixel, PatchCamelyon's rule and what a document without the field
+means; "centre-majority": tumour over half of it), which lesion geometry needs; `input_px` is what the network sees (the predictor resizes patch_px to
 input_px on the device: 96 native, 224 for the original fastai recipe). Mean and std apply to
 pixels scaled to [0, 1]. Every field is checked; an unknown or missing field is refused, so a
 typo never passes silently.
@@ -27,7 +30,14 @@ from typing import Any, Mapping
 
 from pcam_scan.bounded_json import JsonLimitError, parse_json
 from pcam_scan.errors import CheckpointError, ConfigError
-from pcam_scan.geometry import PCAM_LABEL_PX, PCAM_MPP_UM_PX, PCAM_PATCH_PX, PatchGeometry
+from pcam_scan.geometry import (
+    PCAM_LABEL_PX,
+    PCAM_MPP_UM_PX,
+    PCAM_PATCH_PX,
+    LabelRule,
+    PatchGeometry,
+    check_label_rule,
+)
 from pcam_scan.model.architectures import ARCHITECTURES
 from pcam_scan.wording import count_noun
 
@@ -39,7 +49,7 @@ MAX_INPUT_PX = 1024
 
 _TOP_FIELDS = frozenset(
     {"format_version", "architecture", "classes", "tumour_index", "input_px", "patch_px",
-     "label_px", "mpp_um_px", "normalisation", "provenance"}
+     "label_px", "label_rule", "mpp_um_px", "normalisation", "provenance"}
 )
 
 
@@ -96,6 +106,7 @@ class ModelMetadata:
     label_px: int = PCAM_LABEL_PX
     mpp_um_px: float = PCAM_MPP_UM_PX
     normalisation: Normalisation = Normalisation()
+    label_rule: LabelRule = "pcam-any"
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -131,6 +142,7 @@ class ModelMetadata:
             label_px=self.label_px,
             mpp_um_px=self.mpp_um_px,
             stride_px=self.label_px if stride_px is None else stride_px,
+            label_rule=self.label_rule,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,6 +154,7 @@ class ModelMetadata:
             "input_px": self.input_px,
             "patch_px": self.patch_px,
             "label_px": self.label_px,
+            "label_rule": self.label_rule,
             "mpp_um_px": self.mpp_um_px,
             "normalisation": {"mean": list(self.normalisation.mean), "std": list(self.normalisation.std)},
             "provenance": {
@@ -184,6 +197,7 @@ class ModelMetadata:
             patch_px=_get(doc, "patch_px", int),
             label_px=_get(doc, "label_px", int),
             mpp_um_px=float(_get(doc, "mpp_um_px", float)),
+            label_rule=_label_rule(doc),
             normalisation=Normalisation(
                 mean=_triple(norm, "mean"),
                 std=_triple(norm, "std"),
@@ -195,6 +209,16 @@ class ModelMetadata:
                 details=_map_of(prov, "details", str),
             ),
         )
+
+
+def _label_rule(doc: Mapping[str, Any]) -> LabelRule:
+    """The document's label rule; older checkpoints without one mean PCam's rule."""
+    if "label_rule" not in doc:
+        return "pcam-any"
+    try:
+        return check_label_rule(doc["label_rule"])
+    except ConfigError as err:
+        raise CheckpointError(str(err)) from None
 
 
 def _check(value: Any, kind: type, name: str) -> Any:

@@ -7,7 +7,7 @@ and every other slide goes on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pcam_scan.errors import PcamScanError
 from pcam_scan.render.heatmap_image import HeatmapStyle
@@ -59,5 +59,10 @@ def render_store(
     if not small:
         return results, None
     small.sort(key=lambda o: (o.summary.probability is None, -(o.summary.probability or 0.0), o.summary.slide_id))
-    sheet = draw_contact_sheet(small, out_dir / CONTACT_SHEET_NAME, f"{reader.uri}: {count_noun(len(small), 'slide')}")
+    sheet = draw_contact_sheet(small, out_dir / CONTACT_SHEET_NAME, f"{store_name(reader.uri)}: {count_noun(len(small), 'slide')}")
     return results, sheet
+
+
+def store_name(uri: str) -> str:
+    """The store's name (`run.zarr`), not its full path or URL: what a sheet's title needs."""
+    return PurePosixPath(uri.rstrip("/")).name or uri

@@ -137,8 +137,8 @@ def draw_overlay(overlay: OverlayImage, out_path: Path) -> Path:
     ax.set_xlim(extent_mm[0], extent_mm[1])
     ax.set_ylim(extent_mm[2], extent_mm[3])
     ax.set_axis_off()
-    _scale_bar(ax, extent_mm[1])
-    _colour_bar(fig, overlay.style)
+    draw_scale_bar(ax, extent_mm[1])
+    draw_colour_bar(fig, overlay.style, (0.89, 0.2, 0.025, 0.64))
     fig.text(0.02, 0.965, overlay.summary.caption(), fontsize=10.5, weight="bold", va="top")
     fig.text(0.02, 0.06, _detail_line(overlay), fontsize=8, color="#444444", va="top")
     with atomic_output(out_path, overwrite=True) as tmp:
@@ -162,14 +162,18 @@ def draw_outlines(ax: Axes, overlay: OverlayImage, linewidth: float) -> None:
         ax.plot(closed[:, 0], closed[:, 1], color="#111111", linewidth=linewidth, path_effects=halo)
 
 
-def _scale_bar(ax: Axes, width_mm: float) -> None:
+def draw_scale_bar(ax: Axes, width_mm: float, fontsize: float | None = None) -> None:
+    """A scale bar of a round length, about a fifth of the image's width, at its lower left."""
     from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
     length_mm = nice_length(width_mm / 5)
     label = f"{length_mm:g} mm" if length_mm >= 1 else f"{length_mm * 1000:g} \u00b5m"
+    from matplotlib.font_manager import FontProperties
+
+    font = None if fontsize is None else FontProperties(size=fontsize)
     bar = AnchoredSizeBar(
         ax.transData, length_mm, label, "lower left", pad=0.5, sep=4, frameon=True,
-        size_vertical=width_mm / 250, color="black",
+        size_vertical=width_mm / 250, color="black", fontproperties=font,
     )
     bar.patch.set_alpha(0.8)
     ax.add_artist(bar)
@@ -181,15 +185,16 @@ def nice_length(at_most: float) -> float:
     return next(m * power for m in (5, 2, 1) if m * power <= at_most * (1 + 1e-9))
 
 
-def _colour_bar(fig: Figure, style: HeatmapStyle) -> None:
+def draw_colour_bar(fig: Figure, style: HeatmapStyle, rect: tuple[float, float, float, float]) -> None:
+    """The probability colour bar at `rect` (figure fractions), grey up to the threshold."""
     import matplotlib
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    cax = fig.add_axes((0.89, 0.2, 0.025, 0.64))
+    cax = fig.add_axes(rect)
     mappable = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=matplotlib.colormaps[style.colormap])
     bar = fig.colorbar(mappable, cax=cax)
-    bar.set_label("tumour probability")
+    bar.set_label("P(tumour)")
     cax.axhspan(0.0, style.threshold, color="#d5d9de", zorder=3)
     if style.threshold > 0.06:
         cax.text(0.5, style.threshold / 2, "hidden", rotation=90, ha="center", va="center", fontsize=7, color="#555555", zorder=4)

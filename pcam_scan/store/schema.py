@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pcam_scan.errors import ConfigError, StoreError
-from pcam_scan.geometry import CellGrid, PatchGeometry
+from pcam_scan.geometry import CellGrid, PatchGeometry, check_label_rule
 from pcam_scan.store.identity import RunIdentity, package_versions
 
 FORMAT_NAME = "pcam-scan-heatmaps"
@@ -102,6 +102,7 @@ def grid_to_attrs(grid: CellGrid) -> dict[str, object]:
             "label_px": g.label_px,
             "mpp_um_px": g.mpp_um_px,
             "stride_px": g.stride_px,
+            "label_rule": g.label_rule,
         },
         # Derived, for readers that do not use pcam_scan:
         "rows": grid.rows,
@@ -129,6 +130,8 @@ def grid_from_attrs(raw: object) -> CellGrid:
                 label_px=int(geometry["label_px"]),
                 mpp_um_px=float(geometry["mpp_um_px"]),
                 stride_px=int(geometry["stride_px"]),
+                # stores written before the rule was recorded hold PCam-rule heatmaps
+                label_rule=check_label_rule(geometry.get("label_rule", "pcam-any")),
             ),
         )
     except (KeyError, TypeError, ValueError, OverflowError, ConfigError) as err:

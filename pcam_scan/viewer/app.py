@@ -1,7 +1,10 @@
 """The viewer's web app (Starlette): pages, the slide list API, deep-zoom tiles, lesion overlays.
 
 Requests name slides only by store id; a malformed request is a 400, an unknown slide, level or
-tile a 404, each with a one-line JSON `{"error": ...}`, never a traceback. Only GET (and HEAD)
+tile a 404, each with a one-line JSON `{"error": ...}`, never a traceback; the slide page itself,
+opened by people, answers an unknown slide with an HTML page that links back to the list. Every
+request is one line on the `pcam_scan.viewer.access` logger (method, path, status, ms); every
+refused request one warning on `pcam_scan.viewer` with its cause, and a bug its traceback. Only GET (and HEAD)
 exist: the viewer never writes. Tile URLs carry the slide's version token (`?v=`): a tile asked
 for with the current token of a complete slide is cacheable for good (`immutable`); anything else
 is revalidated against its ETag.
@@ -10,8 +13,12 @@ is revalidated against its ETag.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
+import logging
+import math
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,6 +48,8 @@ _TILE_RE = re.compile(r"^([0-9]{1,9})_([0-9]{1,9})\.([a-z]{3,4})$")
 IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+ACCESS_LOG = logging.getLogger("pcam_scan.viewer.access")
+ERROR_LOG = logging.getLogger("pcam_scan.viewer")
 SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -66,6 +75,8 @@ def create_app(settings: ViewerSettings, allowed_hosts: tuple[str, ...] = LOOPBA
         Route("/api/slides/{slide_id}/heatmap.dzi", api.heatmap_dzi),
         Route("/api/slides/{slide_id}/heatmap_files/{level}/{tile}", api.heatmap_tile),
         Route("/api/slides/{slide_id}/lesions", api.lesions),
+        Route("/api/slides/{slide_id}/reference", api.reference),
+        Route("/api/slides/{slide_id}/probe", api.probe),
         Mount("/static", StaticFiles(directory=WEB_DIR / "static")),
         Mount("/vendor/openseadragon", StaticFiles(directory=OPENSEADRAGON_DIR, check_dir=False)),
     ]
@@ -75,8 +86,9 @@ def create_app(settings: ViewerSettings, allowed_hosts: tuple[str, ...] = LOOPBA
         DamagedSlideError: _error_json(409),  # shown as damaged; the other slides are served
         StoreError: _error_json(404),
         PcamScanError: _error_json(404),
+        Exception: _unexpected_error,
     }
-    middleware = [Middleware(_Guard, allowed_hosts=allowed_hosts)]
+    middleware = [Middleware(_AccessLog), Middleware(_Guard, allowed_hosts=allowed_hosts)]
     return Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
 
 
@@ -92,7 +104,10 @@ class _Api:
         self.settings = catalog.settings
 
     def viewer_page(self, request: Request) -> Response:
-        self._known_id(request)
+        try:
+            self._known_id(request)
+        except HTTPException as err:
+            return _html_error_page(err.status_code, str(err.detail))
         return FileResponse(WEB_DIR / "viewer.html")
 
     def slide_list(self, request: Request) -> Response:
@@ -130,6 +145,16 @@ class _Api:
         body = json.dumps(overlay, allow_nan=False, separators=(",", ":")).encode()
         return _cached(request, view, body, "application/json")
 
+    def reference(self, request: Request) -> Response:
+        view = self._view(request)
+        body = json.dumps(self.catalog.reference(view), allow_nan=False, separators=(",", ":")).encode()
+        return _cached(request, view, body, "application/json")
+
+    def probe(self, request: Request) -> Response:
+        view = self._view(request)
+        l0_xy = (_coordinate(request, "x"), _coordinate(request, "y"))
+        return JSONResponse(self.catalog.probe(view, l0_xy), headers={"cache-control": REVALIDATE})
+
     def _threshold(self, request: Request) -> float:
         return parse_threshold(request.query_params.get("threshold"), self.settings.default_threshold)
 
@@ -145,6 +170,29 @@ class _Api:
 
     def _view(self, request: Request) -> SlideView:
         return self.catalog.view(self._known_id(request))
+
+
+def _coordinate(request: Request, name: str) -> float:
+    """A finite level-0 coordinate from the query string; 400 otherwise."""
+    raw = request.query_params.get(name, "")
+    try:
+        value = float(raw) if len(raw) <= 32 else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise HTTPException(400, f"query parameter {name} must be a level-0 coordinate")
+    return value
+
+
+def _html_error_page(status: int, message: str) -> HTMLResponse:
+    """A page for people (the slide pages are opened in a browser), with a way back."""
+    page = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>pcam-scan: "
+        f"{status}</title><link rel='stylesheet' href='/static/app.css'></head><body>"
+        f"<main class='error-page'><h1>{status}: {html.escape(message)}</h1>"
+        "<p><a href='/'>&larr; Back to all slides</a></p></main></body></html>"
+    )
+    return HTMLResponse(page, status_code=status)
 
 
 def _tile_address(request: Request, view: SlideView, image_format: str) -> tuple[int, int, int]:
@@ -174,14 +222,54 @@ def _cached(request: Request, view: SlideView, body: bytes, media_type: str) -> 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)  # registered for HTTPException only
+    _log_error(request, exc.status_code, str(exc.detail), exc)
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 def _error_json(status: int) -> ExceptionHandler:
     async def handler(request: Request, exc: Exception) -> Response:
+        _log_error(request, status, str(exc), exc)
         return JSONResponse({"error": str(exc)}, status_code=status)
 
     return handler
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    """A bug, not bad input: logged with its traceback, answered with one line."""
+    ERROR_LOG.error("%s %s: 500 %s: %s", request.method, request.url.path, type(exc).__name__, exc, exc_info=exc)
+    return JSONResponse({"error": "internal error (logged by the server)"}, status_code=500)
+
+
+def _log_error(request: Request, status: int, message: str, exc: BaseException) -> None:
+    """One warning line per refused request: what was asked, the answer, and the cause."""
+    cause = exc.__cause__ or exc.__context__
+    because = f" (cause: {type(cause).__name__}: {cause})" if cause is not None else ""
+    ERROR_LOG.warning("%s %s: %d %s%s", request.method, request.url.path, status, message, because)
+
+
+class _AccessLog:
+    """One line per request on the `pcam_scan.viewer.access` logger: method, path, status, ms."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]
+
+        async def send_and_note(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            ms = (time.perf_counter() - start) * 1000
+            ACCESS_LOG.info("%s %s %d %.1f ms", scope["method"], scope["path"], status[0], ms)
 
 
 class _Guard:

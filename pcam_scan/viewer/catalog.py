@@ -13,9 +13,11 @@ slide that is still growing gets new URLs as blocks arrive.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
+from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.errors import ConfigError, PcamScanError, StoreError
 from pcam_scan.geometry import CellGrid
 from pcam_scan.render.heatmap_image import HeatmapPyramid, HeatmapStyle
@@ -28,6 +30,7 @@ from pcam_scan.store.validation import DamagedSlideError
 from pcam_scan.validation import check_probability
 from pcam_scan.viewer.lru import LruCache
 from pcam_scan.viewer.overlays import lesion_overlay
+from pcam_scan.viewer.reference import find_annotation_file, reference_overlay
 from pcam_scan.viewer.tiles import DEFAULT_OVERLAP_PX, DEFAULT_TILE_PX, DeepZoomGrid, SlideTiles
 
 
@@ -43,12 +46,16 @@ class ViewerSettings:
     colormap: str = DEFAULT_COLORMAP
     default_threshold: float = DEFAULT_THRESHOLD
     cached_slides: int = 16
+    annotations_dir: Path | None = None
+    """Reference annotations (ASAP XML, GeoJSON, NCRF JSON) matched by slide name."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"JPEG quality {self.jpeg_quality} must lie in 1..100")
         if self.cached_slides < 1:
             raise ConfigError("at least one slide must be cached")
+        if self.annotations_dir is not None and not Path(self.annotations_dir).is_dir():
+            raise ConfigError(f"--annotations {self.annotations_dir}: not a folder")
         HeatmapStyle(self.default_threshold, self.colormap)  # validates both
         DeepZoomGrid(1, 1, self.tile_px, self.overlap_px)  # validates the tiling
 
@@ -85,6 +92,7 @@ class SlideCatalog:
         self._pyramids: LruCache[HeatmapPyramid] = LruCache(settings.cached_slides)
         self._tiles: LruCache[SlideTiles] = LruCache(settings.cached_slides)
         self._lesions: LruCache[dict[str, object]] = LruCache(4 * settings.cached_slides)
+        self._references: LruCache[dict[str, object]] = LruCache(settings.cached_slides)
 
     def summaries(self) -> list[SlideSummary]:
         """Every slide group of the store, in id order; an unreadable group says so."""
@@ -147,6 +155,38 @@ class SlideCatalog:
         key = (view.slide_id, view.version, round(threshold, 4))
         return self._lesions.get_or_make(key, lambda: lesion_overlay(self.pyramid(view), threshold))
 
+    def annotation_file(self, view: SlideView) -> Path | None:
+        """The slide's reference annotation file, or None (no folder given, or no file)."""
+        if self.settings.annotations_dir is None:
+            return None
+        stem = PurePath(view.stored.record.path).stem
+        return find_annotation_file(Path(self.settings.annotations_dir), (view.slide_id, stem))
+
+    def reference(self, view: SlideView) -> dict[str, object]:
+        """The reference layer's rings; StoreError when the slide has no annotation file."""
+        path = self.annotation_file(view)
+        if path is None:
+            raise StoreError(f"no reference annotations for slide {view.slide_id!r}")
+        return self._references.get_or_make((view.slide_id, str(path)), lambda: reference_overlay(path))
+
+    def probe(self, view: SlideView, l0_xy: tuple[float, float]) -> dict[str, object]:
+        """What lies under a level-0 point: the cell, the point in um, and its probability
+        (None where nothing was predicted, or outside the slide)."""
+        grid = view.grid
+        row, col = grid.l0_to_cell(l0_xy)
+        inside = 0 <= l0_xy[0] < grid.l0_width and 0 <= l0_xy[1] < grid.l0_height
+        probability = None
+        if inside and 0 <= row < grid.rows and 0 <= col < grid.cols:
+            value = float(self.pyramid(view).levels[0][row, col])
+            probability = value if math.isfinite(value) else None
+        return {
+            "inside": inside,
+            "cell_rc": [row, col],
+            "l0_xy": list(l0_xy),
+            "um_xy": [l0_xy[0] * grid.slide_mpp_um_px, l0_xy[1] * grid.slide_mpp_um_px],
+            "probability": probability,
+        }
+
     def slide_json(self, view: SlideView) -> dict[str, object]:
         """Everything the viewer page needs to set up its layers, scale bar and side panel."""
         grid = view.grid
@@ -171,9 +211,17 @@ class SlideCatalog:
             "slide_available": slide_problem is None,
             "slide_problem": slide_problem,
             "default_threshold": self.settings.default_threshold,
+            "reference_annotations": _name_or_none(self.annotation_file(view)),
+            # the diagnosis measures its lesions at the feature settings' threshold, not the
+            # slider's (the record keeps the features, not their settings: the default)
+            "lesion_threshold": FeatureSettings().lesion_threshold,
             "colormap": self.settings.colormap,
             "colormap_lut": self.settings.style(self.settings.default_threshold).lut[:, :3].tolist(),
         }
+
+
+def _name_or_none(path: Path | None) -> str | None:
+    return None if path is None else path.name
 
 
 def parse_threshold(raw: str | None, default: float) -> float:

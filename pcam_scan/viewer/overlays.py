@@ -1,9 +1,10 @@
 """Lesion overlay data for the viewer: region outlines and point detections in level-0 pixels.
 
-Computed from heatmap level 0 with `pcam_scan.diagnosis.contours` (cell-exact outlines of the
-regions of `pcam_scan.lesions`) and `pcam_scan.lesions.detect_points`, at the threshold the
-user has chosen in the viewer, so the outlines enclose exactly the coloured cells of the heatmap
-layer. Lists are capped (largest regions, most confident detections first) to keep the page
+Computed from heatmap level 0 with `pcam_scan.diagnosis.contours` (the sub-cell outlines of the
+regions of `pcam_scan.lesions`, the same that exports and diagnoses measure) and
+`pcam_scan.lesions.detect_points`, at the threshold the user has chosen in the viewer. The
+outlines follow the interpolated probability, corrected for the model's label rule, so under
+PCam's rule they lie about half a cell inside the edge of the coloured cells. Lists are capped (largest regions, most confident detections first) to keep the page
 responsive on a heatmap full of noise.
 """
 

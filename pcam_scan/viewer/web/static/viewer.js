@@ -1,5 +1,6 @@
 // One slide: OpenSeadragon with the slide as base layer and the heatmap as a tiled overlay on the
-// same Deep Zoom grid, lesion outlines and detections as SVG, a scale bar, the diagnosis.
+// same Deep Zoom grid, lesion outlines and detections as SVG, reference annotations as an SVG layer
+// of their own, a scale bar, the probability under the cursor, the diagnosis.
 // `window.pcamViewer` exposes the page's state (tiles loaded, opacity drawn) for tests.
 "use strict";
 
@@ -16,6 +17,9 @@
     threshold: 0.5,
     heatmapOn: true,
     lesionsLoaded: false,
+    referenceLoaded: false,
+    referenceRings: 0,
+    readout: null,
     imageToPage: null,
   });
 
@@ -151,7 +155,15 @@
   function listLesions() {
     const list = $("lesion-list");
     list.replaceChildren();
-    $("lesion-count").textContent = `(${lesions.region_count} at p \u2265 ${lesions.threshold.toFixed(2)})`;
+    const at = lesions.threshold.toFixed(2);
+    $("lesion-count").textContent = `(${lesions.region_count} at p \u2265 ${at})`;
+    $("lesion-note").textContent = `Outlines and this list follow the threshold slider (now p \u2265 ${at}); the diagnosis does not.`;
+    if (lesions.region_count === 0) {
+      const item = document.createElement("li");
+      item.className = "no-lesion";
+      item.textContent = `no lesion at p \u2265 ${at}`;
+      list.appendChild(item);
+    }
     for (const region of lesions.regions.slice(0, 20)) {
       const item = document.createElement("li");
       item.textContent = `${(region.diameter_um / 1000).toFixed(2)} mm, ${region.area_mm2.toFixed(3)} mm\u00b2, max p ${region.max_prob.toFixed(2)}`;
@@ -172,10 +184,91 @@
     const origin = imageToElement(0, 0);
     const unit = imageToElement(1000, 0);
     const scale = (unit.x - origin.x) / 1000;
-    $("lesion-group").setAttribute("transform", `translate(${origin.x} ${origin.y}) scale(${scale})`);
+    for (const id of ["lesion-group", "annotation-group"]) {
+      $(id).setAttribute("transform", `translate(${origin.x} ${origin.y}) scale(${scale})`);
+    }
     const radius = 9 / scale;
     $("lesion-group").querySelectorAll("circle").forEach((c) => c.setAttribute("r", radius));
     updateScaleBar(scale);
+  }
+
+  // -- reference annotations (their own layer and style) -----------------------------------------
+
+  let reference = null;
+
+  async function loadReference() {
+    if (!info.reference_annotations) return;
+    $("reference-row").hidden = false;
+    $("reference-file").textContent = `(${info.reference_annotations})`;
+    const response = await fetch(`${api}/reference?v=${info.version}`);
+    const body = await response.json();
+    if (!response.ok) { state.error = "reference annotations: " + body.error; return; }
+    reference = body;
+    drawReference();
+    state.referenceLoaded = true;
+  }
+
+  function drawReference() {
+    const group = $("annotation-group");
+    group.replaceChildren();
+    state.referenceRings = 0;
+    if (!reference || !$("reference-on").checked) return;
+    const styles = [["tumour_l0_xy", "reference", "#00a8e8", "7 4"], ["exclusions_l0_xy", "reference-exclusion", "#f39c12", "2 3"]];
+    for (const [key, cls, colour, dash] of styles) {
+      for (const ring of reference[key]) {
+        const path = document.createElementNS(SVG_NS, "path");
+        path.setAttribute("d", "M" + ring.map((p) => `${p[0]} ${p[1]}`).join("L") + "Z");
+        path.setAttribute("class", cls);
+        path.setAttribute("fill", "none");
+        path.setAttribute("stroke", colour);
+        path.setAttribute("stroke-width", "2.2");
+        path.setAttribute("stroke-dasharray", dash);
+        path.setAttribute("vector-effect", "non-scaling-stroke");
+        group.appendChild(path);
+        state.referenceRings += 1;
+      }
+    }
+    placeOverlay();
+  }
+
+  // -- what lies under the cursor ----------------------------------------------------------------
+
+  let probeBusy = false;
+  let probeNext = null;
+
+  function onPointerMove(event) {
+    if (!slideItem) return;
+    const image = slideItem.viewerElementToImageCoordinates(event.position);
+    probeNext = { x: image.x, y: image.y };
+    if (!probeBusy) probe();
+  }
+
+  async function probe() {
+    // one request in flight; the latest position wins
+    probeBusy = true;
+    while (probeNext) {
+      const at = probeNext;
+      probeNext = null;
+      try {
+        const response = await fetch(`${api}/probe?x=${at.x.toFixed(1)}&y=${at.y.toFixed(1)}`);
+        const body = await response.json();
+        if (response.ok) showReadout(body);
+      } catch (err) {
+        state.error = "probe: " + err;
+      }
+    }
+    probeBusy = false;
+  }
+
+  function showReadout(body) {
+    const box = $("readout");
+    if (!body.inside) { box.hidden = true; state.readout = null; return; }
+    const p = body.probability === null ? "not scanned" : body.probability.toFixed(3);
+    const [row, col] = body.cell_rc;
+    const [xUm, yUm] = body.um_xy;
+    box.textContent = `P(tumour) ${p} \u00b7 cell (${row}, ${col}) \u00b7 x ${xUm.toFixed(1)} \u00b5m, y ${yUm.toFixed(1)} \u00b5m`;
+    box.hidden = false;
+    state.readout = body;
   }
 
   // -- scale bar ---------------------------------------------------------------------------------
@@ -196,12 +289,14 @@
     document.title = `pcam-scan: ${summary.slide_id}`;
     $("slide-state").textContent = summary.state + (summary.message ? `: ${summary.message}` : "");
     const call = $("call");
-    call.textContent = summary.call ? `${summary.call} \u00b7 ${summary.category}` : "no diagnosis";
+    const lesionFree = !summary.largest_lesion_um;
+    const what = lesionFree ? "no lesion" : summary.category;
+    call.textContent = summary.call ? `${summary.call} \u00b7 ${what}` : "no diagnosis";
     call.className = "call " + (summary.call || "");
     const facts = [
       ["Probability", summary.probability, (v) => v.toFixed(3)],
       ["Decision threshold", summary.decision_threshold, (v) => v.toFixed(2)],
-      ["Largest lesion", summary.largest_lesion_um, (v) => `${(v / 1000).toFixed(2)} mm`],
+      ["Largest lesion", summary.largest_lesion_um, (v) => (v > 0 ? `${(v / 1000).toFixed(2)} mm` : "no lesion")],
       ["Tumour area", summary.tumour_area_mm2, (v) => `${v.toFixed(3)} mm\u00b2 (p \u2265 ${summary.tumour_area_threshold.toFixed(2)})`],
       ["Tissue", summary.tissue_mm2, (v) => `${v.toFixed(1)} mm\u00b2`],
       ["Method", summary.method, (v) => v],
@@ -216,6 +311,9 @@
       dd.textContent = format(value);
       list.append(dt, dd);
     }
+    $("diagnosis-note").textContent = summary.call
+      ? `Made at decision threshold ${summary.decision_threshold.toFixed(2)}; lesions measured at p \u2265 ${info.lesion_threshold.toFixed(2)}, whatever the slider says.`
+      : "";
   }
 
   function drawColourBar() {
@@ -244,6 +342,7 @@
     $("threshold").addEventListener("change", () => { addHeatmap(); loadLesions(); });
     $("outlines-on").addEventListener("change", drawLesions);
     $("detections-on").addEventListener("change", drawLesions);
+    $("reference-on").addEventListener("change", drawReference);
   }
 
   function countTiles(event) {
@@ -270,7 +369,7 @@
       tileSources: tileSource("slide", "jpeg", `v=${info.version}`),
       drawer: "canvas",
       showNavigator: true,
-      navigatorPosition: "TOP_RIGHT",
+      navigatorId: "navigator", // its own element above the SVG layer: outlines stay off the minimap
       maxZoomPixelRatio: 4,
       visibilityRatio: 0.5,
       imageSmoothingEnabled: false,
@@ -278,11 +377,17 @@
     });
     viewer.addHandler("tile-loaded", countTiles);
     for (const name of ["animation", "update-viewport", "resize"]) viewer.addHandler(name, placeOverlay);
+    new OpenSeadragon.MouseTracker({
+      element: viewer.element,
+      moveHandler: onPointerMove,
+      leaveHandler: () => { $("readout").hidden = true; state.readout = null; },
+    });
     viewer.addHandler("open", () => {
       slideItem = viewer.world.getItemAt(0);
       slideItem.addHandler("fully-loaded-change", (e) => { state.slideFullyLoaded = e.fullyLoaded; });
       addHeatmap();
       loadLesions();
+      loadReference();
       state.ready = true;
     });
     viewer.addHandler("open-failed", (e) => { state.error = "slide: " + e.message; });
