@@ -88,7 +88,7 @@ def plot_froc(
     ax.plot(
         curve.fps_per_slide, curve.sensitivity, color="#000000", marker="o", markersize=5,
         linewidth=2, clip_on=False, zorder=3,
-        label=f"official FROC ({len(curve.thresholds)} points of the sweep)",
+        label=f"official FROC ({count_noun(len(curve.thresholds), 'point')} of the sweep)",
     )
     last = int(np.argmax(curve.fps_per_slide))
     far = max(score.fp_rates)
