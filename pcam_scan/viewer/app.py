@@ -3,7 +3,7 @@
 Requests name slides only by store id; a malformed request is a 400, an unknown slide, level or
 tile a 404, each with a one-line JSON `{"error": ...}`, never a traceback; the slide page itself,
 opened by people, answers an unknown slide with an HTML page that links back to the list. Every
-request is one line on the `pcam_scan.viewer.access` logger (method, path, status, ms); every
+request is one line on the access logger (`ACCESS_LOG`) (method, path, status, ms); every
 refused request one warning on `pcam_scan.viewer` with its cause, and a bug its traceback. Only GET (and HEAD)
 exist: the viewer never writes. Tile URLs carry the slide's version token (`?v=`): a tile asked
 for with the current token of a complete slide is cacheable for good (`immutable`); anything else
@@ -248,7 +248,7 @@ def _log_error(request: Request, status: int, message: str, exc: BaseException) 
 
 
 class _AccessLog:
-    """One line per request on the `pcam_scan.viewer.access` logger: method, path, status, ms."""
+    """One line per request on the access logger (`ACCESS_LOG`): method, path, status, ms."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
