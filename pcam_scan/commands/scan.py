@@ -11,7 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
-
+from pcam_scan.model.names import DEVICE_HELP
+from pcam_scan.model.settings import DEFAULT_BATCH_SIZE
+from pcam_scan.scan.settings import DEFAULT_STRIDE_PX
+from pcam_scan.store.schema import DEFAULT_BLOCK_CELLS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,13 +31,26 @@ def add_scan_arguments(
     parser.add_argument("--model", required=True, help="scanner checkpoint (.safetensors)")
     parser.add_argument("--store", required=True, help="Zarr store: a folder or an fsspec URL (s3://...)")
     parser.add_argument("--address", default=None, help=address_help)
-    parser.add_argument("--stride", type=int, default=32, help="stride in px at the model MPP (default 32)")
+    parser.add_argument(
+        "--stride", type=int, default=DEFAULT_STRIDE_PX,
+        help=f"stride in px at the model MPP (default {DEFAULT_STRIDE_PX})",
+    )
     parser.add_argument("--tta", action="store_true", help="mean over the 8 flips/rotations")
     parser.add_argument("--mpp", type=float, default=None, help="override the slides' um/px")
-    parser.add_argument("--batch-size", type=int, default=256, help="patches per model batch")
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"patches per model batch (default {DEFAULT_BATCH_SIZE})"
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--block-cells", type=int, default=32, help="cells per block side (= Zarr chunk)")
-    parser.add_argument("--device", default="auto", help="where the model runs: auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--block-cells", type=int, default=DEFAULT_BLOCK_CELLS,
+        help=f"cells per block side (= Zarr chunk, default {DEFAULT_BLOCK_CELLS})",
+    )
+    parser.add_argument("--device", default="auto", help=f"where the model runs: {DEVICE_HELP}")
+    parser.add_argument(
+        "--deterministic", action="store_true",
+        help="CUDA results independent of scheduling: cuDNN deterministic, each block batched alone "
+        "(slower; CPU scans are always deterministic)",
+    )
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     parser.add_argument(
         "--gpus", type=int, default=None,
@@ -45,11 +61,23 @@ def add_scan_arguments(
 
 
 def run(args: argparse.Namespace) -> int:
-    from pcam_scan.scan.runner import ScanRequest, run_scan
     from pcam_scan.scan.outcome import summary_table
+    from pcam_scan.scan.runner import ScanRequest, run_scan
 
     request = ScanRequest.from_args(args, [Path(p) for p in args.slides])
-    outcomes = run_scan(request)
+    outcomes = run_scan(request, choose_executor(request.in_process))
     print(summary_table(outcomes))
     print(f"store: {args.store}", file=sys.stderr)
     return 1 if any(o.failed for o in outcomes) else 0
+
+
+def choose_executor(in_process: bool):  # type: ignore[no-untyped-def]
+    """The entry point picks where a scan runs: this process, or Ray (the only import of
+    `cluster` on the scan path; the core never imports it)."""
+    if in_process:
+        from pcam_scan.scan.inprocess import in_process_executor
+
+        return in_process_executor
+    from cluster.executor import ray_executor
+
+    return ray_executor

@@ -14,15 +14,15 @@ from typing import Protocol
 
 from pcam_scan.diagnosis.rule import DefaultRule
 from pcam_scan.diagnosis.store_io import diagnose_stored_slide
-from pcam_scan.errors import PcamScanError
+from pcam_scan.errors import PcamScanError, describe_error
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.scan.outcome import SlideOutcome
-from pcam_scan.scan.planning import SlidePlan
+from pcam_scan.scan.planning import PlanFailure, SlidePlan
 from pcam_scan.scan.progress import ScanProgress
 from pcam_scan.scan.settings import ScanSettings
-from pcam_scan.scan.work import BlockResult, BlockWork, block_work_items, describe_error
+from pcam_scan.scan.work import BlockResult, BlockWork, block_work_items
 from pcam_scan.store import HeatmapStore, SlideRecord, slide_fingerprint
-from pcam_scan.store.blocks import BlockWriter
+from pcam_scan.store.prob_chunks import ProbChunkWriter
 from pcam_scan.store.schema import SlideState, StoredSlide
 
 
@@ -39,11 +39,11 @@ class Executor(Protocol):
 
     def plan(
         self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings
-    ) -> Iterator[tuple[SlideJob, SlidePlan | str]]:
-        """Each job's plan, or the one-line reason it could not be planned."""
+    ) -> Iterator[tuple[SlideJob, SlidePlan | PlanFailure]]:
+        """Each job's plan, or why it could not be planned, as each plan becomes ready."""
         ...
 
-    def run(self, works: Sequence[BlockWork], writers: Mapping[str, BlockWriter]) -> Iterator[BlockResult]:
+    def run(self, works: Sequence[BlockWork], writers: Mapping[str, ProbChunkWriter]) -> Iterator[BlockResult]:
         """Read, predict and write every block; yield each block's result as it finishes."""
         ...
 
@@ -92,8 +92,8 @@ def scan_batch(
         outcomes[job.slide_id] = SlideOutcome(job.slide_id, job.path, "failed", message)
 
     for job, plan in executor.plan(jobs, model_geometry, settings):
-        if isinstance(plan, str):
-            fail(job, plan)
+        if isinstance(plan, PlanFailure):
+            fail(job, plan.message)
             continue
         try:
             record = SlideRecord(path=job.path, fingerprint=slide_fingerprint(job.path))
@@ -118,7 +118,7 @@ def scan_batch(
         outcomes[slide_id] = _finalize(store, tallies[slide_id])  # resumed with nothing left
         progress.slide_done()
 
-    writers = {slide_id: store.block_writer(slide_id) for slide_id in tallies}
+    writers = {slide_id: store.chunk_writer(slide_id) for slide_id in tallies}
     try:
         _collect(executor.run(works, writers), tallies, outcomes, store, progress, fail)
     finally:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from pcam_scan.blocks import plan_blocks
-from pcam_scan.geometry import Block, CellGrid, PatchGeometry
+from pcam_scan.errors import describe_error
+from pcam_scan.geometry import Block, CellGrid, PatchGeometry, plan_blocks
 from pcam_scan.scan.settings import ScanSettings
 from pcam_scan.slide import ReadPlan, SlideInfo, choose_read_plan, open_slide
 from pcam_scan.tissue import TissueGrid, detect_tissue
@@ -61,14 +61,19 @@ def plan_slide(
     )
 
 
-def plan_or_reason(
-    slide_id: str, path: str, model_geometry: PatchGeometry, settings: ScanSettings
-) -> SlidePlan | str:
-    """The slide's plan, or the one line that says why it cannot be scanned: a bad slide is
-    recorded as failed and the batch goes on, in process and on Ray alike."""
-    from pcam_scan.scan.work import describe_error
+@dataclass(frozen=True)
+class PlanFailure:
+    """Why a slide could not be planned: one line, recorded as the slide's failed status."""
 
+    message: str
+
+
+def plan_or_failure(
+    slide_id: str, path: str, model_geometry: PatchGeometry, settings: ScanSettings
+) -> SlidePlan | PlanFailure:
+    """The slide's plan, or why it cannot be scanned: a bad slide is recorded as failed and the
+    batch goes on, in process and on Ray alike."""
     try:
         return plan_slide(slide_id, path, model_geometry, settings)
     except Exception as err:  # becomes the slide's failed status, never swallowed
-        return describe_error(err)
+        return PlanFailure(describe_error(err))
