@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pcam_scan.errors import ConfigError
 
-from pcam_scan.model.names import ARCHITECTURE_NAMES, RESNET50_FASTAI, TINY_CNN, is_device_name
+from pcam_scan.model.names import RESNET50_FASTAI, TINY_CNN, TRAINABLE_ARCHITECTURES, is_device_name
 
 DEFAULT_ARCHITECTURE = RESNET50_FASTAI
 SMALL_ARCHITECTURE = TINY_CNN
@@ -45,8 +45,8 @@ class TrainSettings:
     max_batch_size: int = 1024
 
     def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURE_NAMES:
-            raise ConfigError(f"architecture {self.architecture!r} is not one of {', '.join(sorted(ARCHITECTURE_NAMES))}")
+        if self.architecture not in TRAINABLE_ARCHITECTURES:
+            raise ConfigError(f"architecture {self.architecture!r} is not one of {', '.join(sorted(TRAINABLE_ARCHITECTURES))}")
         if not 16 <= self.input_px <= 1024:
             raise ConfigError(f"input size {self.input_px} px must lie in 16..1024")
         if self.frozen_epochs < 0 or self.unfrozen_epochs < 0 or self.frozen_epochs + self.unfrozen_epochs == 0:

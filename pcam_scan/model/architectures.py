@@ -9,6 +9,10 @@ and a model trained in `training/` runs in the scanner without fastai installed.
 `tiny-cnn` is a real, small network with the same interface (3 x H x W in, one logit per class
 out, the same fastai head) for fast tests, demos and pipeline benchmarks; it is a registered
 architecture of the checkpoint format like any other, not a test double.
+
+`null` costs no compute: it scores a patch by its mean (normalised) intensity, darker means more
+tumour. It measures the pipeline around the model (reads, transfers, batching, writes) in
+benchmarks; it is not a classifier and is never trained.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
-from pcam_scan.model.names import RESNET50_FASTAI, TINY_CNN
+from pcam_scan.model.names import NULL_MODEL, RESNET50_FASTAI, TINY_CNN
 
 FASTAI_HIDDEN_FEATURES = 512
 
@@ -78,8 +82,28 @@ def tiny_cnn(n_out: int) -> nn.Sequential:
     return nn.Sequential(body, fastai_head(64, n_out, hidden=64))
 
 
+class MeanIntensity(nn.Module):
+    """(N, C, H, W) -> (N, 1): the mean over channels and pixels, the null model's only feature."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(1, 2, 3)).unsqueeze(1)
+
+
+def null_model(n_out: int) -> nn.Sequential:
+    """Mean intensity, then a fixed 1 -> n_out linear map: class i's logit is -i x the mean.
+
+    The weights are set here, not drawn, so every null checkpoint scores alike whatever its seed:
+    with 2 classes, P(class 1) = sigmoid(-mean), higher for darker patches.
+    """
+    linear = nn.Linear(1, n_out)
+    with torch.no_grad():
+        linear.weight.copy_(-torch.arange(n_out, dtype=linear.weight.dtype).unsqueeze(1))
+        linear.bias.zero_()
+    return nn.Sequential(MeanIntensity(), linear)
+
+
 ARCHITECTURES: Mapping[str, Callable[[int], nn.Sequential]] = MappingProxyType(
-    {RESNET50_FASTAI: resnet50_fastai_head, TINY_CNN: tiny_cnn}
+    {RESNET50_FASTAI: resnet50_fastai_head, TINY_CNN: tiny_cnn, NULL_MODEL: null_model}
 )
 
 

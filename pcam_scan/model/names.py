@@ -10,7 +10,11 @@ import re
 
 RESNET50_FASTAI = "resnet50-fastai-head"
 TINY_CNN = "tiny-cnn"
-ARCHITECTURE_NAMES: tuple[str, ...] = (RESNET50_FASTAI, TINY_CNN)
+NULL_MODEL = "null"
+ARCHITECTURE_NAMES: tuple[str, ...] = (RESNET50_FASTAI, TINY_CNN, NULL_MODEL)
+# `null` scores a patch by its mean intensity: a benchmark of the pipeline without the model's
+# compute, nothing to train.
+TRAINABLE_ARCHITECTURES: tuple[str, ...] = (RESNET50_FASTAI, TINY_CNN)
 
 DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 DEVICE_HELP = "auto, cpu, cuda or cuda:N"

@@ -19,7 +19,7 @@ from torch import nn
 
 from pcam_scan.model.checkpoint import save_checkpoint
 from pcam_scan.model.metadata import ModelMetadata, Provenance
-from pcam_scan.model.architectures import TINY_CNN, build_network
+from pcam_scan.model.architectures import NULL_MODEL, TINY_CNN, build_network
 from pcam_scan.model.scoring import PatchScorer
 
 CALIBRATION_PATCHES = 24
@@ -72,11 +72,18 @@ def write_random_checkpoint(
 ) -> str:
     """Write an untrained but real checkpoint and return its model id.
 
+    With `architecture` "null" the weights are fixed (the seed changes nothing): the null model.
+
     `metadata_fields` override the other `ModelMetadata` fields (classes, mpp_um_px, provenance...).
     """
+    untrained = (
+        "none: the null model (mean intensity, fixed weights), for benchmarks only"
+        if architecture == NULL_MODEL
+        else f"none: random initialisation (seed {seed}), untrained"
+    )
     fields: dict[str, Any] = {
         "provenance": Provenance(
-            data=f"none: random initialisation (seed {seed}), untrained",
+            data=untrained,
             date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         ),
         **metadata_fields,
