@@ -9,14 +9,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from pcam_scan.errors import ConfigError, PcamScanError, describe_error
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.scan.batch import SlideJob
-from pcam_scan.scan.planning import PlanFailure, SlidePlan, plan_or_failure
+from pcam_scan.scan.finalize import finalize_slide
+from pcam_scan.scan.outcome import SlideOutcome
+from pcam_scan.scan.planning import PlanFailure, PlannedSlide, plan_into_store
 from pcam_scan.scan.runner import ScanRun
 from pcam_scan.scan.settings import ScanSettings
 from pcam_scan.scan.work import BlockResult, BlockWork
+from pcam_scan.store import HeatmapStore
 from pcam_scan.store.prob_chunks import ProbChunkWriter
 
 from cluster.pipeline import ModelStage, run_block_pipeline
@@ -32,14 +36,16 @@ class RayExecutor:
         self.geometry = geometry
         self.model = model
         self.budget = budget
+        self._finalizing: dict[Any, SlideJob] = {}  # Ray object ref -> its slide
 
     def plan(
-        self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings
-    ) -> Iterator[tuple[SlideJob, SlidePlan | PlanFailure]]:
+        self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings, store: HeatmapStore
+    ) -> Iterator[tuple[SlideJob, PlannedSlide | PlanFailure]]:
+        """One CPU task per slide plans it and sets it up in the store (whole-array writes)."""
         import ray
 
-        remote_plan = ray.remote(num_cpus=1, max_retries=3)(plan_or_failure)
-        pending = {remote_plan.remote(job.slide_id, job.path, model_geometry, settings): job for job in jobs}
+        remote_plan = ray.remote(num_cpus=1, max_retries=3)(plan_into_store)
+        pending = {remote_plan.remote(job.slide_id, job.path, model_geometry, settings, store): job for job in jobs}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])
@@ -47,6 +53,27 @@ class RayExecutor:
                 yield job, ray.get(ready[0])
             except ray.exceptions.RayError as err:  # the task's worker or node was lost for good
                 yield job, PlanFailure(describe_error(getattr(err, "cause", None) or err))
+
+    def finalize(self, store: HeatmapStore, job: SlideJob, seconds: Mapping[str, float], n_blocks: int) -> None:
+        """A Ray task per slide (pyramid, diagnosis), from the write reserve: off the driver."""
+        import ray
+
+        remote = ray.remote(num_cpus=self.budget.cpus_per_write, max_retries=3)(finalize_slide)
+        self._finalizing[remote.remote(store, job.slide_id, job.path, dict(seconds), n_blocks)] = job
+
+    def finalized(self, wait: bool) -> Iterator[SlideOutcome]:
+        import ray
+
+        if not self._finalizing:
+            return
+        refs = list(self._finalizing)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=None if wait else 0)
+        for ref in ready:
+            job = self._finalizing.pop(ref)
+            try:
+                yield ray.get(ref)
+            except ray.exceptions.RayError as err:  # its worker or node was lost for good
+                yield SlideOutcome(job.slide_id, job.path, "failed", describe_error(getattr(err, "cause", None) or err))
 
     def run(self, works: Sequence[BlockWork], writers: Mapping[str, ProbChunkWriter]) -> Iterator[BlockResult]:
         """The pipeline's results; a stage that cannot run at all (the model actors fail to

@@ -71,9 +71,6 @@ def run_block_pipeline(
         memory=READ_TASK_MEMORY_BYTES,
         compute=ray.data.TaskPoolStrategy(size=budget.read_tasks),
     )
-    model_resources = (
-        {"num_gpus": 1, "num_cpus": budget.cpus_per_actor} if budget.use_gpus else {"num_cpus": budget.cpus_per_actor}
-    )
     dataset = dataset.map_batches(
         PredictBlocks,
         fn_constructor_kwargs={
@@ -84,7 +81,8 @@ def run_block_pipeline(
         },
         batch_size=budget.blocks_per_call,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=budget.actors),
-        **model_resources,
+        num_cpus=budget.cpus_per_actor,
+        num_gpus=1 if budget.use_gpus else None,
     )
     dataset = dataset.map_batches(
         functools.partial(write_blocks, writers=dict(writers)), batch_size=8, num_cpus=budget.cpus_per_write

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pcam_scan.errors import ConfigError
 from pcam_scan.model.settings import PredictorSettings
 
 from cluster.session import ClusterResources
@@ -47,7 +48,9 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
     else:
         threads = model.cpu_threads or 1
         if threads > resources.max_node_cpus:
-            raise_fit(threads, resources.max_node_cpus)
+            raise ConfigError(
+                f"a CPU model actor of {threads} threads does not fit a node of {resources.max_node_cpus:g} CPUs"
+            )
         actors = max(1, math.floor((resources.cpus - reserve) / 2 / threads))
         cpus_per_actor = float(threads)
         blocks_per_call = 1  # a CPU block is batched alone anyway (determinism)
@@ -61,9 +64,3 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
         cpus_per_read=read_cpus / read_tasks,
         blocks_per_call=blocks_per_call,
     )
-
-
-def raise_fit(threads: int, node_cpus: float) -> None:
-    from pcam_scan.errors import ConfigError
-
-    raise ConfigError(f"a CPU model actor of {threads} threads does not fit a node of {node_cpus:g} CPUs")

@@ -45,9 +45,6 @@ def read_blocks(batch: Batch, geometry: PatchGeometry) -> Batch:
         "region": regions,
         "read_s": np.array(seconds),
         "error": np.array(errors, dtype=object),
-        "model_batches": batch["model_batches"],
-        "model_useful": batch["model_useful"],
-        "model_actor": batch["model_actor"],
     }
 
 

@@ -10,10 +10,13 @@ from pcam_scan.errors import CheckpointError, describe_error
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.predictor import Predictor
 from pcam_scan.scan.batch import SlideJob
-from pcam_scan.scan.planning import PlanFailure, SlidePlan, plan_or_failure
+from pcam_scan.scan.finalize import finalize_slide
+from pcam_scan.scan.outcome import SlideOutcome
+from pcam_scan.scan.planning import PlanFailure, PlannedSlide, plan_into_store
 from pcam_scan.scan.runner import ScanRun
 from pcam_scan.scan.settings import ScanSettings
 from pcam_scan.scan.work import BlockResult, BlockWork, read_works, write_work
+from pcam_scan.store import HeatmapStore
 from pcam_scan.store.prob_chunks import ProbChunkWriter
 
 
@@ -23,12 +26,20 @@ class InProcessExecutor:
     def __init__(self, predictor: Predictor, geometry: PatchGeometry) -> None:
         self.predictor = predictor
         self.geometry = geometry
+        self._finalized: list[SlideOutcome] = []
 
     def plan(
-        self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings
-    ) -> Iterator[tuple[SlideJob, SlidePlan | PlanFailure]]:
+        self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings, store: HeatmapStore
+    ) -> Iterator[tuple[SlideJob, PlannedSlide | PlanFailure]]:
         for job in jobs:
-            yield job, plan_or_failure(job.slide_id, job.path, model_geometry, settings)
+            yield job, plan_into_store(job.slide_id, job.path, model_geometry, settings, store)
+
+    def finalize(self, store: HeatmapStore, job: SlideJob, seconds: Mapping[str, float], n_blocks: int) -> None:
+        self._finalized.append(finalize_slide(store, job.slide_id, job.path, seconds, n_blocks))
+
+    def finalized(self, wait: bool) -> Iterator[SlideOutcome]:
+        done, self._finalized = self._finalized, []
+        yield from done
 
     def run(self, works: Sequence[BlockWork], writers: Mapping[str, ProbChunkWriter]) -> Iterator[BlockResult]:
         for work, region, read_s, error in read_works(works, self.geometry):

@@ -107,6 +107,7 @@ def run_scan(
     loaded = load_checkpoint(request.checkpoint, "cpu")
     run = ScanRun(request, str(Path(request.checkpoint).resolve()), loaded.model_id, loaded.metadata.geometry())
     del loaded  # the executor's model stage loads its own copy, where it runs
+    request.settings.geometry(run.model_geometry)  # a bad stride is refused before the store is touched
     ids = unique_slide_ids(collect_slides(request.slides))
     jobs = [SlideJob(slide_id, str(path)) for slide_id, path in ids.items()]
     store = HeatmapStore.open(request.store_uri, RunIdentity(run.model_id, request.settings.identity()), mode="a")
