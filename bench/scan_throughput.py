@@ -79,6 +79,8 @@ def crossing_bytes(store_uri: str, stride_px: int, patches_travel: bool) -> tupl
     geometry = PatchGeometry(stride_px=stride_px)
     crossing = region_total = cells = 0
     for slide_id in store.list_slides():
+        if store.slide_status(slide_id).state.value != "complete":
+            continue
         tissue = store.read_tissue(slide_id)
         for block in store.planned_blocks(slide_id):
             _, _, width, height = block.region_px_box(geometry)
@@ -135,7 +137,7 @@ def scan_once(args: argparse.Namespace) -> None:
     print(json.dumps({
         "engine": "before issue 11" if before else "issue 11",
         "slides": len(outcomes),
-        "failed": [o.slide_id for o in outcomes if o.failed],
+        "failed": [f"{o.slide_id}: {o.message}" for o in outcomes if o.failed],
         "patches": progress.patches_done,
         "wall_s": progress.finished - progress.started,
         "pipeline_s": progress.finished - progress.blocks_started,
