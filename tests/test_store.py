@@ -355,7 +355,7 @@ def test_rewriting_a_block_writes_identical_bytes(tmp_path: Path) -> None:
     assert store.done_blocks("tumor_001") == {(0, 1), (2, 4)}
 
 
-def test_block_writer_works_from_a_spawned_process(tmp_path: Path) -> None:
+def test_chunk_writer_works_from_a_spawned_process(tmp_path: Path) -> None:
     store, _, tissue = planned_store(tmp_path)
     probs = expected_probs(tissue)
     block = store.planned_blocks("tumor_001")[3]
