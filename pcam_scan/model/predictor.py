@@ -258,22 +258,25 @@ class _CudaFeeder:
             yield results[number]
 
     def _to_device_patches(self, host: np.ndarray, cut: tuple[np.ndarray, int] | None) -> torch.Tensor:
-        """Upload `host` over the copy stream; the patches it holds, on the device."""
+        """Upload `host` (and a block's cell index) over the copy stream, never waiting for the
+        compute stream; the patches it holds, on the device."""
         compute = torch.cuda.current_stream(self.device)
         staged, copied = self._staging_for(host)
-        staged_view = staged[: host.nbytes].view(torch.uint8)
+        staged_view = staged[: host.nbytes]
         staged_view.numpy()[:] = np.ascontiguousarray(host).reshape(-1).view(np.uint8)
         with torch.cuda.stream(self.copy_stream):
             on_device = torch.empty(host.shape, dtype=torch.uint8, device=self.device)
             on_device.view(-1).copy_(staged_view, non_blocking=True)
+            cell_index = (
+                torch.from_numpy(cut[0]).pin_memory().to(self.device, non_blocking=True) if cut is not None else None
+            )
             copied.record(self.copy_stream)
         compute.wait_event(copied)
         on_device.record_stream(compute)
-        if cut is None:
+        if cut is None or cell_index is None:
             return on_device
-        index, stride_px = cut
-        cell_index = torch.from_numpy(index).to(self.device, non_blocking=False)
-        return cut_tissue_patches(on_device, cell_index, self.patch_px, stride_px)
+        cell_index.record_stream(compute)
+        return cut_tissue_patches(on_device, cell_index, self.patch_px, cut[1])
 
     def _staging_for(self, host: np.ndarray) -> tuple[torch.Tensor, torch.cuda.Event]:
         """A pinned buffer big enough for `host`, from a ring of two; waits only for the copy
