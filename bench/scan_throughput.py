@@ -115,7 +115,10 @@ def scan_once(args: argparse.Namespace) -> None:
     else:
         from pcam_scan.model.settings import PredictorSettings
 
-        settings = ScanSettings(stride_px=args.stride, model=PredictorSettings(batch_size=args.batch_size, compile=args.compile))
+        settings = ScanSettings(
+            stride_px=args.stride,
+            model=PredictorSettings(batch_size=args.batch_size, compile=args.compile, cpu_threads=1),
+        )
     request = ScanRequest(
         slides=tuple(map(str, slides)), checkpoint=args.checkpoint, store_uri=args.store, settings=settings,
         num_cpus=args.num_cpus,

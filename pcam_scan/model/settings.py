@@ -14,15 +14,15 @@ from pcam_scan.model.names import is_device_name
 DEFAULT_BATCH_SIZE = 256
 """Patches per model batch: big enough to fill a GPU at 96 px, small enough for a CPU."""
 
-DEFAULT_CPU_THREADS = 1
-"""Torch threads of a CPU model, fixed so a block's floating-point sums do not depend on where
-it ran; a CPU scan gets its parallelism from several single-thread actors instead."""
+SCAN_CPU_THREADS = 1
+"""Torch threads of a scan's CPU model, fixed so a block's floating-point sums do not depend on
+where it ran; a CPU scan gets its parallelism from several single-thread actors instead."""
 
 
 @dataclass(frozen=True)
 class PredictorSettings:
     """How to run the model. `cpu_threads` None leaves torch's thread count as it is (for
-    interactive use); a scan always fixes it.
+    interactive use and training); a scan fixes it (`SCAN_CPU_THREADS`).
 
     `deterministic` makes CUDA results independent of scheduling: cuDNN in deterministic mode
     without benchmark, and every block batched alone (padding its last batch) instead of
@@ -33,7 +33,7 @@ class PredictorSettings:
     batch_size: int = DEFAULT_BATCH_SIZE
     tta: bool = False
     compile: bool = False
-    cpu_threads: int | None = DEFAULT_CPU_THREADS
+    cpu_threads: int | None = None
     batches_in_flight: int = 3
     deterministic: bool = False
 

@@ -6,6 +6,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
+import torch
+
 from pcam_scan.errors import CheckpointError, describe_error
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.predictor import Predictor
@@ -60,8 +62,13 @@ class InProcessExecutor:
 
 @contextmanager
 def in_process_executor(run: ScanRun) -> Iterator[InProcessExecutor]:
-    """The executor factory for `run_scan`: the model on this process's device."""
-    predictor = Predictor.from_checkpoint(run.checkpoint_path, run.request.settings.model)
-    if predictor.model_id != run.model_id:
-        raise CheckpointError(f"{run.checkpoint_path} changed during the run (model id {predictor.model_id})")
-    yield InProcessExecutor(predictor, run.geometry)
+    """The executor factory for `run_scan`: the model on this process's device. The scan's fixed
+    CPU thread count is torch's for the run only; the caller's is restored afterwards."""
+    threads = torch.get_num_threads()
+    try:
+        predictor = Predictor.from_checkpoint(run.checkpoint_path, run.request.settings.model)
+        if predictor.model_id != run.model_id:
+            raise CheckpointError(f"{run.checkpoint_path} changed during the run (model id {predictor.model_id})")
+        yield InProcessExecutor(predictor, run.geometry)
+    finally:
+        torch.set_num_threads(threads)

@@ -16,7 +16,7 @@ from pathlib import Path
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.checkpoint import load_checkpoint
-from pcam_scan.model.settings import PredictorSettings
+from pcam_scan.model.settings import SCAN_CPU_THREADS, PredictorSettings
 from pcam_scan.scan.batch import Executor, SlideJob, scan_batch
 from pcam_scan.scan.inputs import collect_slides
 from pcam_scan.scan.outcome import SlideOutcome
@@ -52,6 +52,7 @@ class ScanRequest:
             tta=args.tta,
             compile=args.compile,
             deterministic=args.deterministic,
+            cpu_threads=SCAN_CPU_THREADS,
         )
         settings = ScanSettings(
             stride_px=args.stride, block_cells=args.block_cells, mpp_override_um_px=args.mpp, model=model

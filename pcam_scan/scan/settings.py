@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PCAM_LABEL_PX, PatchGeometry
-from pcam_scan.model.settings import PredictorSettings
+from pcam_scan.model.settings import SCAN_CPU_THREADS, PredictorSettings
 from pcam_scan.slide import MPP_PLAUSIBLE_UM_PX
 from pcam_scan.store.schema import DEFAULT_BLOCK_CELLS
 from pcam_scan.tissue import TissueSettings
@@ -31,9 +31,11 @@ class ScanSettings:
     block_cells: int = DEFAULT_BLOCK_CELLS
     mpp_override_um_px: float | None = None
     tissue: TissueSettings = field(default_factory=TissueSettings)
-    model: PredictorSettings = field(default_factory=PredictorSettings)
+    model: PredictorSettings = field(default_factory=lambda: PredictorSettings(cpu_threads=SCAN_CPU_THREADS))
 
     def __post_init__(self) -> None:
+        if self.model.cpu_threads is None:
+            raise ConfigError("a scan's model needs a fixed CPU thread count (results depend on it)")
         if self.block_cells < 1 or self.block_cells > 256:
             raise ConfigError(f"block size {self.block_cells} cells must lie in 1..256")
         low, high = MPP_PLAUSIBLE_UM_PX
