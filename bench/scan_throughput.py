@@ -68,7 +68,17 @@ def model_ceiling(checkpoint: Path, settings: object, batches: int) -> tuple[flo
     return batches * batch / (time.perf_counter() - started), str(predictor.device)
 
 
-def crossing_bytes(store_uri: str, stride_px: int, patches_travel: bool) -> tuple[float, float]:
+def packed_share(scored: list[int], batch_size: int, blocks_per_call: int) -> float:
+    """The useful share of batches when the blocks' patches are packed `blocks_per_call` at a
+    time with one padded batch per call (the GPU feeder), computed from the block sizes."""
+    useful = sum(scored)
+    batches = sum(
+        math.ceil(sum(scored[i : i + blocks_per_call]) / batch_size) for i in range(0, len(scored), blocks_per_call)
+    )
+    return useful / (batches * batch_size) if batches else float("nan")
+
+
+def crossing_bytes(store_uri: str, stride_px: int, patches_travel: bool) -> tuple[float, float, list[int]]:
     """(bytes crossing stage boundaries, region bytes), per scored cell, from the stored plans:
     the region, or in the engine before issue 11 the cut patches (read -> model), the work item
     with its tissue mask (source -> read -> model -> write) and the probabilities (model -> write)."""
@@ -78,6 +88,7 @@ def crossing_bytes(store_uri: str, stride_px: int, patches_travel: bool) -> tupl
     store = HeatmapStore.open(store_uri)
     geometry = PatchGeometry(stride_px=stride_px)
     crossing = region_total = cells = 0
+    per_block: list[int] = []
     for slide_id in store.list_slides():
         if store.slide_status(slide_id).state.value != "complete":
             continue
@@ -90,7 +101,8 @@ def crossing_bytes(store_uri: str, stride_px: int, patches_travel: bool) -> tupl
             crossing += to_model + 3 * (WORK_ITEM_BYTES + block.n_cells) + 4 * block.n_cells
             region_total += region
             cells += scored
-    return crossing / max(cells, 1), region_total / max(cells, 1)
+            per_block.append(scored)
+    return crossing / max(cells, 1), region_total / max(cells, 1), per_block
 
 
 def scan_once(args: argparse.Namespace) -> None:
@@ -136,7 +148,7 @@ def scan_once(args: argparse.Namespace) -> None:
     per_worker = getattr(progress, "model_batches", {})
     batches = sum(b for b, _ in per_worker.values())
     useful = sum(u for _, u in per_worker.values())
-    crossing, region = crossing_bytes(args.store, args.stride, patches_travel=before)
+    crossing, region, per_block = crossing_bytes(args.store, args.stride, patches_travel=before)
     print(json.dumps({
         "engine": "before issue 11" if before else "issue 11",
         "slides": len(outcomes),
@@ -147,6 +159,7 @@ def scan_once(args: argparse.Namespace) -> None:
         "first_s": (getattr(progress, "first_result", None) or progress.finished) - progress.started,
         "driver_cpu_s": (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime),
         "useful_share": useful / (batches * args.batch_size) if batches else float("nan"),
+        "gpu_packed_share": packed_share(per_block, args.batch_size, 16),
         "bytes_per_cell": crossing,
         "region_bytes_per_cell": region,
     }))
@@ -244,7 +257,8 @@ def main() -> None:
                 f"model-only ceiling ({device}, 1 thread)": f"{ceiling:,.0f}",
                 "bytes crossing / scored cell": f"{many['bytes_per_cell']:,.0f}",
                 "  over region bytes / cell": f"{many['bytes_per_cell'] / many['region_bytes_per_cell']:.2f}",
-                "useful batch share": f"{many['useful_share']:.3f}",
+                "useful batch share (measured, CPU: each block alone)": f"{many['useful_share']:.3f}",
+                "useful batch share, GPU feeder (16 blocks/call, computed)": f"{many['gpu_packed_share']:.3f}",
                 "first prediction s, 1 slide": f"{one['first_s']:.1f}",
                 f"first prediction s, {n} slides": f"{many['first_s']:.1f}",
                 "driver CPU-s per slide": f"{many['driver_cpu_s'] / n:.2f}",
