@@ -172,10 +172,8 @@ def _roles(peaks: list[ProcessPeak]) -> dict[str, float]:
         name = peak.name
         if "PredictBlocks" in name or "MapWorker" in name:
             role = "model actor"
-        elif "read_blocks" in name or "ReadBlocks" in name:
-            role = "read worker"
-        elif "write_blocks" in name or "WriteBlocks" in name:
-            role = "write worker"
+        elif any(word in name for word in ("read_blocks", "ReadBlocks", "write_blocks", "WriteBlocks")):
+            role = "task worker (reads, writes)"  # Ray reuses a task worker for both
         elif "scan_throughput" in name:
             role = "driver"
         else:
@@ -192,6 +190,8 @@ def run_child(args: argparse.Namespace, folder: Path, checkpoint: Path, n: int, 
         *(["--num-cpus", str(args.num_cpus)] if args.num_cpus else []),
     ]
     run = run_monitored(command)
+    if run.returncode != 0 and "timed out during startup" in run.stdout:  # an overloaded machine
+        run = run_monitored(command)
     lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
     if run.returncode != 0 or not lines:
         raise SystemExit(f"scan {tag} failed ({run.returncode}):\n{run.stdout[-3000:]}")
