@@ -29,6 +29,7 @@ import torch
 
 from pcam_scan.model.names import ARCHITECTURE_NAMES, RESNET50_FASTAI
 from pcam_scan.model.predictor import Predictor, PredictorSettings, resolve_device
+from pcam_scan.model.settings import DEFAULT_BATCH_SIZE
 from pcam_scan.model.random_model import write_random_checkpoint
 
 
@@ -88,7 +89,7 @@ def _figure(rate: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--batches", type=int, default=50, help="timed batches per figure")
     parser.add_argument("--warmup", type=int, default=5, help="untimed batches first (compile happens here)")
     parser.add_argument("--px", type=int, nargs="+", default=[96, 224], help="network input sizes")

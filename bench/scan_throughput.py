@@ -1,44 +1,58 @@
-"""End-to-end scan throughput next to the model-only ceiling of the same configuration.
+"""The scan engine's figures, for the null model and ResNet50 side by side, on any machine.
 
-Makes synthetic slides, scans them through the real Ray pipeline (read tasks -> model actors ->
-Zarr writes), then times the same model alone on uint8 patches already on the device. Prints
-end-to-end patches/s, the ceiling, their ratio, and the seconds a Camelyon16-size slide would
-take at the measured rate. A benchmark: prints figures, asserts nothing.
+For each model it scans synthetic slides through the real Ray pipeline (read tasks -> model
+actors -> Zarr writes), once with 1 slide and once with `--slides` (each scan in its own
+process, whose process tree is sampled for peak RSS), then times the model alone on uint8
+patches already on the device. It prints, per model:
+- end-to-end patches/s, and per CPU core, with the cores needed to feed 65k and 104k patches/s;
+- bytes crossing stage boundaries per scored cell, over the region bytes per cell (computed from
+  the shapes that cross: region, work item, probabilities);
+- the useful share of model batches (real patches over batch capacity);
+- seconds from start to the first prediction, for 1 slide and for `--slides` slides;
+- driver CPU-seconds per slide; peak RSS of the driver, each read worker and each actor.
+A benchmark: prints figures, asserts nothing.
 
-    python bench/scan_throughput.py                               # ResNet50, stride 32, 96 px
-    python bench/scan_throughput.py --architecture tiny-cnn --slides 2 --width 4096 --height 3072
+    python bench/scan_throughput.py --num-cpus 2                     # null + ResNet50, 24 slides
+    python bench/scan_throughput.py --architectures null --slides 4  # quicker
+    PYTHONPATH=OLD_CHECKOUT python bench/scan_throughput.py ...        # the engine of another checkout
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import multiprocessing
 import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pcam_scan.model.checkpoint import load_checkpoint
-from pcam_scan.model.predictor import Predictor, PredictorSettings
-from pcam_scan.model.random_model import write_random_checkpoint
-from pcam_scan.scan.progress import ScanProgress
-from pcam_scan.scan.runner import ScanRequest, run_scan
-from pcam_scan.scan.settings import ScanSettings
-from pcam_scan.synth import SlideSpec, SynthSpec, write_synthetic_dataset
+from process_tree import ProcessPeak, run_monitored  # noqa: E402
 
 CAMELYON16_L0_PX = (100_000, 200_000)
 CAMELYON16_MPP = 0.243
+WORK_ITEM_BYTES = 700
+"""A pickled block work item without its tissue mask (path, read plan, block): measured ~650 B."""
 
 
-def model_ceiling(checkpoint: Path, settings: PredictorSettings, batches: int) -> tuple[float, str]:
+def model_ceiling(checkpoint: Path, settings: object, batches: int) -> tuple[float, str]:
     """Patches/s of the scoring module alone on uint8 patches already on the device."""
-    predictor = Predictor(load_checkpoint(checkpoint, "cpu"), settings)
+    import numpy as np
+    import torch
+
+    from pcam_scan.model.checkpoint import load_checkpoint
+    from pcam_scan.model.predictor import Predictor
+
+    predictor = Predictor(load_checkpoint(checkpoint, "cpu"), settings)  # type: ignore[arg-type]
     px = predictor.metadata.patch_px
-    rng = np.random.default_rng(0)
-    patches = torch.from_numpy(rng.integers(0, 256, (settings.batch_size, px, px, 3), dtype=np.uint8))
+    batch = predictor.settings.batch_size
+    patches = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (batch, px, px, 3), dtype=np.uint8))
     patches = patches.to(predictor.device)
 
     def sync() -> None:
@@ -51,66 +65,213 @@ def model_ceiling(checkpoint: Path, settings: PredictorSettings, batches: int) -
     for _ in range(batches):
         predictor.score_on_device(patches)
     sync()
-    return batches * settings.batch_size / (time.perf_counter() - started), str(predictor.device)
+    return batches * batch / (time.perf_counter() - started), str(predictor.device)
+
+
+def packed_share(scored: list[int], batch_size: int, blocks_per_call: int) -> float:
+    """The useful share of batches when the blocks' patches are packed `blocks_per_call` at a
+    time with one padded batch per call (the GPU feeder), computed from the block sizes."""
+    useful = sum(scored)
+    batches = sum(
+        math.ceil(sum(scored[i : i + blocks_per_call]) / batch_size) for i in range(0, len(scored), blocks_per_call)
+    )
+    return useful / (batches * batch_size) if batches else float("nan")
+
+
+def crossing_bytes(store_uri: str, stride_px: int, patches_travel: bool) -> tuple[float, float, list[int]]:
+    """(bytes crossing stage boundaries, region bytes), per scored cell, from the stored plans:
+    the region, or in the engine before issue 11 the cut patches (read -> model), the work item
+    with its tissue mask (source -> read -> model -> write) and the probabilities (model -> write)."""
+    from pcam_scan.geometry import PatchGeometry
+    from pcam_scan.store import HeatmapStore
+
+    store = HeatmapStore.open(store_uri)
+    geometry = PatchGeometry(stride_px=stride_px)
+    crossing = region_total = cells = 0
+    per_block: list[int] = []
+    for slide_id in store.list_slides():
+        if store.slide_status(slide_id).state.value != "complete":
+            continue
+        tissue = store.read_tissue(slide_id)
+        for block in store.planned_blocks(slide_id):
+            _, _, width, height = block.region_px_box(geometry)
+            scored = int(tissue[block.cell_slices()].sum())
+            region = width * height * 3
+            to_model = scored * geometry.patch_px**2 * 3 if patches_travel else region
+            crossing += to_model + 3 * (WORK_ITEM_BYTES + block.n_cells) + 4 * block.n_cells
+            region_total += region
+            cells += scored
+            per_block.append(scored)
+    return crossing / max(cells, 1), region_total / max(cells, 1), per_block
+
+
+def scan_once(args: argparse.Namespace) -> None:
+    """Child mode: one scan, its figures as one JSON line on stdout. Runs on the engine before
+    issue 11 too (its API then), so the before/after figures come from the same command."""
+    import importlib.util
+
+    from pcam_scan.scan.progress import ScanProgress
+    from pcam_scan.scan.runner import ScanRequest, run_scan
+    from pcam_scan.scan.settings import ScanSettings
+
+    class TimedProgress(ScanProgress):
+        def block_done(self, *args: object, **kwargs: object) -> None:
+            if getattr(self, "first_result", None) is None:
+                self.first_result = time.perf_counter()
+            super().block_done(*args, **kwargs)  # type: ignore[arg-type]
+
+    before = importlib.util.find_spec("pcam_scan.blocks") is not None
+    slides = sorted(Path(args.slide_dir).glob("*.tif"))[: args.n]
+    if before:
+        settings = ScanSettings(stride_px=args.stride, batch_size=args.batch_size, compile=args.compile)  # type: ignore[call-arg]
+    else:
+        from pcam_scan.model.settings import PredictorSettings
+
+        settings = ScanSettings(
+            stride_px=args.stride,
+            model=PredictorSettings(batch_size=args.batch_size, compile=args.compile, cpu_threads=1),
+        )
+    request = ScanRequest(
+        slides=tuple(map(str, slides)), checkpoint=args.checkpoint, store_uri=args.store, settings=settings,
+        num_cpus=args.num_cpus,
+    )
+    progress = TimedProgress(stream=open(os.devnull, "w"))
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    if before:
+        outcomes = run_scan(request, progress)  # type: ignore[arg-type]
+    else:
+        from cluster.executor import ray_executor
+
+        outcomes = run_scan(request, ray_executor, progress)
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    assert progress.blocks_started is not None and progress.finished is not None
+    per_worker = getattr(progress, "model_batches", {})
+    batches = sum(b for b, _ in per_worker.values())
+    useful = sum(u for _, u in per_worker.values())
+    crossing, region, per_block = crossing_bytes(args.store, args.stride, patches_travel=before)
+    print(json.dumps({
+        "engine": "before issue 11" if before else "issue 11",
+        "slides": len(outcomes),
+        "failed": [f"{o.slide_id}: {o.message}" for o in outcomes if o.failed],
+        "patches": progress.patches_done,
+        "wall_s": progress.finished - progress.started,
+        "pipeline_s": progress.finished - progress.blocks_started,
+        "first_s": (getattr(progress, "first_result", None) or progress.finished) - progress.started,
+        "driver_cpu_s": (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime),
+        "useful_share": useful / (batches * args.batch_size) if batches else float("nan"),
+        "gpu_packed_share": packed_share(per_block, args.batch_size, 16),
+        "bytes_per_cell": crossing,
+        "region_bytes_per_cell": region,
+    }))
+
+
+def _roles(peaks: list[ProcessPeak]) -> dict[str, float]:
+    """Largest peak RSS (MB) per role: driver, read worker, model actor, write worker, Ray."""
+    out: dict[str, float] = {}
+    for peak in peaks:
+        name = peak.name
+        if "PredictBlocks" in name or "MapWorker" in name:
+            role = "model actor"
+        elif any(word in name for word in ("read_blocks", "ReadBlocks", "write_blocks", "WriteBlocks")):
+            role = "task worker (reads, writes)"  # Ray reuses a task worker for both
+        elif "scan_throughput" in name:
+            role = "driver"
+        else:
+            continue
+        out[role] = max(out.get(role, 0.0), peak.peak_mb)
+    return out
+
+
+def run_child(args: argparse.Namespace, folder: Path, checkpoint: Path, n: int, tag: str) -> tuple[dict, dict[str, float]]:
+    command = [
+        sys.executable, __file__, "--one", "--slide-dir", str(folder / "slides"), "--n", str(n),
+        "--checkpoint", str(checkpoint), "--store", str(folder / f"{tag}.zarr"), "--stride", str(args.stride),
+        "--batch-size", str(args.batch_size), *(["--compile"] if args.compile else []),
+        *(["--num-cpus", str(args.num_cpus)] if args.num_cpus else []),
+    ]
+    run = run_monitored(command)
+    if run.returncode != 0 and "timed out during startup" in run.stdout:  # an overloaded machine
+        run = run_monitored(command)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
+    if run.returncode != 0 or not lines:
+        raise SystemExit(f"scan {tag} failed ({run.returncode}):\n{run.stdout[-3000:]}")
+    return json.loads(lines[-1]), _roles(run.peaks)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--architecture", default="resnet50-fastai-head")
-    parser.add_argument("--slides", type=int, default=2)
-    parser.add_argument("--width", type=int, default=4096)
-    parser.add_argument("--height", type=int, default=3072)
+    parser.add_argument("--architectures", default="null,resnet50-fastai-head")
+    parser.add_argument("--slides", type=int, default=24, help="slides of the many-slide scan (null model)")
+    parser.add_argument("--resnet-slides", type=int, default=2, help="slides of ResNet50's many-slide scan (CPU is slow)")
+    parser.add_argument("--width", type=int, default=2304)
+    parser.add_argument("--height", type=int, default=2304)
     parser.add_argument("--mpp", type=float, default=0.486)
     parser.add_argument("--stride", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--tta", action="store_true")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--num-cpus", type=int, default=None)
-    parser.add_argument("--ceiling-batches", type=int, default=20)
-    parser.add_argument("--c16-tissue-fraction", type=float, default=0.3,
-                        help="share of a Camelyon16 slide's cells that hold tissue (for the extrapolation)")
+    parser.add_argument("--ceiling-batches", type=int, default=10)
+    # child mode
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--slide-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        scan_once(args)
+        return
+
+    from pcam_scan.model.random_model import write_random_checkpoint
+    from pcam_scan.model.predictor import PredictorSettings
+    from pcam_scan.synth import SlideSpec, SynthSpec, write_synthetic_dataset
+
+    cores = args.num_cpus or os.cpu_count() or 1
+    architectures = args.architectures.split(",")
+    most = max(args.slides if a == "null" else args.resnet_slides for a in architectures)
+    rows: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        spec = SynthSpec(SlideSpec(args.width, args.height, args.mpp), math.ceil(args.slides / 2), args.slides // 2, seed=11)
-        write_synthetic_dataset(folder / "slides", spec)
-        checkpoint = folder / "model.safetensors"
-        write_random_checkpoint(checkpoint, args.architecture)
-        settings = ScanSettings(stride_px=args.stride, tta=args.tta, batch_size=args.batch_size, compile=args.compile)
-        request = ScanRequest(
-            slides=tuple(str(p) for p in sorted((folder / "slides").glob("*.tif"))),
-            checkpoint=str(checkpoint),
-            store_uri=str(folder / "bench.zarr"),
-            settings=settings,
-            num_cpus=args.num_cpus,
-        )
-        progress = ScanProgress()
-        wall_started = time.perf_counter()
-        outcomes = run_scan(request, progress)
-        wall = time.perf_counter() - wall_started
-        assert progress.blocks_started is not None and progress.finished is not None
-        pipeline_s = progress.finished - progress.blocks_started
-        patches = progress.patches_done
-        e2e = patches / pipeline_s
-        # on the CPU the model actor gets all cores but one (the reads'); time it the same way
-        actor_threads = min(8, max(1, (args.num_cpus or os.cpu_count() or 2) - 1))
-        predictor_settings = PredictorSettings(batch_size=args.batch_size, tta=args.tta, compile=args.compile,
-                                               cpu_threads=actor_threads)
-        ceiling, device = model_ceiling(checkpoint, predictor_settings, args.ceiling_batches)
-    failed = [o.slide_id for o in outcomes if o.failed]
-    cells = math.prod(math.ceil(side * CAMELYON16_MPP / (args.stride * 0.972)) for side in CAMELYON16_L0_PX)
-    c16_patches = cells * args.c16_tissue_fraction
-    print(f"model {args.architecture}, stride {args.stride}, batch {args.batch_size}, tta {args.tta}, "
-          f"compile {args.compile}, device {device}")
-    print(f"slides {len(outcomes)} ({args.width}x{args.height} px at {args.mpp} um/px), failed {failed or 'none'}")
-    print(f"patches scanned          {patches}")
-    print(f"wall incl. Ray + plan    {wall:.1f} s")
-    print(f"block pipeline           {pipeline_s:.1f} s")
-    print(f"end-to-end               {e2e:,.0f} patches/s")
-    print(f"model-only ceiling       {ceiling:,.0f} patches/s")
-    print(f"ratio e2e / ceiling      {e2e / ceiling:.2f}")
-    print(f"Camelyon16-size slide    {c16_patches:,.0f} patches ({args.c16_tissue_fraction:.0%} tissue) "
-          f"-> {c16_patches / e2e:,.0f} s at the end-to-end rate")
+        spec = SynthSpec(SlideSpec(args.width, args.height, args.mpp), math.ceil(most / 2), most // 2, seed=11)
+        writer = multiprocessing.get_context("spawn").Process(target=write_synthetic_dataset, args=(folder / "slides", spec))
+        writer.start()
+        writer.join()
+        for arch in architectures:
+            checkpoint = folder / f"{arch}.safetensors"
+            write_random_checkpoint(checkpoint, arch)
+            n = args.slides if arch == "null" else args.resnet_slides
+            one, _ = run_child(args, folder, checkpoint, 1, f"{arch}-1")
+            many, peaks = run_child(args, folder, checkpoint, n, f"{arch}-{n}")
+            settings = PredictorSettings(batch_size=args.batch_size, compile=args.compile, cpu_threads=1)
+            ceiling, device = model_ceiling(checkpoint, settings, args.ceiling_batches)
+            rate = many["patches"] / many["pipeline_s"]
+            per_core = rate / cores
+            rows[arch] = {
+                "engine": many["engine"],
+                "slides (many)": n,
+                "patches scanned": many["patches"],
+                "end-to-end patches/s": f"{rate:,.0f}",
+                "patches/s per CPU core": f"{per_core:,.0f}",
+                "cores to feed 65k/s": f"{65_000 / per_core:,.1f}",
+                "cores to feed 104k/s": f"{104_000 / per_core:,.1f}",
+                f"model-only ceiling ({device}, 1 thread)": f"{ceiling:,.0f}",
+                "bytes crossing / scored cell": f"{many['bytes_per_cell']:,.0f}",
+                "  over region bytes / cell": f"{many['bytes_per_cell'] / many['region_bytes_per_cell']:.2f}",
+                "useful batch share (measured, CPU: each block alone)": f"{many['useful_share']:.3f}",
+                "useful batch share, GPU feeder (16 blocks/call, computed)": f"{many['gpu_packed_share']:.3f}",
+                "first prediction s, 1 slide": f"{one['first_s']:.1f}",
+                f"first prediction s, {n} slides": f"{many['first_s']:.1f}",
+                "driver CPU-s per slide": f"{many['driver_cpu_s'] / n:.2f}",
+                **{f"peak RSS MB, {role}": f"{mb:,.0f}" for role, mb in sorted(peaks.items())},
+                "failed slides": ",".join(many["failed"]) or "none",
+            }
+    print(f"{args.width}x{args.height} px at {args.mpp} um/px, stride {args.stride}, batch {args.batch_size}, "
+          f"{cores} CPU cores\n")
+    keys = list(dict.fromkeys(k for row in rows.values() for k in row))
+    print("| figure | " + " | ".join(rows) + " |")
+    print("|---|" + "---|" * len(rows))
+    for key in keys:
+        print(f"| {key} | " + " | ".join(str(rows[a].get(key, "-")) for a in rows) + " |")
 
 
 if __name__ == "__main__":

@@ -1,54 +1,102 @@
-"""The Ray executor of a batch scan: plans as CPU tasks, blocks through the Ray Data pipeline."""
+"""The Ray executor of a batch scan: plans as CPU tasks, blocks through the Ray Data pipeline.
+
+`ray_executor` is the executor factory the entry points hand to `pcam_scan.scan.runner.run_scan`:
+it joins (or starts) Ray for the run and sizes the pipeline from the cluster's resources.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
 
-from pcam_scan.errors import PcamScanError
+from pcam_scan.errors import ConfigError, PcamScanError, describe_error
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.scan.batch import SlideJob
-from pcam_scan.scan.planning import SlidePlan, plan_or_reason
+from pcam_scan.scan.finalize import finalize_slide
+from pcam_scan.scan.outcome import SlideOutcome
+from pcam_scan.scan.planning import PlanFailure, PlannedSlide, plan_into_store
+from pcam_scan.scan.runner import ScanRun
 from pcam_scan.scan.settings import ScanSettings
-from pcam_scan.scan.work import BlockResult, BlockWork, describe_error
-from pcam_scan.store.blocks import BlockWriter
+from pcam_scan.scan.work import BlockResult, BlockWork
+from pcam_scan.store import HeatmapStore
+from pcam_scan.store.prob_chunks import ProbChunkWriter
 
-from cluster.pipeline import PoolSettings, run_block_pipeline
+from cluster.pipeline import ModelStage, run_block_pipeline
+from cluster.session import ray_session
+from cluster.sizing import PipelineBudget, plan_budget
 
 
 class RayExecutor:
     """Plans every slide in parallel (one CPU task each, paths shipped, slides opened there) and
     runs the blocks on the Ray Data pipeline."""
 
-    def __init__(self, geometry: PatchGeometry, pool: PoolSettings) -> None:
+    def __init__(self, geometry: PatchGeometry, model: ModelStage, budget: PipelineBudget) -> None:
         self.geometry = geometry
-        self.pool = pool
+        self.model = model
+        self.budget = budget
+        self._finalizing: dict[Any, SlideJob] = {}  # Ray object ref -> its slide
 
     def plan(
-        self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings
-    ) -> Iterator[tuple[SlideJob, SlidePlan | str]]:
+        self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings, store: HeatmapStore
+    ) -> Iterator[tuple[SlideJob, PlannedSlide | PlanFailure]]:
+        """One CPU task per slide plans it and sets it up in the store (whole-array writes)."""
         import ray
 
-        remote_plan = ray.remote(num_cpus=1, max_retries=3)(plan_or_reason)
-        pending = {remote_plan.remote(job.slide_id, job.path, model_geometry, settings): job for job in jobs}
+        remote_plan = ray.remote(num_cpus=1, max_retries=3)(plan_into_store)
+        pending = {remote_plan.remote(job.slide_id, job.path, model_geometry, settings, store): job for job in jobs}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])
             try:
                 yield job, ray.get(ready[0])
             except ray.exceptions.RayError as err:  # the task's worker or node was lost for good
-                yield job, describe_error(getattr(err, "cause", None) or err)
+                yield job, PlanFailure(describe_error(getattr(err, "cause", None) or err))
 
-    def run(self, works: Sequence[BlockWork], writers: Mapping[str, BlockWriter]) -> Iterator[BlockResult]:
+    def finalize(self, store: HeatmapStore, job: SlideJob, seconds: Mapping[str, float], n_blocks: int) -> None:
+        """A Ray task per slide (pyramid, diagnosis), from the write reserve: off the driver."""
+        import ray
+
+        remote = ray.remote(num_cpus=self.budget.cpus_per_write, max_retries=3)(finalize_slide)
+        self._finalizing[remote.remote(store, job.slide_id, job.path, dict(seconds), n_blocks)] = job
+
+    def finalized(self, wait: bool) -> Iterator[SlideOutcome]:
+        import ray
+
+        if not self._finalizing:
+            return
+        refs = list(self._finalizing)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=None if wait else 0)
+        for ref in ready:
+            job = self._finalizing.pop(ref)
+            try:
+                yield ray.get(ref)
+            except ray.exceptions.RayError as err:  # its worker or node was lost for good
+                yield SlideOutcome(job.slide_id, job.path, "failed", describe_error(getattr(err, "cause", None) or err))
+
+    def run(self, works: Sequence[BlockWork], writers: Mapping[str, ProbChunkWriter]) -> Iterator[BlockResult]:
         """The pipeline's results; a stage that cannot run at all (the model actors fail to
         start: no such device, a bad checkpoint) stops the run with one line, and the slides
         stay planned, to be resumed."""
         import ray
 
         try:
-            yield from run_block_pipeline(works, writers, self.geometry, self.pool)
+            yield from run_block_pipeline(works, writers, self.geometry, self.model, self.budget)
         except ray.exceptions.RayError as err:
             raise PcamScanError(f"the block pipeline failed: {_last_error_line(err)}") from None
+
+
+@contextmanager
+def ray_executor(run: ScanRun) -> Iterator[RayExecutor]:
+    """The executor factory for `run_scan`: a Ray session for the run, the pipeline sized to it."""
+    request = run.request
+    model = request.settings.model
+    with ray_session(request.address, request.num_cpus) as resources:
+        if model.device.startswith("cuda") and resources.gpus < 1 and request.gpus is None:
+            raise ConfigError(f"--device {model.device}: the Ray cluster has no GPUs (add --gpus N to wait for some)")
+        budget = plan_budget(resources, model, request.gpus)
+        yield RayExecutor(run.geometry, ModelStage(run.checkpoint_path, run.model_id, model), budget)
 
 
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$", re.M)

@@ -18,12 +18,14 @@ def main() -> int:
     from pcam_scan.scan.outcome import summary_table
     from pcam_scan.scan.runner import ScanRequest, run_scan
 
+    from cluster.executor import ray_executor
+
     text = os.environ.get(JOB_ENV_VAR)
     if text is None:
         print(f"pcam-scan job: error: {JOB_ENV_VAR} is not set; submit with `pcam-scan submit`", file=sys.stderr)
         return 2
     try:
-        outcomes = run_scan(ScanRequest.from_json(text))
+        outcomes = run_scan(ScanRequest.from_json(text), ray_executor)
     except PcamScanError as err:
         print(f"pcam-scan job: error: {err}", file=sys.stderr)
         return 2

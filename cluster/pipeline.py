@@ -3,7 +3,8 @@
 Every Ray Data call of the project lives in this module, since Ray's API moves between versions.
 Ray Data's streaming executor gives backpressure (memory stays bounded whatever the number of
 slides: the driver only ever sees small result rows), task retries, and an autoscaling actor
-pool for the model.
+pool for the model. What crosses from the read stage to the model is each block's region, never
+its patches (the model stage cuts them where it runs).
 """
 
 from __future__ import annotations
@@ -13,23 +14,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from pcam_scan.geometry import PatchGeometry
+from pcam_scan.model.settings import PredictorSettings
 from pcam_scan.scan.work import BlockResult, BlockWork
-from pcam_scan.store.blocks import BlockWriter
+from pcam_scan.store.prob_chunks import ProbChunkWriter
 
+from cluster.sizing import PipelineBudget
 from cluster.stages import PredictBlocks, pack_work, read_blocks, write_blocks
 
 
 @dataclass(frozen=True)
-class PoolSettings:
-    """How the model stage is spread over the cluster."""
+class ModelStage:
+    """The model the actors load (by path, checked against the run's model id) and how it runs."""
 
     checkpoint_path: str
     model_id: str
-    use_gpus: bool
-    actors: int
-    cpus_per_actor: float
-    blocks_per_call: int
-    predictor_kwargs: Mapping[str, object]
+    predictor: PredictorSettings
 
 
 def configure_ray_data() -> None:
@@ -45,16 +44,17 @@ def configure_ray_data() -> None:
 
 
 READ_TASK_MEMORY_BYTES = 256 * 1024**2
-"""What one read task may hold: a block's region and its patches (about 35 MB for 32x32 cells
-of 96 px), the decoded tiles and OpenSlide's cache. Declaring it also keeps Ray Data from fusing
-the reads into the model actors: reads run in their own tasks, overlapping with prediction."""
+"""What one read task may hold: a block's region (about 4 MB for 32x32 cells of 96 px), the
+decoded tiles and OpenSlide's cache. Declaring it also keeps Ray Data from fusing the reads
+into the model actors: reads run in their own tasks, overlapping with prediction."""
 
 
 def run_block_pipeline(
     works: Sequence[BlockWork],
-    writers: Mapping[str, BlockWriter],
+    writers: Mapping[str, ProbChunkWriter],
     geometry: PatchGeometry,
-    pool: PoolSettings,
+    model: ModelStage,
+    budget: PipelineBudget,
 ) -> Iterator[BlockResult]:
     """Stream every work item through read -> predict -> write; yield results as they finish."""
     if not works:
@@ -67,23 +67,25 @@ def run_block_pipeline(
     dataset = dataset.map_batches(
         functools.partial(read_blocks, geometry=geometry),
         batch_size=1,
-        num_cpus=1,
+        num_cpus=budget.cpus_per_read,
         memory=READ_TASK_MEMORY_BYTES,
+        compute=ray.data.TaskPoolStrategy(size=budget.read_tasks),
     )
-    model_resources = {"num_gpus": 1} if pool.use_gpus else {"num_cpus": pool.cpus_per_actor}
     dataset = dataset.map_batches(
         PredictBlocks,
         fn_constructor_kwargs={
-            "checkpoint_path": pool.checkpoint_path,
-            "model_id": pool.model_id,
-            "predictor_kwargs": dict(pool.predictor_kwargs),
+            "checkpoint_path": model.checkpoint_path,
+            "model_id": model.model_id,
+            "predictor": model.predictor,
+            "stride_px": geometry.stride_px,
         },
-        batch_size=pool.blocks_per_call,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool.actors),
-        **model_resources,
+        batch_size=budget.blocks_per_call,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=budget.actors),
+        num_cpus=budget.cpus_per_actor,
+        num_gpus=1 if budget.use_gpus else None,
     )
     dataset = dataset.map_batches(
-        functools.partial(write_blocks, writers=dict(writers)), batch_size=8, num_cpus=0.25
+        functools.partial(write_blocks, writers=dict(writers)), batch_size=8, num_cpus=budget.cpus_per_write
     )
     for row in dataset.iter_rows():
         yield BlockResult(
@@ -94,4 +96,5 @@ def run_block_pipeline(
             predict_s=float(row["predict_s"]),
             write_s=float(row["write_s"]),
             error=str(row["error"]) or None,
+            model=(str(row["model_actor"]), int(row["model_batches"]), int(row["model_useful"])),
         )

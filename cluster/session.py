@@ -17,6 +17,7 @@ class ClusterResources:
     cpus: float
     gpus: float
     max_node_cpus: float
+    nodes: int = 1
 
 
 @contextmanager
@@ -44,6 +45,7 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[Cl
             cpus=float(resources.get("CPU", 0)),
             gpus=float(resources.get("GPU", 0)),
             max_node_cpus=max(node_cpus, default=0.0),
+            nodes=max(1, len(node_cpus)),
         )
     finally:
         ray.shutdown()

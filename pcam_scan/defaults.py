@@ -2,8 +2,7 @@
 their help all read these names (the docs quote them). Plain values, no imports, so that
 `pcam-scan --help` can show them without loading scipy or torch.
 
-The scan engine's own defaults (block size, batch size, stride) live with its settings in
-`pcam_scan.scan`.
+The model's batch size lives with the predictor's settings (`pcam_scan.model.settings`).
 """
 
 from __future__ import annotations
@@ -15,6 +14,12 @@ REGION_THRESHOLD = 0.5
 """Heatmap cells at or above this form lesion regions (outlines, features, exports, overlays)."""
 DETECTION_THRESHOLD = 0.5
 """Peaks of the smoothed heatmap at or above this are lesion detections (FROC, viewer points)."""
+
+# the scan's tiling
+BLOCK_CELLS = 32
+"""Cells per block side: the unit of work and the Zarr chunk of the heatmap."""
+STRIDE_PX = 32
+"""Every cell is predicted (PCam's 32 px label region): the faithful default; coarser is faster."""
 
 # lesion detections, in heatmap cells
 DETECTION_SIGMA_CELLS = 1.0

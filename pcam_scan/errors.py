@@ -34,3 +34,11 @@ class StoreError(PcamScanError):
 
 class ConfigError(PcamScanError):
     """A setting is out of range or settings contradict each other."""
+
+
+def describe_error(err: BaseException) -> str:
+    """One line for a slide's failed status: the message, with the type when it adds meaning
+    (a user-facing error speaks for itself; anything else is named, as it is a bug or an
+    environment problem)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if isinstance(err, PcamScanError) else f"{type(err).__name__}: {text}"

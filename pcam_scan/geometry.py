@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal, cast
 
+import numpy as np
+
 from pcam_scan.errors import ConfigError
 
 PCAM_PATCH_PX = 96
@@ -256,3 +258,17 @@ def block_at(grid: CellGrid, block_rc: tuple[int, int], block_cells: int) -> Blo
         n_rows=min(block_cells, grid.rows - row0),
         n_cols=min(block_cells, grid.cols - col0),
     )
+
+
+def plan_blocks(grid: CellGrid, tissue_cells: np.ndarray, block_cells: int) -> list[Block]:
+    """The blocks that hold at least one tissue cell, in row-major order."""
+    if tissue_cells.shape != grid.shape:
+        raise ConfigError(f"tissue grid {tissue_cells.shape} does not match cell grid {grid.shape}")
+    n_brows, n_bcols = block_grid_shape(grid, block_cells)
+    blocks = []
+    for b_row in range(n_brows):
+        for b_col in range(n_bcols):
+            block = block_at(grid, (b_row, b_col), block_cells)
+            if tissue_cells[block.cell_slices()].any():
+                blocks.append(block)
+    return blocks

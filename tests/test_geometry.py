@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 import pytest
 
-from pcam_scan.blocks import cut_patches, plan_blocks, tissue_patches
+from pcam_scan.geometry import plan_blocks
+from pcam_scan.model.patch_cutting import cut_patches, cut_tissue_patches, tissue_cell_index
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import CellGrid, PatchGeometry, block_at, block_grid_shape
 
@@ -108,6 +110,8 @@ def test_patches_are_strided_views_centred_on_their_cells() -> None:
         assert patches[i, j, 32, 32, 0] == 32 * (i + 1) % 256
     mask = np.zeros((3, 4), dtype=bool)
     mask[1, 2] = mask[2, 0] = True
-    batch, _ = tissue_patches(region, block, PCAM, mask)
-    assert batch.shape == (2, 96, 96, 3) and batch.flags.c_contiguous
-    np.testing.assert_array_equal(batch[0], patches[1, 2])
+    # the model stage's cut (torch, on whatever device holds the region) gathers the same pixels
+    batch = cut_tissue_patches(torch.from_numpy(region), torch.from_numpy(tissue_cell_index(mask)), 96, 32)
+    assert tuple(batch.shape) == (2, 96, 96, 3) and batch.is_contiguous()
+    np.testing.assert_array_equal(batch[0].numpy(), patches[1, 2])
+    np.testing.assert_array_equal(batch[1].numpy(), patches[2, 0])

@@ -225,3 +225,44 @@ def test_compiled_model_agrees_with_eager(tiny: Path) -> None:
     eager = Predictor.from_checkpoint(tiny, settings).predict(patches)
     compiled = Predictor.from_checkpoint(tiny, PredictorSettings(device="cpu", batch_size=8, compile=True))
     np.testing.assert_allclose(compiled.predict(patches), eager, rtol=0, atol=1e-5)
+
+
+def _block_inputs(seed: int, rows: int = 5, cols: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """A block's region (random pixels) and tissue cells at stride 32, 96 px patches."""
+    rng = np.random.default_rng(seed)
+    region = rng.integers(0, 256, size=((rows - 1) * 32 + 96, (cols - 1) * 32 + 96, 3), dtype=np.uint8)
+    region.flags.writeable = False  # as a region arrives from a read or from Ray's object store
+    tissue = rng.random((rows, cols)) < 0.6
+    return region, tissue
+
+
+def test_blocks_travel_as_regions_and_predict_exactly_as_cut_patches(tiny: Path) -> None:
+    """The model stage cuts a block's patches itself; its P(tumour) equals, bit for bit, the
+    predictions of the same patches cut beforehand (the engine before regions travelled)."""
+    from pcam_scan.geometry import Block, PatchGeometry
+    from pcam_scan.model.patch_cutting import cut_patches
+
+    settings = PredictorSettings(device="cpu", batch_size=8)
+    predictor = Predictor.from_checkpoint(tiny, settings)
+    blocks = [_block_inputs(seed) for seed in range(3)]
+    regions_out = list(predictor.predict_blocks(blocks, stride_px=32))
+    for (region, tissue), probs in zip(blocks, regions_out, strict=True):
+        block = Block(0, 0, 0, 0, *tissue.shape)
+        patches = np.ascontiguousarray(cut_patches(region, block, PatchGeometry())[tissue])
+        np.testing.assert_array_equal(probs, Predictor.from_checkpoint(tiny, settings).predict(patches))
+        assert probs.shape == (int(tissue.sum()),)
+
+
+def test_a_blocks_predictions_do_not_depend_on_the_blocks_beside_it(tiny: Path) -> None:
+    """Each block is batched alone on the CPU: alone, first or last in a stream, same bits."""
+    predictor = Predictor.from_checkpoint(tiny, PredictorSettings(device="cpu", batch_size=16))
+    target = _block_inputs(7)
+    (alone,) = predictor.predict_blocks([target], 32)
+    together = list(predictor.predict_blocks([_block_inputs(1), target, _block_inputs(2, 3, 4)], 32))
+    np.testing.assert_array_equal(alone, together[1])
+
+
+def test_a_region_of_the_wrong_size_is_refused(tiny: Path) -> None:
+    region, tissue = _block_inputs(0)
+    with pytest.raises(ConfigError, match="region"):
+        list(Predictor.from_checkpoint(tiny, CPU).predict_blocks([(region[:-1], tissue)], 32))

@@ -355,11 +355,11 @@ def test_rewriting_a_block_writes_identical_bytes(tmp_path: Path) -> None:
     assert store.done_blocks("tumor_001") == {(0, 1), (2, 4)}
 
 
-def test_block_writer_works_from_a_spawned_process(tmp_path: Path) -> None:
+def test_chunk_writer_works_from_a_spawned_process(tmp_path: Path) -> None:
     store, _, tissue = planned_store(tmp_path)
     probs = expected_probs(tissue)
     block = store.planned_blocks("tumor_001")[3]
-    writer = store.block_writer("tumor_001")
+    writer = store.chunk_writer("tumor_001")
     context = multiprocessing.get_context("spawn")
     process = context.Process(target=writer.write, args=(block, probs[block.cell_slices()]))
     process.start()
@@ -452,7 +452,7 @@ def test_read_only_store_refuses_writes(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="read-only"):
         reader.mark_failed("tumor_001", "nope")
     with pytest.raises(StoreError, match="read-only"):
-        reader.block_writer("tumor_001")
+        reader.chunk_writer("tumor_001")
     with pytest.raises(StoreError, match="not in the store"):
         reader.read_prob("normal_001")
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from pcam_scan import defaults
 from pcam_scan.annotations import read_annotations
-from pcam_scan.blocks import cut_patches, plan_blocks
+from pcam_scan.geometry import plan_blocks
+from pcam_scan.model.patch_cutting import cut_patches
 from pcam_scan.errors import ConfigError
 from pcam_scan.evaluation.mask import EVALUATION_LEVEL, read_tumour_mask_tiff
 from pcam_scan.geometry import CellGrid, PatchGeometry

@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 from pcam_scan.model.names import DEVICE_HELP, is_device_name
+from pcam_scan.model.settings import DEFAULT_BATCH_SIZE
+from pcam_scan.defaults import BLOCK_CELLS as DEFAULT_BLOCK_CELLS
+from pcam_scan.defaults import STRIDE_PX as DEFAULT_STRIDE_PX
 
 SCAN_DESCRIPTION = """\
 Tile each slide into blocks of 96 px patches at the model's um/px, predict every tissue cell
@@ -49,13 +52,26 @@ def add_scan_arguments(
     parser.add_argument("--model", required=True, help="scanner checkpoint (.safetensors)")
     parser.add_argument("--store", required=True, help="Zarr store: a folder or an fsspec URL (s3://...)")
     parser.add_argument("--address", default=None, help=address_help)
-    parser.add_argument("--stride", type=int, default=32, help="stride in px at the model MPP (default 32)")
+    parser.add_argument(
+        "--stride", type=int, default=DEFAULT_STRIDE_PX,
+        help=f"stride in px at the model MPP (default {DEFAULT_STRIDE_PX})",
+    )
     parser.add_argument("--tta", action="store_true", help="mean over the 8 flips/rotations")
     parser.add_argument("--mpp", type=float, default=None, help="override the slides' um/px")
-    parser.add_argument("--batch-size", type=int, default=256, help="patches per model batch")
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"patches per model batch (default {DEFAULT_BATCH_SIZE})"
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--block-cells", type=int, default=32, help="cells per block side (= Zarr chunk)")
+    parser.add_argument(
+        "--block-cells", type=int, default=DEFAULT_BLOCK_CELLS,
+        help=f"cells per block side (= Zarr chunk, default {DEFAULT_BLOCK_CELLS})",
+    )
     parser.add_argument("--device", type=device_name, default="auto", help=f"where the model runs: {DEVICE_HELP}")
+    parser.add_argument(
+        "--deterministic", action="store_true",
+        help="CUDA results independent of scheduling: cuDNN deterministic, each block batched alone "
+        "(slower; CPU scans are always deterministic)",
+    )
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     parser.add_argument(
         "--gpus", type=int, default=None,
@@ -74,15 +90,27 @@ def device_name(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from pcam_scan.resources import check_worker_count
-    from pcam_scan.scan.runner import ScanRequest, run_scan
     from pcam_scan.scan.outcome import summary_table
+    from pcam_scan.scan.runner import ScanRequest, run_scan
     from pcam_scan.store.location import StoreLocation
     from pcam_scan.store.scan_lock import scan_lock
 
     request = ScanRequest.from_args(args, [Path(p) for p in args.slides])
     check_worker_count("--num-cpus", args.num_cpus)
     with scan_lock(StoreLocation(request.store_uri)):  # one scan per local store at a time
-        outcomes = run_scan(request)
+        outcomes = run_scan(request, choose_executor(request.in_process))
     print(summary_table(outcomes))
     print(f"store: {args.store}", file=sys.stderr)
     return 1 if any(o.failed for o in outcomes) else 0
+
+
+def choose_executor(in_process: bool):  # type: ignore[no-untyped-def]
+    """The entry point picks where a scan runs: this process, or Ray (the only import of
+    `cluster` on the scan path; the core never imports it)."""
+    if in_process:
+        from pcam_scan.scan.inprocess import in_process_executor
+
+        return in_process_executor
+    from cluster.executor import ray_executor
+
+    return ray_executor

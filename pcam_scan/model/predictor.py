@@ -1,11 +1,12 @@
-"""Batched P(tumour) for uint8 patches, as fast as the device allows.
+"""Batched P(tumour) for uint8 patches, or for blocks that travel as one region each.
 
-CPU: float32, the thread count given by the caller (a Ray worker's CPU allotment), deterministic.
-CUDA: uint8 patches go to pinned host buffers and over a copy stream (non-blocking), so the
-transfer of one batch overlaps the compute of the others; normalisation and any resize run on
-the device; bf16 autocast, channels_last, optional `torch.compile`; `batches_in_flight` batches
-are queued before the first result is waited for. Every CUDA batch has the full batch size (the
-tail of the last one is padding whose outputs are dropped), so a compiled model sees one shape.
+CPU: float32, a fixed thread count (`PredictorSettings.cpu_threads`), each block batched alone,
+so a block's results never depend on which blocks came with it: deterministic.
+CUDA: one feeder per device. Host uint8 (a block's region, or patches) goes to pinned memory and
+over a side stream; a block's patches are cut on the device (`patch_cutting`); batches are filled
+across blocks and slides, queued `batches_in_flight` deep, and only the last batch of a call is
+padded (its padding's outputs are dropped, so a compiled model sees one shape). Normalisation and
+any resize run on the device, bf16 autocast, channels_last, optional `torch.compile`.
 """
 
 from __future__ import annotations
@@ -13,39 +14,33 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from pcam_scan.errors import ConfigError
 from pcam_scan.model.checkpoint import LoadedModel, load_checkpoint
 from pcam_scan.model.metadata import ModelMetadata
-from pcam_scan.model.names import is_device_name
-from pcam_scan.errors import ConfigError
+from pcam_scan.model.patch_cutting import cut_tissue_patches, tissue_cell_index
 from pcam_scan.model.scoring import PatchScorer
+from pcam_scan.model.settings import PredictorSettings
+
+__all__ = ["BatchStats", "Predictor", "PredictorSettings", "resolve_device"]
 
 
+@dataclass
+class BatchStats:
+    """What the model was given: batches run, and how many of their slots held a real patch."""
 
-@dataclass(frozen=True)
-class PredictorSettings:
-    """How to run the model; `cpu_threads` None leaves torch's thread count as it is."""
+    batches: int = 0
+    useful: int = 0
+    batch_size: int = 1
 
-    device: str = "auto"
-    batch_size: int = 256
-    tta: bool = False
-    compile: bool = False
-    cpu_threads: int | None = None
-    batches_in_flight: int = 3
-
-    def __post_init__(self) -> None:
-        if not is_device_name(self.device):
-            raise ConfigError(f"device {self.device!r} is not one of auto, cpu, cuda, cuda:N")
-        if not 1 <= self.batch_size <= 65536:
-            raise ConfigError(f"batch size {self.batch_size} is outside 1..65536")
-        if self.cpu_threads is not None and self.cpu_threads < 1:
-            raise ConfigError(f"cpu_threads {self.cpu_threads} must be at least 1")
-        if not 1 <= self.batches_in_flight <= 16:
-            raise ConfigError(f"batches_in_flight {self.batches_in_flight} is outside 1..16")
+    @property
+    def useful_share(self) -> float:
+        """Real patches over batch capacity (a partial or padded batch wastes a GPU's time)."""
+        return self.useful / (self.batches * self.batch_size) if self.batches else 1.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -61,12 +56,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+BlockPixels = tuple[np.ndarray, np.ndarray]
+"""A block as it travels: its uint8 (H, W, 3) region at the read plane, and its (n_rows, n_cols)
+bool tissue cells, whose patches are scored in row-major order."""
+
+
 class Predictor:
-    """P(tumour) for uint8 NHWC patches of the checkpoint's patch size.
+    """P(tumour) for uint8 NHWC patches of the checkpoint's patch size, or for whole blocks.
 
     Builds its network on the resolved device (moving `loaded.network` there) and, on the CPU,
     sets torch's process-wide thread count to `settings.cpu_threads`. One instance serves one
-    thread at a time (its CUDA buffers are reused batch after batch).
+    thread at a time (its CUDA buffers are reused batch after batch). `stats` counts batches.
     """
 
     def __init__(self, loaded: LoadedModel, settings: PredictorSettings | None = None) -> None:
@@ -74,6 +74,7 @@ class Predictor:
         self.device = resolve_device(self.settings.device)
         self.metadata: ModelMetadata = loaded.metadata
         self.model_id = loaded.model_id
+        self.stats = BatchStats(batch_size=self.settings.batch_size)
         on_cuda = self.device.type == "cuda"
         if not on_cuda and self.settings.cpu_threads is not None:
             torch.set_num_threads(self.settings.cpu_threads)
@@ -84,7 +85,9 @@ class Predictor:
         self._scorer: torch.nn.Module = (
             torch.compile(scorer, dynamic=False) if self.settings.compile else scorer  # type: ignore[assignment]
         )
-        self._cuda = _CudaBatches(self.score_on_device, self.device, self.settings, self.metadata.patch_px) if on_cuda else None
+        self._cuda = (
+            _CudaFeeder(self.score_on_device, self.device, self.settings, self.stats, self.metadata.patch_px) if on_cuda else None
+        )
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], settings: PredictorSettings | None = None) -> Predictor:
@@ -97,13 +100,29 @@ class Predictor:
         return probs
 
     def predict_stream(self, arrays: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """One P(tumour) array per input array, in order; on CUDA, batches stay in flight across
-        input arrays, so a stream of small blocks keeps the GPU as busy as one large array."""
+        """One P(tumour) array per input array of patches, in order; on CUDA, batches are filled
+        across arrays, so a stream of small arrays keeps the GPU as busy as one large array."""
         checked = (self._check(a) for a in arrays)
         if self._cuda is not None:
-            yield from self._cuda.run(checked)
+            yield from self._cuda.run((a, None) for a in checked)
             return
         for patches in checked:
+            yield self._predict_cpu(_cpu_tensor(patches))
+
+    def predict_blocks(self, blocks: Iterable[BlockPixels], stride_px: int) -> Iterator[np.ndarray]:
+        """One P(tumour) array per block, for its tissue cells in row-major order.
+
+        The patches are cut here, where the model runs (on the GPU from the device copy of the
+        region), so what reaches the model stage is the region: 1/9 of the patches' bytes at
+        stride 32.
+        """
+        px = self.metadata.patch_px
+        for_device = ((self._check_region(region, tissue, stride_px), tissue_cell_index(tissue)) for region, tissue in blocks)
+        if self._cuda is not None:
+            yield from self._cuda.run(((region, (index, stride_px)) for region, index in for_device))
+            return
+        for region, index in for_device:
+            patches = cut_tissue_patches(_cpu_tensor(region), torch.from_numpy(index), px, stride_px)
             yield self._predict_cpu(patches)
 
     def score_on_device(self, patches_nhwc: torch.Tensor) -> torch.Tensor:
@@ -126,7 +145,18 @@ class Predictor:
             )
         return patches
 
-    def _predict_cpu(self, patches: np.ndarray) -> np.ndarray:
+    def _check_region(self, region: np.ndarray, tissue: np.ndarray, stride_px: int) -> np.ndarray:
+        px = self.metadata.patch_px
+        rows, cols = np.shape(tissue)
+        expected = ((rows - 1) * stride_px + px, (cols - 1) * stride_px + px, 3)
+        if not isinstance(region, np.ndarray) or region.dtype != np.uint8 or region.shape != expected:
+            raise ConfigError(
+                f"a block of {rows}x{cols} cells at stride {stride_px} needs a uint8 region of shape "
+                f"{expected}, got {getattr(region, 'dtype', type(region).__name__)} {np.shape(region)}"
+            )
+        return region
+
+    def _predict_cpu(self, patches: torch.Tensor) -> np.ndarray:
         """Batches in order; a compiled model gets the last one padded to the full batch size,
         so it is compiled for one shape only."""
         probs = np.empty(len(patches), dtype=np.float32)
@@ -135,92 +165,170 @@ class Predictor:
             chunk = patches[start : start + batch]
             count = len(chunk)
             if self.settings.compile and count < batch:
-                chunk = np.concatenate([chunk, np.zeros((batch - count, *chunk.shape[1:]), np.uint8)])
-            scored = self.score_on_device(torch.from_numpy(np.ascontiguousarray(chunk)))
+                chunk = torch.cat([chunk, chunk.new_zeros((batch - count, *chunk.shape[1:]))])
+            scored = self.score_on_device(chunk.contiguous())
             probs[start : start + count] = scored[:count].numpy()
+            self.stats.batches += 1
+            self.stats.useful += count
         return probs
+
+
+def _cpu_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor over `array`, copied only when torch cannot share it (read-only or strided:
+    what comes out of the object store is read-only)."""
+    if not (array.flags.writeable and array.flags.c_contiguous):
+        array = np.array(array, order="C")
+    return torch.from_numpy(array)
 
 
 @dataclass
 class _Slot:
-    """One batch's buffers: pinned host input/output, device input, and its two events."""
+    """One batch on the device: its input, its pinned output, and the patches it holds."""
 
-    host_in: torch.Tensor
     dev_in: torch.Tensor
     host_out: torch.Tensor
-    copied: torch.cuda.Event
     done: torch.cuda.Event
-    target: tuple[int, int, int] | None = None  # (array number, first patch, count) in flight
+    fill: int = 0
+    launched: bool = False
+    targets: list[tuple[int, int, int, int]] = field(default_factory=list)  # (item, first, count, slot offset)
 
 
-class _CudaBatches:
-    """A ring of `batches_in_flight` slots: fill pinned memory, copy on a side stream, compute on
-    the current stream, copy P(tumour) back to pinned memory; wait only when a slot is reused."""
+class _CudaFeeder:
+    """One continuous loop over a device: uploads on a side stream, batches filled across items.
+
+    Each item (a block's region with its tissue-cell index, or an array of patches) goes to a
+    pinned staging buffer, then to the device over the copy stream; the compute stream waits
+    for that copy only, cuts the block's patches there and packs them into the current batch.
+    A full batch is launched at once; a batch's slot is waited for only when it is reused.
+    Only the last batch of a run is padded (and, with `deterministic`, each item's last one).
+    """
 
     def __init__(
         self,
         score: Callable[[torch.Tensor], torch.Tensor],
         device: torch.device,
         settings: PredictorSettings,
+        stats: BatchStats,
         patch_px: int,
     ) -> None:
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+        torch.backends.cudnn.benchmark = not settings.deterministic
+        torch.backends.cudnn.deterministic = settings.deterministic
         self.score = score
         self.device = device
-        self.batch = settings.batch_size
+        self.settings = settings
+        self.stats = stats
         self.copy_stream = torch.cuda.Stream(device)
-        shape = (self.batch, patch_px, patch_px, 3)
-        self.slots = [
-            _Slot(
-                host_in=torch.empty(shape, dtype=torch.uint8, pin_memory=True),
-                dev_in=torch.zeros(shape, dtype=torch.uint8, device=device),
-                host_out=torch.empty(self.batch, dtype=torch.float32, pin_memory=True),
-                copied=torch.cuda.Event(),
-                done=torch.cuda.Event(),
-            )
-            for _ in range(settings.batches_in_flight)
-        ]
+        self.patch_px = patch_px
+        self.slots: list[_Slot] = []
+        self.filling: _Slot | None = None  # the batch being packed, not launched yet
+        self.staging: list[tuple[torch.Tensor, torch.cuda.Event]] = []
+        self.next_slot = 0
+        self.next_staging = 0
 
-    def run(self, arrays: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    def run(self, items: Iterable[tuple[np.ndarray, tuple[np.ndarray, int] | None]]) -> Iterator[np.ndarray]:
+        """`items`: (host array, None) for patches, (region, (cell index, stride)) for a block."""
         results: dict[int, np.ndarray] = {}
-        pending: dict[int, int] = {}  # array number -> patches not yet harvested
+        pending: dict[int, int] = {}
         next_out = 0
-        launched = 0
-        for number, patches in enumerate(arrays):
+        for number, (host, cut) in enumerate(items):
+            patches = self._to_device_patches(host, cut)
             results[number] = np.empty(len(patches), dtype=np.float32)
             pending[number] = len(patches)
-            for start in range(0, len(patches), self.batch):
-                slot = self.slots[launched % len(self.slots)]
-                self._harvest(slot, results, pending)
-                self._launch(slot, number, patches, start)
-                launched += 1
+            start = 0
+            while start < len(patches):
+                slot = self._current_slot(results, pending)
+                count = min(self.settings.batch_size - slot.fill, len(patches) - start)
+                slot.dev_in[slot.fill : slot.fill + count].copy_(patches[start : start + count])
+                slot.targets.append((number, start, count, slot.fill))
+                slot.fill += count
+                start += count
+                if slot.fill == self.settings.batch_size:
+                    self._launch(slot)
+            if self.settings.deterministic and self.filling is not None:
+                self._launch(self.filling)
             while pending.get(next_out) == 0:
                 del pending[next_out]
                 yield results.pop(next_out)
                 next_out += 1
-        for i in range(len(self.slots)):
-            self._harvest(self.slots[(launched + i) % len(self.slots)], results, pending)
+        if self.filling is not None:
+            self._launch(self.filling)
+        for slot in self.slots:
+            self._harvest(slot, results, pending)
         for number in sorted(results):
             yield results[number]
 
-    def _launch(self, slot: _Slot, number: int, patches: np.ndarray, start: int) -> None:
-        count = min(self.batch, len(patches) - start)
-        slot.host_in.numpy()[:count] = patches[start : start + count]
-        compute_stream = torch.cuda.current_stream(self.device)
+    def _to_device_patches(self, host: np.ndarray, cut: tuple[np.ndarray, int] | None) -> torch.Tensor:
+        """Upload `host` (and a block's cell index) over the copy stream, never waiting for the
+        compute stream; the patches it holds, on the device."""
+        compute = torch.cuda.current_stream(self.device)
+        staged, copied = self._staging_for(host)
+        staged_view = staged[: host.nbytes]
+        staged_view.numpy()[:] = np.ascontiguousarray(host).reshape(-1).view(np.uint8)
         with torch.cuda.stream(self.copy_stream):
-            slot.dev_in[:count].copy_(slot.host_in[:count], non_blocking=True)
-            slot.copied.record(self.copy_stream)
-        compute_stream.wait_event(slot.copied)
+            on_device = torch.empty(host.shape, dtype=torch.uint8, device=self.device)
+            on_device.view(-1).copy_(staged_view, non_blocking=True)
+            cell_index = (
+                torch.from_numpy(cut[0]).pin_memory().to(self.device, non_blocking=True) if cut is not None else None
+            )
+            copied.record(self.copy_stream)
+        compute.wait_event(copied)
+        on_device.record_stream(compute)
+        if cut is None or cell_index is None:
+            return on_device
+        cell_index.record_stream(compute)
+        return cut_tissue_patches(on_device, cell_index, self.patch_px, cut[1])
+
+    def _staging_for(self, host: np.ndarray) -> tuple[torch.Tensor, torch.cuda.Event]:
+        """A pinned buffer big enough for `host`, from a ring of two; waits only for the copy
+        that last used it."""
+        if len(self.staging) < 2:
+            self.staging.append((torch.empty(0, dtype=torch.uint8).pin_memory(), torch.cuda.Event()))
+        index = self.next_staging
+        self.next_staging = (index + 1) % 2
+        buffer, event = self.staging[index]
+        event.synchronize()
+        if buffer.numel() < host.nbytes:
+            buffer = torch.empty(host.nbytes, dtype=torch.uint8).pin_memory()
+            self.staging[index] = (buffer, event)
+        return buffer, event
+
+    def _current_slot(self, results: dict[int, np.ndarray], pending: dict[int, int]) -> _Slot:
+        """The batch being packed; else the next slot of the ring, harvested first."""
+        if self.filling is not None:
+            return self.filling
+        if len(self.slots) < self.settings.batches_in_flight:
+            px = self.patch_px
+            self.slots.append(
+                _Slot(
+                    dev_in=torch.zeros((self.settings.batch_size, px, px, 3), dtype=torch.uint8, device=self.device),
+                    host_out=torch.empty(self.settings.batch_size, dtype=torch.float32, pin_memory=True),
+                    done=torch.cuda.Event(),
+                )
+            )
+        slot = self.slots[self.next_slot % len(self.slots)]
+        self.next_slot = (self.next_slot + 1) % self.settings.batches_in_flight
+        self._harvest(slot, results, pending)
+        self.filling = slot
+        return slot
+
+    def _launch(self, slot: _Slot) -> None:
+        compute = torch.cuda.current_stream(self.device)
         slot.host_out.copy_(self.score(slot.dev_in), non_blocking=True)
-        slot.done.record(compute_stream)
-        slot.target = (number, start, count)
+        slot.done.record(compute)
+        slot.launched = True
+        self.filling = None
+        self.stats.batches += 1
+        self.stats.useful += slot.fill
 
     @staticmethod
     def _harvest(slot: _Slot, results: dict[int, np.ndarray], pending: dict[int, int]) -> None:
-        if slot.target is None:
+        if not slot.launched:
             return
         slot.done.synchronize()
-        number, start, count = slot.target
-        results[number][start : start + count] = slot.host_out.numpy()[:count]
-        pending[number] -= count
-        slot.target = None
+        out = slot.host_out.numpy()
+        for number, first, count, offset in slot.targets:
+            results[number][first : first + count] = out[offset : offset + count]
+            pending[number] -= count
+        slot.targets.clear()
+        slot.fill = 0
+        slot.launched = False

@@ -1,5 +1,6 @@
-"""Scanning one slide: plan (tissue, blocks), read a block's patches, and the settings of a run.
+"""Scanning slides: plan (tissue, blocks), read a block's region, and drive a batch.
 
-These are the functions the Ray layer distributes; `inprocess.scan_slides` runs them in one
-process for tests, notebooks and debugging.
+`batch.scan_batch` drives a batch on any executor; `runner.run_scan` resolves a request and runs
+it on the executor its caller chose: `inprocess.in_process_executor` (tests, notebooks,
+debugging) or `cluster.executor.ray_executor`, which distributes the same functions on Ray.
 """

@@ -1,9 +1,10 @@
 """The driver of a batch scan, the same in one process and on Ray.
 
-It plans every slide, records plans in the store, hands the pending blocks to an executor (in
-process, or the Ray Data pipeline), and, as results stream back, marks failed slides and
-finalizes each slide as soon as its last block is written. The executor only decides *where*
-reads, predictions and writes happen.
+The executor plans each slide and sets it up in the store where the plan is made; the driver
+hands the pending blocks to the executor's pipeline and, as results stream back, marks failed
+slides and starts each slide's finalize on the executor as soon as its last block is written
+(off the driver on Ray). The driver itself only routes small records; the executor decides
+*where* planning, reads, predictions, writes and finalizes happen.
 """
 
 from __future__ import annotations
@@ -12,18 +13,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pcam_scan.diagnosis.rule import DefaultRule
-from pcam_scan.diagnosis.store_io import diagnose_stored_slide
 from pcam_scan.errors import PcamScanError
 from pcam_scan.geometry import PatchGeometry
+from pcam_scan.scan.finalize import stored_outcome
 from pcam_scan.scan.outcome import SlideOutcome
-from pcam_scan.scan.planning import SlidePlan
+from pcam_scan.scan.planning import PlanFailure, PlannedSlide
 from pcam_scan.scan.progress import ScanProgress
 from pcam_scan.scan.settings import ScanSettings
-from pcam_scan.scan.work import BlockResult, BlockWork, block_work_items, describe_error
+from pcam_scan.scan.work import BlockResult, BlockWork, block_work_items
 from pcam_scan.store import HeatmapStore, SlideRecord, slide_fingerprint
-from pcam_scan.store.blocks import BlockWriter
-from pcam_scan.store.schema import SlideState, StoredSlide
+from pcam_scan.store.prob_chunks import ProbChunkWriter
 
 
 @dataclass(frozen=True)
@@ -35,27 +34,35 @@ class SlideJob:
 
 
 class Executor(Protocol):
-    """Where planning and block work run: in this process, or on a Ray cluster."""
+    """Where planning, block work and finalizing run: in this process, or on a Ray cluster."""
 
     def plan(
-        self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings
-    ) -> Iterator[tuple[SlideJob, SlidePlan | str]]:
-        """Each job's plan, or the one-line reason it could not be planned."""
+        self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings, store: HeatmapStore
+    ) -> Iterator[tuple[SlideJob, PlannedSlide | PlanFailure]]:
+        """Each job planned and set up in the store, or why not, as each becomes ready."""
         ...
 
-    def run(self, works: Sequence[BlockWork], writers: Mapping[str, BlockWriter]) -> Iterator[BlockResult]:
+    def run(self, works: Sequence[BlockWork], writers: Mapping[str, ProbChunkWriter]) -> Iterator[BlockResult]:
         """Read, predict and write every block; yield each block's result as it finishes."""
+        ...
+
+    def finalize(self, store: HeatmapStore, job: SlideJob, seconds: Mapping[str, float], n_blocks: int) -> None:
+        """Start finishing a slide whose blocks are all written (`scan.finalize.finalize_slide`)."""
+        ...
+
+    def finalized(self, wait: bool) -> Iterator[SlideOutcome]:
+        """Outcomes of the finalizes that ended; with `wait`, of all those started."""
         ...
 
 
 class _SlideTally:
     """Per-slide bookkeeping while its blocks stream back."""
 
-    def __init__(self, job: SlideJob, plan: SlidePlan, pending: int) -> None:
+    def __init__(self, job: SlideJob, planned: PlannedSlide) -> None:
         self.job = job
-        self.plan = plan
-        self.pending = pending
-        self.seconds = {"plan": plan.plan_seconds, "read": 0.0, "predict": 0.0, "write": 0.0}
+        self.n_blocks = len(planned.plan.blocks)
+        self.pending = len(planned.pending)
+        self.seconds = {"plan": planned.plan.plan_seconds, "read": 0.0, "predict": 0.0, "write": 0.0}
         self.failed = False
 
     def add(self, result: BlockResult) -> None:
@@ -91,36 +98,29 @@ def scan_batch(
         store.mark_failed(job.slide_id, message, _record(job))
         outcomes[job.slide_id] = SlideOutcome(job.slide_id, job.path, "failed", message)
 
-    for job, plan in executor.plan(jobs, model_geometry, settings):
-        if isinstance(plan, str):
-            fail(job, plan)
-            continue
-        try:
-            record = SlideRecord(path=job.path, fingerprint=slide_fingerprint(job.path))
-            status = store.plan_slide(
-                job.slide_id, record, plan.grid, plan.tissue.cells, settings.block_cells
-            )
-            pending = [] if status.state is SlideState.COMPLETE else store.pending_blocks(job.slide_id)
-        except PcamScanError as err:
-            fail(job, describe_error(err))
-            continue
-        if status.state is SlideState.COMPLETE:
-            stored = store.stored_slide(job.slide_id)
-            outcomes[job.slide_id] = _outcome(stored, job, "already complete", {})
-            continue
-        tallies[job.slide_id] = _SlideTally(job, plan, len(pending))
-        works.extend(block_work_items(plan, pending, settings.mpp_override_um_px))
+    def finalize(tally: _SlideTally) -> None:
+        executor.finalize(store, tally.job, dict(tally.seconds), tally.n_blocks)
+
+    for job, planned in executor.plan(jobs, model_geometry, settings, store):
+        if isinstance(planned, PlanFailure):
+            fail(job, planned.message)
+        elif planned.complete:
+            outcomes[job.slide_id] = stored_outcome(store.stored_slide(job.slide_id), job.slide_id, job.path, "already complete", {})
+        else:
+            tallies[job.slide_id] = _SlideTally(job, planned)
+            works.extend(block_work_items(planned.plan, planned.pending, settings.mpp_override_um_px))
 
     progress.set_totals(len(jobs), len(works), sum(w.n_patches for w in works))
     for _ in outcomes:  # failed to plan, or complete in an earlier run
         progress.slide_done()
-    for slide_id in [s for s, t in tallies.items() if t.pending == 0]:
-        outcomes[slide_id] = _finalize(store, tallies[slide_id])  # resumed with nothing left
-        progress.slide_done()
+    for tally in tallies.values():
+        if tally.pending == 0:  # resumed with nothing left
+            finalize(tally)
 
-    writers = {slide_id: store.block_writer(slide_id) for slide_id in tallies}
+    writers = {slide_id: store.chunk_writer(slide_id) for slide_id in tallies}
     try:
-        _collect(executor.run(works, writers), tallies, outcomes, store, progress, fail)
+        _collect(executor.run(works, writers), tallies, outcomes, executor, progress, fail, finalize)
+        _record_finalized(executor.finalized(wait=True), outcomes, progress)
     finally:
         progress.close()
     for job in jobs:
@@ -133,55 +133,28 @@ def _collect(
     results: Iterator[BlockResult],
     tallies: dict[str, _SlideTally],
     outcomes: dict[str, SlideOutcome],
-    store: HeatmapStore,
+    executor: Executor,
     progress: ScanProgress,
     fail: Callable[[SlideJob, str], None],
+    finalize: Callable[[_SlideTally], None],
 ) -> None:
-    """Count each block's result; fail a slide on its first error; finalize it on its last block."""
+    """Count each block's result; fail a slide on its first error; start its finalize on its
+    last block; pick up the finalizes that ended, without waiting for any."""
     for result in results:
         tally = tallies[result.slide_id]
-        progress.block_done(result.n_patches)
-        if tally.failed:
-            continue
-        if result.error is not None:
+        progress.block_done(result.n_patches, result.model)
+        if not tally.failed and result.error is not None:
             tally.failed = True
             fail(tally.job, result.error)
             progress.slide_done()
-            continue
-        tally.add(result)
-        if tally.pending == 0:
-            outcomes[result.slide_id] = _finalize(store, tally)
-            progress.slide_done()
+        elif not tally.failed:
+            tally.add(result)
+            if tally.pending == 0:
+                finalize(tally)
+        _record_finalized(executor.finalized(wait=False), outcomes, progress)
 
 
-def _finalize(store: HeatmapStore, tally: _SlideTally) -> SlideOutcome:
-    """Pyramid and status complete (written last) for a slide whose blocks are all written, then
-    the default-rule diagnosis (an aggregator can replace it later with `pcam-scan diagnose`)."""
-    job = tally.job
-    try:
-        stored = store.finalize_slide(job.slide_id, tally.seconds, {"blocks": len(tally.plan.blocks)})
-        diagnosis = diagnose_stored_slide(store, job.slide_id, DefaultRule())
-    except PcamScanError as err:
-        message = describe_error(err)
-        store.mark_failed(job.slide_id, message)
-        return SlideOutcome(job.slide_id, job.path, "failed", message)
-    return _outcome(stored, job, "complete", tally.seconds, diagnosis.to_attrs())
-
-
-def _outcome(
-    stored: StoredSlide,
-    job: SlideJob,
-    state: str,
-    seconds: Mapping[str, float],
-    diagnosis: Mapping[str, object] | None = None,
-) -> SlideOutcome:
-    return SlideOutcome(
-        job.slide_id,
-        job.path,
-        state,
-        None,
-        int(stored.counts.get("predicted_cells", 0)),
-        float(stored.counts.get("tissue_mm2", 0.0)),
-        dict(seconds),
-        dict(diagnosis if diagnosis is not None else stored.diagnosis or {}),
-    )
+def _record_finalized(done: Iterator[SlideOutcome], outcomes: dict[str, SlideOutcome], progress: ScanProgress) -> None:
+    for outcome in done:
+        outcomes[outcome.slide_id] = outcome
+        progress.slide_done()

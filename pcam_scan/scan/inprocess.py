@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
+import torch
+
+from pcam_scan.errors import CheckpointError, describe_error
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.predictor import Predictor
 from pcam_scan.scan.batch import SlideJob
-from pcam_scan.scan.planning import SlidePlan, plan_or_reason
+from pcam_scan.scan.finalize import finalize_slide
+from pcam_scan.scan.outcome import SlideOutcome
+from pcam_scan.scan.planning import PlanFailure, PlannedSlide, plan_into_store
+from pcam_scan.scan.runner import ScanRun
 from pcam_scan.scan.settings import ScanSettings
-from pcam_scan.scan.work import BlockResult, BlockWork, describe_error, read_works, write_work
-from pcam_scan.store.blocks import BlockWriter
+from pcam_scan.scan.work import BlockResult, BlockWork, read_works, write_work
+from pcam_scan.store import HeatmapStore
+from pcam_scan.store.prob_chunks import ProbChunkWriter
 
 
 class InProcessExecutor:
@@ -20,25 +28,47 @@ class InProcessExecutor:
     def __init__(self, predictor: Predictor, geometry: PatchGeometry) -> None:
         self.predictor = predictor
         self.geometry = geometry
+        self._finalized: list[SlideOutcome] = []
 
     def plan(
-        self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings
-    ) -> Iterator[tuple[SlideJob, SlidePlan | str]]:
+        self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings, store: HeatmapStore
+    ) -> Iterator[tuple[SlideJob, PlannedSlide | PlanFailure]]:
         for job in jobs:
-            yield job, plan_or_reason(job.slide_id, job.path, model_geometry, settings)
+            yield job, plan_into_store(job.slide_id, job.path, model_geometry, settings, store)
 
-    def run(self, works: Sequence[BlockWork], writers: Mapping[str, BlockWriter]) -> Iterator[BlockResult]:
-        for work, patches, read_s, error in read_works(works, self.geometry):
+    def finalize(self, store: HeatmapStore, job: SlideJob, seconds: Mapping[str, float], n_blocks: int) -> None:
+        self._finalized.append(finalize_slide(store, job.slide_id, job.path, seconds, n_blocks))
+
+    def finalized(self, wait: bool) -> Iterator[SlideOutcome]:
+        done, self._finalized = self._finalized, []
+        yield from done
+
+    def run(self, works: Sequence[BlockWork], writers: Mapping[str, ProbChunkWriter]) -> Iterator[BlockResult]:
+        for work, region, read_s, error in read_works(works, self.geometry):
             rc = work.block.block_rc
-            if patches is None:
+            if region is None:
                 yield BlockResult(work.slide_id, rc, 0, read_s, error=error)
                 continue
             started = time.perf_counter()
             try:
-                probs = self.predictor.predict(patches)
+                (probs,) = self.predictor.predict_blocks([(region, work.tissue)], self.geometry.stride_px)
                 predict_s = time.perf_counter() - started
                 write_s = write_work(writers[work.slide_id], work, probs)
             except Exception as err:  # the slide fails with this message; the batch goes on
                 yield BlockResult(work.slide_id, rc, 0, read_s, error=describe_error(err))
                 continue
-            yield BlockResult(work.slide_id, rc, len(patches), read_s, predict_s, write_s)
+            yield BlockResult(work.slide_id, rc, len(probs), read_s, predict_s, write_s)
+
+
+@contextmanager
+def in_process_executor(run: ScanRun) -> Iterator[InProcessExecutor]:
+    """The executor factory for `run_scan`: the model on this process's device. The scan's fixed
+    CPU thread count is torch's for the run only; the caller's is restored afterwards."""
+    threads = torch.get_num_threads()
+    try:
+        predictor = Predictor.from_checkpoint(run.checkpoint_path, run.request.settings.model)
+        if predictor.model_id != run.model_id:
+            raise CheckpointError(f"{run.checkpoint_path} changed during the run (model id {predictor.model_id})")
+        yield InProcessExecutor(predictor, run.geometry)
+    finally:
+        torch.set_num_threads(threads)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from pcam_scan.blocks import plan_blocks
-from pcam_scan.geometry import Block, CellGrid, PatchGeometry
+from pcam_scan.errors import PcamScanError, describe_error
+from pcam_scan.geometry import Block, CellGrid, PatchGeometry, plan_blocks
 from pcam_scan.scan.settings import ScanSettings
 from pcam_scan.slide import ReadPlan, SlideInfo, choose_read_plan, open_slide
+from pcam_scan.store import HeatmapStore, SlideRecord, SlideState, slide_fingerprint
 from pcam_scan.tissue import TissueGrid, detect_tissue
 
 
@@ -61,14 +62,48 @@ def plan_slide(
     )
 
 
-def plan_or_reason(
-    slide_id: str, path: str, model_geometry: PatchGeometry, settings: ScanSettings
-) -> SlidePlan | str:
-    """The slide's plan, or the one line that says why it cannot be scanned: a bad slide is
-    recorded as failed and the batch goes on, in process and on Ray alike."""
-    from pcam_scan.scan.work import describe_error
+@dataclass(frozen=True)
+class PlannedSlide:
+    """A slide planned and set up in the store: its plan, and the blocks still to scan (none
+    when `complete`, a slide finished by an earlier run)."""
 
+    plan: SlidePlan
+    pending: tuple[Block, ...]
+    complete: bool
+
+
+@dataclass(frozen=True)
+class PlanFailure:
+    """Why a slide could not be planned: one line, recorded as the slide's failed status."""
+
+    message: str
+
+
+def plan_or_failure(
+    slide_id: str, path: str, model_geometry: PatchGeometry, settings: ScanSettings
+) -> SlidePlan | PlanFailure:
+    """The slide's plan, or why it cannot be scanned: a bad slide is recorded as failed and the
+    batch goes on, in process and on Ray alike."""
     try:
         return plan_slide(slide_id, path, model_geometry, settings)
     except Exception as err:  # becomes the slide's failed status, never swallowed
-        return describe_error(err)
+        return PlanFailure(describe_error(err))
+
+
+def plan_into_store(
+    slide_id: str, path: str, model_geometry: PatchGeometry, settings: ScanSettings, store: HeatmapStore
+) -> PlannedSlide | PlanFailure:
+    """Plan the slide and set it up in the store where the plan is made (a Ray task, not the
+    driver): arrays created, tissue written whole, status planned; or resumed, keeping its
+    written blocks. A slide that cannot be planned or resumed becomes a `PlanFailure`."""
+    plan = plan_or_failure(slide_id, path, model_geometry, settings)
+    if isinstance(plan, PlanFailure):
+        return plan
+    try:
+        record = SlideRecord(path=path, fingerprint=slide_fingerprint(path))
+        status = store.plan_slide(slide_id, record, plan.grid, plan.tissue.cells, settings.block_cells)
+        if status.state is SlideState.COMPLETE:
+            return PlannedSlide(plan, (), complete=True)
+        return PlannedSlide(plan, tuple(store.pending_blocks(slide_id)), complete=False)
+    except PcamScanError as err:
+        return PlanFailure(describe_error(err))

@@ -17,6 +17,8 @@ class ScanProgress:
         self.started = time.perf_counter()
         self.blocks_started: float | None = None  # when planning ended and blocks began
         self.finished: float | None = None
+        self.first_block: float | None = None
+        self.model_batches: dict[str, tuple[int, int]] = {}  # model worker -> (batches, real patches)  # when the first block's predictions came back
         self._last_draw = 0.0
         self.slides_total = self.slides_done = 0
         self.blocks_total = self.blocks_done = 0
@@ -27,7 +29,13 @@ class ScanProgress:
         self.blocks_started = time.perf_counter()
         self.draw(force=True)
 
-    def block_done(self, n_patches: int) -> None:
+    def block_done(self, n_patches: int, model: tuple[str, int, int] | None = None) -> None:
+        """Count a block; `model` is its model worker's running (worker, batches, real patches)."""
+        if model is not None:
+            worker, batches, useful = model
+            self.model_batches[worker] = (batches, useful)
+        if self.first_block is None:
+            self.first_block = time.perf_counter()
         self.blocks_done += 1
         self.patches_done += n_patches
         self.draw()

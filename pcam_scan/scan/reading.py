@@ -1,26 +1,22 @@
-"""Read a block: one region read at the read plane, cut into the patches of its tissue cells."""
+"""Read a block: ONE region read at the read plane (its cells plus a halo), never cut here.
+
+The region is what travels to the model stage, which cuts the patches where it runs
+(`pcam_scan.model.patch_cutting`); a block's probabilities come back and are scattered into
+its cells.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from pcam_scan.blocks import tissue_patches
 from pcam_scan.geometry import Block, PatchGeometry
 from pcam_scan.slide import ReadPlan, Slide
 
 
-def read_block_patches(
-    slide: Slide,
-    read_plan: ReadPlan,
-    geometry: PatchGeometry,
-    block: Block,
-    block_tissue: np.ndarray,
-) -> np.ndarray:
-    """uint8 (N, P, P, 3) patches of the block's tissue cells, in row-major cell order."""
+def read_block_region(slide: Slide, read_plan: ReadPlan, geometry: PatchGeometry, block: Block) -> np.ndarray:
+    """uint8 (H, W, 3): the block's `region_px_box` at the read plane, white beyond the slide."""
     x0, y0, width, height = block.region_px_box(geometry)
-    region = slide.read_px_region(read_plan, (x0, y0), (width, height))
-    patches, _ = tissue_patches(region, block, geometry, block_tissue)
-    return patches
+    return slide.read_px_region(read_plan, (x0, y0), (width, height))
 
 
 def scatter_block_probs(block: Block, block_tissue: np.ndarray, probs: np.ndarray) -> np.ndarray:

@@ -1,23 +1,28 @@
-"""A scan request from start to end: checkpoint, store, executor (Ray or in process), outcomes."""
+"""A scan request from start to end: checkpoint, store, an executor chosen by the caller, outcomes.
+
+The core never picks Ray: the command-line entry points choose the executor (in process, or
+`cluster.executor.ray_executor`) and hand it in, so dependencies point one way only.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pcam_scan.model.checkpoint import load_checkpoint
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
-from pcam_scan.scan.batch import SlideJob, scan_batch
+from pcam_scan.model.checkpoint import load_checkpoint
+from pcam_scan.model.settings import SCAN_CPU_THREADS, PredictorSettings
+from pcam_scan.scan.batch import Executor, SlideJob, scan_batch
 from pcam_scan.scan.inputs import collect_slides
 from pcam_scan.scan.outcome import SlideOutcome
 from pcam_scan.scan.progress import ScanProgress
 from pcam_scan.scan.settings import ScanSettings
 from pcam_scan.store import HeatmapStore, RunIdentity, unique_slide_ids
-from pcam_scan.tissue import TissueSettings
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,6 @@ class ScanRequest:
     store_uri: str
     settings: ScanSettings = field(default_factory=ScanSettings)
     address: str | None = None
-    device: str = "auto"
     num_cpus: int | None = None
     gpus: int | None = None
     in_process: bool = False
@@ -42,13 +46,16 @@ class ScanRequest:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, slides: Sequence[Path]) -> ScanRequest:
-        settings = ScanSettings(
-            stride_px=args.stride,
-            block_cells=args.block_cells,
-            tta=args.tta,
+        model = PredictorSettings(
+            device=args.device,
             batch_size=args.batch_size,
+            tta=args.tta,
             compile=args.compile,
-            mpp_override_um_px=args.mpp,
+            deterministic=args.deterministic,
+            cpu_threads=SCAN_CPU_THREADS,
+        )
+        settings = ScanSettings(
+            stride_px=args.stride, block_cells=args.block_cells, mpp_override_um_px=args.mpp, model=model
         )
         return cls(
             slides=tuple(str(p) for p in slides),
@@ -56,7 +63,6 @@ class ScanRequest:
             store_uri=args.store,
             settings=settings,
             address=args.address,
-            device=args.device,
             num_cpus=args.num_cpus,
             gpus=args.gpus,
             in_process=args.in_process,
@@ -70,76 +76,41 @@ class ScanRequest:
     def from_json(cls, text: str) -> ScanRequest:
         try:
             doc = json.loads(text)
-            settings = dict(doc.pop("settings"))
-            tissue = dict(settings.pop("tissue"))
-            tissue["otsu_band"] = tuple(tissue["otsu_band"])
-            return cls(
-                **{**doc, "slides": tuple(doc["slides"])},
-                settings=ScanSettings(**settings, tissue=TissueSettings(**tissue)),
-            )
+            settings = ScanSettings.from_dict(doc.pop("settings"))
+            return cls(**{**doc, "slides": tuple(doc["slides"])}, settings=settings)
         except (ValueError, KeyError, TypeError) as err:
             raise ConfigError(f"malformed scan request: {err}") from None
 
-    def predictor_kwargs(self, cpu_threads: int | None) -> dict[str, object]:
-        return {
-            "device": self.device,
-            "batch_size": self.settings.batch_size,
-            "tta": self.settings.tta,
-            "compile": self.settings.compile,
-            "cpu_threads": cpu_threads,
-        }
+
+@dataclass(frozen=True)
+class ScanRun:
+    """What an executor needs besides the request: the model, as the driver resolved it."""
+
+    request: ScanRequest
+    checkpoint_path: str
+    model_id: str
+    model_geometry: PatchGeometry
+
+    @property
+    def geometry(self) -> PatchGeometry:
+        return self.request.settings.geometry(self.model_geometry)
 
 
-def run_scan(request: ScanRequest, progress: ScanProgress | None = None) -> list[SlideOutcome]:
-    """Scan the request's slides into its store; one outcome per slide."""
+ExecutorFactory = Callable[[ScanRun], AbstractContextManager[Executor]]
+"""Opens where the scan runs (in process, or a Ray session) for the length of a run."""
+
+
+def run_scan(
+    request: ScanRequest, open_executor: ExecutorFactory, progress: ScanProgress | None = None
+) -> list[SlideOutcome]:
+    """Scan the request's slides into its store on the executor `open_executor` gives; one
+    outcome per slide."""
     loaded = load_checkpoint(request.checkpoint, "cpu")
-    model_geometry = loaded.metadata.geometry()
-    geometry = request.settings.geometry(model_geometry)
+    run = ScanRun(request, str(Path(request.checkpoint).resolve()), loaded.model_id, loaded.metadata.geometry())
+    del loaded  # the executor's model stage loads its own copy, where it runs
+    request.settings.geometry(run.model_geometry)  # a bad stride is refused before the store is touched
     ids = unique_slide_ids(collect_slides(request.slides))
     jobs = [SlideJob(slide_id, str(path)) for slide_id, path in ids.items()]
-    run = RunIdentity(loaded.model_id, request.settings.identity())
-    store = HeatmapStore.open(request.store_uri, run, mode="a")
-    if request.in_process:
-        from pcam_scan.model.predictor import Predictor, PredictorSettings
-        from pcam_scan.scan.inprocess import InProcessExecutor
-
-        predictor = Predictor(loaded, PredictorSettings(**request.predictor_kwargs(None)))  # type: ignore[arg-type]
-        executor = InProcessExecutor(predictor, geometry)
-        return scan_batch(jobs, store, model_geometry, request.settings, executor, progress)
-    del loaded  # the actors load their own copy
-    return _scan_on_ray(request, jobs, store, model_geometry, run.model_id, progress)
-
-
-def _scan_on_ray(
-    request: ScanRequest,
-    jobs: list[SlideJob],
-    store: HeatmapStore,
-    model_geometry: PatchGeometry,
-    model_id: str,
-    progress: ScanProgress | None,
-) -> list[SlideOutcome]:
-    from cluster.executor import RayExecutor
-    from cluster.pipeline import PoolSettings
-    from cluster.session import ray_session
-
-    geometry = request.settings.geometry(model_geometry)
-    with ray_session(request.address, request.num_cpus) as resources:
-        if request.device.startswith("cuda") and resources.gpus < 1 and request.gpus is None:
-            raise ConfigError(f"--device {request.device}: the Ray cluster has no GPUs (add --gpus N to wait for some)")
-        use_gpus = request.gpus is not None or resources.gpus >= 1
-        if use_gpus:  # asked-for GPUs beyond those up now come from the autoscaler
-            actors, cpus_per_actor = request.gpus or int(resources.gpus), 1.0
-        else:  # an actor fits on one node, leaving a CPU for reads; big clusters get several
-            cpus_per_actor = float(min(8, max(1, int(resources.max_node_cpus) - 1)))
-            actors = max(1, int(resources.cpus // 8))
-        pool = PoolSettings(
-            checkpoint_path=str(Path(request.checkpoint).resolve()),
-            model_id=model_id,
-            use_gpus=use_gpus,
-            actors=actors,
-            cpus_per_actor=cpus_per_actor,
-            blocks_per_call=4 if use_gpus else 1,
-            predictor_kwargs=request.predictor_kwargs(None if use_gpus else int(cpus_per_actor)),
-        )
-        executor = RayExecutor(geometry, pool)
-        return scan_batch(jobs, store, model_geometry, request.settings, executor, progress)
+    store = HeatmapStore.open(request.store_uri, RunIdentity(run.model_id, request.settings.identity()), mode="a")
+    with open_executor(run) as executor:
+        return scan_batch(jobs, store, run.model_geometry, request.settings, executor, progress)

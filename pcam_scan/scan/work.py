@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pcam_scan.errors import describe_error
 from pcam_scan.geometry import Block, PatchGeometry
 from pcam_scan.scan.planning import SlidePlan
-from pcam_scan.scan.reading import read_block_patches, scatter_block_probs
+from pcam_scan.scan.reading import read_block_region, scatter_block_probs
 from pcam_scan.slide import ReadPlan, Slide, open_slide
-from pcam_scan.store.blocks import BlockWriter
+from pcam_scan.store.prob_chunks import ProbChunkWriter
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class BlockResult:
     predict_s: float = 0.0
     write_s: float = 0.0
     error: str | None = None
+    model: tuple[str, int, int] | None = None
+    """The model worker that scored it and its running totals: (worker, batches, real patches)."""
 
 
 def block_work_items(plan: SlidePlan, blocks: Iterable[Block], mpp_override: float | None) -> list[BlockWork]:
@@ -63,20 +66,12 @@ def block_work_items(plan: SlidePlan, blocks: Iterable[Block], mpp_override: flo
     ]
 
 
-def describe_error(err: BaseException) -> str:
-    """One line for a slide's failed status: the message, with the type when it adds meaning."""
-    from pcam_scan.errors import PcamScanError
-
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if isinstance(err, PcamScanError) else f"{type(err).__name__}: {text}"
-
-
 def read_works(
     works: Iterable[BlockWork], geometry: PatchGeometry
 ) -> Iterator[tuple[BlockWork, np.ndarray | None, float, str | None]]:
-    """Patches of each work item, `(work, patches, seconds, error)`, one slide open at a time.
+    """The region of each work item, `(work, region, seconds, error)`, one slide open at a time.
 
-    A read that fails yields the error text instead of patches, so one bad slide does not stop
+    A read that fails yields the error text instead of a region, so one bad slide does not stop
     the others (the error becomes that slide's failed status).
     """
     open_path: str | None = None
@@ -90,17 +85,17 @@ def read_works(
                         slide.close()
                     slide, open_path = None, work.path
                     slide = open_slide(work.path, work.mpp_override_um_px)
-                patches = read_block_patches(slide, work.read_plan, geometry, work.block, work.tissue)
+                region = read_block_region(slide, work.read_plan, geometry, work.block)
             except Exception as err:  # recorded as the slide's failure, never swallowed
                 yield work, None, time.perf_counter() - started, describe_error(err)
                 continue
-            yield work, patches, time.perf_counter() - started, None
+            yield work, region, time.perf_counter() - started, None
     finally:
         if slide is not None:
             slide.close()
 
 
-def write_work(writer: BlockWriter, work: BlockWork, probs: np.ndarray) -> float:
+def write_work(writer: ProbChunkWriter, work: BlockWork, probs: np.ndarray) -> float:
     """Write a block's probabilities as its one chunk; returns the seconds it took."""
     started = time.perf_counter()
     writer.write(work.block, scatter_block_probs(work.block, work.tissue, probs))

@@ -2,11 +2,11 @@
 
 Modules, one job each: `identity` (run identity and its hash), `ids` (slide ids), `fingerprint`
 (slide file fingerprint), `schema` (attribute layout), `location` (where the store lives),
-`blocks` (block bookkeeping and the picklable block writer), `pyramid` and `ngff` (multiscale
+`prob_chunks` (the picklable writer of block chunks, and which are done), `pyramid` and `ngff` (multiscale
 levels and their OME-NGFF metadata), `reader` (read access), `heatmap_store` (the store itself).
 """
 
-from pcam_scan.store.blocks import BlockWriter
+from pcam_scan.store.prob_chunks import ProbChunkWriter
 from pcam_scan.store.fingerprint import slide_fingerprint
 from pcam_scan.store.heatmap_store import HeatmapStore
 from pcam_scan.store.identity import RunIdentity
@@ -28,7 +28,7 @@ __all__ = [
     "DEFAULT_BLOCK_CELLS",
     "FORMAT_NAME",
     "FORMAT_VERSION",
-    "BlockWriter",
+    "ProbChunkWriter",
     "HeatmapReader",
     "HeatmapStore",
     "Pooling",

@@ -21,8 +21,8 @@ from zarr.errors import ContainsArrayAndGroupError, ContainsArrayError, NodeNotF
 
 from pcam_scan.errors import StoreError
 from pcam_scan.geometry import Block, CellGrid, block_grid_shape
-from pcam_scan.blocks import plan_blocks
-from pcam_scan.store.blocks import BlockWriter
+from pcam_scan.geometry import plan_blocks
+from pcam_scan.store.prob_chunks import ProbChunkWriter
 from pcam_scan.store.identity import RunIdentity, json_copy
 from pcam_scan.store.ids import validate_slide_id
 from pcam_scan.store.location import StoreLocation, child_array, child_group, write_attr
@@ -143,14 +143,14 @@ class HeatmapStore(HeatmapReader):
         )
         return planned
 
-    def block_writer(self, slide_id: str) -> BlockWriter:
+    def chunk_writer(self, slide_id: str) -> ProbChunkWriter:
         """A picklable writer for the slide's blocks, to be shipped to Ray workers."""
         self._run_for_writing()
         self._planned_attrs(slide_id)
-        return BlockWriter(self.location, slide_id)
+        return ProbChunkWriter(self.location, slide_id)
 
     def write_block(self, slide_id: str, block: Block, probs: npt.ArrayLike) -> None:
-        self.block_writer(slide_id).write(block, probs)
+        self.chunk_writer(slide_id).write(block, probs)
 
     def finalize_slide(
         self,

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pcam_scan.defaults import BLOCK_CELLS
 from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid, PatchGeometry, check_label_rule
 from pcam_scan.store.identity import RunIdentity, package_versions
@@ -25,7 +26,7 @@ ATTRS_KEY = "pcam_scan"
 PROB = "prob"
 TISSUE = "tissue"
 BLOCKS_DONE = "blocks_done"
-DEFAULT_BLOCK_CELLS = 32
+DEFAULT_BLOCK_CELLS = BLOCK_CELLS
 
 
 class SlideState(str, enum.Enum):

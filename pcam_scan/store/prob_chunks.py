@@ -1,7 +1,7 @@
-"""Block bookkeeping in the store: which blocks are written, and the writer of one block.
+"""A slide's probability chunks in the store: the writer of a block's chunk, and which are done.
 
-Which blocks a slide needs is `pcam_scan.blocks.plan_blocks` (every block with tissue), the same
-function the scanner plans with.
+Which blocks a slide needs is `pcam_scan.geometry.plan_blocks` (every block with tissue), the
+same function the scanner plans with.
 
 A block of cells is exactly one chunk of `prob/0`, and `blocks_done` has one 1x1 chunk per block,
 so every block is written by one worker into objects no other worker touches. The order makes
@@ -11,7 +11,7 @@ block reads as done only when its data was written whole. Rewriting a block writ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,21 +25,30 @@ def done_block_rcs(blocks_done: npt.NDArray[np.uint8]) -> set[tuple[int, int]]:
     return {(int(r), int(c)) for r, c in np.argwhere(blocks_done == 1)}
 
 
-@dataclass(frozen=True)
-class BlockWriter:
-    """Writes the probabilities of one block of one slide; picklable, for Ray workers.
+class ProbChunkWriter:
+    """Writes a slide's block probabilities, each as its one `prob/0` chunk plus its done mark.
 
-    It opens the slide's arrays by URI in whatever process it runs in. `probs` holds one value per
-    cell of the block, float in [0, 1], NaN for cells that were not predicted (no tissue).
+    Picklable, for Ray workers: it travels as the store location and slide id, and opens the
+    slide's arrays once in whatever process it runs in (not once per block). `probs` holds one
+    value per cell of the block, float in [0, 1], NaN for cells that were not predicted.
     """
 
-    location: StoreLocation
-    slide_id: str
+    def __init__(self, location: StoreLocation, slide_id: str) -> None:
+        self.location = location
+        self.slide_id = slide_id
+        self._arrays: tuple[Any, Any] | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"location": self.location, "slide_id": self.slide_id}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["location"], state["slide_id"])  # type: ignore[misc]
 
     def write(self, block: Block, probs: npt.ArrayLike) -> None:
-        slide = self.location.group(self.slide_id, mode="r+")
-        prob0 = child_array(child_group(slide, PROB), "0")
-        done = child_array(slide, BLOCKS_DONE)
+        if self._arrays is None:
+            slide = self.location.group(self.slide_id, mode="r+")
+            self._arrays = (child_array(child_group(slide, PROB), "0"), child_array(slide, BLOCKS_DONE))
+        prob0, done = self._arrays
         values = np.asarray(probs, dtype=np.float32)
         check_block_fits(block, values, prob0.shape, prob0.chunks)
         prob0[block.cell_slices()] = values

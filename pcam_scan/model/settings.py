@@ -1,0 +1,48 @@
+"""How the model runs: the predictor's settings and their defaults, without importing torch.
+
+The one definition of each model setting: the scan settings, the CLI's defaults and the Ray
+actors all use this dataclass (it travels to the actors as is, never as a dict).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pcam_scan.errors import ConfigError
+from pcam_scan.model.names import is_device_name
+
+DEFAULT_BATCH_SIZE = 256
+"""Patches per model batch: big enough to fill a GPU at 96 px, small enough for a CPU."""
+
+SCAN_CPU_THREADS = 1
+"""Torch threads of a scan's CPU model, fixed so a block's floating-point sums do not depend on
+where it ran; a CPU scan gets its parallelism from several single-thread actors instead."""
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """How to run the model. `cpu_threads` None leaves torch's thread count as it is (for
+    interactive use and training); a scan fixes it (`SCAN_CPU_THREADS`).
+
+    `deterministic` makes CUDA results independent of scheduling: cuDNN in deterministic mode
+    without benchmark, and every block batched alone (padding its last batch) instead of
+    batches filled across blocks. On the CPU a block is always batched alone.
+    """
+
+    device: str = "auto"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    tta: bool = False
+    compile: bool = False
+    cpu_threads: int | None = None
+    batches_in_flight: int = 3
+    deterministic: bool = False
+
+    def __post_init__(self) -> None:
+        if not is_device_name(self.device):
+            raise ConfigError(f"device {self.device!r} is not one of auto, cpu, cuda, cuda:N")
+        if not 1 <= self.batch_size <= 65536:
+            raise ConfigError(f"batch size {self.batch_size} is outside 1..65536")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ConfigError(f"cpu_threads {self.cpu_threads} must be at least 1")
+        if not 1 <= self.batches_in_flight <= 16:
+            raise ConfigError(f"batches_in_flight {self.batches_in_flight} is outside 1..16")

@@ -1,0 +1,35 @@
+"""The CPU budget of the Ray pipeline: model, reads and a write reserve never overlap."""
+
+from __future__ import annotations
+
+import pytest
+
+from cluster.session import ClusterResources
+from cluster.sizing import WRITE_RESERVE_CPUS, plan_budget
+from pcam_scan.errors import ConfigError
+from pcam_scan.model.settings import PredictorSettings
+
+
+@pytest.mark.parametrize(
+    ("cpus", "gpus", "nodes"),
+    [(2, 0, 1), (3, 0, 3), (16, 0, 1), (64, 0, 4), (16, 1, 1), (64, 8, 1)],
+)
+def test_the_write_reserve_is_never_given_to_reads_or_the_model(cpus: int, gpus: int, nodes: int) -> None:
+    resources = ClusterResources(cpus=cpus, gpus=gpus, max_node_cpus=cpus / nodes, nodes=nodes)
+    budget = plan_budget(resources, PredictorSettings(), None)
+    asked = budget.actors * budget.cpus_per_actor + budget.read_tasks * budget.cpus_per_read
+    assert asked + WRITE_RESERVE_CPUS * nodes <= cpus + 1e-9
+    assert budget.read_tasks >= 2 and budget.actors >= 1
+    assert budget.use_gpus == (gpus > 0) and (not gpus or budget.actors == gpus)
+
+
+def test_cpu_actors_run_the_fixed_thread_count_and_scale_with_the_cores() -> None:
+    small = plan_budget(ClusterResources(cpus=2, gpus=0, max_node_cpus=2), PredictorSettings(), None)
+    big = plan_budget(ClusterResources(cpus=32, gpus=0, max_node_cpus=32), PredictorSettings(cpu_threads=2), None)
+    assert (small.actors, small.cpus_per_actor) == (1, 1.0)
+    assert big.cpus_per_actor == 2.0 and big.actors == 7  # half of 31.5 CPUs, in actors of 2 threads
+
+
+def test_an_actor_that_fits_no_node_is_refused() -> None:
+    with pytest.raises(ConfigError, match="does not fit"):
+        plan_budget(ClusterResources(cpus=4, gpus=0, max_node_cpus=1, nodes=4), PredictorSettings(cpu_threads=2), None)
