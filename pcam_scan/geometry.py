@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, cast
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal, cast
 
 from pcam_scan.errors import ConfigError
+
+if TYPE_CHECKING:  # pure arithmetic: parsers import this module, and they need no numpy
+    import numpy as np
 
 PCAM_PATCH_PX = 96
 PCAM_LABEL_PX = 32

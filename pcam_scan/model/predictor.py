@@ -65,7 +65,7 @@ class Predictor:
     """P(tumour) for uint8 NHWC patches of the checkpoint's patch size, or for whole blocks.
 
     Builds its network on the resolved device (moving `loaded.network` there) and, on the CPU,
-    sets torch's process-wide thread count to `settings.cpu_threads`. One instance serves one
+    sets torch's process-wide thread count to the settings' `cpu_threads`. One instance serves one
     thread at a time (its CUDA buffers are reused batch after batch). `stats` counts batches.
     """
 
