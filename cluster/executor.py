@@ -7,7 +7,7 @@ it joins (or starts) Ray for the run and sizes the pipeline from the cluster's r
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,45 +16,40 @@ from pcam_scan.geometry import PatchGeometry
 from pcam_scan.scan.batch import SlideJob
 from pcam_scan.scan.finalize import finalize_slide
 from pcam_scan.scan.outcome import SlideOutcome
-from pcam_scan.scan.planning import PlanFailure, PlannedSlide, plan_into_store
 from pcam_scan.scan.runner import ScanRun
 from pcam_scan.scan.settings import ScanSettings
-from pcam_scan.scan.work import BlockResult, BlockWork
+from pcam_scan.scan.work import BlockResult, SlideReady
 from pcam_scan.store import HeatmapStore
-from pcam_scan.store.prob_chunks import ProbChunkWriter
 
-from cluster.pipeline import ModelStage, run_block_pipeline
+from cluster.pipeline import ModelStage, run_scan_pipeline
 from cluster.session import ray_session
 from cluster.sizing import PipelineBudget, plan_budget
 
 
 class RayExecutor:
-    """Plans every slide in parallel (one CPU task each, paths shipped, slides opened there) and
-    runs the blocks on the Ray Data pipeline."""
+    """Runs the scan pipeline on Ray Data: slides plan in parallel CPU tasks (paths shipped,
+    slides opened there) and their blocks stream on to the model as each slide is planned."""
 
-    def __init__(self, geometry: PatchGeometry, model: ModelStage, budget: PipelineBudget) -> None:
-        self.geometry = geometry
+    def __init__(self, model: ModelStage, budget: PipelineBudget) -> None:
         self.model = model
         self.budget = budget
         self._finalizing: dict[Any, SlideJob] = {}  # Ray object ref -> its slide
 
-    def plan(
+    def scan(
         self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings, store: HeatmapStore
-    ) -> Iterator[tuple[SlideJob, PlannedSlide | PlanFailure]]:
-        """One CPU task per slide plans it and sets it up in the store (whole-array writes)."""
+    ) -> Iterator[SlideReady | BlockResult]:
+        """The pipeline's records; a stage that cannot run at all (the model actors fail to
+        start: no such device, a bad checkpoint) stops the run with one line, and the slides
+        stay planned, to be resumed."""
         import ray
 
-        remote_plan = ray.remote(num_cpus=1, max_retries=3)(plan_into_store)
-        pending = {remote_plan.remote(job.slide_id, job.path, model_geometry, settings, store): job for job in jobs}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(ready[0])
-            try:
-                yield job, ray.get(ready[0])
-            except ray.exceptions.RayError as err:  # the task's worker or node was lost for good
-                yield job, PlanFailure(describe_error(getattr(err, "cause", None) or err))
+        slides = [(job.slide_id, job.path) for job in jobs]
+        try:
+            yield from run_scan_pipeline(slides, store, settings, model_geometry, self.model, self.budget)
+        except ray.exceptions.RayError as err:
+            raise PcamScanError(f"the scan pipeline failed: {_last_error_line(err)}") from None
 
-    def finalize(self, store: HeatmapStore, job: SlideJob, seconds: Mapping[str, float], n_blocks: int) -> None:
+    def finalize(self, store: HeatmapStore, job: SlideJob, seconds: dict[str, float], n_blocks: int) -> None:
         """A Ray task per slide (pyramid, diagnosis), from the write reserve: off the driver."""
         import ray
 
@@ -75,17 +70,6 @@ class RayExecutor:
             except ray.exceptions.RayError as err:  # its worker or node was lost for good
                 yield SlideOutcome(job.slide_id, job.path, "failed", describe_error(getattr(err, "cause", None) or err))
 
-    def run(self, works: Sequence[BlockWork], writers: Mapping[str, ProbChunkWriter]) -> Iterator[BlockResult]:
-        """The pipeline's results; a stage that cannot run at all (the model actors fail to
-        start: no such device, a bad checkpoint) stops the run with one line, and the slides
-        stay planned, to be resumed."""
-        import ray
-
-        try:
-            yield from run_block_pipeline(works, writers, self.geometry, self.model, self.budget)
-        except ray.exceptions.RayError as err:
-            raise PcamScanError(f"the block pipeline failed: {_last_error_line(err)}") from None
-
 
 @contextmanager
 def ray_executor(run: ScanRun) -> Iterator[RayExecutor]:
@@ -96,7 +80,7 @@ def ray_executor(run: ScanRun) -> Iterator[RayExecutor]:
         if model.device.startswith("cuda") and resources.gpus < 1 and request.gpus is None:
             raise ConfigError(f"--device {model.device}: the Ray cluster has no GPUs (add --gpus N to wait for some)")
         budget = plan_budget(resources, model, request.gpus)
-        yield RayExecutor(run.geometry, ModelStage(run.checkpoint_path, run.model_id, model), budget)
+        yield RayExecutor(ModelStage(run.checkpoint_path, run.model_id, model), budget)
 
 
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$", re.M)

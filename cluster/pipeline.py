@@ -1,25 +1,30 @@
-"""The streaming block pipeline on Ray Data: read (CPU tasks) -> predict (actor pool) -> write.
+"""The streaming scan pipeline on Ray Data: plan (CPU tasks, one slide each) -> read (CPU tasks)
+-> predict (actor pool) -> write.
 
 Every Ray Data call of the project lives in this module, since Ray's API moves between versions.
 Ray Data's streaming executor gives backpressure (memory stays bounded whatever the number of
 slides: the driver only ever sees small result rows), task retries, and an autoscaling actor
-pool for the model. What crosses from the read stage to the model is each block's region, never
-its patches (the model stage cuts them where it runs).
+pool for the model. A slide's blocks enter the pipeline as soon as that slide is planned, so the
+first prediction does not wait for the rest of the batch to plan. What crosses from the read
+stage to the model is each block's region, never its patches (the model stage cuts them where
+it runs).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+import pickle
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.settings import PredictorSettings
-from pcam_scan.scan.work import BlockResult, BlockWork
-from pcam_scan.store.prob_chunks import ProbChunkWriter
+from pcam_scan.scan.settings import ScanSettings
+from pcam_scan.scan.work import BlockResult, SlideReady
+from pcam_scan.store import HeatmapStore
 
 from cluster.sizing import PipelineBudget
-from cluster.stages import PredictBlocks, pack_work, read_blocks, write_blocks
+from cluster.stages import PredictBlocks, plan_slides, read_blocks, write_blocks
 
 
 @dataclass(frozen=True)
@@ -49,21 +54,37 @@ decoded tiles and OpenSlide's cache. Declaring it also keeps Ray Data from fusin
 into the model actors: reads run in their own tasks, overlapping with prediction."""
 
 
-def run_block_pipeline(
-    works: Sequence[BlockWork],
-    writers: Mapping[str, ProbChunkWriter],
-    geometry: PatchGeometry,
+MAX_PLAN_BLOCKS = 1000
+"""Ray Data blocks of the slide list: one slide each up to this many slides, so slides plan in
+parallel and each one's blocks flow on as soon as it is planned."""
+
+
+def run_scan_pipeline(
+    slides: Sequence[tuple[str, str]],
+    store: HeatmapStore,
+    settings: ScanSettings,
+    model_geometry: PatchGeometry,
     model: ModelStage,
     budget: PipelineBudget,
-) -> Iterator[BlockResult]:
-    """Stream every work item through read -> predict -> write; yield results as they finish."""
-    if not works:
+) -> Iterator[SlideReady | BlockResult]:
+    """Stream every (slide id, path) through plan -> read -> predict -> write; yield each slide's
+    `SlideReady` and each block's result as they finish."""
+    if not slides:
         return
     import ray.data
 
     configure_ray_data()
-    items = [{"work": pack_work(work)} for work in works]
-    dataset: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
+    geometry = settings.geometry(model_geometry)
+    items = [{"slide_id": slide_id, "path": path} for slide_id, path in slides]
+    dataset: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_PLAN_BLOCKS))
+    dataset = dataset.map_batches(
+        functools.partial(plan_slides, model_geometry=model_geometry, settings=settings, store=store),
+        batch_size=1,
+        num_cpus=1,
+        compute=ray.data.TaskPoolStrategy(size=min(budget.read_tasks, len(items))),
+    )
+    # one row per Ray Data block, streaming (no shuffle): a slide's blocks are read in parallel
+    dataset = dataset.repartition(target_num_rows_per_block=1)
     dataset = dataset.map_batches(
         functools.partial(read_blocks, geometry=geometry),
         batch_size=1,
@@ -85,9 +106,12 @@ def run_block_pipeline(
         num_gpus=1 if budget.use_gpus else None,
     )
     dataset = dataset.map_batches(
-        functools.partial(write_blocks, writers=dict(writers)), batch_size=8, num_cpus=budget.cpus_per_write
+        functools.partial(write_blocks, store=store), batch_size=8, num_cpus=budget.cpus_per_write
     )
     for row in dataset.iter_rows():
+        if row["slide"]:
+            yield pickle.loads(row["slide"])
+            continue
         yield BlockResult(
             slide_id=str(row["slide_id"]),
             block_rc=(int(row["block_row"]), int(row["block_col"])),

@@ -1,9 +1,10 @@
-"""The three stages of the block pipeline as Ray Data batch functions.
+"""The four stages of the scan pipeline as Ray Data batch functions.
 
-Plain callables over dicts of numpy columns: Ray Data runs them (tasks for read and write, an
-actor pool for predict), and nothing here calls the Ray API. Each row is one block; a failed row
-carries its error text on to the driver instead of raising, so one bad slide never stops the
-batch.
+Plain callables over dicts of numpy columns: Ray Data runs them (tasks for plan, read and write,
+an actor pool for predict), and nothing here calls the Ray API. The plan stage turns one slide
+into one `slide` row (its `SlideReady`, for the driver) and one `work` row per pending block;
+the later stages pass slide rows through untouched. A failed row carries its error text on to
+the driver instead of raising, so one bad slide never stops the batch.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ import os
 import pickle
 import socket
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.settings import PredictorSettings
-from pcam_scan.scan.work import BlockWork, describe_error, read_works, write_work
+from pcam_scan.scan.settings import ScanSettings
+from pcam_scan.scan.work import BlockWork, describe_error, plan_slide_work, read_works, write_work
+from pcam_scan.store import HeatmapStore
 from pcam_scan.store.prob_chunks import ProbChunkWriter
 
 Batch = dict[str, Any]
+NO_BYTES = b""  # the empty `work` of a slide row, and the empty `slide` of a block row
 
 
 def pack_work(work: BlockWork) -> bytes:
@@ -30,18 +33,36 @@ def pack_work(work: BlockWork) -> bytes:
     return pickle.dumps(work, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def plan_slides(batch: Batch, model_geometry: PatchGeometry, settings: ScanSettings, store: HeatmapStore) -> Batch:
+    """Columns `slide_id`, `path` -> `work`, `slide`: each slide planned into the store, then its
+    slide row and its pending blocks' work rows, which enter the pipeline at once."""
+    works: list[bytes] = []
+    slides: list[bytes] = []
+    for slide_id, path in zip(batch["slide_id"], batch["path"]):
+        ready, slide_works = plan_slide_work(str(slide_id), str(path), model_geometry, settings, store)
+        works.append(NO_BYTES)
+        slides.append(pickle.dumps(ready, protocol=pickle.HIGHEST_PROTOCOL))
+        works.extend(pack_work(work) for work in slide_works)
+        slides.extend(NO_BYTES for _ in slide_works)
+    return {"work": np.array(works, dtype=object), "slide": np.array(slides, dtype=object)}
+
+
 def read_blocks(batch: Batch, geometry: PatchGeometry) -> Batch:
-    """Columns `work` -> `work`, `region` (the block's uint8 H x W x 3 region, never cut into
-    patches: the model stage does that where it runs), `read_s`, `error`."""
+    """Columns `work`, `slide` -> the same plus `region` (the block's uint8 H x W x 3 region,
+    never cut into patches: the model stage does that where it runs), `read_s`, `error`."""
     empty = np.zeros((0, 0, 3), dtype=np.uint8)
+    is_block = [item != NO_BYTES for item in batch["work"]]
+    unpacked = [pickle.loads(item) for item, block in zip(batch["work"], is_block) if block]
+    reads = iter(read_works(unpacked, geometry))
     regions, seconds, errors = [], [], []
-    unpacked = [pickle.loads(item) for item in batch["work"]]
-    for _, region, read_s, error in read_works(unpacked, geometry):
+    for block in is_block:
+        _, region, read_s, error = next(reads) if block else (None, None, 0.0, None)
         regions.append(empty if region is None else region)
         seconds.append(read_s)
         errors.append(error or "")
     return {
         "work": batch["work"],
+        "slide": batch["slide"],
         "region": regions,
         "read_s": np.array(seconds),
         "error": np.array(errors, dtype=object),
@@ -68,9 +89,9 @@ class PredictBlocks:
 
     def __call__(self, batch: Batch) -> Batch:
         started = time.perf_counter()
-        works: list[BlockWork] = [pickle.loads(item) for item in batch["work"]]
-        readable = [not error for error in batch["error"]]
-        blocks = [(region, work.tissue) for region, work, ok in zip(batch["region"], works, readable) if ok]
+        works = [pickle.loads(item) if item != NO_BYTES else None for item in batch["work"]]
+        readable = [work is not None and not error for work, error in zip(works, batch["error"])]
+        blocks = [(region, work.tissue) for region, work, ok in zip(batch["region"], works, readable) if ok and work]
         outputs = iter(self.predictor.predict_blocks(blocks, self.stride_px))
         probs = [next(outputs) if ok else np.zeros(0, np.float32) for ok in readable]
         elapsed = time.perf_counter() - started
@@ -78,6 +99,7 @@ class PredictBlocks:
         stats = self.predictor.stats
         return {
             "work": batch["work"],
+            "slide": batch["slide"],
             "probs": probs,
             "read_s": batch["read_s"],
             "predict_s": np.array([elapsed * len(p) / total for p in probs]),
@@ -89,24 +111,28 @@ class PredictBlocks:
         }
 
 
-def write_blocks(batch: Batch, writers: Mapping[str, ProbChunkWriter]) -> Batch:
-    """Write each block's chunk; return small result columns (no pixels, no probabilities)."""
-    works: list[BlockWork] = [pickle.loads(item) for item in batch["work"]]
+def write_blocks(batch: Batch, store: HeatmapStore) -> Batch:
+    """Write each block's chunk (one writer per slide of the batch, so a slide's arrays are
+    opened once per batch); return small result columns (no pixels, no probabilities)."""
+    works = [pickle.loads(item) if item != NO_BYTES else None for item in batch["work"]]
     errors = list(batch["error"])
+    writers: dict[str, ProbChunkWriter] = {}
     write_s = []
     for index, (work, probs) in enumerate(zip(works, batch["probs"])):
         seconds = 0.0
-        if not errors[index]:
+        if work is not None and not errors[index]:
             try:
-                seconds = write_work(writers[work.slide_id], work, np.asarray(probs))
+                writer = writers.setdefault(work.slide_id, ProbChunkWriter(store.location, work.slide_id))
+                seconds = write_work(writer, work, np.asarray(probs))
             except Exception as err:  # recorded as the slide's failure, never swallowed
                 errors[index] = describe_error(err)
         write_s.append(seconds)
     return {
-        "slide_id": np.array([w.slide_id for w in works], dtype=object),
-        "block_row": np.array([w.block.block_row for w in works]),
-        "block_col": np.array([w.block.block_col for w in works]),
-        "n_patches": np.array([0 if e else w.n_patches for w, e in zip(works, errors)]),
+        "slide": batch["slide"],
+        "slide_id": np.array([w.slide_id if w else "" for w in works], dtype=object),
+        "block_row": np.array([w.block.block_row if w else -1 for w in works]),
+        "block_col": np.array([w.block.block_col if w else -1 for w in works]),
+        "n_patches": np.array([w.n_patches if w and not e else 0 for w, e in zip(works, errors)]),
         "read_s": batch["read_s"],
         "predict_s": batch["predict_s"],
         "write_s": np.array(write_s),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -14,10 +14,9 @@ from pcam_scan.model.predictor import Predictor
 from pcam_scan.scan.batch import SlideJob
 from pcam_scan.scan.finalize import finalize_slide
 from pcam_scan.scan.outcome import SlideOutcome
-from pcam_scan.scan.planning import PlanFailure, PlannedSlide, plan_into_store
 from pcam_scan.scan.runner import ScanRun
 from pcam_scan.scan.settings import ScanSettings
-from pcam_scan.scan.work import BlockResult, BlockWork, read_works, write_work
+from pcam_scan.scan.work import BlockResult, BlockWork, SlideReady, plan_slide_work, read_works, write_work
 from pcam_scan.store import HeatmapStore
 from pcam_scan.store.prob_chunks import ProbChunkWriter
 
@@ -30,20 +29,24 @@ class InProcessExecutor:
         self.geometry = geometry
         self._finalized: list[SlideOutcome] = []
 
-    def plan(
+    def scan(
         self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings, store: HeatmapStore
-    ) -> Iterator[tuple[SlideJob, PlannedSlide | PlanFailure]]:
+    ) -> Iterator[SlideReady | BlockResult]:
+        """Each slide planned, then its blocks scanned, one slide after the other."""
         for job in jobs:
-            yield job, plan_into_store(job.slide_id, job.path, model_geometry, settings, store)
+            ready, works = plan_slide_work(job.slide_id, job.path, model_geometry, settings, store)
+            yield ready
+            if works:
+                yield from self._run(works, store.chunk_writer(job.slide_id))
 
-    def finalize(self, store: HeatmapStore, job: SlideJob, seconds: Mapping[str, float], n_blocks: int) -> None:
+    def finalize(self, store: HeatmapStore, job: SlideJob, seconds: dict[str, float], n_blocks: int) -> None:
         self._finalized.append(finalize_slide(store, job.slide_id, job.path, seconds, n_blocks))
 
     def finalized(self, wait: bool) -> Iterator[SlideOutcome]:
         done, self._finalized = self._finalized, []
         yield from done
 
-    def run(self, works: Sequence[BlockWork], writers: Mapping[str, ProbChunkWriter]) -> Iterator[BlockResult]:
+    def _run(self, works: Sequence[BlockWork], writer: ProbChunkWriter) -> Iterator[BlockResult]:
         for work, region, read_s, error in read_works(works, self.geometry):
             rc = work.block.block_rc
             if region is None:
@@ -53,7 +56,7 @@ class InProcessExecutor:
             try:
                 (probs,) = self.predictor.predict_blocks([(region, work.tissue)], self.geometry.stride_px)
                 predict_s = time.perf_counter() - started
-                write_s = write_work(writers[work.slide_id], work, probs)
+                write_s = write_work(writer, work, probs)
             except Exception as err:  # the slide fails with this message; the batch goes on
                 yield BlockResult(work.slide_id, rc, 0, read_s, error=describe_error(err))
                 continue

@@ -15,10 +15,10 @@ class ScanProgress:
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval_s = 0.2 if self.live else interval_s
         self.started = time.perf_counter()
-        self.blocks_started: float | None = None  # when planning ended and blocks began
+        self.blocks_started: float | None = None  # when the scan's first slide began planning
         self.finished: float | None = None
-        self.first_block: float | None = None
-        self.model_batches: dict[str, tuple[int, int]] = {}  # model worker -> (batches, real patches)  # when the first block's predictions came back
+        self.first_block: float | None = None  # when the first block's predictions came back
+        self.model_batches: dict[str, tuple[int, int]] = {}  # model worker -> (batches, real patches)
         self._last_draw = 0.0
         self.slides_total = self.slides_done = 0
         self.blocks_total = self.blocks_done = 0
@@ -28,6 +28,13 @@ class ScanProgress:
         self.slides_total, self.blocks_total, self.patches_total = slides, blocks, patches
         self.blocks_started = time.perf_counter()
         self.draw(force=True)
+
+    def add_work(self, blocks: int, patches: int) -> None:
+        """A slide was planned: its pending blocks and patches join the totals (they grow while
+        slides are still planning, so the ETA firms up as planning ends)."""
+        self.blocks_total += blocks
+        self.patches_total += patches
+        self.draw()
 
     def block_done(self, n_patches: int, model: tuple[str, int, int] | None = None) -> None:
         """Count a block; `model` is its model worker's running (worker, batches, real patches)."""

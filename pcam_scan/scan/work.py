@@ -14,7 +14,9 @@ import numpy as np
 
 from pcam_scan.errors import describe_error
 from pcam_scan.geometry import Block, PatchGeometry
-from pcam_scan.scan.planning import SlidePlan
+from pcam_scan.scan.planning import PlanFailure, SlidePlan, plan_into_store
+from pcam_scan.scan.settings import ScanSettings
+from pcam_scan.store import HeatmapStore
 from pcam_scan.scan.reading import read_block_region, scatter_block_probs
 from pcam_scan.slide import ReadPlan, Slide, open_slide
 from pcam_scan.store.prob_chunks import ProbChunkWriter
@@ -49,6 +51,47 @@ class BlockResult:
     error: str | None = None
     model: tuple[str, int, int] | None = None
     """The model worker that scored it and its running totals: (worker, batches, real patches)."""
+
+
+@dataclass(frozen=True)
+class SlideReady:
+    """A slide as its planning left it, for the driver: failed (`failure` says why), complete from
+    an earlier run, or planned with `n_pending` of its `n_blocks` blocks (`n_patches` patches)
+    still to scan. Small: it travels through the pipeline beside the slide's block rows."""
+
+    slide_id: str
+    path: str
+    failure: str | None = None
+    complete: bool = False
+    n_blocks: int = 0
+    n_pending: int = 0
+    n_patches: int = 0
+    plan_s: float = 0.0
+
+
+def plan_slide_work(
+    slide_id: str,
+    path: str,
+    model_geometry: PatchGeometry,
+    settings: ScanSettings,
+    store: HeatmapStore,
+) -> tuple[SlideReady, list[BlockWork]]:
+    """Plan one slide into the store (where this runs: a Ray task, not the driver) and turn its
+    pending blocks into work items, so they can enter the pipeline while other slides plan."""
+    planned = plan_into_store(slide_id, path, model_geometry, settings, store)
+    if isinstance(planned, PlanFailure):
+        return SlideReady(slide_id, path, failure=planned.message), []
+    works = block_work_items(planned.plan, planned.pending, settings.mpp_override_um_px)
+    ready = SlideReady(
+        slide_id,
+        path,
+        complete=planned.complete,
+        n_blocks=len(planned.plan.blocks),
+        n_pending=len(works),
+        n_patches=sum(work.n_patches for work in works),
+        plan_s=planned.plan.plan_seconds,
+    )
+    return ready, works
 
 
 def block_work_items(plan: SlidePlan, blocks: Iterable[Block], mpp_override: float | None) -> list[BlockWork]:
