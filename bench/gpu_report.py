@@ -149,7 +149,7 @@ class Runner:
 # ---------------------------------------------------------------- parsers of the benches' output
 
 _CEILING_ROW = re.compile(r"^\|\s*(\d+)\s*\|\s*(eager|compiled)\s*\|\s*no\s*\|[^|]*\|\s*([\d,.]+)\s*\|", re.M)
-_E2E = re.compile(r"^end-to-end\D*?([\d,]+(?:\.\d+)?) patches/s", re.M)
+_E2E = re.compile(r"^\| end-to-end patches/s \| ([\d,]+(?:\.\d+)?) \|", re.M)
 _TRAIN = re.compile(r"(\d+) px on .*?: ([\d,.]+) train images/s")
 
 
@@ -188,19 +188,14 @@ class Sizes:
     naive_patches: int
     train_batches: int
     train_batch_size: int | None
-    synth_slides: int  # scan_throughput's own slides, while it cannot take ours
-    synth_px: tuple[int, int]
-    synth_mpp: float
     train_sizes: tuple[int, ...] = (96, 224)
 
 
 GPU = Sizes("cuda", "resnet50-fastai-head", ("eager", "compiled"), slides=6, slide_px=(50_000, 100_000),
             tissue_cells=90_000, texture_px=2048, batch_size=512, ceiling_batches=50, naive_workers=15,
-            naive_patches=120_000, train_batches=40, train_batch_size=None, synth_slides=2,
-            synth_px=(16_000, 32_000), synth_mpp=0.486)
+            naive_patches=120_000, train_batches=40, train_batch_size=None)
 CPU = Sizes("cpu", "tiny-cnn", ("eager",), slides=2, slide_px=(4608, 4608), tissue_cells=150, texture_px=512,
-            batch_size=64, ceiling_batches=2, naive_workers=2, naive_patches=256, train_batches=2, train_batch_size=16,
-            synth_slides=2, synth_px=(1152, 1152), synth_mpp=0.972)
+            batch_size=64, ceiling_batches=2, naive_workers=2, naive_patches=256, train_batches=2, train_batch_size=16)
 
 
 def main() -> int:
@@ -236,11 +231,11 @@ def main() -> int:
     scan_common = scan_throughput_args(slide_dir, sizes)
     if "scan" not in args.skip:
         for mode in sizes.modes:
-            output = runner.bench(f"scan_{mode}", "scan_throughput.py", "--architecture", sizes.architecture,
+            output = runner.bench(f"scan_{mode}", "scan_throughput.py", "--architectures", sizes.architecture,
                                   *scan_common, *compile_flags[mode])
             report.rows.append(scan_row("end-to-end scan", mode, output, f"{sizes.architecture}, stride 32"))
     if "null" not in args.skip:
-        output = runner.bench("scan_null", "scan_throughput.py", "--architecture", "null", *scan_common)
+        output = runner.bench("scan_null", "scan_throughput.py", "--architectures", "null", *scan_common)
         report.rows.append(scan_row("null-model pipeline", "eager", output, "no model compute"))
     if "naive" not in args.skip:
         output = runner.bench(
@@ -269,16 +264,12 @@ def main() -> int:
 
 
 def scan_throughput_args(slide_dir: Path, sizes: Sizes) -> list[str]:
-    """The flags every scan_throughput run gets; its slides are ours when it takes `--slide-dir`."""
-    common = ["--stride", "32", "--batch-size", str(sizes.batch_size), "--ceiling-batches", str(sizes.ceiling_batches)]
+    """The flags every scan_throughput run gets: our slides, all of them, for every model."""
+    common = ["--stride", "32", "--batch-size", str(sizes.batch_size), "--ceiling-batches", str(sizes.ceiling_batches),
+              "--slides-from", str(slide_dir), "--slides", str(sizes.slides), "--resnet-slides", str(sizes.slides)]
     if sizes.device == "cpu":
         common += ["--num-cpus", str(min(4, os.cpu_count() or 2))]
-    if "--slide-dir" in (BENCH / "scan_throughput.py").read_text():  # no import: its --help costs a Ray import
-        return [*common, "--slide-dir", str(slide_dir)]
-    # until it takes slides from a folder it writes its own (pcam-scan synth, which needs imagecodecs)
-    width, height = sizes.synth_px
-    return [*common, "--slides", str(sizes.synth_slides), "--width", str(width), "--height", str(height),
-            "--mpp", str(sizes.synth_mpp)]
+    return common
 
 
 def device_name(cpu: bool) -> str:

@@ -25,7 +25,6 @@ import math
 import multiprocessing
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -182,9 +181,11 @@ def _roles(peaks: list[ProcessPeak]) -> dict[str, float]:
     return out
 
 
-def run_child(args: argparse.Namespace, folder: Path, checkpoint: Path, n: int, tag: str) -> tuple[dict, dict[str, float]]:
+def run_child(
+    args: argparse.Namespace, slide_dir: Path, folder: Path, checkpoint: Path, n: int, tag: str
+) -> tuple[dict, dict[str, float]]:
     command = [
-        sys.executable, __file__, "--one", "--slide-dir", str(folder / "slides"), "--n", str(n),
+        sys.executable, __file__, "--one", "--slide-dir", str(slide_dir), "--n", str(n),
         "--checkpoint", str(checkpoint), "--store", str(folder / f"{tag}.zarr"), "--stride", str(args.stride),
         "--batch-size", str(args.batch_size), *(["--compile"] if args.compile else []),
         *(["--num-cpus", str(args.num_cpus)] if args.num_cpus else []),
@@ -211,6 +212,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--num-cpus", type=int, default=None)
     parser.add_argument("--ceiling-batches", type=int, default=10)
+    parser.add_argument("--slides-from", type=Path, default=None, metavar="DIR",
+                        help="scan these *.tif slides instead of writing synthetic ones (bench/gpu_report.py)")
     # child mode
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--slide-dir", help=argparse.SUPPRESS)
@@ -232,16 +235,18 @@ def main() -> None:
     rows: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        spec = SynthSpec(SlideSpec(args.width, args.height, args.mpp), math.ceil(most / 2), most // 2, seed=11)
-        writer = multiprocessing.get_context("spawn").Process(target=write_synthetic_dataset, args=(folder / "slides", spec))
-        writer.start()
-        writer.join()
+        slide_dir = args.slides_from or folder / "slides"
+        if args.slides_from is None:
+            spec = SynthSpec(SlideSpec(args.width, args.height, args.mpp), math.ceil(most / 2), most // 2, seed=11)
+            writer = multiprocessing.get_context("spawn").Process(target=write_synthetic_dataset, args=(slide_dir, spec))
+            writer.start()
+            writer.join()
         for arch in architectures:
             checkpoint = folder / f"{arch}.safetensors"
             write_random_checkpoint(checkpoint, arch)
             n = args.slides if arch == "null" else args.resnet_slides
-            one, _ = run_child(args, folder, checkpoint, 1, f"{arch}-1")
-            many, peaks = run_child(args, folder, checkpoint, n, f"{arch}-{n}")
+            one, _ = run_child(args, slide_dir, folder, checkpoint, 1, f"{arch}-1")
+            many, peaks = run_child(args, slide_dir, folder, checkpoint, n, f"{arch}-{n}")
             settings = PredictorSettings(batch_size=args.batch_size, compile=args.compile, cpu_threads=1)
             ceiling, device = model_ceiling(checkpoint, settings, args.ceiling_batches)
             rate = many["patches"] / many["pipeline_s"]
