@@ -59,6 +59,11 @@ MAX_PLAN_BLOCKS = 1000
 parallel and each one's blocks flow on as soon as it is planned."""
 
 
+ROWS_PER_READ_BLOCK = 4
+"""Work rows per Ray Data block after planning: small enough that a slide's blocks are read by
+several tasks at once, large enough that per-block scheduling does not dominate."""
+
+
 def run_scan_pipeline(
     slides: Sequence[tuple[str, str]],
     store: HeatmapStore,
@@ -83,8 +88,8 @@ def run_scan_pipeline(
         num_cpus=1,
         compute=ray.data.TaskPoolStrategy(size=min(budget.read_tasks, len(items))),
     )
-    # one row per Ray Data block, streaming (no shuffle): a slide's blocks are read in parallel
-    dataset = dataset.repartition(target_num_rows_per_block=1)
+    # a few rows per Ray Data block, streaming (no shuffle): a slide's blocks are read in parallel
+    dataset = dataset.repartition(target_num_rows_per_block=ROWS_PER_READ_BLOCK)
     dataset = dataset.map_batches(
         functools.partial(read_blocks, geometry=geometry),
         batch_size=1,
