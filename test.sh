@@ -11,4 +11,5 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
         exit 1
     fi
 fi
-exec .venv/bin/python -m pytest "$@"
+# two workers, a test file each at a time (a file shares its fixtures): 8 min -> 5 min on 2 cores
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
