@@ -48,8 +48,7 @@ def test_losing_a_worker_node_mid_batch_still_completes_every_slide(
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
-        cluster.add_node(num_cpus=1)
-        doomed = cluster.add_node(num_cpus=1)
+        workers = [cluster.add_node(num_cpus=1), cluster.add_node(num_cpus=1)]
         cluster.wait_for_nodes()
         store = tmp_path / "multi_node.zarr"
         codes: list[int] = []
@@ -60,7 +59,11 @@ def test_losing_a_worker_node_mid_batch_still_completes_every_slide(
         while _done_blocks(store) < 3 and scanner.is_alive() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert scanner.is_alive(), "the batch finished before a node could be removed"
-        cluster.remove_node(doomed)
+        # the scan's driver (this process) joined one of the nodes: remove a worker node it is not on
+        import ray
+
+        driver_node = ray.get_runtime_context().get_node_id()
+        cluster.remove_node(next(node for node in workers if node.unique_id != driver_node))
         scanner.join(timeout=400)
         assert not scanner.is_alive() and codes == [0]
     finally:
