@@ -63,7 +63,7 @@ def test_losing_a_worker_node_mid_batch_still_completes_every_slide(
         import ray
 
         driver_node = ray.get_runtime_context().get_node_id()
-        cluster.remove_node(next(node for node in workers if node.unique_id != driver_node))
+        cluster.remove_node(next(node for node in workers if node.node_id != driver_node))
         scanner.join(timeout=400)
         assert not scanner.is_alive() and codes == [0]
     finally:
