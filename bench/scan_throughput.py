@@ -7,7 +7,9 @@ patches already on the device. It prints, per model:
 - end-to-end patches/s, and per CPU core, with the cores needed to feed 65k and 104k patches/s;
 - bytes crossing stage boundaries per scored cell, over the region bytes per cell (computed from
   the shapes that cross: region, work item, probabilities);
-- the useful share of model batches (real patches over batch capacity);
+- the useful share of model batches (real patches over batch capacity), measured on the feeder
+  that fills batches across blocks, slides and actor calls (a GPU's default; `--deterministic`
+  measures the CPU's default, each block in batches of its own);
 - seconds from start to the first prediction, for 1 slide and for `--slides` slides;
 - driver CPU-seconds per slide; peak RSS of the driver, each read worker and each actor.
 A benchmark: prints figures, asserts nothing.
@@ -67,17 +69,7 @@ def model_ceiling(checkpoint: Path, settings: object, batches: int) -> tuple[flo
     return batches * batch / (time.perf_counter() - started), str(predictor.device)
 
 
-def packed_share(scored: list[int], batch_size: int, blocks_per_call: int) -> float:
-    """The useful share of batches when the blocks' patches are packed `blocks_per_call` at a
-    time with one padded batch per call (the GPU feeder), computed from the block sizes."""
-    useful = sum(scored)
-    batches = sum(
-        math.ceil(sum(scored[i : i + blocks_per_call]) / batch_size) for i in range(0, len(scored), blocks_per_call)
-    )
-    return useful / (batches * batch_size) if batches else float("nan")
-
-
-def crossing_bytes(store_uri: str, stride_px: int, patches_travel: bool) -> tuple[float, float, list[int]]:
+def crossing_bytes(store_uri: str, stride_px: int, patches_travel: bool) -> tuple[float, float]:
     """(bytes crossing stage boundaries, region bytes), per scored cell, from the stored plans:
     the region, or in the engine before issue 11 the cut patches (read -> model), the work item
     with its tissue mask (source -> read -> model -> write) and the probabilities (model -> write)."""
@@ -87,7 +79,6 @@ def crossing_bytes(store_uri: str, stride_px: int, patches_travel: bool) -> tupl
     store = HeatmapStore.open(store_uri)
     geometry = PatchGeometry(stride_px=stride_px)
     crossing = region_total = cells = 0
-    per_block: list[int] = []
     for slide_id in store.list_slides():
         if store.slide_status(slide_id).state.value != "complete":
             continue
@@ -100,8 +91,7 @@ def crossing_bytes(store_uri: str, stride_px: int, patches_travel: bool) -> tupl
             crossing += to_model + 3 * (WORK_ITEM_BYTES + block.n_cells) + 4 * block.n_cells
             region_total += region
             cells += scored
-            per_block.append(scored)
-    return crossing / max(cells, 1), region_total / max(cells, 1), per_block
+    return crossing / max(cells, 1), region_total / max(cells, 1)
 
 
 def scan_once(args: argparse.Namespace) -> None:
@@ -128,7 +118,9 @@ def scan_once(args: argparse.Namespace) -> None:
 
         settings = ScanSettings(
             stride_px=args.stride,
-            model=PredictorSettings(batch_size=args.batch_size, compile=args.compile, cpu_threads=1),
+            model=PredictorSettings(
+                batch_size=args.batch_size, compile=args.compile, cpu_threads=1, deterministic=args.deterministic
+            ),
         )
     request = ScanRequest(
         slides=tuple(map(str, slides)), checkpoint=args.checkpoint, store_uri=args.store, settings=settings,
@@ -147,7 +139,7 @@ def scan_once(args: argparse.Namespace) -> None:
     per_worker = getattr(progress, "model_batches", {})
     batches = sum(b for b, _ in per_worker.values())
     useful = sum(u for _, u in per_worker.values())
-    crossing, region, per_block = crossing_bytes(args.store, args.stride, patches_travel=before)
+    crossing, region = crossing_bytes(args.store, args.stride, patches_travel=before)
     print(json.dumps({
         "engine": "before issue 11" if before else "issue 11",
         "slides": len(outcomes),
@@ -158,7 +150,6 @@ def scan_once(args: argparse.Namespace) -> None:
         "first_s": (getattr(progress, "first_result", None) or progress.finished) - progress.started,
         "driver_cpu_s": (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime),
         "useful_share": useful / (batches * args.batch_size) if batches else float("nan"),
-        "gpu_packed_share": packed_share(per_block, args.batch_size, 16),
         "bytes_per_cell": crossing,
         "region_bytes_per_cell": region,
     }))
@@ -188,6 +179,7 @@ def run_child(
         sys.executable, __file__, "--one", "--slide-dir", str(slide_dir), "--n", str(n),
         "--checkpoint", str(checkpoint), "--store", str(folder / f"{tag}.zarr"), "--stride", str(args.stride),
         "--batch-size", str(args.batch_size), *(["--compile"] if args.compile else []),
+        "--deterministic" if args.deterministic else "--no-deterministic",
         *(["--num-cpus", str(args.num_cpus)] if args.num_cpus else []),
     ]
     run = run_monitored(command)
@@ -210,6 +202,9 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=False,
+                        help="each block in batches of its own (the CPU's default); by default batches fill "
+                        "across blocks, slides and actor calls (a GPU's default), the feeder's figures")
     parser.add_argument("--num-cpus", type=int, default=None)
     parser.add_argument("--ceiling-batches", type=int, default=10)
     parser.add_argument("--slides-from", type=Path, default=None, metavar="DIR",
@@ -233,6 +228,7 @@ def main() -> None:
     architectures = args.architectures.split(",")
     most = max(args.slides if a == "null" else args.resnet_slides for a in architectures)
     rows: dict[str, dict[str, object]] = {}
+    packing = "each block alone" if args.deterministic else "filled across blocks"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         slide_dir = args.slides_from or folder / "slides"
@@ -263,8 +259,7 @@ def main() -> None:
                 f"model-only ceiling ({device}, 1 thread)": f"{ceiling:,.0f}",
                 "bytes crossing / scored cell": f"{many['bytes_per_cell']:,.0f}",
                 "  over region bytes / cell": f"{many['bytes_per_cell'] / many['region_bytes_per_cell']:.2f}",
-                "useful batch share (measured, CPU: each block alone)": f"{many['useful_share']:.3f}",
-                "useful batch share, GPU feeder (16 blocks/call, computed)": f"{many['gpu_packed_share']:.3f}",
+                f"useful batch share ({packing})": f"{many['useful_share']:.3f}",
                 "first prediction s, 1 slide": f"{one['first_s']:.1f}",
                 f"first prediction s, {n} slides": f"{many['first_s']:.1f}",
                 "driver CPU-s per slide": f"{many['driver_cpu_s'] / n:.2f}",

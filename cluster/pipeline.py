@@ -106,7 +106,12 @@ def run_scan_pipeline(
             "stride_px": geometry.stride_px,
         },
         batch_size=budget.blocks_per_call,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=budget.actors),
+        compute=ray.data.ActorPoolStrategy(
+            min_size=1,
+            max_size=budget.actors,
+            max_concurrent_calls_per_actor=budget.calls_per_actor,
+            enable_true_multi_threading=True,  # calls only queue blocks: one feeder thread runs the model
+        ),
         num_cpus=budget.cpus_per_actor,
         num_gpus=1 if budget.use_gpus else None,
     )

@@ -22,6 +22,9 @@ WRITE_RESERVE_CPUS = 0.5
 WRITE_TASK_CPUS = 0.25
 GPU_ACTOR_CPUS = 1.0
 MIN_READ_TASK_CPUS = 0.25
+CALLS_PER_ACTOR = 4
+"""Ray Data calls running at once in one model actor: while one waits for its last batch, the
+others keep the feeder's queue full, so batches fill across calls and the device never drains."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class PipelineBudget:
     cpus_per_read: float
     cpus_per_write: float = WRITE_TASK_CPUS
     blocks_per_call: int = 1
+    calls_per_actor: int = CALLS_PER_ACTOR
 
 
 def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int | None) -> PipelineBudget:
@@ -44,7 +48,7 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
     if use_gpus:
         actors = gpus or int(resources.gpus)
         cpus_per_actor = GPU_ACTOR_CPUS
-        blocks_per_call = 16  # the feeder fills batches across these; one padded batch per call
+        blocks_per_call = 16
     else:
         threads = model.cpu_threads or 1
         if threads > resources.max_node_cpus:
@@ -53,7 +57,7 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
             )
         actors = max(1, math.floor((resources.cpus - reserve) / 2 / threads))
         cpus_per_actor = float(threads)
-        blocks_per_call = 1  # a CPU block is batched alone anyway (determinism)
+        blocks_per_call = 1
     read_cpus = max(MIN_READ_TASK_CPUS, resources.cpus - reserve - actors * cpus_per_actor)
     read_tasks = max(2, math.floor(read_cpus))  # two at least: one's I/O overlaps another's decode
     return PipelineBudget(

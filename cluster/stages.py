@@ -73,8 +73,11 @@ class PredictBlocks:
     """The model on one device (a GPU, or a worker's CPUs): block regions in, P(tumour) out.
 
     The patches are cut here, where the model runs (on the GPU from the device copy of each
-    region). Loads the checkpoint from a path every worker can read and checks that it is the
-    model the run was planned with, so a file replaced mid-run cannot mix two models in one store.
+    region). Several calls run at once in one actor (Ray Data's concurrent calls): each submits
+    its blocks to the predictor's one background feeder and waits for them, so the device's
+    batches fill across calls and stay in flight between them. Loads the checkpoint from a path
+    every worker can read and checks that it is the model the run was planned with, so a file
+    replaced mid-run cannot mix two models in one store.
     """
 
     def __init__(self, checkpoint_path: str, model_id: str, predictor: PredictorSettings, stride_px: int) -> None:
@@ -86,14 +89,17 @@ class PredictBlocks:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         if self.predictor.model_id != model_id:
             raise CheckpointError(f"{checkpoint_path} changed during the run (model id {self.predictor.model_id})")
+        self.predictor.background()  # the feeder thread starts with the actor
 
     def __call__(self, batch: Batch) -> Batch:
         started = time.perf_counter()
         works = [pickle.loads(item) if item != NO_BYTES else None for item in batch["work"]]
         readable = [work is not None and not error for work, error in zip(works, batch["error"])]
-        blocks = [(region, work.tissue) for region, work, ok in zip(batch["region"], works, readable) if ok and work]
-        outputs = iter(self.predictor.predict_blocks(blocks, self.stride_px))
-        probs = [next(outputs) if ok else np.zeros(0, np.float32) for ok in readable]
+        futures = [
+            self.predictor.submit_block(region, work.tissue, self.stride_px) if ok and work else None
+            for region, work, ok in zip(batch["region"], works, readable)
+        ]
+        probs = [future.result() if future is not None else np.zeros(0, np.float32) for future in futures]
         elapsed = time.perf_counter() - started
         total = max(sum(len(p) for p in probs), 1)
         stats = self.predictor.stats

@@ -68,9 +68,11 @@ def add_scan_arguments(
     )
     parser.add_argument("--device", type=device_name, default="auto", help=f"where the model runs: {DEVICE_HELP}")
     parser.add_argument(
-        "--deterministic", action="store_true",
-        help="CUDA results independent of scheduling: cuDNN deterministic, each block batched alone "
-        "(slower; CPU scans are always deterministic)",
+        "--deterministic", action=argparse.BooleanOptionalAction, default=None,
+        help="each block in batches of its own, so its heatmap is bit-identical whatever the scheduling "
+        "(on CUDA also cuDNN deterministic); --no-deterministic fills batches across blocks and slides "
+        "(a GPU never waits on a padded batch; the last float bits may vary). Default: on for CPU "
+        "models, off on a GPU",
     )
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     parser.add_argument(

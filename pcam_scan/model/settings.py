@@ -24,9 +24,11 @@ class PredictorSettings:
     """How to run the model. `cpu_threads` None leaves torch's thread count as it is (for
     interactive use and training); a scan fixes it (`SCAN_CPU_THREADS`).
 
-    `deterministic` makes CUDA results independent of scheduling: cuDNN in deterministic mode
-    without benchmark, and every block batched alone (padding its last batch) instead of
-    batches filled across blocks. On the CPU a block is always batched alone.
+    `deterministic` gives each block batches of its own, so its results are bit-identical
+    whatever the scheduling (and on CUDA pins cuDNN: deterministic algorithms, no benchmark
+    mode). False fills batches across blocks and slides: a GPU never waits for a padded batch,
+    but a patch's row in its batch varies, and with it the last float bits. None (the default)
+    is True on the CPU and False on a GPU.
     """
 
     device: str = "auto"
@@ -35,7 +37,11 @@ class PredictorSettings:
     compile: bool = False
     cpu_threads: int | None = None
     batches_in_flight: int = 3
-    deterministic: bool = False
+    deterministic: bool | None = None
+
+    def aligns_blocks(self, on_gpu: bool) -> bool:
+        """Whether each block gets batches of its own on this kind of device."""
+        return self.deterministic if self.deterministic is not None else not on_gpu
 
     def __post_init__(self) -> None:
         if not is_device_name(self.device):

@@ -1,0 +1,409 @@
+"""The device feeder: one loop that packs the patches of blocks into batches, launches each batch
+as soon as it is full, and hands every block its results.
+
+Two packing rules (`align_items`):
+- Filled across items (a GPU's default): a batch takes patches from as many blocks and slides as
+  it needs, so only a flush (the end of the input, or input that stopped coming) launches a batch
+  that is not full. The fastest, but a patch's row in its batch depends on scheduling, and CPU
+  kernels (and cuDNN's chosen algorithms) round a row differently by its position: results may
+  differ in the last float bits from run to run.
+- Aligned (the CPU's default, `--deterministic`): each block starts a batch of its own, so its
+  patches always sit in the same rows and its results are bit-identical whatever the scheduling.
+A partial batch is padded to the full shape on a GPU or for a compiled model (one shape, and the
+device would idle anyway); an eager CPU model runs it at its own size (padding would cost cores).
+
+Two ways to drive it:
+- `BatchPacker.run`: in the caller's thread, a stream of items in, results out in order
+  (`Predictor.predict`, the in-process scan).
+- `BackgroundFeeder`: a thread of its own that several Ray Data calls submit blocks to
+  concurrently, each waiting for its blocks' futures. Batches stay in flight across calls, so the
+  device does not drain between them; when input stops, it waits about one batch's time for more
+  before padding (the wait costs at most what the padding would).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from pcam_scan.model.patch_cutting import cut_tissue_patches
+
+Score = Callable[[torch.Tensor], torch.Tensor]
+"""The model on the device: uint8 NHWC patches in, float32 P(tumour) out."""
+Deliver = Callable[[np.ndarray | BaseException], None]
+
+MIN_FLUSH_WAIT_S = 0.02
+"""The shortest wait for more input before a partial batch is padded and launched."""
+
+
+@dataclass
+class BatchStats:
+    """What the model was given: batches run, and how many of their slots held a real patch."""
+
+    batches: int = 0
+    useful: int = 0
+    batch_size: int = 1
+
+    @property
+    def useful_share(self) -> float:
+        """Real patches over batch capacity: the share of a GPU's batch rows that held a patch
+        (a padded row wastes its time; on a CPU, a short batch runs at a lower rate)."""
+        return self.useful / (self.batches * self.batch_size) if self.batches else 1.0
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """Work for the device: uint8 patches (N, P, P, 3) with `cells` None, or a block's uint8
+    (H, W, 3) region with the flat row-major index of the cells to score (`cells`) and the
+    stride between them. `deliver` gets the float32 P(tumour) of each, in order, or an error."""
+
+    host: np.ndarray
+    cells: np.ndarray | None
+    stride_px: int
+    deliver: Deliver
+
+
+@dataclass
+class _Tracked:
+    """An item whose patches are spread over batches: its results, and how many are missing."""
+
+    item: FeedItem
+    probs: np.ndarray
+    missing: int
+
+
+@dataclass
+class Slot:
+    """One batch: its input on the device, its output on the host, and whose patches it holds."""
+
+    dev_in: torch.Tensor
+    host_out: torch.Tensor
+    done: torch.cuda.Event | None = None
+    fill: int = 0
+    launched: bool = False
+    launched_at: float = 0.0
+    targets: list[tuple[_Tracked, int, int, int]] = field(default_factory=list)  # (item, first, count, row)
+
+
+class Device(Protocol):
+    """What differs between the CPU and a GPU: getting patches there, and running a batch."""
+
+    def to_patches(self, item: FeedItem, patch_px: int) -> torch.Tensor: ...
+
+    def new_slot(self, batch_size: int, patch_px: int) -> Slot: ...
+
+    def launch(self, slot: Slot, score: Score, rows: int) -> None: ...
+
+    def wait(self, slot: Slot) -> None: ...
+
+
+def cpu_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor over `array`, copied only when torch cannot share it (read-only or strided:
+    what comes out of the object store is read-only)."""
+    if not (array.flags.writeable and array.flags.c_contiguous):
+        array = np.array(array, order="C")
+    return torch.from_numpy(array)
+
+
+class CpuDevice:
+    """The CPU: patches are cut from the region in place, a batch runs when it is launched."""
+
+    def to_patches(self, item: FeedItem, patch_px: int) -> torch.Tensor:
+        host = cpu_tensor(item.host)
+        if item.cells is None:
+            return host
+        return cut_tissue_patches(host, torch.from_numpy(item.cells), patch_px, item.stride_px)
+
+    def new_slot(self, batch_size: int, patch_px: int) -> Slot:
+        return Slot(
+            dev_in=torch.zeros((batch_size, patch_px, patch_px, 3), dtype=torch.uint8),
+            host_out=torch.empty(batch_size, dtype=torch.float32),
+        )
+
+    def launch(self, slot: Slot, score: Score, rows: int) -> None:
+        slot.host_out[:rows].copy_(score(slot.dev_in[:rows]))
+
+    def wait(self, slot: Slot) -> None:
+        return None
+
+
+class CudaDevice:
+    """A GPU: each item goes to a pinned staging buffer, then over a side stream to the device;
+    the compute stream waits for that copy only, and cuts a block's patches there. A batch's
+    output comes back to pinned memory; its slot is waited for only when it is harvested."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.copy_stream = torch.cuda.Stream(device)
+        self.staging: list[tuple[torch.Tensor, torch.cuda.Event]] = []
+        self.next_staging = 0
+
+    def to_patches(self, item: FeedItem, patch_px: int) -> torch.Tensor:
+        host = item.host
+        compute = torch.cuda.current_stream(self.device)
+        staged, copied = self._staging_for(host)
+        staged_view = staged[: host.nbytes]
+        staged_view.numpy()[:] = np.ascontiguousarray(host).reshape(-1).view(np.uint8)
+        with torch.cuda.stream(self.copy_stream):
+            on_device = torch.empty(host.shape, dtype=torch.uint8, device=self.device)
+            on_device.view(-1).copy_(staged_view, non_blocking=True)
+            cells = None if item.cells is None else torch.from_numpy(item.cells).pin_memory().to(self.device, non_blocking=True)
+            copied.record(self.copy_stream)
+        compute.wait_event(copied)
+        on_device.record_stream(compute)
+        if cells is None:
+            return on_device
+        cells.record_stream(compute)
+        return cut_tissue_patches(on_device, cells, patch_px, item.stride_px)
+
+    def _staging_for(self, host: np.ndarray) -> tuple[torch.Tensor, torch.cuda.Event]:
+        """A pinned buffer big enough for `host`, from a ring of two; waits only for the copy
+        that last used it."""
+        if len(self.staging) < 2:
+            self.staging.append((torch.empty(0, dtype=torch.uint8).pin_memory(), torch.cuda.Event()))
+        index = self.next_staging
+        self.next_staging = (index + 1) % 2
+        buffer, event = self.staging[index]
+        event.synchronize()
+        if buffer.numel() < host.nbytes:
+            buffer = torch.empty(host.nbytes, dtype=torch.uint8).pin_memory()
+            self.staging[index] = (buffer, event)
+        return buffer, event
+
+    def new_slot(self, batch_size: int, patch_px: int) -> Slot:
+        return Slot(
+            dev_in=torch.zeros((batch_size, patch_px, patch_px, 3), dtype=torch.uint8, device=self.device),
+            host_out=torch.empty(batch_size, dtype=torch.float32, pin_memory=True),
+            done=torch.cuda.Event(),
+        )
+
+    def launch(self, slot: Slot, score: Score, rows: int) -> None:
+        slot.host_out[:rows].copy_(score(slot.dev_in[:rows]), non_blocking=True)
+        assert slot.done is not None
+        slot.done.record(torch.cuda.current_stream(self.device))
+
+    def wait(self, slot: Slot) -> None:
+        assert slot.done is not None
+        slot.done.synchronize()
+
+
+class BatchPacker:
+    """Packs items' patches into a ring of `batches_in_flight` batches of `batch_size` rows:
+    across items, or each item in batches of its own (`align_items`); a partial batch runs
+    padded to the full shape when `pad`, else at its own size.
+
+    Not thread-safe: one thread drives it (the caller's through `run`, or a `BackgroundFeeder`'s).
+    """
+
+    def __init__(
+        self,
+        device: Device,
+        score: Score,
+        batch_size: int,
+        batches_in_flight: int,
+        stats: BatchStats,
+        patch_px: int,
+        *,
+        align_items: bool,
+        pad: bool,
+    ) -> None:
+        self.device = device
+        self.score = score
+        self.batch_size = batch_size
+        self.batches_in_flight = batches_in_flight
+        self.stats = stats
+        self.patch_px = patch_px
+        self.align_items = align_items
+        self.pad = pad
+        self.slots: list[Slot] = []
+        self.filling: Slot | None = None  # the batch being packed, not launched yet
+        self.next_slot = 0
+        self.batch_s = MIN_FLUSH_WAIT_S  # the last batch's time from launch to harvest
+
+    @property
+    def has_partial(self) -> bool:
+        """A batch is being packed (and would be padded if launched now)."""
+        return self.filling is not None and self.filling.fill > 0
+
+    def feed(self, item: FeedItem) -> None:
+        """Pack `item`'s patches, launching every batch that fills up."""
+        patches = self.device.to_patches(item, self.patch_px)
+        tracked = _Tracked(item, np.empty(len(patches), dtype=np.float32), len(patches))
+        if not len(patches):
+            item.deliver(tracked.probs)
+            return
+        start = 0
+        while start < len(patches):
+            slot = self._current_slot()
+            count = min(self.batch_size - slot.fill, len(patches) - start)
+            slot.dev_in[slot.fill : slot.fill + count].copy_(patches[start : start + count])
+            slot.targets.append((tracked, start, count, slot.fill))
+            slot.fill += count
+            start += count
+            if slot.fill == self.batch_size:
+                self._launch(slot)
+        if self.align_items and self.filling is not None:
+            self._launch(self.filling)
+
+    def flush(self) -> None:
+        """Launch the partial batch (padded: the shape never changes) and deliver every result."""
+        if self.has_partial:
+            assert self.filling is not None
+            self._launch(self.filling)
+        self.harvest_launched()
+
+    def harvest_launched(self) -> None:
+        """Deliver the results of every launched batch (waiting for the device)."""
+        for slot in self.slots:
+            self._harvest(slot)
+
+    def abandon(self, error: BaseException) -> None:
+        """After a failure: every item still held gets `error`, and the ring starts empty."""
+        failed: dict[int, _Tracked] = {}
+        for slot in self.slots:
+            failed.update((id(tracked), tracked) for tracked, *_ in slot.targets)
+            slot.targets.clear()
+            slot.fill = 0
+            slot.launched = False
+        self.filling = None
+        for tracked in failed.values():
+            tracked.item.deliver(error)
+
+    def run(self, items: Iterable[tuple[np.ndarray, np.ndarray | None, int]]) -> Iterator[np.ndarray]:
+        """P(tumour) of each (host, cells, stride) item, in order, yielded as soon as complete."""
+        results: dict[int, np.ndarray | BaseException] = {}
+        next_out = 0
+
+        def keep(number: int) -> Deliver:
+            return lambda outcome: results.__setitem__(number, outcome)
+
+        def ready() -> Iterator[np.ndarray]:
+            nonlocal next_out
+            while next_out in results:
+                outcome = results.pop(next_out)
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                next_out += 1
+                yield outcome
+
+        try:
+            for number, (host, cells, stride) in enumerate(items):
+                self.feed(FeedItem(host, cells, stride, keep(number)))
+                yield from ready()
+            self.flush()
+            yield from ready()
+        except BaseException as err:
+            self.abandon(err)
+            raise
+
+    def _current_slot(self) -> Slot:
+        """The batch being packed; else the next slot of the ring, harvested first."""
+        if self.filling is not None:
+            return self.filling
+        if len(self.slots) < self.batches_in_flight:
+            self.slots.append(self.device.new_slot(self.batch_size, self.patch_px))
+        slot = self.slots[self.next_slot % len(self.slots)]
+        self.next_slot = (self.next_slot + 1) % self.batches_in_flight
+        self._harvest(slot)
+        self.filling = slot
+        return slot
+
+    def _launch(self, slot: Slot) -> None:
+        slot.launched_at = time.perf_counter()
+        self.device.launch(slot, self.score, self.batch_size if self.pad else slot.fill)
+        slot.launched = True
+        self.filling = None
+        self.stats.batches += 1
+        self.stats.useful += slot.fill
+
+    def _harvest(self, slot: Slot) -> None:
+        if not slot.launched:
+            return
+        self.device.wait(slot)
+        self.batch_s = time.perf_counter() - slot.launched_at
+        out = slot.host_out.numpy()
+        for tracked, first, count, row in slot.targets:
+            tracked.probs[first : first + count] = out[row : row + count]
+            tracked.missing -= count
+            if tracked.missing == 0:
+                tracked.item.deliver(tracked.probs)
+        slot.targets.clear()
+        slot.fill = 0
+        slot.launched = False
+
+
+_STOP = object()
+
+
+class BackgroundFeeder:
+    """A thread that owns a `BatchPacker`: any thread submits items and gets futures.
+
+    It packs whatever is queued; when the queue runs dry it first delivers the launched batches,
+    then waits for more input for up to one batch's time (at least `MIN_FLUSH_WAIT_S`) before
+    padding the partial batch: waiting longer could cost more than the padding saves.
+    """
+
+    def __init__(self, packer: BatchPacker) -> None:
+        self.packer = packer
+        self._queue: queue.SimpleQueue[FeedItem | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="pcam-scan-feeder", daemon=True)
+        self._thread.start()
+
+    def submit(self, host: np.ndarray, cells: np.ndarray | None, stride_px: int) -> Future[np.ndarray]:
+        """Queue one item; its future gets the P(tumour) array (or the error that stopped it)."""
+        future: Future[np.ndarray] = Future()
+
+        def deliver(outcome: np.ndarray | BaseException) -> None:
+            if future.done():  # a failed item may be told twice
+                return
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        if not self._thread.is_alive():
+            raise RuntimeError("the feeder is closed")
+        self._queue.put(FeedItem(host, cells, stride_px, deliver))
+        return future
+
+    def close(self) -> None:
+        """Score what is queued, then stop the thread."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                self._guarded(self.packer.harvest_launched)
+                wait_s = max(MIN_FLUSH_WAIT_S, self.packer.batch_s) if self.packer.has_partial else None
+                try:
+                    item = self._queue.get(timeout=wait_s)
+                except queue.Empty:
+                    self._guarded(self.packer.flush)
+                    continue
+            if item is _STOP:
+                self._guarded(self.packer.flush)
+                return
+            assert isinstance(item, FeedItem)
+            self._guarded(self.packer.feed, item)
+
+    def _guarded(self, step: Callable[..., None], item: FeedItem | None = None) -> None:
+        """Run one step; a failure goes to every item it touched (and to `item`), and the loop
+        goes on with an empty ring."""
+        try:
+            step() if item is None else step(item)
+        except Exception as err:
+            self.packer.abandon(err)
+            if item is not None:
+                item.deliver(err)
