@@ -381,6 +381,12 @@ class BackgroundFeeder:
             self._thread.join()
 
     def _loop(self) -> None:
+        try:
+            self._feed_until_stopped()
+        finally:  # whatever ends the thread, no caller waits forever for a result
+            self.packer.abandon(RuntimeError("the feeder stopped"))
+
+    def _feed_until_stopped(self) -> None:
         while True:
             try:
                 item = self._queue.get_nowait()

@@ -1,4 +1,9 @@
-"""Run a batch scan in this process: no Ray, same functions. For tests, notebooks, debugging."""
+"""Run a batch scan in this process: no Ray, same functions. For tests, notebooks, debugging.
+
+Blocks go to the model one at a time, so on a GPU each block's last batch is padded (the Ray
+pipeline's feeder fills batches across blocks); on the CPU, where each block gets batches of its
+own anyway, the results are the Ray pipeline's, bit for bit.
+"""
 
 from __future__ import annotations
 
