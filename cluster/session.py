@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +32,10 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[Cl
     if ray.is_initialized():
         raise ConfigError("Ray is already initialised in this process; pcam-scan manages its own session")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    # A process that ran a session before (a notebook, the tests) may still hold object refs of it
+    # in reference cycles. Freed during the next session, a ref whose id that session reuses
+    # would release that session's object: free them now, while no session is connected.
+    gc.collect()
     try:
         if address:
             ray.init(address=address, **kwargs)
