@@ -29,14 +29,36 @@ def _client(address: str):  # type: ignore[no-untyped-def]
         raise ConfigError(f"cannot reach the Ray job server at {address}: {' '.join(str(err).split())}") from None
 
 
+AGENT_STARTING = "No available agent to submit job"
+"""What a head answers while its job agent is still starting (just after `ray start --head`)."""
+AGENT_WAIT_S = 60.0
+
+
 def submit_scan(request: ScanRequest, dashboard_address: str) -> str:
-    """Submit the scan as a Ray job and return its id. The job joins the cluster it runs on."""
+    """Submit the scan as a Ray job and return its id. The job joins the cluster it runs on.
+
+    A head whose job agent is still starting says so and asks to try again later: that is
+    retried for up to `AGENT_WAIT_S`, with one line on stderr, instead of failing the submit.
+    """
+    import sys
+    import time
+
     job_request = replace(request, address="auto", in_process=False, num_cpus=None)
     runtime_env = {"env_vars": {JOB_ENV_VAR: job_request.to_json()}}
-    try:
-        return str(_client(dashboard_address).submit_job(entrypoint="python -m cluster.job", runtime_env=runtime_env))
-    except RuntimeError as err:
-        raise PcamScanError(f"the cluster refused the job: {' '.join(str(err).split())}") from None
+    client = _client(dashboard_address)
+    deadline = time.monotonic() + AGENT_WAIT_S
+    told = False
+    while True:
+        try:
+            return str(client.submit_job(entrypoint="python -m cluster.job", runtime_env=runtime_env))
+        except RuntimeError as err:
+            message = " ".join(str(err).split())
+            if AGENT_STARTING not in message or time.monotonic() > deadline:
+                raise PcamScanError(f"the cluster refused the job: {message}") from None
+            if not told:
+                print(f"the job agent at {dashboard_address} is still starting; trying again", file=sys.stderr)
+                told = True
+            time.sleep(1.0)
 
 
 def job_status(job_id: str, dashboard_address: str) -> tuple[str, str]:
