@@ -42,6 +42,8 @@ Deliver = Callable[[np.ndarray | BaseException], None]
 
 MIN_FLUSH_WAIT_S = 0.02
 """The shortest wait for more input before a partial batch is padded and launched."""
+UNTIMED_FLUSH_WAIT_S = 1.0
+"""The wait before any batch has been timed: at the start of a run, while reads ramp up."""
 
 
 @dataclass
@@ -89,7 +91,7 @@ class Slot:
     done: torch.cuda.Event | None = None
     fill: int = 0
     launched: bool = False
-    launched_at: float = 0.0
+    launch_s: float = 0.0
     targets: list[tuple[_Tracked, int, int, int]] = field(default_factory=list)  # (item, first, count, row)
 
 
@@ -226,7 +228,7 @@ class BatchPacker:
         self.slots: list[Slot] = []
         self.filling: Slot | None = None  # the batch being packed, not launched yet
         self.next_slot = 0
-        self.batch_s = MIN_FLUSH_WAIT_S  # the last batch's time from launch to harvest
+        self.batch_s: float | None = None  # the device's time for the last batch, once one ran
 
     @property
     def has_partial(self) -> bool:
@@ -317,8 +319,9 @@ class BatchPacker:
         return slot
 
     def _launch(self, slot: Slot) -> None:
-        slot.launched_at = time.perf_counter()
+        started = time.perf_counter()
         self.device.launch(slot, self.score, self.batch_size if self.pad else slot.fill)
+        slot.launch_s = time.perf_counter() - started  # the batch itself on a CPU; queuing on CUDA
         slot.launched = True
         self.filling = None
         self.stats.batches += 1
@@ -327,8 +330,9 @@ class BatchPacker:
     def _harvest(self, slot: Slot) -> None:
         if not slot.launched:
             return
+        started = time.perf_counter()
         self.device.wait(slot)
-        self.batch_s = time.perf_counter() - slot.launched_at
+        self.batch_s = max(slot.launch_s, time.perf_counter() - started)
         out = slot.host_out.numpy()
         for tracked, first, count, row in slot.targets:
             tracked.probs[first : first + count] = out[row : row + count]
@@ -347,8 +351,9 @@ class BackgroundFeeder:
     """A thread that owns a `BatchPacker`: any thread submits items and gets futures.
 
     It packs whatever is queued; when the queue runs dry it first delivers the launched batches,
-    then waits for more input for up to one batch's time (at least `MIN_FLUSH_WAIT_S`) before
-    padding the partial batch: waiting longer could cost more than the padding saves.
+    then waits for more input for up to one batch's time (at least `MIN_FLUSH_WAIT_S`; before any
+    batch ran, `UNTIMED_FLUSH_WAIT_S`) before padding the partial batch: waiting longer could
+    cost more than the padding saves.
     """
 
     def __init__(self, packer: BatchPacker) -> None:
@@ -392,7 +397,7 @@ class BackgroundFeeder:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 self._guarded(self.packer.harvest_launched)
-                wait_s = max(MIN_FLUSH_WAIT_S, self.packer.batch_s) if self.packer.has_partial else None
+                wait_s = self._flush_wait_s() if self.packer.has_partial else None
                 try:
                     item = self._queue.get(timeout=wait_s)
                 except queue.Empty:
@@ -403,6 +408,10 @@ class BackgroundFeeder:
                 return
             assert isinstance(item, FeedItem)
             self._guarded(self.packer.feed, item)
+
+    def _flush_wait_s(self) -> float:
+        batch_s = self.packer.batch_s
+        return UNTIMED_FLUSH_WAIT_S if batch_s is None else max(MIN_FLUSH_WAIT_S, batch_s)
 
     def _guarded(self, step: Callable[..., None], item: FeedItem | None = None) -> None:
         """Run one step; a failure goes to every item it touched (and to `item`), and the loop
