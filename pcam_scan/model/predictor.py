@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 
@@ -81,6 +82,7 @@ class Predictor:
             self.stats, self.metadata.patch_px, align_items=aligned, pad=on_cuda or self.settings.compile,
         )
         self._background: BackgroundFeeder | None = None
+        self._background_lock = threading.Lock()
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], settings: PredictorSettings | None = None) -> Predictor:
@@ -112,9 +114,10 @@ class Predictor:
     def background(self) -> BackgroundFeeder:
         """The feeder as a thread of its own, for callers that submit blocks from many threads
         (the Ray actor's concurrent calls): batches then stay in flight across their calls."""
-        if self._background is None:
-            self._background = BackgroundFeeder(self._packer)
-        return self._background
+        with self._background_lock:  # calls on many threads must share one feeder
+            if self._background is None:
+                self._background = BackgroundFeeder(self._packer)
+            return self._background
 
     def submit_block(self, region: np.ndarray, tissue: np.ndarray, stride_px: int) -> Future[np.ndarray]:
         """Queue one block on the background feeder (any thread); its future gets the block's
