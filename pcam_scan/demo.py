@@ -76,16 +76,17 @@ def demo_steps(paths: DemoPaths, size: DemoSize, num_cpus: int | None) -> list[t
     slide = ["--width", str(size.width_px), "--height", str(size.height_px), "--mpp", str(SLIDE_MPP)]
     cpus = [] if num_cpus is None else ["--num-cpus", str(num_cpus)]
     return [
+        # --overwrite: slides and model are the demo's own, remade when a demo stopped before its scan
         ("make synthetic training slides", ["synth", str(paths.train), "--tumor", str(size.train_tumour),
-                                            "--normal", str(size.train_normal), "--seed", "1", *slide]),
+                                            "--normal", str(size.train_normal), "--seed", "1", *slide, "--overwrite"]),
         ("make synthetic test slides", ["synth", str(paths.test), "--tumor", str(size.test_tumour),
-                                        "--normal", str(size.test_normal), "--seed", "2", *slide]),
+                                        "--normal", str(size.test_normal), "--seed", "2", *slide, "--overwrite"]),
         ("train a small CNN on patches mined from the training slides", [
             "train", "--slides", str(paths.train), "--out", str(paths.model), "--arch", "tiny-cnn",
             "--size", "96", "--no-pretrained", "--frozen-epochs", "0", "--epochs", str(size.epochs),
             "--max-positives-per-slide", str(size.per_slide_patches),
             "--max-negatives-per-slide", str(size.per_slide_patches),
-            "--batch-size", "32", "--lr", "0.003", "--lr-find-iterations", "10",
+            "--batch-size", "32", "--lr", "0.003", "--lr-find-iterations", "10", "--overwrite",
         ]),
         ("scan the test slides on a local Ray", ["scan", str(paths.test), "--model", str(paths.model),
                                                  "--store", str(paths.store), *cpus]),
@@ -104,7 +105,8 @@ def run_demo(
     run_command: Callable[[Sequence[str]], int] | None = None,
 ) -> dict[str, Any]:
     """Run every step; returns the evaluation metrics. A failing step stops the demo with its
-    error (the steps' own outputs stay in `out_dir`)."""
+    error (the steps' own outputs stay in `out_dir`). A demo stopped before its scan starts
+    again from the beginning; once its store exists, `out_dir` holds a run and is refused."""
     from pcam_scan.cli import main as cli_main
 
     run_command = run_command or cli_main
