@@ -256,7 +256,7 @@ class BatchPacker:
             self._launch(self.filling)
 
     def flush(self) -> None:
-        """Launch the partial batch (padded: the shape never changes) and deliver every result."""
+        """Launch the partial batch (padded to the full shape when `pad`) and deliver every result."""
         if self.has_partial:
             assert self.filling is not None
             self._launch(self.filling)

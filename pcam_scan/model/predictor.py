@@ -1,11 +1,12 @@
 """Batched P(tumour) for uint8 patches, or for blocks that travel as one region each.
 
-Every batch goes through the device feeder (`feeder.py`): fixed-shape batches filled across
-items, so a patch's result never depends on which patches shared its batch. CPU: float32, a fixed
-thread count (`PredictorSettings.cpu_threads`): deterministic. CUDA: uint8 goes to pinned memory
-and over a side stream, a block's patches are cut on the device (`patch_cutting`), normalisation
-and any resize run there, bf16 autocast, channels_last, optional `torch.compile`; cuDNN pinned
-with `deterministic`.
+Every batch goes through the device feeder (`feeder.py`): each block in batches of its own
+(`PredictorSettings.deterministic`, the CPU's default: a patch's result depends on its row in the
+batch, so this keeps a block's results bit-identical), or batches filled across blocks (a GPU's
+default). CPU: float32 on a fixed thread count (`PredictorSettings.cpu_threads`). CUDA: uint8 goes
+to pinned memory and over a side stream, a block's patches are cut on the device
+(`patch_cutting`), normalisation and any resize run there, bf16 autocast, channels_last, optional
+`torch.compile`; cuDNN pinned with `deterministic`.
 """
 
 from __future__ import annotations
