@@ -60,3 +60,17 @@ def test_the_scan_runs_the_null_model(synth_dataset: Path, null_checkpoint: Path
     prob = store.read_prob("tumor_001", 0)
     scored = prob[np.isfinite(prob)]
     assert scored.size > 0 and np.all((scored > 0) & (scored < 1)) and np.ptp(scored) > 0
+
+
+def test_checking_a_null_checkpoint_does_not_import_the_compiler(null_checkpoint: Path) -> None:
+    """Its weights once came from torch.arange, which on the meta device (the checkpoint check)
+    imports torch._dynamo: seconds of every scan's driver and model actor start."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pcam_scan.model.checkpoint import load_checkpoint; "
+        f"load_checkpoint({str(null_checkpoint)!r}); print('torch._dynamo' in sys.modules)"
+    )
+    checked = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert checked.stdout.strip() == "False"

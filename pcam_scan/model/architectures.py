@@ -97,7 +97,9 @@ def null_model(n_out: int) -> nn.Sequential:
     """
     linear = nn.Linear(1, n_out)
     with torch.no_grad():
-        linear.weight.copy_(-torch.arange(n_out, dtype=linear.weight.dtype).unsqueeze(1))
+        # from a list, not torch.arange: on the meta device (checkpoint checks) arange runs
+        # through torch._refs, which imports torch._dynamo: 2-3 s of every process's start
+        linear.weight.copy_(torch.tensor([[-float(i)] for i in range(n_out)], dtype=linear.weight.dtype))
         linear.bias.zero_()
     return nn.Sequential(MeanIntensity(), linear)
 
