@@ -71,3 +71,23 @@ def test_the_torch_free_names_are_the_registry_s() -> None:
     from pcam_scan.model.names import ARCHITECTURE_NAMES
 
     assert set(ARCHITECTURE_NAMES) == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_scorer_normalises_in_one_pass_to_exactly_the_textbook_values(channels_last: bool, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pcam_scan.model.checkpoint import load_checkpoint
+    from pcam_scan.model.random_model import write_random_checkpoint
+    from pcam_scan.model.scoring import PatchScorer
+
+    write_random_checkpoint(tmp_path / "tiny.safetensors", TINY_CNN)
+    loaded = load_checkpoint(tmp_path / "tiny.safetensors")
+    network, metadata = loaded.network, loaded.metadata
+    scorer = PatchScorer(network, metadata, channels_last=channels_last)
+    patches = torch.randint(0, 256, (6, 96, 96, 3), dtype=torch.uint8)
+    mean = torch.tensor(metadata.normalisation.mean).view(1, 3, 1, 1)
+    std = torch.tensor(metadata.normalisation.std).view(1, 3, 1, 1)
+    textbook = patches.permute(0, 3, 1, 2).float() * (1.0 / (255.0 * std)) + (-mean / std)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    with torch.inference_mode():
+        expected = network(textbook.contiguous(memory_format=layout)).softmax(dim=1)[:, metadata.tumour_index]
+        assert torch.equal(scorer(patches), expected)
