@@ -85,7 +85,7 @@ def run_scan_pipeline(
     dataset = dataset.map_batches(
         functools.partial(plan_slides, model_geometry=model_geometry, settings=settings, store=store),
         batch_size=1,
-        num_cpus=1,
+        num_cpus=budget.cpus_per_read,  # from the reads' share: a whole CPU would stall the reads
         compute=ray.data.TaskPoolStrategy(size=min(budget.read_tasks, len(items))),
     )
     # a few rows per Ray Data block, streaming (no shuffle): a slide's blocks are read in parallel
@@ -104,6 +104,7 @@ def run_scan_pipeline(
             "model_id": model.model_id,
             "predictor": model.predictor,
             "stride_px": geometry.stride_px,
+            "concurrent_calls": budget.calls_per_actor,
         },
         batch_size=budget.blocks_per_call,
         compute=ray.data.ActorPoolStrategy(

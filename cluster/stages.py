@@ -80,7 +80,9 @@ class PredictBlocks:
     replaced mid-run cannot mix two models in one store.
     """
 
-    def __init__(self, checkpoint_path: str, model_id: str, predictor: PredictorSettings, stride_px: int) -> None:
+    def __init__(
+        self, checkpoint_path: str, model_id: str, predictor: PredictorSettings, stride_px: int, concurrent_calls: int
+    ) -> None:
         from pcam_scan.errors import CheckpointError
         from pcam_scan.model.predictor import Predictor
 
@@ -89,7 +91,8 @@ class PredictBlocks:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         if self.predictor.model_id != model_id:
             raise CheckpointError(f"{checkpoint_path} changed during the run (model id {self.predictor.model_id})")
-        self.predictor.background()  # the feeder thread starts with the actor
+        # the feeder thread starts with the actor; it knows how many calls can wait on it
+        self.feeder = self.predictor.background(callers=concurrent_calls)
 
     def __call__(self, batch: Batch) -> Batch:
         started = time.perf_counter()
@@ -99,7 +102,8 @@ class PredictBlocks:
             self.predictor.submit_block(region, work.tissue, self.stride_px) if ok and work else None
             for region, work, ok in zip(batch["region"], works, readable)
         ]
-        probs = [future.result() if future is not None else np.zeros(0, np.float32) for future in futures]
+        results = iter(self.feeder.gather([future for future in futures if future is not None]))
+        probs = [next(results) if future is not None else np.zeros(0, np.float32) for future in futures]
         elapsed = time.perf_counter() - started
         total = max(sum(len(p) for p in probs), 1)
         stats = self.predictor.stats

@@ -126,6 +126,50 @@ def test_the_background_feeder_serves_many_threads_and_flushes_when_input_stops(
     assert feeder.packer.stats.batches <= math.ceil(total / 16) + 1 < sum(len(items) for items in per_thread)
 
 
+def _gather_in_thread(feeder: BackgroundFeeder, patches: np.ndarray, out: dict[str, list[np.ndarray]], key: str) -> threading.Thread:
+    """Submit here (so items queue in the test's order), wait for the result in a thread."""
+    future = feeder.submit(patches, None, 0)
+    thread = threading.Thread(target=lambda: out.__setitem__(key, feeder.gather([future])))
+    thread.start()
+    return thread
+
+
+def test_the_partial_batch_goes_when_every_caller_waits_and_not_before() -> None:
+    score = RecordingScore()
+    # input that stops never launches a partial batch here: only the callers' rule can
+    feeder = BackgroundFeeder(_packer(score, 16, align=False), callers=3, end_of_input_wait_s=1e6)
+    first, second, third = _items([5, 4, 3], seed=7)
+    out: dict[str, list[np.ndarray]] = {}
+    waiting = [_gather_in_thread(feeder, first, out, "first"), _gather_in_thread(feeder, second, out, "second")]
+    # two of three callers wait: their 9 patches stay in the partial batch until the third comes
+    out["third"] = feeder.gather([feeder.submit(third, None, 0)])
+    for thread in waiting:
+        thread.join(HANG_GUARD_S)
+    feeder.close()
+    assert score.shapes == [12]  # one batch with all three callers' patches
+    for key, patches in (("first", first), ("second", second), ("third", third)):
+        np.testing.assert_allclose(out[key][0], _expected(patches), rtol=0, atol=1e-6)
+
+
+def test_a_caller_whose_items_are_done_does_not_count_as_waiting() -> None:
+    score = RecordingScore()
+    feeder = BackgroundFeeder(_packer(score, 4, align=False), callers=2, end_of_input_wait_s=1e6)
+    full = _items([4], seed=1)[0]
+    assert len(feeder.gather([feeder.submit(full, None, 0)])[0]) == 4  # a full batch needs no rule
+    done_early, split, last = _items([3, 2, 1], seed=2)
+    out: dict[str, list[np.ndarray]] = {}
+    first = _gather_in_thread(feeder, done_early, out, "done_early")
+    second = _gather_in_thread(feeder, split, out, "split")  # fills the batch: done_early is served
+    first.join(HANG_GUARD_S)
+    # one caller waits for one patch; a second one makes two of two: the partial batch goes
+    out["last"] = feeder.gather([feeder.submit(last, None, 0)])
+    second.join(HANG_GUARD_S)
+    feeder.close()
+    assert score.shapes == [4, 4, 2]
+    for key, patches in (("done_early", done_early), ("split", split), ("last", last)):
+        np.testing.assert_allclose(out[key][0], _expected(patches), rtol=0, atol=1e-6)
+
+
 def test_a_device_failure_reaches_the_items_it_touched_and_the_feeder_goes_on() -> None:
     feeder = BackgroundFeeder(_packer(RecordingScore(fail_on_call=1), 4, align=True))
     first = feeder.submit(_items([3])[0], None, 0)

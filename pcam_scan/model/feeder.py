@@ -44,6 +44,10 @@ MIN_FLUSH_WAIT_S = 0.02
 """The shortest wait for more input before a partial batch is padded and launched."""
 UNTIMED_FLUSH_WAIT_S = 1.0
 """The wait before any batch has been timed: at the start of a run, while reads ramp up."""
+END_OF_INPUT_WAIT_S = 0.5
+"""With the callers known, how long input may stop before the partial batch goes: only fewer
+callers than there may be are waiting, so either the run's last blocks are in, or reads stall
+(the device then idles anyway). Once per model actor at the end of a run."""
 
 
 @dataclass
@@ -345,20 +349,30 @@ class BatchPacker:
 
 
 _STOP = object()
+_WAKE = object()  # a caller began to wait: look again whether every caller waits
 
 
 class BackgroundFeeder:
     """A thread that owns a `BatchPacker`: any thread submits items and gets futures.
 
-    It packs whatever is queued; when the queue runs dry it first delivers the launched batches,
-    then waits for more input for up to one batch's time (at least `MIN_FLUSH_WAIT_S`; before any
-    batch ran, `UNTIMED_FLUSH_WAIT_S`) before padding the partial batch: waiting longer could
-    cost more than the padding saves.
+    It packs whatever is queued; when the queue runs dry it first delivers the launched batches.
+    A partial batch is launched (padded) only when no more input can come:
+    - with `callers` known (the Ray actor's concurrent calls) and every caller waiting in
+      `gather` for an item of the partial batch, at once: no caller is left to bring input;
+    - otherwise after input stopped for a while: `end_of_input_wait_s` with callers known (the
+      last blocks of a run, or reads that stall), else one batch's time (at least
+      `MIN_FLUSH_WAIT_S`; before any batch ran, `UNTIMED_FLUSH_WAIT_S`).
     """
 
-    def __init__(self, packer: BatchPacker) -> None:
+    def __init__(
+        self, packer: BatchPacker, callers: int | None = None, end_of_input_wait_s: float = END_OF_INPUT_WAIT_S
+    ) -> None:
         self.packer = packer
+        self.callers = callers
+        self.end_of_input_wait_s = end_of_input_wait_s
         self._queue: queue.SimpleQueue[FeedItem | object] = queue.SimpleQueue()
+        self._waiting_lock = threading.Lock()
+        self._waiting: list[list[int]] = []  # per caller in `gather`: [its items not yet delivered]
         self._thread = threading.Thread(target=self._loop, name="pcam-scan-feeder", daemon=True)
         self._thread.start()
 
@@ -379,6 +393,29 @@ class BackgroundFeeder:
         self._queue.put(FeedItem(host, cells, stride_px, deliver))
         return future
 
+    def gather(self, futures: list[Future[np.ndarray]]) -> list[np.ndarray]:
+        """Wait for `futures` (of this feeder's items); the results in order, or the first error.
+
+        While it waits, the caller counts as one that brings no more input, so when every one
+        of `callers` waits here the feeder launches its partial batch without waiting for time.
+        """
+        remaining = [len(futures)]
+
+        def delivered(_: Future[np.ndarray]) -> None:
+            with self._waiting_lock:
+                remaining[0] -= 1
+
+        with self._waiting_lock:
+            self._waiting.append(remaining)
+        try:
+            for future in futures:
+                future.add_done_callback(delivered)
+            self._queue.put(_WAKE)  # the feeder may now be waiting on this caller alone
+            return [future.result() for future in futures]
+        finally:
+            with self._waiting_lock:
+                self._waiting.remove(remaining)
+
     def close(self) -> None:
         """Score what is queued, then stop the thread."""
         if self._thread.is_alive():
@@ -397,6 +434,9 @@ class BackgroundFeeder:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 self._guarded(self.packer.harvest_launched)
+                if self.packer.has_partial and self._every_caller_waits():
+                    self._guarded(self.packer.flush)
+                    continue
                 wait_s = self._flush_wait_s() if self.packer.has_partial else None
                 try:
                     item = self._queue.get(timeout=wait_s)
@@ -406,10 +446,21 @@ class BackgroundFeeder:
             if item is _STOP:
                 self._guarded(self.packer.flush)
                 return
+            if item is _WAKE:
+                continue
             assert isinstance(item, FeedItem)
             self._guarded(self.packer.feed, item)
 
+    def _every_caller_waits(self) -> bool:
+        """Every caller is in `gather` with items still undelivered: no more input can come."""
+        if self.callers is None:
+            return False
+        with self._waiting_lock:
+            return sum(1 for remaining in self._waiting if remaining[0] > 0) >= self.callers
+
     def _flush_wait_s(self) -> float:
+        if self.callers is not None:
+            return self.end_of_input_wait_s
         batch_s = self.packer.batch_s
         return UNTIMED_FLUSH_WAIT_S if batch_s is None else max(MIN_FLUSH_WAIT_S, batch_s)
 

@@ -112,12 +112,14 @@ class Predictor:
             for region, tissue in blocks
         )
 
-    def background(self) -> BackgroundFeeder:
+    def background(self, callers: int | None = None) -> BackgroundFeeder:
         """The feeder as a thread of its own, for callers that submit blocks from many threads
-        (the Ray actor's concurrent calls): batches then stay in flight across their calls."""
+        (the Ray actor's concurrent calls): batches then stay in flight across their calls.
+        `callers`, the most threads that wait on it at once, lets it launch a partial batch as
+        soon as all of them wait (`BackgroundFeeder.gather`); the first call sets it."""
         with self._background_lock:  # calls on many threads must share one feeder
             if self._background is None:
-                self._background = BackgroundFeeder(self._packer)
+                self._background = BackgroundFeeder(self._packer, callers)
             return self._background
 
     def submit_block(self, region: np.ndarray, tissue: np.ndarray, stride_px: int) -> Future[np.ndarray]:
