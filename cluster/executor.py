@@ -6,6 +6,7 @@ it joins (or starts) Ray for the run and sizes the pipeline from the cluster's r
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from pcam_scan.store import HeatmapStore
 
 from cluster.pipeline import ModelStage, run_scan_pipeline
 from cluster.session import ray_session
-from cluster.sizing import PipelineBudget, plan_budget
+from cluster.sizing import PipelineBudget, plan_budget, worker_pool_size
 
 
 class RayExecutor:
@@ -76,7 +77,8 @@ def ray_executor(run: ScanRun) -> Iterator[RayExecutor]:
     """The executor factory for `run_scan`: a Ray session for the run, the pipeline sized to it."""
     request = run.request
     model = request.settings.model
-    with ray_session(request.address, request.num_cpus) as resources:
+    local_cpus = request.num_cpus or os.cpu_count() or 1
+    with ray_session(request.address, request.num_cpus, worker_pool_size(local_cpus)) as resources:
         if model.device.startswith("cuda") and resources.gpus < 1 and request.gpus is None:
             raise ConfigError(f"--device {model.device}: the Ray cluster has no GPUs (add --gpus N to wait for some)")
         budget = plan_budget(resources, model, request.gpus)

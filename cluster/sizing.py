@@ -27,6 +27,19 @@ CALLS_PER_ACTOR = 4
 others keep the feeder's queue full, so batches fill across calls and the device never drains."""
 
 
+RAY_DATA_HELPER_ACTORS = 3
+"""Ray Data's own actors in a run (stats, autoscaling coordinator, actor locations)."""
+
+
+def worker_pool_size(node_cpus: float) -> int:
+    """Worker processes a node keeps alive for a scan: every task of the pipeline takes at least
+    `MIN_READ_TASK_CPUS` (a quarter CPU), so at most four per CPU run at once, plus Ray Data's
+    helper actors. Fewer, and Ray kills idle workers that the next task must start again (each
+    start imports numpy, zarr, OpenSlide and the scan: about 2 CPU-seconds)."""
+    smallest_task = min(MIN_READ_TASK_CPUS, WRITE_TASK_CPUS)
+    return math.ceil(node_cpus / smallest_task) + RAY_DATA_HELPER_ACTORS
+
+
 @dataclass(frozen=True)
 class PipelineBudget:
     """How the block pipeline is spread over the cluster."""
@@ -57,7 +70,7 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
             )
         actors = max(1, math.floor((resources.cpus - reserve) / 2 / threads))
         cpus_per_actor = float(threads)
-        blocks_per_call = 1
+        blocks_per_call = 4
     read_cpus = max(MIN_READ_TASK_CPUS, resources.cpus - reserve - actors * cpus_per_actor)
     read_tasks = max(2, math.floor(read_cpus))  # two at least: one's I/O overlaps another's decode
     return PipelineBudget(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cluster.session import ClusterResources
-from cluster.sizing import WRITE_RESERVE_CPUS, plan_budget
+from cluster.sizing import WRITE_RESERVE_CPUS, WRITE_TASK_CPUS, plan_budget, worker_pool_size
 from pcam_scan.errors import ConfigError
 from pcam_scan.model.settings import PredictorSettings
 
@@ -33,3 +33,11 @@ def test_cpu_actors_run_the_fixed_thread_count_and_scale_with_the_cores() -> Non
 def test_an_actor_that_fits_no_node_is_refused() -> None:
     with pytest.raises(ConfigError, match="does not fit"):
         plan_budget(ClusterResources(cpus=4, gpus=0, max_node_cpus=1, nodes=4), PredictorSettings(cpu_threads=2), None)
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 3, 16])
+def test_a_local_ray_keeps_a_worker_for_every_task_the_budget_runs_at_once(cpus: int) -> None:
+    budget = plan_budget(ClusterResources(cpus=cpus, gpus=0, max_node_cpus=cpus), PredictorSettings(), None)
+    # the actors, planning and reads (two pools of read_tasks), writes and finalizing (the reserve)
+    at_once = budget.actors + 2 * budget.read_tasks + round(WRITE_RESERVE_CPUS / WRITE_TASK_CPUS)
+    assert worker_pool_size(cpus) >= at_once
