@@ -103,9 +103,12 @@ def ray_head(tmp_path: Path):
         "RAY_AUTH_TOKEN": "pcam-scan-test-token-0123456789abcdef",
     }
     dashboard_port = _free_port()
+    # the job agent listens on its own port (52365 by default): any other Ray on this machine (a
+    # scan of another test) holds that one, and the head then never has an agent for jobs
     subprocess.run(
         [str(ray_bin), "start", "--head", "--num-cpus", "2", "--port", str(_free_port()),
          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port),
+         "--dashboard-agent-listen-port", str(_free_port()),
          "--include-dashboard", "true", "--disable-usage-stats"],
         check=True, env=env, cwd=tmp_path, capture_output=True,
     )
