@@ -286,6 +286,21 @@ def test_launcher_runs_every_node_container_with_token_authentication(launcher: 
     assert launcher["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
 
 
+def test_gpu_workers_keep_the_scan_s_worker_pool(raycluster: Doc, rayjob: Doc, launcher: Doc) -> None:
+    from cluster.sizing import worker_pool_size
+
+    for owner, spec in cluster_specs(raycluster, rayjob).items():
+        for group in gpu_groups(spec):
+            container = group["template"]["spec"]["containers"][0]
+            env = {e["name"]: e["value"] for e in container.get("env", [])}
+            cpus = int(container["resources"]["limits"]["cpu"])
+            assert env.get("RAY_num_workers_soft_limit") == str(worker_pool_size(cpus)), owner
+    options = [word for option in launcher["docker"]["run_options"] for word in shlex.split(option)]
+    env_words = {options[i + 1] for i, word in enumerate(options[:-1]) if word in ("-e", "--env")}
+    gpu_cpus = max(int(t["resources"]["CPU"]) for t in launcher["available_node_types"].values() if t["resources"].get("GPU"))
+    assert f"RAY_num_workers_soft_limit={worker_pool_size(gpu_cpus)}" in env_words
+
+
 # -- all together ---------------------------------------------------------------------------
 
 
