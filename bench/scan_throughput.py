@@ -273,6 +273,7 @@ def main() -> None:
                 "patches scanned": many["patches"],
                 "end-to-end patches/s": f"{rate:,.0f}",
                 "scan seconds (Ray start, planning, blocks)": f"{many['wall_s']:.1f}",
+                "scan seconds, 1 slide (what any run costs)": f"{one['wall_s']:.1f}",
                 "patches/s once Ray is up (planning, blocks, finalize)": f"{many['patches'] / many['after_ray_s']:,.0f}",
                 "scan seconds once Ray is up": f"{many['after_ray_s']:.1f}",
                 "patches/s per CPU core": f"{per_core:,.0f}",
