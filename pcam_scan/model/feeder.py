@@ -16,9 +16,9 @@ Two ways to drive it:
 - `BatchPacker.run`: in the caller's thread, a stream of items in, results out in order
   (`Predictor.predict`, the in-process scan).
 - `BackgroundFeeder`: a thread of its own that several Ray Data calls submit blocks to
-  concurrently, each waiting for its blocks' futures. Batches stay in flight across calls, so the
-  device does not drain between them; when input stops, it waits about one batch's time for more
-  before padding (the wait costs at most what the padding would).
+  concurrently, each waiting for its blocks' futures (`gather`). Batches stay in flight across
+  calls, so the device does not drain between them; a partial batch goes when every call waits
+  for it (no more input can come) or when input stops for a while.
 """
 
 from __future__ import annotations
