@@ -91,6 +91,12 @@ def gpu_groups(spec: Doc) -> list[Doc]:
     ]
 
 
+def launcher_env(launcher: Doc) -> set[str]:
+    """The NAME=value words the launcher's `docker run` options set (`-e` / `--env`)."""
+    options = [word for option in launcher["docker"]["run_options"] for word in shlex.split(option)]
+    return {options[i + 1] for i, word in enumerate(options[:-1]) if word in ("-e", "--env")}
+
+
 def parse_cli(argv: list[str], where: str) -> argparse.Namespace:
     """`pcam-scan ARGV` parsed by the real CLI parser; a test failure naming `where` if not."""
     try:
@@ -279,9 +285,7 @@ def test_launcher_setup_is_the_readme_install_step_in_the_images_project(launche
 def test_launcher_runs_every_node_container_with_token_authentication(launcher: Doc) -> None:
     # every command runs in the container (ray start, the autoscaler, `ray exec`): its
     # environment enables token authentication
-    options = [word for option in launcher["docker"]["run_options"] for word in shlex.split(option)]
-    env = {options[i + 1] for i, word in enumerate(options[:-1]) if word in ("-e", "--env")}
-    assert "RAY_AUTH_MODE=token" in env
+    assert "RAY_AUTH_MODE=token" in launcher_env(launcher)
     # the token made on the operator's machine goes to Ray's default token path on each node
     assert launcher["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
 
@@ -295,10 +299,8 @@ def test_gpu_workers_keep_the_scan_s_worker_pool(raycluster: Doc, rayjob: Doc, l
             env = {e["name"]: e["value"] for e in container.get("env", [])}
             cpus = int(container["resources"]["limits"]["cpu"])
             assert env.get("RAY_num_workers_soft_limit") == str(worker_pool_size(cpus)), owner
-    options = [word for option in launcher["docker"]["run_options"] for word in shlex.split(option)]
-    env_words = {options[i + 1] for i, word in enumerate(options[:-1]) if word in ("-e", "--env")}
     gpu_cpus = max(int(t["resources"]["CPU"]) for t in launcher["available_node_types"].values() if t["resources"].get("GPU"))
-    assert f"RAY_num_workers_soft_limit={worker_pool_size(gpu_cpus)}" in env_words
+    assert f"RAY_num_workers_soft_limit={worker_pool_size(gpu_cpus)}" in launcher_env(launcher)
 
 
 # -- all together ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,7 +75,7 @@ def test_the_torch_free_names_are_the_registry_s() -> None:
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_the_scorer_normalises_in_one_pass_to_exactly_the_textbook_values(channels_last: bool, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_scorer_normalises_in_one_pass_to_exactly_the_textbook_values(channels_last: bool, tmp_path: Path) -> None:
     from pcam_scan.model.checkpoint import load_checkpoint
     from pcam_scan.model.random_model import write_random_checkpoint
     from pcam_scan.model.scoring import PatchScorer
