@@ -91,10 +91,14 @@ def main() -> int:
     read = info["pcam_read"]
     assert isinstance(read, dict)
     predicted = float(stored.counts.get("predicted_cells", 0))
-    print(f"slide                {slide} ({info['vendor']}, {info['l0_width']} x {info['l0_height']} px, "
-          f"{info['mpp_um_px']:.4f} um/px, {slide.stat().st_size / 1e9:.2f} GB)")
-    print(f"read plan            level {read['level']} at {read['px_mpp_um_px']:.4f} um/px, "
-          f"grid {read['cell_grid_rows_cols'][0]} x {read['cell_grid_rows_cols'][1]} cells")
+    print(
+        f"slide                {slide} ({info['vendor']}, {info['l0_width']} x {info['l0_height']} px, "
+        f"{info['mpp_um_px']:.4f} um/px, {slide.stat().st_size / 1e9:.2f} GB)"
+    )
+    print(
+        f"read plan            level {read['level']} at {read['px_mpp_um_px']:.4f} um/px, "
+        f"grid {read['cell_grid_rows_cols'][0]} x {read['cell_grid_rows_cols'][1]} cells"
+    )
     print(f"slide written in     {'given' if write_s is None else f'{write_s:.1f} s'}")
     print(f"scan command         {' '.join(command[2:])}")
     print(f"status               {stored.status.state.value if stored.status else 'none'}")
@@ -105,8 +109,10 @@ def main() -> int:
     print(f"total scan seconds   {run.seconds:.1f} (the whole `pcam-scan scan` process, Ray start included)")
     print(f"cells/s end to end   {predicted / run.seconds:,.0f}")
     print(f"store size           {store_bytes / 1e6:,.2f} MB ({store})")
-    print(f"largest process      {max(p.peak_mb for p in run.peaks):,.0f} MB peak RSS; "
-          f"{len(run.peaks)} processes in the tree")
+    print(
+        f"largest process      {max(p.peak_mb for p in run.peaks):,.0f} MB peak RSS; "
+        f"{len(run.peaks)} processes in the tree"
+    )
     print(peak_table(run.peaks))
     if not args.keep:
         shutil.rmtree(store, ignore_errors=True)

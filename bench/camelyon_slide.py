@@ -37,13 +37,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from process_tree import peak_rss_mb
+from tiled_tiff import BigTiffWriter, TiledLevel
 
 from pcam_scan.geometry import PCAM_LABEL_PX, PCAM_MPP_UM_PX
 from pcam_scan.synth.files import written_atomically
 from pcam_scan.synth.pyramid import PyramidLayout, downsample_2x
 from pcam_scan.synth.stains import EOSIN_OD, GLASS_OD, HAEMATOXYLIN_OD, TISSUE_OD, density_to_rgb
-from process_tree import peak_rss_mb
-from tiled_tiff import BigTiffWriter, TiledLevel
 
 GLASS, TISSUE, TUMOUR = 0, 1, 2
 LABELS = (GLASS, TISSUE, TUMOUR)
@@ -167,7 +167,8 @@ def stain_texture(label: int, size: int, mpp_um_px: float, seed: int) -> np.ndar
     nuclei = periodic_nuclei(rng, size, spacing_um / mpp_um_px, radius_um / mpp_um_px)
     haematoxylin = (0.2 if tumour else 0.05) + (1.1 if tumour else 0.9) * nuclei
     density = (
-        GLASS_OD + TISSUE_OD
+        GLASS_OD
+        + TISSUE_OD
         + np.clip(eosin, 0.05, None)[..., None] * EOSIN_OD
         + haematoxylin[..., None] * HAEMATOXYLIN_OD
         + grain
@@ -275,15 +276,20 @@ def write_camelyon_size_slide(path: Path, spec: CamelyonSlideSpec, log: bool = T
         writer = BigTiffWriter(handle, spec.tile_px)
         for level, (w, h) in enumerate(layout.level_wh):
             tiles = LevelTiles(spec, level, labels, textures[level])
-            tiles_written += writer.add_level(TiledLevel(
-                w, h, tiles.tiles(w, h), spec.mpp_um_px * spec.width_px / w, description if level == 0 else None
-            ))
+            tiles_written += writer.add_level(
+                TiledLevel(
+                    w, h, tiles.tiles(w, h), spec.mpp_um_px * spec.width_px / w, description if level == 0 else None
+                )
+            )
             composed += tiles.composed
             encoded += len(tiles.encoded) + tiles.composed
             if log:
-                print(f"  level {level}: {w} x {h} px, {tiles.tile_count(w, h):,} tiles "
-                      f"({tiles.composed:,} border tiles encoded), {time.perf_counter() - started:.1f} s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  level {level}: {w} x {h} px, {tiles.tile_count(w, h):,} tiles "
+                    f"({tiles.composed:,} border tiles encoded), {time.perf_counter() - started:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return {
         "seconds": time.perf_counter() - started,
         "prepare_seconds": prepared,
@@ -298,8 +304,14 @@ def write_camelyon_size_slide(path: Path, spec: CamelyonSlideSpec, log: bool = T
 
 def spec_from_args(args: argparse.Namespace) -> CamelyonSlideSpec:
     return CamelyonSlideSpec(
-        width_px=args.width, height_px=args.height, mpp_um_px=args.mpp, tissue_cells=args.tissue_cells,
-        tumour_share=args.tumour_share, jpeg_quality=args.quality, seed=args.seed, texture_px=args.texture_px,
+        width_px=args.width,
+        height_px=args.height,
+        mpp_um_px=args.mpp,
+        tissue_cells=args.tissue_cells,
+        tumour_share=args.tumour_share,
+        jpeg_quality=args.quality,
+        seed=args.seed,
+        texture_px=args.texture_px,
     )
 
 
@@ -330,8 +342,10 @@ def main() -> int:
     figures = write_camelyon_size_slide(args.out, spec)
     print(f"slide                {args.out}")
     print(f"level 0              {spec.width_px:,} x {spec.height_px:,} px at {spec.mpp_um_px} um/px")
-    print(f"tissue               {figures['tissue_tiles']:,} level-0 tiles (~{figures['expected_tissue_cells']:,.0f} "
-          f"cells), tumour {figures['tumour_tiles']:,} tiles")
+    print(
+        f"tissue               {figures['tissue_tiles']:,} level-0 tiles (~{figures['expected_tissue_cells']:,.0f} "
+        f"cells), tumour {figures['tumour_tiles']:,} tiles"
+    )
     print(f"tiles written        {figures['tiles']:,} ({figures['jpeg_encodes']:,} JPEG encodes)")
     print(f"file size            {figures['bytes'] / 1e9:.2f} GB")
     print(f"seconds              {figures['seconds']:.1f} (textures and layout {figures['prepare_seconds']:.1f})")

@@ -62,14 +62,29 @@ def install_kit_and_restart(kit: Path) -> None:
         return
     wheels = missing_wheels(kit)
     if wheels:
-        print(f"installing {len(wheels)} wheels from {kit}: {', '.join(w.name.split('-')[0] for w in wheels)}", flush=True)
+        print(
+            f"installing {len(wheels)} wheels from {kit}: {', '.join(w.name.split('-')[0] for w in wheels)}", flush=True
+        )
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-             "--target", str(KIT_SITE), *map(str, wheels)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-index",
+                "--no-deps",
+                "--no-compile",
+                "--target",
+                str(KIT_SITE),
+                *map(str, wheels),
+            ],
         )
         if done.returncode != 0:  # e.g. a kit built for another Python: go on with what is installed
-            print(f"gpu_report: the kit at {kit} did not install (pip exit {done.returncode}); going on without it",
-                  flush=True)
+            print(
+                f"gpu_report: the kit at {kit} did not install (pip exit {done.returncode}); going on without it",
+                flush=True,
+            )
             return
     paths = [str(KIT_SITE), str(REPO), os.environ.get("PYTHONPATH", "")]
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
@@ -99,9 +114,12 @@ class Report:
         return next((r.rate for r in self.rows if r.name == name and r.mode == mode and r.rate), None)
 
     def markdown(self, title: str) -> str:
-        lines = [f"### {title}", "",
-                 "| what | mode | rate | / model-only ceiling | / naive peer | note |",
-                 "|---|---|---|---|---|---|"]
+        lines = [
+            f"### {title}",
+            "",
+            "| what | mode | rate | / model-only ceiling | / naive peer | note |",
+            "|---|---|---|---|---|---|",
+        ]
         naive = self.rate("naive peer", "eager")
         for row in self.rows:
             ceiling = self.rate("model-only ceiling", row.mode)
@@ -141,8 +159,11 @@ class Runner:
             partial = b"".join(p if isinstance(p, bytes) else p.encode() for p in (err.stdout, err.stderr) if p)
             output, ok = f"{partial.decode(errors='replace')}\ntimed out after {timeout_s:.0f} s", False
         (self.logs / f"{name}.log").write_text(" ".join(command) + "\n\n" + output)
-        print(f"[{time.perf_counter() - self.started:6.1f} s] {name}: {'ok' if ok else 'FAILED'} "
-              f"in {time.perf_counter() - step_started:.1f} s", flush=True)
+        print(
+            f"[{time.perf_counter() - self.started:6.1f} s] {name}: {'ok' if ok else 'FAILED'} "
+            f"in {time.perf_counter() - step_started:.1f} s",
+            flush=True,
+        )
         return output if ok else None
 
 
@@ -160,7 +181,9 @@ def ceiling_rows(output: str | None, modes: list[str]) -> list[Row]:
 
 def scan_row(name: str, mode: str, output: str | None, note: str) -> Row:
     match = _E2E.search(output or "")
-    return Row(name, _number(match.group(1)) if match else None, "patches/s", mode, note if match else f"{note}; see logs")
+    return Row(
+        name, _number(match.group(1)) if match else None, "patches/s", mode, note if match else f"{note}; see logs"
+    )
 
 
 def training_rows(output: str | None, sizes: list[int], note: str) -> list[Row]:
@@ -191,11 +214,36 @@ class Sizes:
     train_sizes: tuple[int, ...] = (96, 224)
 
 
-GPU = Sizes("cuda", "resnet50-fastai-head", ("eager", "compiled"), slides=6, slide_px=(50_000, 100_000),
-            tissue_cells=90_000, texture_px=2048, batch_size=512, ceiling_batches=50, naive_workers=15,
-            naive_patches=120_000, train_batches=40, train_batch_size=None)
-CPU = Sizes("cpu", "tiny-cnn", ("eager",), slides=2, slide_px=(4608, 4608), tissue_cells=150, texture_px=512,
-            batch_size=64, ceiling_batches=2, naive_workers=2, naive_patches=256, train_batches=2, train_batch_size=16)
+GPU = Sizes(
+    "cuda",
+    "resnet50-fastai-head",
+    ("eager", "compiled"),
+    slides=6,
+    slide_px=(50_000, 100_000),
+    tissue_cells=90_000,
+    texture_px=2048,
+    batch_size=512,
+    ceiling_batches=50,
+    naive_workers=15,
+    naive_patches=120_000,
+    train_batches=40,
+    train_batch_size=None,
+)
+CPU = Sizes(
+    "cpu",
+    "tiny-cnn",
+    ("eager",),
+    slides=2,
+    slide_px=(4608, 4608),
+    tissue_cells=150,
+    texture_px=512,
+    batch_size=64,
+    ceiling_batches=2,
+    naive_workers=2,
+    naive_patches=256,
+    train_batches=2,
+    train_batch_size=16,
+)
 
 
 def main() -> int:
@@ -203,59 +251,130 @@ def main() -> int:
     parser.add_argument("--cpu", action="store_true", help="tiny sizes on the CPU (tiny-cnn, eager only)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/pcam-scan-gpu-report"), help="slides, logs, report")
     parser.add_argument("--kit", type=Path, default=REPO / ".devkit", help="wheel kit to install missing packages from")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["ceiling", "scan", "null", "naive", "train"],
-                        help="steps to leave out")
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["ceiling", "scan", "null", "naive", "train"],
+        help="steps to leave out",
+    )
     args = parser.parse_args()
     install_kit_and_restart(args.kit)
     sizes = CPU if args.cpu else GPU
-    env = {**os.environ, "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), str(BENCH), os.environ.get("PYTHONPATH", "")) if p)}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), str(BENCH), os.environ.get("PYTHONPATH", "")) if p),
+    }
     if args.cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
     runner = Runner(args.work, env)
     report = Report()
 
     slide_dir = args.work / "slides"
-    runner.bench("slides", "gpu_report_steps.py", "slides", "--out", str(slide_dir), "--count", str(sizes.slides),
-                 "--width", str(sizes.slide_px[0]), "--height", str(sizes.slide_px[1]),
-                 "--tissue-cells", str(sizes.tissue_cells), "--texture-px", str(sizes.texture_px))
+    runner.bench(
+        "slides",
+        "gpu_report_steps.py",
+        "slides",
+        "--out",
+        str(slide_dir),
+        "--count",
+        str(sizes.slides),
+        "--width",
+        str(sizes.slide_px[0]),
+        "--height",
+        str(sizes.slide_px[1]),
+        "--tissue-cells",
+        str(sizes.tissue_cells),
+        "--texture-px",
+        str(sizes.texture_px),
+    )
     compile_flags = {"eager": [], "compiled": ["--compile"]}
     if "ceiling" not in args.skip:
         output = runner.bench(
-            "model_ceiling", "model_ceiling.py", "--device", sizes.device, "--architecture", sizes.architecture,
-            "--px", "96", "--no-tta", *(["--no-reference"] if args.cpu else []),
-            "--batch-size", str(sizes.batch_size), "--batches", str(sizes.ceiling_batches),
-            "--warmup", "1" if args.cpu else "5", *(["--no-compile"] if "compiled" not in sizes.modes else []),
+            "model_ceiling",
+            "model_ceiling.py",
+            "--device",
+            sizes.device,
+            "--architecture",
+            sizes.architecture,
+            "--px",
+            "96",
+            "--no-tta",
+            *(["--no-reference"] if args.cpu else []),
+            "--batch-size",
+            str(sizes.batch_size),
+            "--batches",
+            str(sizes.ceiling_batches),
+            "--warmup",
+            "1" if args.cpu else "5",
+            *(["--no-compile"] if "compiled" not in sizes.modes else []),
         )
         report.rows += ceiling_rows(output, list(sizes.modes))
     scan_common = scan_throughput_args(slide_dir, sizes)
     if "scan" not in args.skip:
         for mode in sizes.modes:
-            output = runner.bench(f"scan_{mode}", "scan_throughput.py", "--architectures", sizes.architecture,
-                                  *scan_common, *compile_flags[mode])
+            output = runner.bench(
+                f"scan_{mode}",
+                "scan_throughput.py",
+                "--architectures",
+                sizes.architecture,
+                *scan_common,
+                *compile_flags[mode],
+            )
             report.rows.append(scan_row("end-to-end scan", mode, output, f"{sizes.architecture}, stride 32"))
     if "null" not in args.skip:
         output = runner.bench("scan_null", "scan_throughput.py", "--architectures", "null", *scan_common)
         report.rows.append(scan_row("null-model pipeline", "eager", output, "no model compute"))
     if "naive" not in args.skip:
         output = runner.bench(
-            "naive_peer", "gpu_report_steps.py", "naive", "--slides", str(slide_dir), "--device", sizes.device,
-            "--architecture", sizes.architecture, "--workers", str(sizes.naive_workers),
-            "--patches", str(sizes.naive_patches), "--batch-size", str(sizes.batch_size),
+            "naive_peer",
+            "gpu_report_steps.py",
+            "naive",
+            "--slides",
+            str(slide_dir),
+            "--device",
+            sizes.device,
+            "--architecture",
+            sizes.architecture,
+            "--workers",
+            str(sizes.naive_workers),
+            "--patches",
+            str(sizes.naive_patches),
+            "--batch-size",
+            str(sizes.batch_size),
         )
         rate = json.loads(output.strip().splitlines()[-1])["patches_per_s"] if output else None
-        report.rows.append(Row("naive peer", rate, "patches/s", "eager",
-                               f"DataLoader, {sizes.naive_workers} workers, 1 read_region per patch"))
+        report.rows.append(
+            Row(
+                "naive peer",
+                rate,
+                "patches/s",
+                "eager",
+                f"DataLoader, {sizes.naive_workers} workers, 1 read_region per patch",
+            )
+        )
     if "train" not in args.skip:
-        train_args = ["throughput", "--arch", sizes.architecture, "--device", sizes.device,
-                      "--sizes", *map(str, sizes.train_sizes), "--batches", str(sizes.train_batches)]
+        train_args = [
+            "throughput",
+            "--arch",
+            sizes.architecture,
+            "--device",
+            sizes.device,
+            "--sizes",
+            *map(str, sizes.train_sizes),
+            "--batches",
+            str(sizes.train_batches),
+        ]
         if sizes.train_batch_size:
             train_args += ["--batch-size", str(sizes.train_batch_size)]
         output = runner.bench("training", "train_synthetic.py", *train_args)
         report.rows += training_rows(output, list(sizes.train_sizes), f"{sizes.architecture}, fastai fit_one_cycle")
 
-    title = (f"pcam-scan throughput on {device_name(args.cpu)}: {sizes.slides} slides of "
-             f"{sizes.slide_px[0]:,} x {sizes.slide_px[1]:,} px, {time.perf_counter() - runner.started:.0f} s in all")
+    title = (
+        f"pcam-scan throughput on {device_name(args.cpu)}: {sizes.slides} slides of "
+        f"{sizes.slide_px[0]:,} x {sizes.slide_px[1]:,} px, {time.perf_counter() - runner.started:.0f} s in all"
+    )
     table = report.markdown(title)
     (args.work / "gpu_report.md").write_text(table + "\n")
     print(table)
@@ -265,8 +384,20 @@ def main() -> int:
 
 def scan_throughput_args(slide_dir: Path, sizes: Sizes) -> list[str]:
     """The flags every scan_throughput run gets: our slides, all of them, for every model."""
-    common = ["--stride", "32", "--batch-size", str(sizes.batch_size), "--ceiling-batches", str(sizes.ceiling_batches),
-              "--slides-from", str(slide_dir), "--slides", str(sizes.slides), "--resnet-slides", str(sizes.slides)]
+    common = [
+        "--stride",
+        "32",
+        "--batch-size",
+        str(sizes.batch_size),
+        "--ceiling-batches",
+        str(sizes.ceiling_batches),
+        "--slides-from",
+        str(slide_dir),
+        "--slides",
+        str(sizes.slides),
+        "--resnet-slides",
+        str(sizes.slides),
+    ]
     if sizes.device == "cpu":
         common += ["--num-cpus", str(min(4, os.cpu_count() or 2))]
     return common
@@ -276,7 +407,9 @@ def device_name(cpu: bool) -> str:
     if cpu:
         return f"CPU ({os.cpu_count()} cores)"
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
+        )
         return out.stdout.strip().splitlines()[0]
     except (OSError, IndexError):
         return "GPU"

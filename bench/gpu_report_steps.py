@@ -27,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
-
 from camelyon_slide import CamelyonSlideSpec, write_camelyon_size_slide
+from torch.utils.data import DataLoader, Dataset
 
 from pcam_scan.geometry import CellGrid, PatchGeometry
 from pcam_scan.model.checkpoint import load_checkpoint
@@ -47,16 +46,25 @@ def _write_one(job: tuple[Path, CamelyonSlideSpec]) -> float:
 def write_slides(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = [
-        (args.out / f"bench_{i:03d}.tif",
-         CamelyonSlideSpec(width_px=args.width, height_px=args.height, tissue_cells=args.tissue_cells,
-                           texture_px=args.texture_px, seed=i))
+        (
+            args.out / f"bench_{i:03d}.tif",
+            CamelyonSlideSpec(
+                width_px=args.width,
+                height_px=args.height,
+                tissue_cells=args.tissue_cells,
+                texture_px=args.texture_px,
+                seed=i,
+            ),
+        )
         for i in range(args.count)
     ]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, min(args.count, os.cpu_count() or 1))) as pool:
         seconds = list(pool.map(_write_one, jobs))
-    print(f"{len(jobs)} slides of {args.width} x {args.height} px in {time.perf_counter() - started:.1f} s "
-          f"(each {min(seconds):.1f}-{max(seconds):.1f} s) under {args.out}")
+    print(
+        f"{len(jobs)} slides of {args.width} x {args.height} px in {time.perf_counter() - started:.1f} s "
+        f"(each {min(seconds):.1f}-{max(seconds):.1f} s) under {args.out}"
+    )
 
 
 class PatchPerRead(Dataset):
@@ -76,14 +84,18 @@ class PatchPerRead(Dataset):
         return torch.from_numpy(np.array(slide.read_px_region(self.plans[path], (px_x, px_y), (size, size))))
 
 
-def tissue_patches(slide_dir: Path, limit: int) -> tuple[list[tuple[str, int, int]], dict[str, ReadPlan], PatchGeometry]:
+def tissue_patches(
+    slide_dir: Path, limit: int
+) -> tuple[list[tuple[str, int, int]], dict[str, ReadPlan], PatchGeometry]:
     """Read-plane top-left corners of the patches of every tissue cell, evenly thinned to `limit`."""
     geometry = PatchGeometry()
     items, plans = [], {}
     for path in sorted(slide_dir.glob("*.tif")):
         with open_slide(path) as slide:
             plan = choose_read_plan(slide.info, geometry.mpp_um_px)
-            grid = CellGrid(slide.info.l0_width, slide.info.l0_height, slide.info.mpp_um_px, plan.px_mpp_um_px, geometry)
+            grid = CellGrid(
+                slide.info.l0_width, slide.info.l0_height, slide.info.mpp_um_px, plan.px_mpp_um_px, geometry
+            )
             cells = detect_tissue(slide, grid).cells
         plans[str(path)] = plan
         for row, col in zip(*np.nonzero(cells)):
@@ -104,8 +116,13 @@ def naive_peer(args: argparse.Namespace) -> None:
     scorer = PatchScorer(loaded.network, loaded.metadata, channels_last=on_cuda).eval()
     if on_cuda:
         scorer = scorer.to(memory_format=torch.channels_last)
-    loader = DataLoader(PatchPerRead(items, plans, geometry), batch_size=args.batch_size, num_workers=args.workers,
-                        pin_memory=on_cuda, persistent_workers=False)
+    loader = DataLoader(
+        PatchPerRead(items, plans, geometry),
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        pin_memory=on_cuda,
+        persistent_workers=False,
+    )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda else nullcontext()
     done, timed_from, started = 0, 0, time.perf_counter()
     with torch.inference_mode(), autocast:
@@ -119,7 +136,9 @@ def naive_peer(args: argparse.Namespace) -> None:
             torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
     timed = done - timed_from
-    print(f"naive peer: {done} patches from {len(plans)} slides, {args.workers} workers, {args.architecture} on {device}")
+    print(
+        f"naive peer: {done} patches from {len(plans)} slides, {args.workers} workers, {args.architecture} on {device}"
+    )
     print(json.dumps({"patches": timed, "seconds": seconds, "patches_per_s": timed / seconds if timed else None}))
 
 

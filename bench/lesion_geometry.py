@@ -65,7 +65,10 @@ def measure_one(rule: LabelRule, kind: str, diameter_um: float, rng: np.random.G
     rows, cols = np.nonzero(labels == 1 + int(np.argmax(sizes)))
     after = find_regions(heatmap, grid, RegionSettings(0.5))
     return Measured(
-        rule, kind, diameter_um, lesion.area_mm2,
+        rule,
+        kind,
+        diameter_um,
+        lesion.area_mm2,
         before_um=feret_diameter_cells(rows, cols) * cell_um(grid),
         before_mm2=rows.size * grid.cell_area_mm2,
         after_um=max(r.diameter_um for r in after),
@@ -90,13 +93,18 @@ def summary_rows(results: list[Measured]) -> list[tuple[str, str, float, float, 
             mm2 = np.array([getattr(m, f"{method}_mm2") for m in mine])
             err = um - truth_um
             pn = np.array([size_category(u) for u in um])
-            rows.append((
-                rule, method,
-                float(np.median(err)), float(np.median(np.abs(err))),
-                float(np.percentile(np.abs(err), 90)),
-                float(np.median(np.abs(mm2 / truth_mm2 - 1)) * 100),
-                float((pn == truth_pn)[safe].mean() * 100), float((pn == truth_pn).mean() * 100),
-            ))
+            rows.append(
+                (
+                    rule,
+                    method,
+                    float(np.median(err)),
+                    float(np.median(np.abs(err))),
+                    float(np.percentile(np.abs(err), 90)),
+                    float(np.median(np.abs(mm2 / truth_mm2 - 1)) * 100),
+                    float((pn == truth_pn)[safe].mean() * 100),
+                    float((pn == truth_pn).mean() * 100),
+                )
+            )
     return rows
 
 
@@ -144,12 +152,18 @@ def main() -> None:
         for _ in range(args.repeats)
     ]
     n = len(results) // len(LABEL_RULES)
-    print(f"{n} lesions per rule ({', '.join(LESION_KINDS)}; {len(DIAMETERS_UM)} sizes "
-          f"{DIAMETERS_UM[0]}-{DIAMETERS_UM[-1]} um; {args.repeats} placements each)")
-    print(f"{'rule':16s} {'method':7s} {'median diam err um':>19s} {'median |diam err| um':>21s} {'p90 |diam err| um':>18s} "
-          f"{'median |area err| %':>20s} {'pN agree >=40um from cut %':>27s} {'pN agree all %':>15s}")
+    print(
+        f"{n} lesions per rule ({', '.join(LESION_KINDS)}; {len(DIAMETERS_UM)} sizes "
+        f"{DIAMETERS_UM[0]}-{DIAMETERS_UM[-1]} um; {args.repeats} placements each)"
+    )
+    print(
+        f"{'rule':16s} {'method':7s} {'median diam err um':>19s} {'median |diam err| um':>21s} {'p90 |diam err| um':>18s} "
+        f"{'median |area err| %':>20s} {'pN agree >=40um from cut %':>27s} {'pN agree all %':>15s}"
+    )
     for rule, method, med, med_abs, p90, area, pn_safe, pn_all in summary_rows(results):
-        print(f"{rule:16s} {method:7s} {med:19.1f} {med_abs:21.1f} {p90:18.1f} {area:20.1f} {pn_safe:27.1f} {pn_all:15.1f}")
+        print(
+            f"{rule:16s} {method:7s} {med:19.1f} {med_abs:21.1f} {p90:18.1f} {area:20.1f} {pn_safe:27.1f} {pn_all:15.1f}"
+        )
     if args.png:
         save_picture(results, args.png)
         print(f"picture: {args.png}")

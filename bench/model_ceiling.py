@@ -29,8 +29,8 @@ import torch
 
 from pcam_scan.model.names import ARCHITECTURE_NAMES, RESNET50_FASTAI
 from pcam_scan.model.predictor import Predictor, PredictorSettings, resolve_device
-from pcam_scan.model.settings import DEFAULT_BATCH_SIZE
 from pcam_scan.model.random_model import write_random_checkpoint
+from pcam_scan.model.settings import DEFAULT_BATCH_SIZE
 
 
 def _sync(device: torch.device) -> None:
@@ -96,8 +96,12 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="eager rows only")
     parser.add_argument("--no-tta", action="store_true", help="rows without TTA only")
     parser.add_argument("--cpu-threads", type=int, default=None)
-    parser.add_argument("--architecture", default=RESNET50_FASTAI, choices=ARCHITECTURE_NAMES,
-                        help="the scanner network to time (default ResNet50)")
+    parser.add_argument(
+        "--architecture",
+        default=RESNET50_FASTAI,
+        choices=ARCHITECTURE_NAMES,
+        help="the scanner network to time (default ResNet50)",
+    )
     parser.add_argument("--no-reference", action="store_true", help="skip the plain torchvision ResNet50 column")
     args = parser.parse_args()
 
@@ -105,8 +109,10 @@ def main() -> None:
     if args.cpu_threads is not None and device.type == "cpu":
         torch.set_num_threads(args.cpu_threads)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; torch {torch.__version__}; {args.architecture}; batch {args.batch_size}, "
-          f"{args.batches} timed batches")
+    print(
+        f"device: {name}; torch {torch.__version__}; {args.architecture}; batch {args.batch_size}, "
+        f"{args.batches} timed batches"
+    )
     print("| px  | mode     | TTA | tv-r50/s | model p/s | e2e p/s   | e2e/model |")
     print("|-----|----------|-----|----------|-----------|-----------|-----------|")
     with tempfile.TemporaryDirectory() as tmp:

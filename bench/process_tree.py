@@ -128,7 +128,9 @@ class MonitoredRun:
     peaks: list[ProcessPeak]
 
 
-def run_monitored(command: Sequence[str], env: dict[str, str] | None = None, timeout_s: float | None = None) -> MonitoredRun:
+def run_monitored(
+    command: Sequence[str], env: dict[str, str] | None = None, timeout_s: float | None = None
+) -> MonitoredRun:
     """Run `command`, sampling its process tree; stdout and stderr come back together."""
     started = time.perf_counter()
     with subprocess.Popen(

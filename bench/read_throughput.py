@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pcam_scan.model.patch_cutting import cut_patches
 from pcam_scan.geometry import PatchGeometry
+from pcam_scan.model.patch_cutting import cut_patches
 from pcam_scan.scan.planning import SlidePlan, plan_slide
 from pcam_scan.scan.settings import ScanSettings
 from pcam_scan.slide import open_slide

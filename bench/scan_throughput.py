@@ -124,7 +124,10 @@ def scan_once(args: argparse.Namespace) -> None:
             ),
         )
     request = ScanRequest(
-        slides=tuple(map(str, slides)), checkpoint=args.checkpoint, store_uri=args.store, settings=settings,
+        slides=tuple(map(str, slides)),
+        checkpoint=args.checkpoint,
+        store_uri=args.store,
+        settings=settings,
         num_cpus=args.num_cpus,
     )
     progress = TimedProgress(stream=open(os.devnull, "w"))
@@ -142,20 +145,24 @@ def scan_once(args: argparse.Namespace) -> None:
     batches = sum(b for b, _ in per_worker.values())
     useful = sum(u for _, u in per_worker.values())
     crossing, region = crossing_bytes(args.store, args.stride, patches_travel=before)
-    print(json.dumps({
-        "engine": "before issue 11" if before else "issue 11",
-        "slides": len(outcomes),
-        "failed": [f"{o.slide_id}: {o.message}" for o in outcomes if o.failed],
-        "patches": progress.patches_done,
-        "wall_s": progress.finished - progress.started,
-        "after_ray_s": progress.finished - ray_up[0] if ray_up else float("nan"),
-        "pipeline_s": progress.finished - progress.blocks_started,
-        "first_s": (getattr(progress, "first_result", None) or progress.finished) - progress.started,
-        "driver_cpu_s": (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime),
-        "useful_share": useful / (batches * args.batch_size) if batches else float("nan"),
-        "bytes_per_cell": crossing,
-        "region_bytes_per_cell": region,
-    }))
+    print(
+        json.dumps(
+            {
+                "engine": "before issue 11" if before else "issue 11",
+                "slides": len(outcomes),
+                "failed": [f"{o.slide_id}: {o.message}" for o in outcomes if o.failed],
+                "patches": progress.patches_done,
+                "wall_s": progress.finished - progress.started,
+                "after_ray_s": progress.finished - ray_up[0] if ray_up else float("nan"),
+                "pipeline_s": progress.finished - progress.blocks_started,
+                "first_s": (getattr(progress, "first_result", None) or progress.finished) - progress.started,
+                "driver_cpu_s": (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime),
+                "useful_share": useful / (batches * args.batch_size) if batches else float("nan"),
+                "bytes_per_cell": crossing,
+                "region_bytes_per_cell": region,
+            }
+        )
+    )
 
 
 def _time_ray_start() -> list[float]:
@@ -196,9 +203,22 @@ def run_child(
     args: argparse.Namespace, slide_dir: Path, folder: Path, checkpoint: Path, n: int, tag: str
 ) -> tuple[dict, dict[str, float]]:
     command = [
-        sys.executable, __file__, "--one", "--slide-dir", str(slide_dir), "--n", str(n),
-        "--checkpoint", str(checkpoint), "--store", str(folder / f"{tag}.zarr"), "--stride", str(args.stride),
-        "--batch-size", str(args.batch_size), *(["--compile"] if args.compile else []),
+        sys.executable,
+        __file__,
+        "--one",
+        "--slide-dir",
+        str(slide_dir),
+        "--n",
+        str(n),
+        "--checkpoint",
+        str(checkpoint),
+        "--store",
+        str(folder / f"{tag}.zarr"),
+        "--stride",
+        str(args.stride),
+        "--batch-size",
+        str(args.batch_size),
+        *(["--compile"] if args.compile else []),
         "--deterministic" if args.deterministic else "--no-deterministic",
         *(["--num-cpus", str(args.num_cpus)] if args.num_cpus else []),
     ]
@@ -215,20 +235,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--architectures", default="null,resnet50-fastai-head")
     parser.add_argument("--slides", type=int, default=24, help="slides of the many-slide scan (null model)")
-    parser.add_argument("--resnet-slides", type=int, default=2, help="slides of ResNet50's many-slide scan (CPU is slow)")
+    parser.add_argument(
+        "--resnet-slides", type=int, default=2, help="slides of ResNet50's many-slide scan (CPU is slow)"
+    )
     parser.add_argument("--width", type=int, default=2304)
     parser.add_argument("--height", type=int, default=2304)
     parser.add_argument("--mpp", type=float, default=0.486)
     parser.add_argument("--stride", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=False,
-                        help="each block in batches of its own (the CPU's default); by default batches fill "
-                        "across blocks, slides and actor calls (a GPU's default), the feeder's figures")
+    parser.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="each block in batches of its own (the CPU's default); by default batches fill "
+        "across blocks, slides and actor calls (a GPU's default), the feeder's figures",
+    )
     parser.add_argument("--num-cpus", type=int, default=None)
     parser.add_argument("--ceiling-batches", type=int, default=10)
-    parser.add_argument("--slides-from", type=Path, default=None, metavar="DIR",
-                        help="scan these *.tif slides instead of writing synthetic ones (bench/gpu_report.py)")
+    parser.add_argument(
+        "--slides-from",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="scan these *.tif slides instead of writing synthetic ones (bench/gpu_report.py)",
+    )
     # child mode
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--slide-dir", help=argparse.SUPPRESS)
@@ -240,8 +271,8 @@ def main() -> None:
         scan_once(args)
         return
 
-    from pcam_scan.model.random_model import write_random_checkpoint
     from pcam_scan.model.predictor import PredictorSettings
+    from pcam_scan.model.random_model import write_random_checkpoint
     from pcam_scan.synth import SlideSpec, SynthSpec, write_synthetic_dataset
 
     cores = args.num_cpus or os.cpu_count() or 1
@@ -254,7 +285,9 @@ def main() -> None:
         slide_dir = args.slides_from or folder / "slides"
         if args.slides_from is None:
             spec = SynthSpec(SlideSpec(args.width, args.height, args.mpp), math.ceil(most / 2), most // 2, seed=11)
-            writer = multiprocessing.get_context("spawn").Process(target=write_synthetic_dataset, args=(slide_dir, spec))
+            writer = multiprocessing.get_context("spawn").Process(
+                target=write_synthetic_dataset, args=(slide_dir, spec)
+            )
             writer.start()
             writer.join()
         for arch in architectures:
@@ -289,8 +322,10 @@ def main() -> None:
                 **{f"peak RSS MB, {role}": f"{mb:,.0f}" for role, mb in sorted(peaks.items())},
                 "failed slides": ",".join(many["failed"]) or "none",
             }
-    print(f"{args.width}x{args.height} px at {args.mpp} um/px, stride {args.stride}, batch {args.batch_size}, "
-          f"{cores} CPU cores\n")
+    print(
+        f"{args.width}x{args.height} px at {args.mpp} um/px, stride {args.stride}, batch {args.batch_size}, "
+        f"{cores} CPU cores\n"
+    )
     keys = list(dict.fromkeys(k for row in rows.values() for k in row))
     print("| figure | " + " | ".join(rows) + " |")
     print("|---|" + "---|" * len(rows))

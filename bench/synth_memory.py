@@ -20,17 +20,13 @@ from pcam_scan.synth import SlideSpec, write_synthetic_slide
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--width", type=int, default=25_000)
     parser.add_argument("--height", type=int, default=50_000)
     parser.add_argument("--mpp", type=float, default=0.972)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--normal", action="store_true", help="a normal slide (default: tumour)")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="folder for the temporary slide (default: system temp)"
-    )
+    parser.add_argument("--out", type=Path, default=None, help="folder for the temporary slide (default: system temp)")
     args = parser.parse_args()
 
     spec = SlideSpec(width_px=args.width, height_px=args.height, mpp_um_px=args.mpp)
@@ -51,8 +47,10 @@ def main() -> int:
         seconds = time.perf_counter() - start
         size_mb = path.stat().st_size / 1e6
     megapixels = args.width * args.height / 1e6
-    print(f"slide            {args.width} x {args.height} px at {args.mpp} um/px ({megapixels:.0f} Mpx, "
-          f"{'normal' if args.normal else 'tumour'}, {len(slide.lesions)} lesions)")
+    print(
+        f"slide            {args.width} x {args.height} px at {args.mpp} um/px ({megapixels:.0f} Mpx, "
+        f"{'normal' if args.normal else 'tumour'}, {len(slide.lesions)} lesions)"
+    )
     print(f"levels           {len(slide.level_wh)}: {slide.level_wh[0]} .. {slide.level_wh[-1]}")
     print(f"raw RGB size     {megapixels * 3 / 1000:.2f} GB; written TIFF {size_mb:.0f} MB")
     print(f"time             {seconds:.1f} s ({megapixels / seconds:.1f} Mpx/s)")

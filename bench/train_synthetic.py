@@ -31,8 +31,8 @@ from pcam_scan.synth.dataset import write_synthetic_dataset
 from pcam_scan.synth.spec import SlideSpec, SynthSpec
 from training.mined_data import mine_training_data
 from training.mining import MiningSettings, choose_cells, label_slide, read_cell_patches
-from training.slide_cases import find_slide_cases
 from training.settings import TrainSettings
+from training.slide_cases import find_slide_cases
 from training.sources import ArraySource, TrainingData
 
 
@@ -60,7 +60,9 @@ def quality(args: argparse.Namespace) -> None:
     if not (test_dir / "reference.csv").exists():
         write_synthetic_dataset(test_dir, SynthSpec(spec, 2, 1, seed=args.seed + 1000))
     print(f"slides ready in {time.perf_counter() - t0:.0f} s under {work}")
-    mining = MiningSettings(max_positives_per_slide=args.per_slide, max_negatives_per_slide=args.per_slide, seed=args.seed)
+    mining = MiningSettings(
+        max_positives_per_slide=args.per_slide, max_negatives_per_slide=args.per_slide, seed=args.seed
+    )
     t0 = time.perf_counter()
     data, summary = mine_training_data([train_dir], mining)
     print(f"mined {data.counts()} in {time.perf_counter() - t0:.0f} s; slide split {summary['mining']['slide_split']}")
@@ -75,14 +77,20 @@ def quality(args: argparse.Namespace) -> None:
         seed=args.seed,
     )
     t0 = time.perf_counter()
-    outcome = train_and_export(data, settings, work / "model.safetensors", work / "report", progress=False, extra=summary)
+    outcome = train_and_export(
+        data, settings, work / "model.safetensors", work / "report", progress=False, extra=summary
+    )
     valid = outcome.metrics["splits"]["valid"]
     print(f"trained in {time.perf_counter() - t0:.0f} s: valid accuracy {valid['accuracy']:.4f} AUC {valid['auc']}")
-    x, y = held_out_patches(test_dir, MiningSettings(max_positives_per_slide=1000, max_negatives_per_slide=1000, seed=args.seed))
+    x, y = held_out_patches(
+        test_dir, MiningSettings(max_positives_per_slide=1000, max_negatives_per_slide=1000, seed=args.seed)
+    )
     probs = Predictor.from_checkpoint(outcome.checkpoint, PredictorSettings(device=args.device)).predict(x)
     auc = roc_auc_score(y, probs)
     accuracy = float(((probs > 0.5) == (y == 1)).mean())
-    print(f"held-out synthetic slides: {len(y)} patches ({int(y.sum())} tumour), patch ROC AUC {auc:.4f}, accuracy {accuracy:.4f}")
+    print(
+        f"held-out synthetic slides: {len(y)} patches ({int(y.sum())} tumour), patch ROC AUC {auc:.4f}, accuracy {accuracy:.4f}"
+    )
     print(f"report in {outcome.report_dir}")
 
 
@@ -108,7 +116,9 @@ def throughput(args: argparse.Namespace) -> None:
             learn.fit_one_cycle(args.epochs_timed, 1e-3)
             seconds = time.perf_counter() - start
         images = len(learn.dls.train) * batch_size * args.epochs_timed
-        print(f"{args.arch} {size} px on {device} ({precision}, batch {batch_size}): {images / seconds:.0f} train images/s (incl. a 256-patch validation per epoch)")
+        print(
+            f"{args.arch} {size} px on {device} ({precision}, batch {batch_size}): {images / seconds:.0f} train images/s (incl. a 256-patch validation per epoch)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from cluster.pipeline import ModelStage, run_scan_pipeline
+from cluster.session import ray_session
+from cluster.sizing import PipelineBudget, plan_budget, worker_pool_size
 from pcam_scan.errors import ConfigError, PcamScanError, describe_error
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.scan.batch import SlideJob
@@ -21,10 +24,6 @@ from pcam_scan.scan.runner import ScanRun
 from pcam_scan.scan.settings import ScanSettings
 from pcam_scan.scan.work import BlockResult, SlideReady
 from pcam_scan.store import HeatmapStore
-
-from cluster.pipeline import ModelStage, run_scan_pipeline
-from cluster.session import ray_session
-from cluster.sizing import PipelineBudget, plan_budget, worker_pool_size
 
 
 class RayExecutor:

@@ -14,11 +14,10 @@ JOB_ENV_VAR = "PCAM_SCAN_JOB"
 
 
 def main() -> int:
+    from cluster.executor import ray_executor
     from pcam_scan.errors import PcamScanError
     from pcam_scan.scan.outcome import summary_table
     from pcam_scan.scan.runner import ScanRequest, run_scan
-
-    from cluster.executor import ray_executor
 
     text = os.environ.get(JOB_ENV_VAR)
     if text is None:

@@ -17,14 +17,13 @@ import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from cluster.sizing import PipelineBudget
+from cluster.stages import PredictBlocks, plan_slides, read_blocks, write_blocks
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.settings import PredictorSettings
 from pcam_scan.scan.settings import ScanSettings
 from pcam_scan.scan.work import BlockResult, SlideReady
 from pcam_scan.store import HeatmapStore
-
-from cluster.sizing import PipelineBudget
-from cluster.stages import PredictBlocks, plan_slides, read_blocks, write_blocks
 
 
 @dataclass(frozen=True)

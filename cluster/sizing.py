@@ -12,10 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from cluster.session import ClusterResources
 from pcam_scan.errors import ConfigError
 from pcam_scan.model.settings import PredictorSettings
-
-from cluster.session import ClusterResources
 
 WRITE_RESERVE_CPUS = 0.5
 """Per node: two write tasks of `WRITE_TASK_CPUS` can always run."""

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
+from cluster.job import JOB_ENV_VAR
 from pcam_scan.errors import ConfigError, PcamScanError
 from pcam_scan.scan.runner import ScanRequest
-
-from cluster.job import JOB_ENV_VAR
-
 
 AUTH_HINT = (
     "the Ray cluster at {address} requires its auth token: set RAY_AUTH_MODE=token and "

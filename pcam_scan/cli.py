@@ -7,7 +7,6 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-
 from typing import NoReturn
 
 from pcam_scan import __version__

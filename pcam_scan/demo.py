@@ -13,8 +13,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from pcam_scan.errors import ConfigError, PcamScanError
 
@@ -77,23 +77,88 @@ def demo_steps(paths: DemoPaths, size: DemoSize, num_cpus: int | None) -> list[t
     cpus = [] if num_cpus is None else ["--num-cpus", str(num_cpus)]
     return [
         # --overwrite: slides and model are the demo's own, remade when a demo stopped before its scan
-        ("make synthetic training slides", ["synth", str(paths.train), "--tumor", str(size.train_tumour),
-                                            "--normal", str(size.train_normal), "--seed", "1", *slide, "--overwrite"]),
-        ("make synthetic test slides", ["synth", str(paths.test), "--tumor", str(size.test_tumour),
-                                        "--normal", str(size.test_normal), "--seed", "2", *slide, "--overwrite"]),
-        ("train a small CNN on patches mined from the training slides", [
-            "train", "--slides", str(paths.train), "--out", str(paths.model), "--arch", "tiny-cnn",
-            "--size", "96", "--no-pretrained", "--frozen-epochs", "0", "--epochs", str(size.epochs),
-            "--max-positives-per-slide", str(size.per_slide_patches),
-            "--max-negatives-per-slide", str(size.per_slide_patches),
-            "--batch-size", "32", "--lr", "0.003", "--lr-find-iterations", "10", "--overwrite",
-        ]),
-        ("scan the test slides on a local Ray", ["scan", str(paths.test), "--model", str(paths.model),
-                                                 "--store", str(paths.store), *cpus]),
+        (
+            "make synthetic training slides",
+            [
+                "synth",
+                str(paths.train),
+                "--tumor",
+                str(size.train_tumour),
+                "--normal",
+                str(size.train_normal),
+                "--seed",
+                "1",
+                *slide,
+                "--overwrite",
+            ],
+        ),
+        (
+            "make synthetic test slides",
+            [
+                "synth",
+                str(paths.test),
+                "--tumor",
+                str(size.test_tumour),
+                "--normal",
+                str(size.test_normal),
+                "--seed",
+                "2",
+                *slide,
+                "--overwrite",
+            ],
+        ),
+        (
+            "train a small CNN on patches mined from the training slides",
+            [
+                "train",
+                "--slides",
+                str(paths.train),
+                "--out",
+                str(paths.model),
+                "--arch",
+                "tiny-cnn",
+                "--size",
+                "96",
+                "--no-pretrained",
+                "--frozen-epochs",
+                "0",
+                "--epochs",
+                str(size.epochs),
+                "--max-positives-per-slide",
+                str(size.per_slide_patches),
+                "--max-negatives-per-slide",
+                str(size.per_slide_patches),
+                "--batch-size",
+                "32",
+                "--lr",
+                "0.003",
+                "--lr-find-iterations",
+                "10",
+                "--overwrite",
+            ],
+        ),
+        (
+            "scan the test slides on a local Ray",
+            ["scan", str(paths.test), "--model", str(paths.model), "--store", str(paths.store), *cpus],
+        ),
         ("diagnose each slide", ["diagnose", str(paths.store), "--out", str(paths.diagnoses)]),
-        ("evaluate the Camelyon16 way", ["evaluate", str(paths.store), "--reference",
-                                         str(paths.test / "reference.csv"), "--masks", str(paths.test / "masks"),
-                                         "--exclude", "", "--bootstrap", "500", "--out", str(paths.evaluation)]),
+        (
+            "evaluate the Camelyon16 way",
+            [
+                "evaluate",
+                str(paths.store),
+                "--reference",
+                str(paths.test / "reference.csv"),
+                "--masks",
+                str(paths.test / "masks"),
+                "--exclude",
+                "",
+                "--bootstrap",
+                "500",
+                "--out",
+                str(paths.evaluation),
+            ],
+        ),
         ("render overlays and a contact sheet", ["render", str(paths.store), "--all", "--out", str(paths.renders)]),
     ]
 
@@ -125,8 +190,12 @@ def run_demo(
         step_started = time.perf_counter()
         print(f"\n[{number}/{len(steps)}] {title}: pcam-scan {' '.join(args)}", file=sys.stderr, flush=True)
         code = run_command(args)
-        print(f"[{number}/{len(steps)}] done in {time.perf_counter() - step_started:.0f} s "
-              f"({time.perf_counter() - started:.0f} s so far)", file=sys.stderr, flush=True)
+        print(
+            f"[{number}/{len(steps)}] done in {time.perf_counter() - step_started:.0f} s "
+            f"({time.perf_counter() - started:.0f} s so far)",
+            file=sys.stderr,
+            flush=True,
+        )
         if code != 0:
             raise PcamScanError(f"demo step '{title}' failed with exit code {code}; see the output above")
     metrics = json.loads((paths.evaluation / "metrics.json").read_text())

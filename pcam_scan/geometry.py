@@ -70,8 +70,7 @@ class PatchGeometry:
             raise ConfigError(f"label {self.label_px} px is larger than patch {self.patch_px} px")
         if self.stride_px < self.label_px:
             raise ConfigError(
-                f"stride {self.stride_px} px is below the label size {self.label_px} px: "
-                "cells would overlap"
+                f"stride {self.stride_px} px is below the label size {self.label_px} px: cells would overlap"
             )
         if self.stride_px > self.patch_px:
             raise ConfigError(f"stride {self.stride_px} px is larger than the patch {self.patch_px} px")

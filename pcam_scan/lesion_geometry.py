@@ -115,8 +115,12 @@ def erode_by_square(mask: np.ndarray, half_side: int) -> np.ndarray:
 
 
 def lesion_shape(
-    prob: np.ndarray, labels: np.ndarray, label: int, box: tuple[slice, slice],
-    grid: CellGrid, threshold: float,
+    prob: np.ndarray,
+    labels: np.ndarray,
+    label: int,
+    box: tuple[slice, slice],
+    grid: CellGrid,
+    threshold: float,
 ) -> SubCellShape:
     """The unbiased sub-cell shape of the 8-connected region `label` of `labels`.
 

@@ -28,7 +28,12 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 
-from pcam_scan.defaults import DETECTION_MIN_DISTANCE_CELLS, DETECTION_SIGMA_CELLS, DETECTION_THRESHOLD, REGION_THRESHOLD
+from pcam_scan.defaults import (
+    DETECTION_MIN_DISTANCE_CELLS,
+    DETECTION_SIGMA_CELLS,
+    DETECTION_THRESHOLD,
+    REGION_THRESHOLD,
+)
 from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid
 from pcam_scan.lesion_geometry import (
@@ -66,9 +71,7 @@ class DetectionSettings:
             raise ConfigError(f"smoothing sigma {self.sigma_cells} cells must lie in [0, 50]")
         check_probability("detection threshold", self.threshold)
         if not (math.isfinite(self.min_distance_cells) and 1.0 <= self.min_distance_cells <= 500.0):
-            raise ConfigError(
-                f"minimum peak distance {self.min_distance_cells} cells must lie in [1, 500]"
-            )
+            raise ConfigError(f"minimum peak distance {self.min_distance_cells} cells must lie in [1, 500]")
 
 
 @dataclass(frozen=True)
@@ -119,13 +122,9 @@ def feret_diameter_cells(rows: np.ndarray, cols: np.ndarray) -> float:
     unit squares (cells or sub-cells)."""
     if rows.size == 0:
         return 0.0
-    corners = np.concatenate(
-        [
-            np.stack([rows + dr, cols + dc], axis=1)
-            for dr in (0, 1)
-            for dc in (0, 1)
-        ]
-    ).astype(np.float64)
+    corners = np.concatenate([np.stack([rows + dr, cols + dc], axis=1) for dr in (0, 1) for dc in (0, 1)]).astype(
+        np.float64
+    )
     corners = np.unique(corners, axis=0)
     hull = ConvexHull(corners)  # cells are unit squares, so the corners are never collinear
     return float(pdist(corners[hull.vertices]).max())
@@ -155,9 +154,7 @@ def find_regions(prob: np.ndarray, grid: CellGrid, settings: RegionSettings) -> 
                     label=label,
                     n_cells=int(cell_values.size),
                     area_mm2=shape_area_mm2(piece, grid),
-                    diameter_um=feret_diameter_cells(*np.nonzero(piece.mask))
-                    / piece.subsamples
-                    * cell_um(grid),
+                    diameter_um=feret_diameter_cells(*np.nonzero(piece.mask)) / piece.subsamples * cell_um(grid),
                     centroid_l0_xy=shape_centroid_l0(piece, grid),
                     max_prob=float(cell_values.max()),
                     mean_prob=float(cell_values.mean()),
@@ -174,10 +171,7 @@ def split_shape(shape: SubCellShape) -> list[SubCellShape]:
     pieces, count = ndimage.label(shape.mask, structure=EIGHT_CONNECTED)
     if count <= 1:
         return [shape]
-    return [
-        SubCellShape(shape.origin_cell_rc, shape.subsamples, pieces == index)
-        for index in range(1, count + 1)
-    ]
+    return [SubCellShape(shape.origin_cell_rc, shape.subsamples, pieces == index) for index in range(1, count + 1)]
 
 
 def smooth_nan_aware(prob: np.ndarray, sigma_cells: float) -> np.ndarray:
@@ -190,9 +184,7 @@ def smooth_nan_aware(prob: np.ndarray, sigma_cells: float) -> np.ndarray:
         return np.where(finite, prob, np.nan)
     filled = np.where(finite, prob, 0.0)
     numerator = ndimage.gaussian_filter(filled, sigma_cells, mode="constant", cval=0.0)
-    weight = ndimage.gaussian_filter(
-        finite.astype(np.float64), sigma_cells, mode="constant", cval=0.0
-    )
+    weight = ndimage.gaussian_filter(finite.astype(np.float64), sigma_cells, mode="constant", cval=0.0)
     out = np.full(prob.shape, np.nan)
     np.divide(numerator, weight, out=out, where=finite & (weight > 1e-12))
     return out

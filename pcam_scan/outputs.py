@@ -49,7 +49,9 @@ def check_output_files(paths: Iterable[Path], overwrite: bool) -> None:
         if path.exists():
             existing.append(path)
     if existing and not overwrite:
-        shown = ", ".join(str(p) for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        shown = ", ".join(str(p) for p in existing[:3]) + (
+            f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        )
         raise ConfigError(f"{shown} exist{'s' if len(existing) == 1 else ''}; {OVERWRITE_HINT}")
 
 

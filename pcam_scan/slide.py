@@ -119,9 +119,7 @@ def resolve_mpp(recorded: RecordedMpp, path: str, override_um_px: float | None =
     if override_um_px is not None:
         if not _plausible(override_um_px):
             low, high = MPP_PLAUSIBLE_UM_PX
-            raise MissingMppError(
-                f"--mpp {override_um_px} is outside the plausible range {low}-{high} um/px"
-            )
+            raise MissingMppError(f"--mpp {override_um_px} is outside the plausible range {low}-{high} um/px")
         return float(override_um_px), "override"
     hint = "pass --mpp UM_PER_PX to set it"
     mpp_x, mpp_y = recorded.mpp_xy_um_px
@@ -138,13 +136,10 @@ def resolve_mpp(recorded: RecordedMpp, path: str, override_um_px: float | None =
             raise MissingMppError(f"{path}: the slide records no microns-per-pixel; {hint}")
     if not (_plausible(mpp_x) and _plausible(mpp_y)):
         raise MissingMppError(
-            f"{path}: recorded MPP {mpp_x:.4g} x {mpp_y:.4g} um/px ({source}) is not plausible "
-            f"for a slide; {hint}"
+            f"{path}: recorded MPP {mpp_x:.4g} x {mpp_y:.4g} um/px ({source}) is not plausible for a slide; {hint}"
         )
     if abs(mpp_x - mpp_y) > 0.02 * max(mpp_x, mpp_y):
-        raise MissingMppError(
-            f"{path}: non-square pixels ({mpp_x:.4g} x {mpp_y:.4g} um/px) are not supported; {hint}"
-        )
+        raise MissingMppError(f"{path}: non-square pixels ({mpp_x:.4g} x {mpp_y:.4g} um/px) are not supported; {hint}")
     return (mpp_x + mpp_y) / 2.0, source
 
 
@@ -240,9 +235,7 @@ class Slide:
         l0_xy = (round(level_xy[0] * downsample), round(level_xy[1] * downsample))
         return self._file.read_region(l0_xy, level, size)
 
-    def read_px_region(
-        self, plan: ReadPlan, px_xy: tuple[int, int], px_size: tuple[int, int]
-    ) -> np.ndarray:
+    def read_px_region(self, plan: ReadPlan, px_xy: tuple[int, int], px_size: tuple[int, int]) -> np.ndarray:
         """Read-only uint8 (height, width, 3) of the plane `plan` describes, top-left at `px_xy`.
 
         Coordinates may lie outside the slide (a halo over the edge): those pixels are white.

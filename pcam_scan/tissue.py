@@ -117,18 +117,14 @@ def _cell_edges(n_cells: int, cell_size_in_map_px: float, map_len: int) -> np.nd
     return np.clip(edges, 0, map_len)
 
 
-def _reduce_cells(
-    image: np.ndarray, row_edges: np.ndarray, col_edges: np.ndarray, ufunc: np.ufunc
-) -> np.ndarray:
+def _reduce_cells(image: np.ndarray, row_edges: np.ndarray, col_edges: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
     """Reduce a map image over the rectangles between edges (rows, then columns)."""
     padded = np.pad(image, ((0, 1), (0, 1)))  # a cell past the map edge reduces over zeros
     rows = ufunc.reduceat(padded, np.minimum(row_edges[:-1], padded.shape[0] - 1), axis=0)
     return ufunc.reduceat(rows, np.minimum(col_edges[:-1], padded.shape[1] - 1), axis=1)
 
 
-def tissue_grid_from_map(
-    rgb: np.ndarray, map_mpp_um_px: float, grid: CellGrid, settings: TissueSettings
-) -> TissueGrid:
+def tissue_grid_from_map(rgb: np.ndarray, map_mpp_um_px: float, grid: CellGrid, settings: TissueSettings) -> TissueGrid:
     """Tissue cells of `grid` from an RGB map of the whole slide at `map_mpp_um_px`.
 
     Cell edges are mapped exactly from the grid's plane into the map's plane, so the map can
@@ -146,9 +142,7 @@ def tissue_grid_from_map(
     max_saturation = _reduce_cells(saturation, row_edges, col_edges, np.maximum)
     reach = 2 * math.ceil(grid.geometry.halo_px / grid.geometry.cell_px) + 1
     patch_max_saturation = ndimage.maximum_filter(max_saturation, size=reach, mode="constant")
-    cells = (fraction >= settings.min_cell_fraction) & (
-        patch_max_saturation >= settings.pcam_min_max_saturation
-    )
+    cells = (fraction >= settings.min_cell_fraction) & (patch_max_saturation >= settings.pcam_min_max_saturation)
     cells &= counts > 0
     area_mm2 = float(mask.sum()) * (map_mpp_um_px / 1000.0) ** 2
     return TissueGrid(cells=cells, area_mm2=area_mm2, saturation_threshold=threshold)

@@ -61,7 +61,8 @@ def _class_attrs(node: ast.ClassDef) -> set[str]:
         if isinstance(sub, (ast.Assign, ast.AnnAssign)):
             targets = sub.targets if isinstance(sub, ast.Assign) else [sub.target]
             attrs.update(
-                t.attr for t in targets
+                t.attr
+                for t in targets
                 if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"
             )
     return attrs
@@ -83,7 +84,9 @@ def module_names(dotted: str) -> ModuleNames | None:
             names.top.update((n, node) for t in targets for n in _assigned_names(t))
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                names.imports[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+                names.imports[alias.asname or alias.name.split(".")[0]] = (
+                    alias.name if alias.asname else alias.name.split(".")[0]
+                )
         elif isinstance(node, ast.ImportFrom):
             source = node.module or ""
             if node.level:
@@ -140,7 +143,7 @@ def _class_has(module: str, class_name: str, attr: str, depth: int) -> bool:
         target = names.imports.get(head, f"{module}.{head}" if head in names.top else head)
         if target.split(".")[0] not in PROJECT_PACKAGES:
             return True
-        if depth < 5 and resolves(f"{target}{base.split('[')[0][len(head):]}.{attr}", depth + 1):
+        if depth < 5 and resolves(f"{target}{base.split('[')[0][len(head) :]}.{attr}", depth + 1):
             return True
     return False
 
@@ -188,7 +191,8 @@ def absent_listed_modules(doc: str, package: str, own: ModuleNames) -> list[str]
     """A package's docstring lists its modules as "`name` (what it does)": each must exist."""
     listed = re.findall(r"`([a-z_]\w*)` \(", doc)
     return [
-        name for name in listed
+        name
+        for name in listed
         if module_file(f"{package}.{name}") is None and name not in own.top and name not in own.imports
     ]
 

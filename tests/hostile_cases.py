@@ -55,8 +55,12 @@ def _rewrite_prob(store: Path, values: Callable[[np.ndarray], np.ndarray], dtype
     old = zarr.open_array(str(path), mode="r")
     new = values(old[:])
     array = zarr.create_array(
-        str(path), shape=new.shape, chunks=old.chunks if new.shape == old.shape else new.shape,
-        dtype=dtype or old.dtype, overwrite=True, fill_value=0,
+        str(path),
+        shape=new.shape,
+        chunks=old.chunks if new.shape == old.shape else new.shape,
+        dtype=dtype or old.dtype,
+        overwrite=True,
+        fill_value=0,
     )
     array[:] = new
 
@@ -81,7 +85,9 @@ def _undone(store: Path) -> None:
     _rewrite_prob(store, lambda prob: np.full_like(prob, np.nan))
 
 
-def _with(values: np.ndarray | float, where: tuple[slice, slice] = (slice(11, 12), slice(11, 12))) -> Callable[[np.ndarray], np.ndarray]:
+def _with(
+    values: np.ndarray | float, where: tuple[slice, slice] = (slice(11, 12), slice(11, 12))
+) -> Callable[[np.ndarray], np.ndarray]:
     def change(prob: np.ndarray) -> np.ndarray:
         prob = prob.copy()
         prob[where] = values
@@ -96,13 +102,29 @@ TAMPERS: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "prob_7.5": (lambda s: _rewrite_prob(s, _with(7.5)), "outside [0, 1] (e.g. 7.5)", "data"),
     "prob_negative": (lambda s: _rewrite_prob(s, _with(-3.0)), "outside [0, 1] (e.g. -3)", "data"),
     "prob_inf": (lambda s: _rewrite_prob(s, _with(np.inf)), "outside [0, 1] (e.g. inf)", "data"),
-    "prob_int64": (lambda s: _rewrite_prob(s, lambda p: np.nan_to_num(p).astype(np.int64) + 7, "int64"), "holds int64", "data"),
+    "prob_int64": (
+        lambda s: _rewrite_prob(s, lambda p: np.nan_to_num(p).astype(np.int64) + 7, "int64"),
+        "holds int64",
+        "data",
+    ),
     "prob_shape": (lambda s: _rewrite_prob(s, lambda p: p[:10, :10]), "has shape (10, 10)", "data"),
-    "corrupt_chunk": (lambda s: (s / "a" / "prob" / "0" / "c" / "0" / "0").write_bytes(b"not zstd" * 8), "Zstd", "data"),
+    "corrupt_chunk": (
+        lambda s: (s / "a" / "prob" / "0" / "c" / "0" / "0").write_bytes(b"not zstd" * 8),
+        "Zstd",
+        "data",
+    ),
     "complete_never_predicted": (_undone, "marked complete but 4 planned blocks were never written", "data"),
     "broken_zarr_json": (lambda s: (s / "a" / "zarr.json").write_text("{broken"), "JSONDecodeError", "attrs"),
-    "deep_zarr_json": (lambda s: (s / "a" / "zarr.json").write_text("[" * 100_000 + "]" * 100_000), "RecursionError", "attrs"),
-    "zarr_json_17_mb": (lambda s: (s / "a" / "zarr.json").write_text(" " * 17 * 2**20 + "{}"), "over the limit of 16777216", "attrs"),
+    "deep_zarr_json": (
+        lambda s: (s / "a" / "zarr.json").write_text("[" * 100_000 + "]" * 100_000),
+        "RecursionError",
+        "attrs",
+    ),
+    "zarr_json_17_mb": (
+        lambda s: (s / "a" / "zarr.json").write_text(" " * 17 * 2**20 + "{}"),
+        "over the limit of 16777216",
+        "attrs",
+    ),
     "counts_not_mapping": (lambda s: _edit_attrs(s, _set("counts", [1, 2])), "counts", "attrs"),
     "status_unknown": (lambda s: _edit_attrs(s, _set("status", {"state": "damaged"})), "unknown slide state", "attrs"),
     "mpp_nan": (lambda s: _edit_attrs(s, _set_grid("slide_mpp_um_px", "NaN")), "slide MPP nan", "attrs"),

@@ -13,7 +13,6 @@ The slide is 0.75 um/px, so the read plane (0.972 um/px) is not a pyramid level 
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +86,9 @@ def scan_into(store: HeatmapStore, slide: SynthSlide) -> ScannedSlide:
     return ScannedSlide(slide, grid, tissue, prob)
 
 
-def build_store(folder: Path, tumour_seeds: tuple[int, ...] = (7,), normal_seeds: tuple[int, ...] = ()) -> tuple[Path, list[ScannedSlide]]:
+def build_store(
+    folder: Path, tumour_seeds: tuple[int, ...] = (7,), normal_seeds: tuple[int, ...] = ()
+) -> tuple[Path, list[ScannedSlide]]:
     """Synthetic slides in `folder/slides`, scanned into `folder/run.zarr`."""
     slides_dir = folder / "slides"
     slides_dir.mkdir(parents=True, exist_ok=True)

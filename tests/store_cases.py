@@ -63,9 +63,7 @@ class Case:
 
 def cell_grid(spec: SlideSpec) -> CellGrid:
     # the heatmaps below are each cell's tumour fraction: at 0.5, the centre-majority label rule
-    return CellGrid(
-        spec.width_px, spec.height_px, spec.mpp_um_px, 0.972, PatchGeometry(label_rule="centre-majority")
-    )
+    return CellGrid(spec.width_px, spec.height_px, spec.mpp_um_px, 0.972, PatchGeometry(label_rule="centre-majority"))
 
 
 def l0_per_cell(grid: CellGrid) -> float:
@@ -75,9 +73,7 @@ def l0_per_cell(grid: CellGrid) -> float:
 def cell_fraction(annotations: SlideAnnotations, grid: CellGrid) -> np.ndarray:
     """Fraction of each cell that the annotations cover (tumour minus exclusions)."""
     rows, cols = grid.shape
-    fine = rasterize_annotations(
-        annotations, l0_per_cell(grid) / SUBSAMPLES, (rows * SUBSAMPLES, cols * SUBSAMPLES)
-    )
+    fine = rasterize_annotations(annotations, l0_per_cell(grid) / SUBSAMPLES, (rows * SUBSAMPLES, cols * SUBSAMPLES))
     return fine.reshape(rows, SUBSAMPLES, cols, SUBSAMPLES).mean(axis=(1, 3))
 
 
@@ -98,7 +94,8 @@ def write_dataset(root: Path) -> list[Case]:
         slide = SynthSlide(case.name, root / f"{case.name}.tif", case.plan, level_wh=())
         if case.is_tumour:
             slide = write_ground_truth(
-                slide, root / "annotations" / f"{case.name}.xml",
+                slide,
+                root / "annotations" / f"{case.name}.xml",
                 root / "masks" / f"{case.name}_Mask.tif",
             )
         written.append(slide)

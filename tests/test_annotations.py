@@ -26,9 +26,7 @@ from pcam_scan.annotations import (
 from pcam_scan.errors import AnnotationError, ConfigError
 
 
-def _square(
-    x0: float, y0: float, x1: float, y1: float, name: str = "sq", group: str = "_0"
-) -> Polygon:
+def _square(x0: float, y0: float, x1: float, y1: float, name: str = "sq", group: str = "_0") -> Polygon:
     return Polygon(name=name, group=group, l0_xy=np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]))
 
 
@@ -112,9 +110,7 @@ def test_qupath_example_classes_need_a_mapping(realdata: Path) -> None:
     (unsure,) = annotations.exclusions
     assert (artifact.group, unsure.group) == ("artifact", "unsure")
     # GeoJSON's repeated closing vertex is dropped: the 400 px square keeps 4 corners.
-    np.testing.assert_array_equal(
-        artifact.l0_xy, [[42800, 2800], [43200, 2800], [43200, 3200], [42800, 3200]]
-    )
+    np.testing.assert_array_equal(artifact.l0_xy, [[42800, 2800], [43200, 2800], [43200, 3200], [42800, 3200]])
     assert len(unsure.l0_xy) == 4
     # The square [42800, 43200) at 16 l0 px per px: columns 2675..2699 and rows 175..199.
     mask = rasterize_annotations(SlideAnnotations(tumour=(artifact,)), 16.0, (300, 2800))
@@ -299,9 +295,7 @@ def test_a_bare_doctype_is_refused(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_bad_files_raise_one_clear_error(
-    tmp_path: Path, name: str, content: str, message: str
-) -> None:
+def test_bad_files_raise_one_clear_error(tmp_path: Path, name: str, content: str, message: str) -> None:
     path = tmp_path / name
     path.write_text(content)
     with pytest.raises(AnnotationError, match=message) as caught:
@@ -346,9 +340,7 @@ def test_polygon_checks_its_vertices() -> None:
         (3.0, 67),  # c + 0.5 in [33.33, 100): c = 33 .. 99
     ],
 )
-def test_square_covers_the_pixels_whose_centres_it_holds(
-    l0_downsample: float, expected_side_px: int
-) -> None:
+def test_square_covers_the_pixels_whose_centres_it_holds(l0_downsample: float, expected_side_px: int) -> None:
     square = SlideAnnotations(tumour=(_square(100, 100, 300, 300),))
     mask = rasterize_annotations(square, l0_downsample, (320, 320))
     assert mask.sum() == expected_side_px**2
@@ -427,9 +419,7 @@ def test_exclusion_with_a_hole_is_refused(tmp_path: Path) -> None:
 
 def test_large_masks_are_filled_band_by_band() -> None:
     # 4000 columns: a band holds about 520 rows, so the square spans three bands.
-    square = SlideAnnotations(
-        tumour=(_square(1000, 100, 3000, 1300),), exclusions=(_square(1500, 500, 2500, 600),)
-    )
+    square = SlideAnnotations(tumour=(_square(1000, 100, 3000, 1300),), exclusions=(_square(1500, 500, 2500, 600),))
     mask = rasterize_annotations(square, 1.0, (1400, 4000))
     assert mask.sum() == 2000 * 1200 - 1000 * 100
     assert mask[100:1300, 1000:3000].sum() == mask.sum()

@@ -14,12 +14,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pcam_scan.model.checkpoint import METADATA_KEY, load_checkpoint, read_metadata, save_checkpoint
-from pcam_scan.model.metadata import ModelMetadata, Provenance
 from pcam_scan.cli import main
 from pcam_scan.errors import CheckpointError
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.architectures import RESNET50_FASTAI, TINY_CNN, build_network
+from pcam_scan.model.checkpoint import METADATA_KEY, load_checkpoint, read_metadata, save_checkpoint
+from pcam_scan.model.metadata import ModelMetadata, Provenance
 from pcam_scan.model.random_model import random_network, write_random_checkpoint
 
 PROVENANCE = Provenance(data="PCam train split", date="2024-05-01T12:00:00+00:00", metrics={"valid_auc": 0.95})
@@ -113,7 +113,10 @@ def test_model_id_survives_metadata_changes_and_follows_the_weights(
     with torch.no_grad():
         changed.state_dict()["1.8.weight"][0, 0] += 1e-6
     assert save_checkpoint(changed, tmp_path / "changed.safetensors", _tiny_metadata()) != model_id
-    assert save_checkpoint(random_network(_tiny_metadata(), seed=1), tmp_path / "again.safetensors", _tiny_metadata()) == model_id
+    assert (
+        save_checkpoint(random_network(_tiny_metadata(), seed=1), tmp_path / "again.safetensors", _tiny_metadata())
+        == model_id
+    )
 
 
 def test_save_leaves_only_the_checkpoint_and_refuses_weights_of_another_architecture(tmp_path: Path) -> None:
@@ -121,7 +124,9 @@ def test_save_leaves_only_the_checkpoint_and_refuses_weights_of_another_architec
     save_checkpoint(net, tmp_path / "a.safetensors", _tiny_metadata())
     assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]
     with pytest.raises(CheckpointError, match="weights do not fit resnet50-fastai-head"):
-        save_checkpoint(net, tmp_path / "b.safetensors", ModelMetadata(architecture=RESNET50_FASTAI, provenance=PROVENANCE))
+        save_checkpoint(
+            net, tmp_path / "b.safetensors", ModelMetadata(architecture=RESNET50_FASTAI, provenance=PROVENANCE)
+        )
     with pytest.raises(CheckpointError, match="does not exist"):
         save_checkpoint(net, tmp_path / "no" / "c.safetensors", _tiny_metadata())
 
@@ -213,8 +218,14 @@ BAD_METADATA = {
     "zero std": (_doc(normalisation={"mean": [0.5] * 3, "std": [0.2, 0.0, 0.2]}), "std"),
     "two channels": (_doc(normalisation={"mean": [0.5] * 2, "std": [0.2] * 3}), "needs 3 values"),
     "bad date": (_doc(provenance={"data": "x", "date": "yesterday", "metrics": {}, "details": {}}), "ISO 8601"),
-    "no provenance data": (_doc(provenance={"data": " ", "date": "2024-01-01", "metrics": {}, "details": {}}), "trained on"),
-    "text metric": (_doc(provenance={"data": "x", "date": "2024-01-01", "metrics": {"auc": "high"}, "details": {}}), "must be float"),
+    "no provenance data": (
+        _doc(provenance={"data": " ", "date": "2024-01-01", "metrics": {}, "details": {}}),
+        "trained on",
+    ),
+    "text metric": (
+        _doc(provenance={"data": "x", "date": "2024-01-01", "metrics": {"auc": "high"}, "details": {}}),
+        "must be float",
+    ),
 }
 
 
@@ -226,9 +237,15 @@ def test_refuses_invalid_or_inconsistent_metadata(case: str, tmp_path: Path) -> 
 
 def test_refuses_weights_that_do_not_fit_the_architecture(tmp_path: Path) -> None:
     resnet_doc = _doc(architecture=RESNET50_FASTAI)
-    _refusal(_write_raw(tmp_path / "keys.safetensors", _tiny_tensors(), resnet_doc), "weights do not fit resnet50-fastai-head")
+    _refusal(
+        _write_raw(tmp_path / "keys.safetensors", _tiny_tensors(), resnet_doc),
+        "weights do not fit resnet50-fastai-head",
+    )
     three_classes = _doc(classes=["a", "b", "c"])
-    _refusal(_write_raw(tmp_path / "shape.safetensors", _tiny_tensors(), three_classes), r"weight 1\.8\.weight is F32 \[2, 64\]")
+    _refusal(
+        _write_raw(tmp_path / "shape.safetensors", _tiny_tensors(), three_classes),
+        r"weight 1\.8\.weight is F32 \[2, 64\]",
+    )
     halved = {k: (v.half() if k == "1.8.weight" else v) for k, v in _tiny_tensors().items()}
     _refusal(_write_raw(tmp_path / "dtype.safetensors", halved, _doc()), "is F16")
     missing = {k: v for k, v in _tiny_tensors().items() if k != "0.0.weight"}

@@ -16,8 +16,24 @@ from tests.conftest import REPO_ROOT
 
 # Packages whose import costs tenths of a second each; `--help` must need none of them.
 HEAVY_PACKAGES = (
-    "torch", "torchvision", "zarr", "numpy", "scipy", "openslide", "PIL", "matplotlib", "sklearn",
-    "ray", "fastai", "starlette", "uvicorn", "fsspec", "s3fs", "tifffile", "safetensors", "h5py",
+    "torch",
+    "torchvision",
+    "zarr",
+    "numpy",
+    "scipy",
+    "openslide",
+    "PIL",
+    "matplotlib",
+    "sklearn",
+    "ray",
+    "fastai",
+    "starlette",
+    "uvicorn",
+    "fsspec",
+    "s3fs",
+    "tifffile",
+    "safetensors",
+    "h5py",
 )
 
 
@@ -66,7 +82,13 @@ def test_scan_help_states_resume_and_exit_codes(capsys: pytest.CaptureFixture[st
 
 @pytest.mark.parametrize(
     ("count", "noun", "expected"),
-    [(0, "slide", "0 slides"), (1, "slide", "1 slide"), (2, "lesion", "2 lesions"), (1, "patch", "1 patch"), (3, "patch", "3 patches")],
+    [
+        (0, "slide", "0 slides"),
+        (1, "slide", "1 slide"),
+        (2, "lesion", "2 lesions"),
+        (1, "patch", "1 patch"),
+        (3, "patch", "3 patches"),
+    ],
 )
 def test_counts_in_words(count: int, noun: str, expected: str) -> None:
     assert count_noun(count, noun) == expected

@@ -106,11 +106,28 @@ def ray_head(tmp_path: Path):
     # the job agent listens on its own port (52365 by default): any other Ray on this machine (a
     # scan of another test) holds that one, and the head then never has an agent for jobs
     subprocess.run(
-        [str(ray_bin), "start", "--head", "--num-cpus", "2", "--port", str(_free_port()),
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port),
-         "--dashboard-agent-listen-port", str(_free_port()),
-         "--include-dashboard", "true", "--disable-usage-stats"],
-        check=True, env=env, cwd=tmp_path, capture_output=True,
+        [
+            str(ray_bin),
+            "start",
+            "--head",
+            "--num-cpus",
+            "2",
+            "--port",
+            str(_free_port()),
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(dashboard_port),
+            "--dashboard-agent-listen-port",
+            str(_free_port()),
+            "--include-dashboard",
+            "true",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
     )
     try:
         yield f"http://127.0.0.1:{dashboard_port}", env
@@ -124,7 +141,11 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_submitted_job_scans_the_batch(
-    ray_head: tuple[str, dict[str, str]], slides: list[str], tiny_checkpoint: Path, reference_store: Path, tmp_path: Path
+    ray_head: tuple[str, dict[str, str]],
+    slides: list[str],
+    tiny_checkpoint: Path,
+    reference_store: Path,
+    tmp_path: Path,
 ) -> None:
     address, env = ray_head
     store = tmp_path / "job.zarr"

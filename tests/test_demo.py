@@ -4,6 +4,7 @@ evaluate, render), and the trained model's heatmaps light up on the annotated le
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -19,8 +20,25 @@ from pcam_scan.store import HeatmapStore
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoPaths:
     out = tmp_path_factory.mktemp("demo") / "run"
     # what a demo interrupted in its first step leaves: it must start again, not stop at synth
-    assert main(["synth", str(DemoPaths(out.resolve()).train), "--tumor", "1", "--normal", "0",
-                 "--width", "2048", "--height", "2048", "--mpp", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                str(DemoPaths(out.resolve()).train),
+                "--tumor",
+                "1",
+                "--normal",
+                "0",
+                "--width",
+                "2048",
+                "--height",
+                "2048",
+                "--mpp",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     assert main(["demo", "--out", str(out), "--quick", "--num-cpus", "2"]) == 0
     return DemoPaths(out)
 

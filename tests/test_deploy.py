@@ -86,7 +86,8 @@ def containers(spec: Doc) -> dict[str, Doc]:
 
 def gpu_groups(spec: Doc) -> list[Doc]:
     return [
-        g for g in spec["workerGroupSpecs"]
+        g
+        for g in spec["workerGroupSpecs"]
         if "nvidia.com/gpu" in g["template"]["spec"]["containers"][0]["resources"].get("limits", {})
     ]
 
@@ -221,7 +222,11 @@ def test_every_ray_pod_gets_the_store_credentials_and_the_shared_volume(rayclust
 
 def test_the_pvc_is_shared_by_all_pods() -> None:
     pvc = load_yaml("kuberay/data-pvc.yaml")
-    assert (pvc["apiVersion"], pvc["kind"], pvc["metadata"]["name"]) == ("v1", "PersistentVolumeClaim", "pcam-scan-data")
+    assert (pvc["apiVersion"], pvc["kind"], pvc["metadata"]["name"]) == (
+        "v1",
+        "PersistentVolumeClaim",
+        "pcam-scan-data",
+    )
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
@@ -299,7 +304,9 @@ def test_gpu_workers_keep_the_scan_s_worker_pool(raycluster: Doc, rayjob: Doc, l
             env = {e["name"]: e["value"] for e in container.get("env", [])}
             cpus = int(container["resources"]["limits"]["cpu"])
             assert env.get("RAY_num_workers_soft_limit") == str(worker_pool_size(cpus)), owner
-    gpu_cpus = max(int(t["resources"]["CPU"]) for t in launcher["available_node_types"].values() if t["resources"].get("GPU"))
+    gpu_cpus = max(
+        int(t["resources"]["CPU"]) for t in launcher["available_node_types"].values() if t["resources"].get("GPU")
+    )
     assert f"RAY_num_workers_soft_limit={worker_pool_size(gpu_cpus)}" in launcher_env(launcher)
 
 

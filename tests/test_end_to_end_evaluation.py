@@ -40,11 +40,16 @@ def stores(tmp_path_factory: pytest.TempPathFactory, dataset) -> dict[str, Path]
 
 def evaluate_argv(store: Path | str, root: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "evaluate", str(store),
-        "--reference", str(root / "reference.csv"),
-        "--annotations", str(root / "annotations"),
-        "--out", str(out),
-        "--bootstrap", "200",
+        "evaluate",
+        str(store),
+        "--reference",
+        str(root / "reference.csv"),
+        "--annotations",
+        str(root / "annotations"),
+        "--out",
+        str(out),
+        "--bootstrap",
+        "200",
         *extra,
     ]
 
@@ -68,9 +73,7 @@ def lesions_to_find(case: Case) -> int:
     return sum(lesion.category != "itc" for lesion in case.plan.lesions)
 
 
-def test_near_perfect_heatmaps_score_auc_1_and_find_every_lesion(
-    tmp_path: Path, stores, dataset, capsys
-) -> None:
+def test_near_perfect_heatmaps_score_auc_1_and_find_every_lesion(tmp_path: Path, stores, dataset, capsys) -> None:
     root, cases = dataset
     out = tmp_path / "eval"
     metrics = run_evaluate(evaluate_argv(stores["near_perfect"], root, out), capsys)
@@ -114,9 +117,7 @@ def test_degraded_heatmaps_score_lower(tmp_path: Path, stores, dataset, capsys) 
     assert normal and all(s["n_false_positives"] >= 1 for s in normal)
 
 
-def test_mask_tiffs_and_annotations_give_the_same_figures(
-    tmp_path: Path, stores, dataset, capsys
-) -> None:
+def test_mask_tiffs_and_annotations_give_the_same_figures(tmp_path: Path, stores, dataset, capsys) -> None:
     root, _ = dataset
     store = stores["near_perfect"]
     by_xml = run_evaluate(evaluate_argv(store, root, tmp_path / "a"), capsys)
@@ -126,9 +127,7 @@ def test_mask_tiffs_and_annotations_give_the_same_figures(
     assert by_mask["slides"] == by_xml["slides"]
 
 
-def test_store_mode_and_file_mode_agree_on_the_same_artefacts(
-    tmp_path: Path, stores, dataset, capsys
-) -> None:
+def test_store_mode_and_file_mode_agree_on_the_same_artefacts(tmp_path: Path, stores, dataset, capsys) -> None:
     root, _ = dataset
     from_store = tmp_path / "store"
     argv = evaluate_argv(stores["degraded"], root, from_store, "--mpp", "0.243")
@@ -136,13 +135,20 @@ def test_store_mode_and_file_mode_agree_on_the_same_artefacts(
     assert store_metrics["protocol"]["mpp_source"] == "fixed 0.243 um/px (--mpp)"
     file_argv = [
         "evaluate",
-        "--probabilities", str(from_store / "slide_probabilities.csv"),
-        "--detections", str(from_store / "detections"),
-        "--reference", str(root / "reference.csv"),
-        "--annotations", str(root / "annotations"),
-        "--mpp", "0.243",
-        "--bootstrap", "200",
-        "--out", str(tmp_path / "files"),
+        "--probabilities",
+        str(from_store / "slide_probabilities.csv"),
+        "--detections",
+        str(from_store / "detections"),
+        "--reference",
+        str(root / "reference.csv"),
+        "--annotations",
+        str(root / "annotations"),
+        "--mpp",
+        "0.243",
+        "--bootstrap",
+        "200",
+        "--out",
+        str(tmp_path / "files"),
     ]
     file_metrics = run_evaluate(file_argv, capsys)
     assert file_metrics["inputs"]["source"] == "files"
@@ -178,9 +184,7 @@ def test_an_aggregator_scores_every_slide(tmp_path: Path, stores, dataset, capsy
     assert metrics["slide_level"]["auc"] == 1.0
 
 
-def test_every_reference_slide_must_be_complete_in_the_store(
-    tmp_path: Path, stores, dataset, capsys
-) -> None:
+def test_every_reference_slide_must_be_complete_in_the_store(tmp_path: Path, stores, dataset, capsys) -> None:
     root, cases = dataset
     reference = tmp_path / "reference.csv"
     reference.write_text((root / "reference.csv").read_text() + "Test_005,Normal,,None\n")
@@ -216,9 +220,7 @@ def test_bad_evaluate_options_are_one_line(
     assert message in one_line_error(capsys)
 
 
-def test_missing_store_malformed_reference_and_no_predictions(
-    tmp_path: Path, dataset, capsys
-) -> None:
+def test_missing_store_malformed_reference_and_no_predictions(tmp_path: Path, dataset, capsys) -> None:
     root, _ = dataset
     assert main(evaluate_argv(tmp_path / "none.zarr", root, tmp_path / "a")) == 2
     assert "no heatmap store" in one_line_error(capsys)

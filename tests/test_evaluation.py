@@ -214,8 +214,7 @@ def build_case(root):
     (root / "masks").mkdir()
     (root / "det").mkdir()
     (root / "reference.csv").write_text(
-        "S1,Tumor,IDC,Macro\r\nS2,Tumor,ILC,Micro\r\nS3,Normal,,None\r\nS4,Normal,,None\r\n"
-        "S5,Tumor,IDC,Macro\r\n"
+        "S1,Tumor,IDC,Macro\r\nS2,Tumor,ILC,Micro\r\nS3,Normal,,None\r\nS4,Normal,,None\r\nS5,Tumor,IDC,Macro\r\n"
     )
     grid = CellGrid(64 * 128, 32 * 128, 0.243, 0.972, PatchGeometry())  # 32 x 64 cells
     # S1: lesion at level-5 rows 40..80, cols 40..80 = cells 10..20; heatmap finds it
@@ -247,10 +246,14 @@ def evaluate_argv(case, out, *extra: str) -> list[str]:
     """`pcam-scan evaluate` arguments for a case folder holding probs.csv, det/ and reference.csv."""
     return [
         "evaluate",
-        "--probabilities", str(case / "probs.csv"),
-        "--detections", str(case / "det"),
-        "--reference", str(case / "reference.csv"),
-        "--out", str(out),
+        "--probabilities",
+        str(case / "probs.csv"),
+        "--detections",
+        str(case / "det"),
+        "--reference",
+        str(case / "reference.csv"),
+        "--out",
+        str(out),
         *extra,
     ]
 

@@ -91,7 +91,10 @@ def test_regions_are_cut_into_their_tissue_cells_patches() -> None:
     region = rng.integers(0, 256, ((rows - 1) * stride + PX, (cols - 1) * stride + PX, 3), dtype=np.uint8)
     cells = np.array([0, 6, 7, 14], dtype=np.int64)
     (probs,) = packer.run([(region, cells, stride)])
-    expected = [region[(c // cols) * stride : (c // cols) * stride + PX, (c % cols) * stride : (c % cols) * stride + PX] for c in cells]
+    expected = [
+        region[(c // cols) * stride : (c // cols) * stride + PX, (c % cols) * stride : (c % cols) * stride + PX]
+        for c in cells
+    ]
     np.testing.assert_allclose(probs, _expected(np.stack(expected)), rtol=0, atol=1e-6)
 
 
@@ -126,7 +129,9 @@ def test_the_background_feeder_serves_many_threads_and_flushes_when_input_stops(
     assert feeder.packer.stats.batches <= math.ceil(total / 16) + 1 < sum(len(items) for items in per_thread)
 
 
-def _gather_in_thread(feeder: BackgroundFeeder, patches: np.ndarray, out: dict[str, list[np.ndarray]], key: str) -> threading.Thread:
+def _gather_in_thread(
+    feeder: BackgroundFeeder, patches: np.ndarray, out: dict[str, list[np.ndarray]], key: str
+) -> threading.Thread:
     """Submit here (so items queue in the test's order), wait for the result in a thread."""
     future = feeder.submit(patches, None, 0)
     thread = threading.Thread(target=lambda: out.__setitem__(key, feeder.gather([future])))

@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 import pytest
+import torch
 
-from pcam_scan.geometry import plan_blocks
-from pcam_scan.model.patch_cutting import cut_patches, cut_tissue_patches, tissue_cell_index
 from pcam_scan.errors import ConfigError
-from pcam_scan.geometry import CellGrid, PatchGeometry, block_at, block_grid_shape
+from pcam_scan.geometry import CellGrid, PatchGeometry, block_at, block_grid_shape, plan_blocks
+from pcam_scan.model.patch_cutting import cut_patches, cut_tissue_patches, tissue_cell_index
 
 PCAM = PatchGeometry()
 

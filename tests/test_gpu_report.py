@@ -28,18 +28,29 @@ def test_cpu_report_runs_every_step_and_writes_one_table(tmp_path: Path) -> None
     env = {**os.environ, "PYTHON": sys.executable}
     done = subprocess.run(
         ["bash", str(REPO / "bench" / "gpu_report.sh"), "--cpu", "--work", str(tmp_path), "--skip", "scan"],
-        env=env, capture_output=True, text=True, timeout=880,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=880,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = (tmp_path / "gpu_report.md").read_text()
-    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ") and "---" not in line}
+    rows = {
+        line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ") and "---" not in line
+    }
     for name in ("model-only ceiling", "null-model pipeline", "naive peer", "training 96 px", "training 224 px"):
         assert re.search(RATE, rows[name]), f"{name}: {rows.get(name)}"
     assert "end-to-end scan" not in rows
     cells = [c.strip() for c in rows["null-model pipeline"].split("|")]
     assert re.fullmatch(r"\d+\.\d\d", cells[4]) and re.fullmatch(r"\d+\.\d\d", cells[5])  # both ratios
     assert len(list((tmp_path / "slides").glob("*.tif"))) == 2
-    assert {p.stem for p in (tmp_path / "logs").glob("*.log")} >= {"slides", "model_ceiling", "scan_null", "naive_peer", "training"}
+    assert {p.stem for p in (tmp_path / "logs").glob("*.log")} >= {
+        "slides",
+        "model_ceiling",
+        "scan_null",
+        "naive_peer",
+        "training",
+    }
 
 
 def test_only_wheels_of_missing_distributions_are_installed(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ import pickle
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tifffile
-import numpy as np
 
 from pcam_scan.model.checkpoint import METADATA_KEY
 from pcam_scan.model.random_model import write_random_checkpoint
@@ -25,8 +25,8 @@ REFERENCE = "a,Tumor,IDC,Macro\nb,Normal,,None\n"
 
 
 def _checkpoint_with_metadata(folder: Path, text: Callable[[dict], str]) -> Path:
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     source = folder / "source.safetensors"
     write_random_checkpoint(source, seed=0)
@@ -52,8 +52,20 @@ def _evaluate_with_annotation(name: str, text: str) -> Callable[[Path], list[obj
         (folder / "ref.csv").write_text(REFERENCE)
         (folder / "annotations").mkdir()
         (folder / "annotations" / name).write_text(text)
-        return ["evaluate", store, "--reference", folder / "ref.csv", "--annotations", folder / "annotations",
-                "--exclude", "", "--bootstrap", "100", "--out", folder / "eval"]
+        return [
+            "evaluate",
+            store,
+            "--reference",
+            folder / "ref.csv",
+            "--annotations",
+            folder / "annotations",
+            "--exclude",
+            "",
+            "--bootstrap",
+            "100",
+            "--out",
+            folder / "eval",
+        ]
 
     return argv
 
@@ -68,16 +80,38 @@ def _evaluate_with_mask(folder: Path) -> list[object]:
     with tifffile.TiffFile(path, mode="r+b") as tif:
         tif.pages[0].tags["ImageWidth"].overwrite(65000)
         tif.pages[0].tags["ImageLength"].overwrite(65000)
-    return ["evaluate", store, "--reference", folder / "ref.csv", "--masks", folder / "masks",
-            "--exclude", "", "--bootstrap", "100", "--out", folder / "eval"]
+    return [
+        "evaluate",
+        store,
+        "--reference",
+        folder / "ref.csv",
+        "--masks",
+        folder / "masks",
+        "--exclude",
+        "",
+        "--bootstrap",
+        "100",
+        "--out",
+        folder / "eval",
+    ]
 
 
 def _evaluate_with_reference(text: str) -> Callable[[Path], list[object]]:
     def argv(folder: Path) -> list[object]:
         store = build_store(folder / "store.zarr")
         (folder / "ref.csv").write_text(text)
-        return ["evaluate", store, "--reference", folder / "ref.csv", "--annotations", folder,
-                "--exclude", "", "--out", folder / "eval"]
+        return [
+            "evaluate",
+            store,
+            "--reference",
+            folder / "ref.csv",
+            "--annotations",
+            folder,
+            "--exclude",
+            "",
+            "--out",
+            folder / "eval",
+        ]
 
     return argv
 
@@ -108,8 +142,17 @@ def _geojson(x: str) -> str:
 
 
 def _train(*extra: object) -> Callable[[Path], list[object]]:
-    return lambda folder: ["train", "--pcam", folder, "--out", folder / "m.safetensors", "--arch", "tiny-cnn",
-                           "--no-pretrained", *extra]
+    return lambda folder: [
+        "train",
+        "--pcam",
+        folder,
+        "--out",
+        folder / "m.safetensors",
+        "--arch",
+        "tiny-cnn",
+        "--no-pretrained",
+        *extra,
+    ]
 
 
 def _train_with_weights(write: Callable[[Path], None], name: str) -> Callable[[Path], list[object]]:
@@ -118,15 +161,37 @@ def _train_with_weights(write: Callable[[Path], None], name: str) -> Callable[[P
 
         write_pcam_folder(folder / "pcam", {"train": 32, "valid": 8})
         write(folder / name)
-        return ["train", "--pcam", folder / "pcam", "--out", folder / "m.safetensors", "--weights", folder / name, "--size", "96", "--epochs", "1", "--frozen-epochs", "0",
-                "--lr", "0.001", "--batch-size", "8", "--device", "cpu", "--quiet"]
+        return [
+            "train",
+            "--pcam",
+            folder / "pcam",
+            "--out",
+            folder / "m.safetensors",
+            "--weights",
+            folder / name,
+            "--size",
+            "96",
+            "--epochs",
+            "1",
+            "--frozen-epochs",
+            "0",
+            "--lr",
+            "0.001",
+            "--batch-size",
+            "8",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
 
     return argv
 
 
 def _wide_slide(path: Path) -> Path:
     """A real tiled TIFF OpenSlide opens: 5200 px wide, so 104 mm at 20 um/px."""
-    tifffile.imwrite(path, np.full((256, 5200, 3), 230, np.uint8), tile=(256, 256), photometric="rgb", compression="zlib")
+    tifffile.imwrite(
+        path, np.full((256, 5200, 3), 230, np.uint8), tile=(256, 256), photometric="rgb", compression="zlib"
+    )
     return path
 
 
@@ -136,8 +201,18 @@ def _mine_only_without_positives(folder: Path) -> list[object]:
     from pcam_scan.synth import SlideSpec, SynthSpec, write_synthetic_dataset
 
     write_synthetic_dataset(folder / "slides", SynthSpec(SlideSpec(2688, 2304, 0.486), 2, 2, seed=3))
-    return ["train", "--slides", folder / "slides", "--save-patches", folder / "patches", "--mine-only",
-            "--max-positives-per-slide", "0", "--valid-fraction", "0.5"]
+    return [
+        "train",
+        "--slides",
+        folder / "slides",
+        "--save-patches",
+        folder / "patches",
+        "--mine-only",
+        "--max-positives-per-slide",
+        "0",
+        "--valid-fraction",
+        "0.5",
+    ]
 
 
 def _file(path: Path, data: bytes) -> Path:
@@ -152,33 +227,109 @@ class Evil:
 
 # name -> (inputs and arguments, made in the case's folder; what the one line must say)
 CASES: dict[str, tuple[Callable[[Path], list[object]], str]] = {
-    "checkpoint_metadata_deep": (_model_info(lambda f: _checkpoint_with_metadata(f, lambda m: DEEP)), "nested 100000 deep exceeds the limit of 64"),
-    "checkpoint_metadata_long_number": (_model_info(lambda f: _checkpoint_with_metadata(f, lambda m: json.dumps(m)[:-1] + ', "x": ' + LONG_NUMBER + "}")), "a JSON number of 5000 characters"),
-    "checkpoint_patch_px_4096": (_model_info(lambda f: _checkpoint_with_metadata(f, _with_field("patch_px", 4096))), "patch 4096 px exceeds the limit of 1024 px"),
-    "checkpoint_patch_px_1e6": (_model_info(lambda f: _checkpoint_with_metadata(f, _with_field("patch_px", 1_000_000))), "patch 1000000 px exceeds the limit of 1024 px"),
+    "checkpoint_metadata_deep": (
+        _model_info(lambda f: _checkpoint_with_metadata(f, lambda m: DEEP)),
+        "nested 100000 deep exceeds the limit of 64",
+    ),
+    "checkpoint_metadata_long_number": (
+        _model_info(
+            lambda f: _checkpoint_with_metadata(f, lambda m: json.dumps(m)[:-1] + ', "x": ' + LONG_NUMBER + "}")
+        ),
+        "a JSON number of 5000 characters",
+    ),
+    "checkpoint_patch_px_4096": (
+        _model_info(lambda f: _checkpoint_with_metadata(f, _with_field("patch_px", 4096))),
+        "patch 4096 px exceeds the limit of 1024 px",
+    ),
+    "checkpoint_patch_px_1e6": (
+        _model_info(lambda f: _checkpoint_with_metadata(f, _with_field("patch_px", 1_000_000))),
+        "patch 1000000 px exceeds the limit of 1024 px",
+    ),
     "checkpoint_empty": (_model_info(lambda f: _file(f / "e.safetensors", b"")), "e.safetensors"),
-    "checkpoint_pickle_named_safetensors": (_model_info(lambda f: _file(f / "p.safetensors", pickle.dumps(Evil()))), "p.safetensors"),
+    "checkpoint_pickle_named_safetensors": (
+        _model_info(lambda f: _file(f / "p.safetensors", pickle.dumps(Evil()))),
+        "p.safetensors",
+    ),
     "aggregator_deep": (_diagnose_with_aggregator(DEEP), "nested 100000 deep exceeds the limit of 64"),
-    "aggregator_long_number": (_diagnose_with_aggregator('{"intercept": ' + LONG_NUMBER + "}"), "a JSON number of 5000 characters"),
+    "aggregator_long_number": (
+        _diagnose_with_aggregator('{"intercept": ' + LONG_NUMBER + "}"),
+        "a JSON number of 5000 characters",
+    ),
     "geojson_deep": (_evaluate_with_annotation("a.geojson", DEEP), "nested 100000 deep"),
-    "geojson_5000_digit_number": (_evaluate_with_annotation("a.geojson", _geojson(LONG_NUMBER)), "a JSON number of 5000 characters"),
-    "geojson_coordinate_1e300": (_evaluate_with_annotation("a.geojson", _geojson("1e300")), "vertex beyond 10000000 px (1e+300)"),
+    "geojson_5000_digit_number": (
+        _evaluate_with_annotation("a.geojson", _geojson(LONG_NUMBER)),
+        "a JSON number of 5000 characters",
+    ),
+    "geojson_coordinate_1e300": (
+        _evaluate_with_annotation("a.geojson", _geojson("1e300")),
+        "vertex beyond 10000000 px (1e+300)",
+    ),
     "ncrf_deep": (_evaluate_with_annotation("a.json", '{"positive": ' + DEEP + "}"), "nested 100001 deep"),
     "asap_coordinate_1e300": (_evaluate_with_annotation("a.xml", _asap("1e300")), "vertex beyond 10000000 px (1e+300)"),
     "asap_coordinate_inf": (_evaluate_with_annotation("a.xml", _asap("inf")), "vertex 0 lacks a finite X or Y"),
     "mask_tiff_65000_square": (_evaluate_with_mask, "65000 x 65000 px mask"),
     "reference_17_mb": (_evaluate_with_reference(REFERENCE + "c" * 17 * 2**20), "over the limit of 16777216"),
-    "slide_104_mm_wide": (lambda f: ["info", _wide_slide(f / "wide.tif"), "--mpp", "20"], "5200 x 256 px at 20 um/px is 104 mm a side, larger than any glass slide"),
+    "slide_104_mm_wide": (
+        lambda f: ["info", _wide_slide(f / "wide.tif"), "--mpp", "20"],
+        "5200 x 256 px at 20 um/px is 104 mm a side, larger than any glass slide",
+    ),
     "train_mine_only_failing": (_mine_only_without_positives, "mining gave no validation patches"),
     "train_seed_negative": (_train("--seed", "-1"), "--seed -1 must be an integer in 0..4294967295"),
     "train_seed_1e20": (_train("--seed", str(10**20)), f"--seed {10**20} must be an integer"),
     "train_workers_1000": (_train("--workers", "1000"), "--workers 1000 exceeds the"),
-    "train_negatives_per_positive_nan": (lambda f: ["train", "--slides", f, "--out", f / "m.safetensors", "--arch", "tiny-cnn", "--no-pretrained", "--negatives-per-positive", "nan"], "negatives per positive nan"),
-    "train_weights_pickle": (_train_with_weights(lambda p: p.write_bytes(pickle.dumps(Evil())), "w.pth"), "pickled objects other than tensors, which pcam-scan never loads"),
-    "train_weights_empty_safetensors": (_train_with_weights(lambda p: p.write_bytes(b""), "w.safetensors"), "w.safetensors"),
-    "train_weights_corrupt_safetensors": (_train_with_weights(lambda p: p.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage"), "w.safetensors"), "w.safetensors"),
-    "evaluate_seed_negative": (lambda f: ["evaluate", build_store(f / "s.zarr"), "--reference", _file(f / "r.csv", REFERENCE.encode()), "--seed", "-1", "--out", f / "e"], "seed -1 must be an integer"),
-    "fit_aggregator_seed_negative": (lambda f: ["fit-aggregator", build_store(f / "s.zarr"), "--reference", f / "r.csv", "--seed", "-1", "--out", f / "a.json"], "--seed -1 must be an integer"),
+    "train_negatives_per_positive_nan": (
+        lambda f: [
+            "train",
+            "--slides",
+            f,
+            "--out",
+            f / "m.safetensors",
+            "--arch",
+            "tiny-cnn",
+            "--no-pretrained",
+            "--negatives-per-positive",
+            "nan",
+        ],
+        "negatives per positive nan",
+    ),
+    "train_weights_pickle": (
+        _train_with_weights(lambda p: p.write_bytes(pickle.dumps(Evil())), "w.pth"),
+        "pickled objects other than tensors, which pcam-scan never loads",
+    ),
+    "train_weights_empty_safetensors": (
+        _train_with_weights(lambda p: p.write_bytes(b""), "w.safetensors"),
+        "w.safetensors",
+    ),
+    "train_weights_corrupt_safetensors": (
+        _train_with_weights(lambda p: p.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage"), "w.safetensors"),
+        "w.safetensors",
+    ),
+    "evaluate_seed_negative": (
+        lambda f: [
+            "evaluate",
+            build_store(f / "s.zarr"),
+            "--reference",
+            _file(f / "r.csv", REFERENCE.encode()),
+            "--seed",
+            "-1",
+            "--out",
+            f / "e",
+        ],
+        "seed -1 must be an integer",
+    ),
+    "fit_aggregator_seed_negative": (
+        lambda f: [
+            "fit-aggregator",
+            build_store(f / "s.zarr"),
+            "--reference",
+            f / "r.csv",
+            "--seed",
+            "-1",
+            "--out",
+            f / "a.json",
+        ],
+        "--seed -1 must be an integer",
+    ),
 }
 
 

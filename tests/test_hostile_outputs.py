@@ -17,12 +17,50 @@ from tests.hostile_cases import build_store, changed, one_error_line, run_cli, s
 # For folder outputs the path is one file the command would write in it.
 COMMANDS: dict[str, tuple[Callable[[Path, Path], list[object]], Callable[[Path], Path]]] = {
     "diagnose": (lambda f, out: ["diagnose", build_store(f / "s.zarr"), "--out", out], lambda f: f / "d.csv"),
-    "fit-aggregator": (lambda f, out: ["fit-aggregator", build_store(f / "s.zarr"), "--reference", f / "r.csv", "--out", out], lambda f: f / "agg.json"),
-    "export": (lambda f, out: ["export", build_store(f / "s.zarr"), "--format", "asap", "--out", out.parent], lambda f: f / "xml" / "a.xml"),
+    "fit-aggregator": (
+        lambda f, out: ["fit-aggregator", build_store(f / "s.zarr"), "--reference", f / "r.csv", "--out", out],
+        lambda f: f / "agg.json",
+    ),
+    "export": (
+        lambda f, out: ["export", build_store(f / "s.zarr"), "--format", "asap", "--out", out.parent],
+        lambda f: f / "xml" / "a.xml",
+    ),
     "render": (lambda f, out: ["render", build_store(f / "s.zarr"), "a", "--out", out], lambda f: f / "a.png"),
-    "evaluate": (lambda f, out: ["evaluate", build_store(f / "s.zarr"), "--reference", f / "r.csv", "--annotations", f, "--exclude", "", "--out", out.parent], lambda f: f / "eval" / "metrics.json"),
-    "train": (lambda f, out: ["train", "--pcam", f / "nowhere", "--out", out, "--arch", "tiny-cnn", "--no-pretrained"], lambda f: f / "m.safetensors"),
-    "synth": (lambda f, out: ["synth", out.parent, "--tumor", "0", "--normal", "1", "--width", "5000", "--height", "5000", "--quiet"], lambda f: f / "synth" / "reference.csv"),
+    "evaluate": (
+        lambda f, out: [
+            "evaluate",
+            build_store(f / "s.zarr"),
+            "--reference",
+            f / "r.csv",
+            "--annotations",
+            f,
+            "--exclude",
+            "",
+            "--out",
+            out.parent,
+        ],
+        lambda f: f / "eval" / "metrics.json",
+    ),
+    "train": (
+        lambda f, out: ["train", "--pcam", f / "nowhere", "--out", out, "--arch", "tiny-cnn", "--no-pretrained"],
+        lambda f: f / "m.safetensors",
+    ),
+    "synth": (
+        lambda f, out: [
+            "synth",
+            out.parent,
+            "--tumor",
+            "0",
+            "--normal",
+            "1",
+            "--width",
+            "5000",
+            "--height",
+            "5000",
+            "--quiet",
+        ],
+        lambda f: f / "synth" / "reference.csv",
+    ),
 }
 
 
@@ -63,7 +101,9 @@ KINDS: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_hostile_output_is_refused_and_nothing_changes(tmp_path: Path, command: str, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_hostile_output_is_refused_and_nothing_changes(
+    tmp_path: Path, command: str, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     make_argv, output_path = COMMANDS[command]
     make_output, expected = KINDS[kind]
     (tmp_path / "r.csv").write_text("a,Tumor,IDC,Macro\nb,Normal,,None\n")
@@ -78,7 +118,9 @@ def test_hostile_output_is_refused_and_nothing_changes(tmp_path: Path, command: 
 
 @pytest.mark.parametrize("command", ["diagnose", "fit-aggregator"])
 @pytest.mark.parametrize("target", ["/dev/full", "/proc/pcam-scan-out.csv"])
-def test_devices_and_proc_are_refused(tmp_path: Path, command: str, target: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_devices_and_proc_are_refused(
+    tmp_path: Path, command: str, target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "r.csv").write_text("a,Tumor,IDC,Macro\nb,Normal,,None\n")
     argv = COMMANDS[command][0](tmp_path, Path(target))
     before = snapshot(tmp_path)

@@ -23,8 +23,19 @@ HANG_DEADLINE_S = 300  # a guard against hanging, not a timing assertion
 
 
 def _scan_argv(slides: Path, model: Path, store: Path) -> list[str]:
-    return ["scan", str(slides / "normal_001.tif"), "--model", str(model), "--store", str(store),
-            "--in-process", "--block-cells", "16", "--device", "cpu"]
+    return [
+        "scan",
+        str(slides / "normal_001.tif"),
+        "--model",
+        str(model),
+        "--store",
+        str(store),
+        "--in-process",
+        "--block-cells",
+        "16",
+        "--device",
+        "cpu",
+    ]
 
 
 def test_two_scans_of_one_store_cooperate_or_the_second_is_refused_at_once(
@@ -103,9 +114,32 @@ def test_sigterm_to_training_leaves_no_orphan_workers(tmp_path: Path) -> None:
     from tests.test_training import write_pcam_folder
 
     write_pcam_folder(tmp_path / "pcam", {"train": 64, "valid": 16})
-    argv = [*CLI, "train", "--pcam", str(tmp_path / "pcam"), "--out", str(tmp_path / "m.safetensors"),
-            "--arch", "tiny-cnn", "--no-pretrained", "--workers", "2", "--epochs", "1000", "--frozen-epochs", "0",
-            "--lr", "0.001", "--lr-find-iterations", "0", "--batch-size", "8", "--device", "cpu", "--quiet"]
+    argv = [
+        *CLI,
+        "train",
+        "--pcam",
+        str(tmp_path / "pcam"),
+        "--out",
+        str(tmp_path / "m.safetensors"),
+        "--arch",
+        "tiny-cnn",
+        "--no-pretrained",
+        "--workers",
+        "2",
+        "--epochs",
+        "1000",
+        "--frozen-epochs",
+        "0",
+        "--lr",
+        "0.001",
+        "--lr-find-iterations",
+        "0",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     run = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + HANG_DEADLINE_S
     workers: set[int] = set()

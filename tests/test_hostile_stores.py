@@ -23,7 +23,9 @@ def _reason(tamper: str) -> str:
 
 
 @pytest.mark.parametrize("tamper", CASES)
-def test_diagnose_reports_a_damaged_slide_and_diagnoses_the_intact_one(tmp_path: Path, tamper: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_diagnose_reports_a_damaged_slide_and_diagnoses_the_intact_one(
+    tmp_path: Path, tamper: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = damaged_store(tmp_path, tamper)
     before = snapshot(tmp_path)
     code, out, err = run_cli(["diagnose", store, "--out", tmp_path / "d.csv"], capsys)
@@ -47,7 +49,9 @@ BATCHES = {
 
 @pytest.mark.parametrize("tamper", CASES)
 @pytest.mark.parametrize("command", sorted(BATCHES))
-def test_a_batch_command_skips_a_damaged_slide_with_one_line(tmp_path: Path, command: str, tamper: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_batch_command_skips_a_damaged_slide_with_one_line(
+    tmp_path: Path, command: str, tamper: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     arguments, skipped, outputs = BATCHES[command]
     store = damaged_store(tmp_path, tamper)
     before = snapshot(tmp_path)
@@ -59,7 +63,9 @@ def test_a_batch_command_skips_a_damaged_slide_with_one_line(tmp_path: Path, com
 
 
 @pytest.mark.parametrize("tamper", CASES)
-def test_render_of_the_damaged_slide_is_one_line_and_exit_2(tmp_path: Path, tamper: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_render_of_the_damaged_slide_is_one_line_and_exit_2(
+    tmp_path: Path, tamper: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = damaged_store(tmp_path, tamper)
     before = snapshot(tmp_path)
     code, out, err = run_cli(["render", store, "a", "--out", tmp_path / "a.png"], capsys)
@@ -73,15 +79,23 @@ def test_render_of_the_damaged_slide_is_one_line_and_exit_2(tmp_path: Path, tamp
 def test_viewer_serves_the_intact_slide_and_shows_the_damaged_one_as_damaged(tmp_path: Path, tamper: str) -> None:
     store = damaged_store(tmp_path, tamper)
     before = snapshot(tmp_path)
-    client = TestClient(create_app(ViewerSettings(str(store))), base_url="http://127.0.0.1", raise_server_exceptions=False)
+    client = TestClient(
+        create_app(ViewerSettings(str(store))), base_url="http://127.0.0.1", raise_server_exceptions=False
+    )
     listing = client.get("/api/slides")
     assert listing.status_code == 200
     by_id = {s["slide_id"]: s for s in listing.json()["slides"]}
     assert by_id["b"]["state"] == "complete"
     if TAMPERS[tamper][2] == "attrs":
         assert by_id["a"]["state"] == "damaged" and _reason(tamper) in by_id["a"]["message"]
-    urls = ["/api/slides/{id}", "/api/slides/{id}/heatmap.dzi", "/api/slides/{id}/heatmap_files/0/0_0.png",
-            "/api/slides/{id}/lesions", "/api/slides/{id}/slide.dzi", "/slides/{id}"]
+    urls = [
+        "/api/slides/{id}",
+        "/api/slides/{id}/heatmap.dzi",
+        "/api/slides/{id}/heatmap_files/0/0_0.png",
+        "/api/slides/{id}/lesions",
+        "/api/slides/{id}/slide.dzi",
+        "/slides/{id}",
+    ]
     for url in urls:
         assert client.get(url.format(id="b")).status_code in (200, 404), url  # 404: b has no slide file
         response = client.get(url.format(id="a"))
@@ -98,7 +112,10 @@ def test_a_damaged_root_is_one_line(tmp_path: Path, how: str, capsys: pytest.Cap
     store = damaged_store(tmp_path, "prob_7.5")
     (store / "zarr.json").write_text("{broken" if how == "broken" else "[" * 100_000 + "]" * 100_000)
     before = snapshot(tmp_path)
-    for argv in (["diagnose", store, "--out", tmp_path / "d.csv"], ["export", store, "--format", "geojson", "--out", tmp_path / "x"]):
+    for argv in (
+        ["diagnose", store, "--out", tmp_path / "d.csv"],
+        ["export", store, "--format", "geojson", "--out", tmp_path / "x"],
+    ):
         code, _, err = run_cli(argv, capsys)
         assert code == 2 and "is damaged: its root metadata cannot be read" in one_error_line(err)
     with pytest.raises(StoreError, match="root metadata"):
@@ -107,11 +124,24 @@ def test_a_damaged_root_is_one_line(tmp_path: Path, how: str, capsys: pytest.Cap
 
 
 @pytest.mark.parametrize("tamper", CASES)
-def test_evaluate_refuses_a_damaged_reference_slide_with_one_line(tmp_path: Path, tamper: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_refuses_a_damaged_reference_slide_with_one_line(
+    tmp_path: Path, tamper: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = damaged_store(tmp_path, tamper)
     (tmp_path / "ref.csv").write_text("a,Tumor,IDC,Macro\nb,Normal,,None\n")
     before = snapshot(tmp_path)
-    argv = ["evaluate", store, "--reference", tmp_path / "ref.csv", "--annotations", tmp_path, "--exclude", "", "--out", tmp_path / "eval"]
+    argv = [
+        "evaluate",
+        store,
+        "--reference",
+        tmp_path / "ref.csv",
+        "--annotations",
+        tmp_path,
+        "--exclude",
+        "",
+        "--out",
+        tmp_path / "eval",
+    ]
     code, _, err = run_cli(argv, capsys)
     line = one_error_line(err)
     assert code == 2 and "damaged" in line and _reason(tamper) in line, line

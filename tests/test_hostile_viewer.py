@@ -34,12 +34,19 @@ def test_server_names_need_a_remote_host(tmp_path: Path, capsys: pytest.CaptureF
 @pytest.mark.parametrize(
     ("host", "names", "served", "refused"),
     [
-        ("0.0.0.0", ["viewer.example.org"], ["viewer.example.org", "viewer.example.org:8443", "127.0.0.1"], ["evil.example", "0.0.0.0", ""]),
+        (
+            "0.0.0.0",
+            ["viewer.example.org"],
+            ["viewer.example.org", "viewer.example.org:8443", "127.0.0.1"],
+            ["evil.example", "0.0.0.0", ""],
+        ),
         ("0.0.0.0", [], [socket.gethostname().lower(), "localhost:8000"], ["evil.example", "0.0.0.0"]),
         ("192.0.2.7", [], ["192.0.2.7:8000", "[::1]"], ["evil.example", "192.0.2.8"]),
     ],
 )
-def test_a_remote_viewer_still_checks_the_host_header(tmp_path: Path, host: str, names: list[str], served: list[str], refused: list[str]) -> None:
+def test_a_remote_viewer_still_checks_the_host_header(
+    tmp_path: Path, host: str, names: list[str], served: list[str], refused: list[str]
+) -> None:
     allowed = remote_host_names(host, names)
     assert "*" not in allowed and set(LOOPBACK_HOSTS) <= set(allowed)
     app = create_app(ViewerSettings(str(build_store(tmp_path / "s.zarr"))), allowed_hosts=allowed)

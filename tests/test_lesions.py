@@ -63,9 +63,14 @@ def test_square_region_measures_the_lesion_behind_it_by_label_rule(rule, lesion_
 
 
 @pytest.mark.parametrize("rule", ["pcam-any", "centre-majority"])
-@pytest.mark.parametrize(("kind", "diameter_um", "category"), [
-    ("disc", 150.0, "itc"), ("disc", 260.0, "micro"), ("ellipse", 240.0, "micro"),
-])
+@pytest.mark.parametrize(
+    ("kind", "diameter_um", "category"),
+    [
+        ("disc", 150.0, "itc"),
+        ("disc", 260.0, "micro"),
+        ("ellipse", 240.0, "micro"),
+    ],
+)
 def test_synthetic_lesion_diameter_matches_its_known_size(rule, kind, diameter_um, category):
     # an ideal detector: every cell outputs its training label under the rule
     grid = rule_grid(20, 20, rule)

@@ -156,7 +156,9 @@ def test_mining_splits_by_slide_balances_and_saves_pcam_layout(synth_dir: Path, 
         assert n_pos > 0 and int((source.labels == 0).sum()) == n_pos  # 1 negative per positive
     saved = read_pcam_folder(tmp_path / "pcam")
     assert np.array_equal(saved.train.labels, data.train.labels)
-    assert np.array_equal(saved.valid.patches(np.arange(len(saved.valid))), data.valid.patches(np.arange(len(data.valid))))
+    assert np.array_equal(
+        saved.valid.patches(np.arange(len(saved.valid))), data.valid.patches(np.arange(len(data.valid)))
+    )
     assert list(saved.valid.slide_ids) == list(data.valid.slide_ids)  # type: ignore[attr-defined]
 
 
@@ -176,7 +178,9 @@ def test_balance_keeps_hard_negatives_first() -> None:
 def test_hard_negatives_are_the_previous_models_most_confident_false_positives(synth_dir: Path, tmp_path: Path) -> None:
     checkpoint = tmp_path / "previous.safetensors"
     write_random_checkpoint(checkpoint, seed=3)
-    hard = HardNegativeSettings(str(checkpoint), fraction=0.5, pool_per_slide=100_000, min_probability=0.0, device="cpu")
+    hard = HardNegativeSettings(
+        str(checkpoint), fraction=0.5, pool_per_slide=100_000, min_probability=0.0, device="cpu"
+    )
     settings = MiningSettings(max_positives_per_slide=0, max_negatives_per_slide=40, hard_negatives=hard)
     case = next(c for c in find_slide_cases([synth_dir]) if c.slide_id == "normal_001")
     cells = label_slide(case, settings)
@@ -202,7 +206,9 @@ def test_hard_negative_model_must_match_the_mining_geometry(tmp_path: Path) -> N
 def test_label_rule_decides_which_grazed_cells_are_tumour():
     # a square over cells (1..3, 1..3) fully, and a sliver of 40% of each cell of column 4 and
     # of 60% of each cell of row 4 (cells are 128 level-0 px)
-    square = np.array([[128, 128], [4 * 128 + 0.4 * 128, 128], [4 * 128 + 0.4 * 128, 4 * 128 + 0.6 * 128], [128, 4 * 128 + 0.6 * 128]])
+    square = np.array(
+        [[128, 128], [4 * 128 + 0.4 * 128, 128], [4 * 128 + 0.4 * 128, 4 * 128 + 0.6 * 128], [128, 4 * 128 + 0.6 * 128]]
+    )
     truth = SlideAnnotations(tumour=(Polygon("t", "Tumor", square),))
     any_rule = tumour_cells_from_annotations(truth, GRID)
     majority_grid = CellGrid(1280, 1280, 0.243, 0.972, PatchGeometry(label_rule="centre-majority"))

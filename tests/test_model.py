@@ -30,9 +30,7 @@ def test_fastai_trained_resnet50_loads_strictly_and_gives_the_same_outputs() -> 
     images = torch.from_numpy(rng.random((8, 3, 64, 64), dtype=np.float32))
     labels = torch.tensor([0, 1] * 4)
     dataset = list(zip(images, labels))
-    dls = DataLoaders(
-        DataLoader(dataset, bs=4, shuffle=True, drop_last=True), DataLoader(dataset, bs=4), device="cpu"
-    )
+    dls = DataLoaders(DataLoader(dataset, bs=4, shuffle=True, drop_last=True), DataLoader(dataset, bs=4), device="cpu")
     torch.manual_seed(0)
     learn = vision_learner(dls, resnet50, pretrained=False, n_out=2, loss_func=torch.nn.CrossEntropyLoss())
     learn.fit(1, lr=1e-3)  # one real epoch: weights and BatchNorm statistics move off their init

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from pcam_scan.model.checkpoint import load_checkpoint, save_checkpoint
 from pcam_scan.errors import ConfigError
 from pcam_scan.model.architectures import RESNET50_FASTAI
+from pcam_scan.model.checkpoint import load_checkpoint, save_checkpoint
 from pcam_scan.model.predictor import Predictor, PredictorSettings, resolve_device
 from pcam_scan.model.random_model import calibration_patches, write_random_checkpoint
 

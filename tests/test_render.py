@@ -31,7 +31,13 @@ def scanned(tmp_path_factory: pytest.TempPathFactory):
 
 def small_pyramid() -> HeatmapPyramid:
     """4 x 4 cells of 100 level-0 px (slide 0.25 um/px, read plane 0.78125 um/px, 32 px cells)."""
-    grid = CellGrid(l0_width=400, l0_height=400, slide_mpp_um_px=0.25, px_mpp_um_px=0.78125, geometry=PatchGeometry(mpp_um_px=0.78125))
+    grid = CellGrid(
+        l0_width=400,
+        l0_height=400,
+        slide_mpp_um_px=0.25,
+        px_mpp_um_px=0.78125,
+        geometry=PatchGeometry(mpp_um_px=0.78125),
+    )
     level0 = (np.arange(16).reshape(4, 4) / 16).astype(np.float32)
     level0[3, 3] = np.nan
     level1 = np.array([[5 / 16, 7 / 16], [13 / 16, 14 / 16]], dtype=np.float32)  # 2x2 max, NaN ignored
@@ -130,7 +136,7 @@ def test_render_all_writes_each_slide_and_a_contact_sheet(scanned, tmp_path, cap
         sheet_rgb = np.asarray(sheet.convert("RGB"))
     # no dead margin: the right and bottom tenth of the sheet still draw something
     h, w = sheet_rgb.shape[:2]
-    assert (sheet_rgb[:, int(0.9 * w):] < 250).any() and (sheet_rgb[int(0.9 * h):] < 250).any()
+    assert (sheet_rgb[:, int(0.9 * w) :] < 250).any() and (sheet_rgb[int(0.9 * h) :] < 250).any()
     with Image.open(out / "contact_sheet.png") as sheet:
         assert sheet.width > sheet.height  # two panels side by side
     assert lesion_coloured_pixels(out / "contact_sheet.png") > 100
@@ -159,7 +165,9 @@ def test_render_without_the_slide_file_draws_the_heatmap_and_says_why(scanned, t
         assert "not found" in capsys.readouterr().err
         assert lesion_coloured_pixels(out) > 2000
         out_found = tmp_path / "found.png"
-        assert main(["render", str(store_path), "tumor_001", "--out", str(out_found), "--slides", str(hidden.parent)]) == 0
+        assert (
+            main(["render", str(store_path), "tumor_001", "--out", str(out_found), "--slides", str(hidden.parent)]) == 0
+        )
         assert "note" not in capsys.readouterr().err  # found by fingerprint under another name
     finally:
         hidden.rename(tumour.slide.path)

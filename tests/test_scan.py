@@ -118,7 +118,12 @@ def test_resume_after_sigkill_equals_an_uninterrupted_scan(
     reference = tmp_path / "reference.zarr"
     assert main(scan_args(slides, tiny_checkpoint, reference, "--in-process", "--block-cells", "8")) == 0
     store = tmp_path / "killed.zarr"
-    command = [sys.executable, "-m", "pcam_scan.cli", *scan_args(slides, tiny_checkpoint, store, "--block-cells", "8", "--num-cpus", "2")]
+    command = [
+        sys.executable,
+        "-m",
+        "pcam_scan.cli",
+        *scan_args(slides, tiny_checkpoint, store, "--block-cells", "8", "--num-cpus", "2"),
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
@@ -175,8 +180,13 @@ def test_asking_for_cuda_on_a_cluster_without_gpus_is_one_line(
     assert HeatmapStore.open(str(store)).list_slides() == []
 
 
-def test_the_same_file_given_twice_is_scanned_once(batch: list[str], tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_the_same_file_given_twice_is_scanned_once(
+    batch: list[str], tiny_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
     folder = str(Path(batch[0]).parent)
-    assert main(scan_args([folder, batch[0]], tiny_checkpoint, tmp_path / "s.zarr", "--in-process", "--block-cells", "16")) == 1
+    assert (
+        main(scan_args([folder, batch[0]], tiny_checkpoint, tmp_path / "s.zarr", "--in-process", "--block-cells", "16"))
+        == 1
+    )
     table = capsys.readouterr().out
     assert table.count("tumor_001 ") == 1 and "3 slides:" in table

@@ -73,8 +73,12 @@ def test_mpp_from_tiff_resolution_tags_and_plausibility() -> None:
 
 
 def test_the_formats_own_mpp_comes_first_and_is_named_by_its_backend() -> None:
-    properties = {"openslide.mpp-x": "0.2265", "openslide.mpp-y": "0.2265", "tiff.ResolutionUnit": "inch",
-                  "tiff.XResolution": "50900"}
+    properties = {
+        "openslide.mpp-x": "0.2265",
+        "openslide.mpp-y": "0.2265",
+        "tiff.ResolutionUnit": "inch",
+        "tiff.XResolution": "50900",
+    }
     assert resolve_mpp(recorded_mpp(properties), "s") == (pytest.approx(0.2265), "openslide")
     other_backend = RecordedMpp(source="tiffslide", mpp_xy_um_px=(0.243, 0.2431))
     assert resolve_mpp(other_backend, "s") == (pytest.approx(0.24305), "tiffslide")

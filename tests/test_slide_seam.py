@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import tifffile
 from PIL import Image
 
@@ -165,7 +164,9 @@ def test_a_second_backend_is_one_class_and_reads_what_openslide_reads(tmp_path: 
         # full resolution: the same pixels; two levels down: each library's own downsampling
         # (per-pixel noise of +-50 leaves a few grey levels, a misplaced tile would leave ~30)
         for level, col, row, most in ((grid.max_level, 2, 1, 0), (grid.max_level - 2, 0, 0, 5)):
-            ours, theirs = (np.asarray(f.deep_zoom(254, 1)(level, col, row).convert("RGB"), dtype=np.int16) for f in files)
+            ours, theirs = (
+                np.asarray(f.deep_zoom(254, 1)(level, col, row).convert("RGB"), dtype=np.int16) for f in files
+            )
             assert ours.shape == theirs.shape and np.abs(ours - theirs).mean() <= most
     finally:
         for f in files:

@@ -59,9 +59,7 @@ def expected_probs(tissue: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
     return np.where(tissue, values, np.nan).astype(np.float32)
 
 
-def planned_store(
-    tmp_path: Path, name: str = "run.zarr"
-) -> tuple[HeatmapStore, CellGrid, npt.NDArray[np.bool_]]:
+def planned_store(tmp_path: Path, name: str = "run.zarr") -> tuple[HeatmapStore, CellGrid, npt.NDArray[np.bool_]]:
     store = HeatmapStore.open(str(tmp_path / name), RUN, mode="a")
     grid = make_grid()
     tissue = make_tissue(grid)
@@ -116,9 +114,7 @@ def test_safe_slide_ids_accepted(slide_id: str) -> None:
     assert validate_slide_id(slide_id) == slide_id
 
 
-@pytest.mark.parametrize(
-    "slide_id", ["", "a b", "../etc", "a/b", ".hidden", "__zarr", "😐", "x" * 129, "-x"]
-)
+@pytest.mark.parametrize("slide_id", ["", "a b", "../etc", "a/b", ".hidden", "__zarr", "😐", "x" * 129, "-x"])
 def test_unsafe_slide_ids_refused(slide_id: str) -> None:
     with pytest.raises(StoreError, match="not allowed"):
         validate_slide_id(slide_id)
@@ -192,7 +188,14 @@ def test_plan_write_finalize_round_trip(tmp_path: Path) -> None:
     # Blocks without tissue are not planned: of 3x5 blocks of 16 cells, the tissue pieces
     # (rows 3-19 x cols 2-29, rows 30-44 x cols 50-69) touch these eight.
     assert {b.block_rc for b in planned} == {
-        (0, 0), (0, 1), (1, 0), (1, 1), (1, 3), (1, 4), (2, 3), (2, 4),
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+        (1, 3),
+        (1, 4),
+        (2, 3),
+        (2, 4),
     }
     assert store.slide_status("tumor_001").state is SlideState.PLANNED  # type: ignore[union-attr]
     write_blocks(store, planned, probs)
@@ -473,9 +476,7 @@ def test_failed_slides_are_recorded_and_retried(tmp_path: Path) -> None:
     assert broken.status is not None and broken.status.state is SlideState.FAILED
     assert broken.status.message == "cannot open slide: bogus marker"
     assert broken.record.path == "/slides/broken.svs"
-    assert reader.slide_status("tumor_001") == SlideStatus(
-        SlideState.FAILED, "read error in block (1, 3)"
-    )
+    assert reader.slide_status("tumor_001") == SlideStatus(SlideState.FAILED, "read error in block (1, 3)")
     assert reader.slide_status("never_seen") is None
 
     # The next run retries the failed slides: a planned one keeps its finished blocks, one that
@@ -484,9 +485,7 @@ def test_failed_slides_are_recorded_and_retried(tmp_path: Path) -> None:
     assert retried.state is SlideState.PLANNED
     assert len(store.done_blocks("tumor_001")) == 2
     store.mark_failed("tumor_0", "could not open")
-    assert store.plan_slide("tumor_0", RECORD, grid, tissue, BLOCK_CELLS) == SlideStatus(
-        SlideState.PLANNED
-    )
+    assert store.plan_slide("tumor_0", RECORD, grid, tissue, BLOCK_CELLS) == SlideStatus(SlideState.PLANNED)
     assert store.done_blocks("tumor_0") == set()
     assert len(store.done_blocks("tumor_001")) == 2
 
@@ -515,6 +514,4 @@ def test_fsspec_url_store_round_trip(tmp_path: Path) -> None:
     store.finalize_slide("tumor_001", {})
     np.testing.assert_array_equal(HeatmapStore.open(uri).read_prob("tumor_001"), probs)
     with pytest.raises(ConfigError, match="URLs only"):
-        HeatmapStore.open(
-            str(tmp_path / "local.zarr"), RUN, mode="a", storage_options={"anon": True}
-        )
+        HeatmapStore.open(str(tmp_path / "local.zarr"), RUN, mode="a", storage_options={"anon": True})

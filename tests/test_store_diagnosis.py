@@ -16,9 +16,9 @@ import pytest
 from scipy import ndimage
 
 from pcam_scan.annotations import SlideAnnotations, rasterize_annotations, read_annotations
+from pcam_scan.annotations.model import Polygon
 from pcam_scan.cli import main
 from pcam_scan.diagnosis import DefaultRule, Diagnosis, diagnose_heatmap, load_aggregator
-from pcam_scan.annotations.model import Polygon
 from pcam_scan.diagnosis.contours import (
     cell_corners_to_l0,
     contours_as_annotations,
@@ -113,13 +113,14 @@ def test_reference_names_match_slide_ids_ignoring_case() -> None:
 # -- outlines on the cell grid -----------------------------------------------------------------
 
 
-def hand_grid(
-    rows: int, cols: int, slide_mpp: float = 0.226, label_rule: str = "pcam-any"
-) -> CellGrid:
+def hand_grid(rows: int, cols: int, slide_mpp: float = 0.226, label_rule: str = "pcam-any") -> CellGrid:
     """A grid whose last column of cells reaches 70% of a cell past the slide's edge."""
     l0 = 32 * 0.972 / slide_mpp
     return CellGrid(
-        math.floor((cols - 0.7) * l0), math.floor(rows * l0), slide_mpp, 0.972,
+        math.floor((cols - 0.7) * l0),
+        math.floor(rows * l0),
+        slide_mpp,
+        0.972,
         PatchGeometry(label_rule=label_rule),
     )
 
@@ -268,9 +269,7 @@ def test_export_round_trip_matches_heatmap_and_ground_truth(
     assert "test_001: 3 lesions" in capsys.readouterr().out
 
 
-def test_geojson_export_is_qupath_annotations_with_measurements(
-    tmp_path: Path, clean_store: Path, dataset
-) -> None:
+def test_geojson_export_is_qupath_annotations_with_measurements(tmp_path: Path, clean_store: Path, dataset) -> None:
     case = dataset[1][0]
     argv = ["export", str(clean_store), "--format", "geojson", "--out", str(tmp_path)]
     assert main([*argv, "--slides", case.name.upper()]) == 0  # ids ignore case
@@ -359,9 +358,7 @@ def test_diagnose_command_writes_csv_and_attributes_and_lists_unfinished_slides(
     assert "6 slides: 2 positive, 2 negative, 2 without a diagnosis" in capsys.readouterr().out
 
 
-def test_diagnose_command_refuses_bad_input_in_one_line(
-    tmp_path: Path, store_copy: Path, capsys
-) -> None:
+def test_diagnose_command_refuses_bad_input_in_one_line(tmp_path: Path, store_copy: Path, capsys) -> None:
     out = str(tmp_path / "d.csv")
     assert main(["diagnose", str(tmp_path / "missing.zarr"), "--out", out]) == 2
     assert "no heatmap store" in one_line_error(capsys)
@@ -375,9 +372,7 @@ def test_diagnose_command_refuses_bad_input_in_one_line(
 # -- pcam-scan fit-aggregator ----------------------------------------------------------------
 
 
-def test_fit_aggregator_then_diagnose_with_it(
-    tmp_path: Path, store_copy: Path, dataset, capsys
-) -> None:
+def test_fit_aggregator_then_diagnose_with_it(tmp_path: Path, store_copy: Path, dataset, capsys) -> None:
     root, cases = dataset
     agg = tmp_path / "agg.json"
     argv = ["fit-aggregator", str(store_copy), "--reference", str(root / "reference.csv")]
@@ -394,12 +389,11 @@ def test_fit_aggregator_then_diagnose_with_it(
         assert rows[case.slide_id]["call"] == ("positive" if case.is_tumour else "negative")
 
 
-def test_fit_aggregator_needs_two_slides_of_each_class(
-    tmp_path: Path, clean_store: Path, capsys
-) -> None:
+def test_fit_aggregator_needs_two_slides_of_each_class(tmp_path: Path, clean_store: Path, capsys) -> None:
     reference = tmp_path / "reference.csv"
-    reference.write_text("Test_001,Tumor,IDC,Macro\nTest_002,Normal,,None\n"
-                         "Test_003,Tumor,IDC,Micro\nTest_099,Normal,,None\n")
+    reference.write_text(
+        "Test_001,Tumor,IDC,Macro\nTest_002,Normal,,None\nTest_003,Tumor,IDC,Micro\nTest_099,Normal,,None\n"
+    )
     argv = ["fit-aggregator", str(clean_store), "--reference", str(reference)]
     assert main([*argv, "--out", str(tmp_path / "agg.json")]) == 2
     err = one_line_error(capsys)
@@ -452,17 +446,13 @@ def test_bad_store_slide_or_file_is_one_line_and_exit_2(
     tmp_path: Path, clean_store: Path, argv: list[str], message: str, capsys
 ) -> None:
     (tmp_path / "r.csv").write_text("Test_001,Tumor,IDC,Macro\nTest_002,Normal,,None\n")
-    filled = [
-        a.format(missing=tmp_path / "missing.zarr", store=clean_store, tmp=tmp_path) for a in argv
-    ]
+    filled = [a.format(missing=tmp_path / "missing.zarr", store=clean_store, tmp=tmp_path) for a in argv]
     assert main(filled) == 2
     assert message in one_line_error(capsys)
     assert not (tmp_path / "x").exists() and not (tmp_path / "a.json").exists()
 
 
-def test_export_of_a_named_incomplete_slide_is_refused(
-    store_copy: Path, dataset, tmp_path: Path, capsys
-) -> None:
+def test_export_of_a_named_incomplete_slide_is_refused(store_copy: Path, dataset, tmp_path: Path, capsys) -> None:
     add_unfinished_slides(store_copy, dataset[1][0])
     argv = ["export", str(store_copy), "--format", "geojson", "--out", str(tmp_path / "x")]
     assert main([*argv, "--slides", "broken"]) == 2

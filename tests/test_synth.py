@@ -98,8 +98,12 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     write_synthetic_dataset(tmp_path / "c", SynthSpec(TINY, tumour_count=1, normal_count=1, seed=12))
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert {str(f) for f in files} >= {
-        "tumor_001.tif", "normal_001.tif", "annotations/tumor_001.xml",
-        "masks/tumor_001_Mask.tif", "reference.csv", "synth.json",
+        "tumor_001.tif",
+        "normal_001.tif",
+        "annotations/tumor_001.xml",
+        "masks/tumor_001_Mask.tif",
+        "reference.csv",
+        "synth.json",
     }
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
@@ -117,9 +121,7 @@ def test_texture_is_the_same_whatever_the_block_split():
     x0, y0, w, h = cx - 350, cy - 250, 700, 500
     whole = texture.render(x0, y0, w, h)
     for sx, sy in ((333, 170), (1, 499), (512, 256)):
-        top = np.concatenate(
-            [texture.render(x0, y0, sx, sy), texture.render(x0 + sx, y0, w - sx, sy)], axis=1
-        )
+        top = np.concatenate([texture.render(x0, y0, sx, sy), texture.render(x0 + sx, y0, w - sx, sy)], axis=1)
         bottom = np.concatenate(
             [texture.render(x0, y0 + sy, sx, h - sy), texture.render(x0 + sx, y0 + sy, w - sx, h - sy)],
             axis=1,
@@ -156,7 +158,8 @@ def test_annotation_lies_exactly_on_tumour_texture(dataset):
 def test_exclusion_inside_a_macro_lesion_has_normal_texture():
     spec = SlideSpec(width_px=2600, height_px=2600, mpp_um_px=1.6)
     plan = next(
-        p for p in (plan_slide(spec, seed, tumour=True) for seed in range(40))
+        p
+        for p in (plan_slide(spec, seed, tumour=True) for seed in range(40))
         if any(lesion.exclusion_l0_xy is not None for lesion in p.lesions)
     )
     lesion = next(lesion for lesion in plan.lesions if lesion.exclusion_l0_xy is not None)
@@ -330,7 +333,20 @@ def test_cli_writes_a_dataset_with_progress_and_rejects_bad_input_in_one_line(tm
 
 def test_a_folder_with_other_slides_is_refused_before_anything_is_written(tmp_path, capsys):
     (tmp_path / "tumor_007.tif").write_bytes(b"an older data set")
-    args = ["synth", str(tmp_path), "--tumor", "0", "--normal", "1", "--width", "1100", "--height", "1100", "--mpp", "0.972"]
+    args = [
+        "synth",
+        str(tmp_path),
+        "--tumor",
+        "0",
+        "--normal",
+        "1",
+        "--width",
+        "1100",
+        "--height",
+        "1100",
+        "--mpp",
+        "0.972",
+    ]
     assert main([*args, "--quiet"]) == 2
     assert "tumor_007" in capsys.readouterr().err
     assert not (tmp_path / "normal_001.tif").exists() and not (tmp_path / "reference.csv").exists()

@@ -15,13 +15,12 @@ import pytest
 import tifffile
 import torch
 
-from pcam_scan.model.checkpoint import load_checkpoint, read_metadata
 from pcam_scan.cli import main as scan_main
 from pcam_scan.errors import CheckpointError, ConfigError
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.architectures import RESNET50_FASTAI, TINY_CNN, build_network
+from pcam_scan.model.checkpoint import load_checkpoint, read_metadata
 from pcam_scan.model.predictor import Predictor, PredictorSettings
-
 from training.export import checkpoint_metadata, export_checkpoint, learner_predictions
 from training.fastai_api import set_seed
 from training.kaggle import read_kaggle_folder
@@ -55,7 +54,10 @@ def write_pcam_folder(folder: Path, sizes: dict[str, int]) -> None:
     """A PCam-layout folder with the official file and dataset names, and meta CSVs."""
     for k, (split, n) in enumerate(sizes.items()):
         x, y = pcam_like_patches(n, seed=k)
-        meta = [PatchMeta(l0_x=4 * i, l0_y=0, tumour_in_patch=bool(v), label=int(v), slide_id=f"{split}_slide") for i, v in enumerate(y)]
+        meta = [
+            PatchMeta(l0_x=4 * i, l0_y=0, tumour_in_patch=bool(v), label=int(v), slide_id=f"{split}_slide")
+            for i, v in enumerate(y)
+        ]
         write_pcam_split(folder, split, x, meta)
 
 
@@ -110,13 +112,25 @@ def test_pcam_train_cli_writes_a_checkpoint_the_scanner_loads_and_a_full_report(
     ])  # fmt: skip
     assert code == 0
     report = tmp_path / "model_report"
-    for name in ("lr_find.png", "loss_curves.png", "confusion_matrix_valid.png", "confusion_matrix_test.png", "top_losses_gradcam.png"):
+    for name in (
+        "lr_find.png",
+        "loss_curves.png",
+        "confusion_matrix_valid.png",
+        "confusion_matrix_test.png",
+        "top_losses_gradcam.png",
+    ):
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     metrics = json.loads((report / "metrics.json").read_text())
     loaded = load_checkpoint(out)
     meta = loaded.metadata
     assert loaded.model_id == metrics["model_id"]
-    assert (meta.architecture, meta.input_px, meta.patch_px, meta.label_px, meta.mpp_um_px) == (TINY_CNN, 96, 96, 32, 0.972)
+    assert (meta.architecture, meta.input_px, meta.patch_px, meta.label_px, meta.mpp_um_px) == (
+        TINY_CNN,
+        96,
+        96,
+        32,
+        0.972,
+    )
     assert meta.label_rule == "pcam-any"  # PCam patches are labelled by PCam's rule
     assert dict(meta.provenance.metrics) == pytest.approx(metrics["checkpoint_metrics"])
     for split, n in (("valid", 24), ("test", 16)):
@@ -268,12 +282,28 @@ def test_random_split_is_disjoint_complete_and_seeded() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--pcam", "/nonexistent/pcam", "--out", "m.safetensors", "--arch", TINY_CNN, "--no-pretrained"], "PCam folder /nonexistent/pcam does not exist"),
+        (
+            ["--pcam", "/nonexistent/pcam", "--out", "m.safetensors", "--arch", TINY_CNN, "--no-pretrained"],
+            "PCam folder /nonexistent/pcam does not exist",
+        ),
         (["--pcam", "/nonexistent/pcam"], "--out CKPT"),
         (["--pcam", "x", "--out", "m.safetensors", "--arch", TINY_CNN], "tiny-cnn has no ImageNet weights"),
         (["--pcam", "x", "--out", "m.safetensors", "--crop-min-area", "0.2", "--no-pretrained"], "crop min area 0.2"),
         (["--pcam", "x", "--mine-only"], "--mine-only needs --slides"),
-        (["--pcam", "x", "--out", "m.safetensors", "--no-pretrained", "--arch", TINY_CNN, "--label-rule", "centre-majority"], "--label-rule centre-majority needs --slides"),
+        (
+            [
+                "--pcam",
+                "x",
+                "--out",
+                "m.safetensors",
+                "--no-pretrained",
+                "--arch",
+                TINY_CNN,
+                "--label-rule",
+                "centre-majority",
+            ],
+            "--label-rule centre-majority needs --slides",
+        ),
     ],
 )
 def test_bad_training_input_is_one_line_and_exit_2(

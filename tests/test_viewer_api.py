@@ -179,7 +179,9 @@ def test_heatmap_tile_over_the_lesion_is_coloured_and_over_normal_tissue_is_clea
     lesion_px = np.asarray(lesion)
     assert (lesion_px == LUT[round(TUMOUR_PROB * 255)]).all()  # opaque, the colour of p = 0.95
     assert (np.asarray(normal)[..., 3] == 0).all()  # p = 0.05 is below the 0.5 threshold
-    shown = decode(client.get(f"/api/slides/tumor_001/heatmap_files/{level}/{normal_col}_{normal_row}.png?threshold=0.01").content)
+    shown = decode(
+        client.get(f"/api/slides/tumor_001/heatmap_files/{level}/{normal_col}_{normal_row}.png?threshold=0.01").content
+    )
     assert (np.asarray(shown) == LUT[round(NORMAL_PROB * 255)]).all()
 
 

@@ -125,7 +125,9 @@ def clear_of(xy: tuple[int, int], others: list[tuple[int, int]], px: int) -> boo
 
 
 def screenshot_dir() -> Path:
-    folder = Path(os.environ.get("PCAM_SCAN_SCREENSHOTS", Path(__file__).resolve().parents[1] / "test-output" / "viewer"))
+    folder = Path(
+        os.environ.get("PCAM_SCAN_SCREENSHOTS", Path(__file__).resolve().parents[1] / "test-output" / "viewer")
+    )
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -176,7 +178,8 @@ def test_heatmap_colour_appears_over_the_lesion_in_chromium(browser, server_url,
     )
     markers = [(round(x), round(y)) for x, y in detections]
     lesion_xy = next(
-        xy for xy in (screen_xy(driver, tumour, rc) for rc in interior_cells(tumour, TUMOUR_PROB, 2))
+        xy
+        for xy in (screen_xy(driver, tumour, rc) for rc in interior_cells(tumour, TUMOUR_PROB, 2))
         if clear_of(xy, markers, 20)
     )
     normal_xy = screen_xy(driver, tumour, interior_cells(tumour, NORMAL_PROB, 2)[0])
@@ -243,7 +246,9 @@ def test_cursor_readout_gives_probability_cell_and_micrometres(browser, server_u
             "const a = window.pcamViewer.imageToPage(0, 0), b = window.pcamViewer.imageToPage(1000, 0);"
             "return 1000 / (b.x - a.x);"
         )
-        assert np.allclose(um, [x_l0 * tumour.grid.slide_mpp_um_px, y_l0 * tumour.grid.slide_mpp_um_px], atol=2 * screen_um)
+        assert np.allclose(
+            um, [x_l0 * tumour.grid.slide_mpp_um_px, y_l0 * tumour.grid.slide_mpp_um_px], atol=2 * screen_um
+        )
         text = driver.find_element("id", "readout").text
         assert f"P(tumour) {value:.3f}" in text and f"cell ({cell[0]}, {cell[1]})" in text and "\u00b5m" in text
         if value == TUMOUR_PROB:

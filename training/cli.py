@@ -39,49 +39,146 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--pcam", metavar="DIR", help="folder with camelyonpatch_level_2_split_*_{x,y}.h5")
     which.add_argument("--kaggle", metavar="DIR", help="folder with train/ and train_labels.csv")
     which.add_argument("--slides", metavar="DIR", nargs="+", help="slide folder(s) to mine patches from")
-    source.add_argument("--valid-fraction", type=float, default=defaults.VALID_FRACTION, help=f"valid share of Kaggle patches or of slides (default {defaults.VALID_FRACTION})")
+    source.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=defaults.VALID_FRACTION,
+        help=f"valid share of Kaggle patches or of slides (default {defaults.VALID_FRACTION})",
+    )
     source.add_argument("--patch-px", type=int, default=PCAM_PATCH_PX, help=f"patch side (default {PCAM_PATCH_PX})")
-    source.add_argument("--label-px", type=int, default=PCAM_LABEL_PX, help=f"centre label side (default {PCAM_LABEL_PX})")
-    source.add_argument("--label-rule", choices=LABEL_RULES, default="pcam-any", help="when a patch is tumour: any tumour in the centre label square (pcam-any, PCam's rule, default) or over half of it (centre-majority; --slides with annotations only); recorded in the checkpoint")
+    source.add_argument(
+        "--label-px", type=int, default=PCAM_LABEL_PX, help=f"centre label side (default {PCAM_LABEL_PX})"
+    )
+    source.add_argument(
+        "--label-rule",
+        choices=LABEL_RULES,
+        default="pcam-any",
+        help="when a patch is tumour: any tumour in the centre label square (pcam-any, PCam's rule, default) or over half of it (centre-majority; --slides with annotations only); recorded in the checkpoint",
+    )
     source.add_argument("--mpp", type=float, default=PCAM_MPP_UM_PX, help=f"patch um/px (default {PCAM_MPP_UM_PX})")
 
     mine = parser.add_argument_group("mining (with --slides)")
-    mine.add_argument("--annotations", metavar="DIR", help="annotation files NAME.xml/.geojson/.json (default SLIDES/annotations)")
+    mine.add_argument(
+        "--annotations", metavar="DIR", help="annotation files NAME.xml/.geojson/.json (default SLIDES/annotations)"
+    )
     mine.add_argument("--masks", metavar="DIR", help="tumour masks NAME_Mask.tif (default SLIDES/masks)")
-    mine.add_argument("--reference", metavar="CSV", help="Camelyon16 reference.csv to cross-check tumour/normal (default SLIDES/reference.csv)")
+    mine.add_argument(
+        "--reference",
+        metavar="CSV",
+        help="Camelyon16 reference.csv to cross-check tumour/normal (default SLIDES/reference.csv)",
+    )
     mine.add_argument("--slide-mpp", type=float, help="override every slide's level-0 um/px")
     mine.add_argument("--test-fraction", type=float, default=0.0, help="share of slides held out as test (default 0)")
-    mine.add_argument("--max-positives-per-slide", type=int, default=defaults.MAX_POSITIVES_PER_SLIDE, help=f"(default {defaults.MAX_POSITIVES_PER_SLIDE})")
-    mine.add_argument("--max-negatives-per-slide", type=int, default=defaults.MAX_NEGATIVES_PER_SLIDE, help=f"(default {defaults.MAX_NEGATIVES_PER_SLIDE})")
-    mine.add_argument("--negatives-per-positive", type=float, default=defaults.NEGATIVES_PER_POSITIVE, help=f"balance each split to this ratio; 0 keeps every sampled negative (default {defaults.NEGATIVES_PER_POSITIVE:g})")
-    mine.add_argument("--hard-negatives", metavar="CKPT", help="previous checkpoint whose false positives become negatives")
-    mine.add_argument("--hard-fraction", type=float, default=defaults.HARD_NEGATIVE_FRACTION, help=f"share of each slide's negatives taken from false positives (default {defaults.HARD_NEGATIVE_FRACTION})")
-    mine.add_argument("--hard-pool", type=int, default=defaults.HARD_NEGATIVE_POOL_PER_SLIDE, help=f"negatives scored per slide for hard-negative mining (default {defaults.HARD_NEGATIVE_POOL_PER_SLIDE})")
-    mine.add_argument("--hard-min-prob", type=float, default=defaults.HARD_NEGATIVE_MIN_PROBABILITY, help=f"P(tumour) from which a negative is hard (default {defaults.HARD_NEGATIVE_MIN_PROBABILITY})")
-    mine.add_argument("--save-patches", metavar="DIR", help="also write the mined splits in PCam HDF5 layout (reuse with --pcam DIR)")
+    mine.add_argument(
+        "--max-positives-per-slide",
+        type=int,
+        default=defaults.MAX_POSITIVES_PER_SLIDE,
+        help=f"(default {defaults.MAX_POSITIVES_PER_SLIDE})",
+    )
+    mine.add_argument(
+        "--max-negatives-per-slide",
+        type=int,
+        default=defaults.MAX_NEGATIVES_PER_SLIDE,
+        help=f"(default {defaults.MAX_NEGATIVES_PER_SLIDE})",
+    )
+    mine.add_argument(
+        "--negatives-per-positive",
+        type=float,
+        default=defaults.NEGATIVES_PER_POSITIVE,
+        help=f"balance each split to this ratio; 0 keeps every sampled negative (default {defaults.NEGATIVES_PER_POSITIVE:g})",
+    )
+    mine.add_argument(
+        "--hard-negatives", metavar="CKPT", help="previous checkpoint whose false positives become negatives"
+    )
+    mine.add_argument(
+        "--hard-fraction",
+        type=float,
+        default=defaults.HARD_NEGATIVE_FRACTION,
+        help=f"share of each slide's negatives taken from false positives (default {defaults.HARD_NEGATIVE_FRACTION})",
+    )
+    mine.add_argument(
+        "--hard-pool",
+        type=int,
+        default=defaults.HARD_NEGATIVE_POOL_PER_SLIDE,
+        help=f"negatives scored per slide for hard-negative mining (default {defaults.HARD_NEGATIVE_POOL_PER_SLIDE})",
+    )
+    mine.add_argument(
+        "--hard-min-prob",
+        type=float,
+        default=defaults.HARD_NEGATIVE_MIN_PROBABILITY,
+        help=f"P(tumour) from which a negative is hard (default {defaults.HARD_NEGATIVE_MIN_PROBABILITY})",
+    )
+    mine.add_argument(
+        "--save-patches", metavar="DIR", help="also write the mined splits in PCam HDF5 layout (reuse with --pcam DIR)"
+    )
     mine.add_argument("--mine-only", action="store_true", help="stop after --save-patches")
 
     recipe = parser.add_argument_group("recipe")
     recipe.add_argument("--out", metavar="CKPT", help="checkpoint to write (.safetensors)")
     recipe.add_argument("--report", metavar="DIR", help="report folder (default: CKPT name + _report)")
-    recipe.add_argument("--arch", default=d.architecture, help=f"network: {DEFAULT_ARCHITECTURE} (default) or {SMALL_ARCHITECTURE} (small, for CPU runs)")
-    recipe.add_argument("--size", type=int, default=d.input_px, help=f"network input px: 224 as the original, or 96 native (default {d.input_px})")
+    recipe.add_argument(
+        "--arch",
+        default=d.architecture,
+        help=f"network: {DEFAULT_ARCHITECTURE} (default) or {SMALL_ARCHITECTURE} (small, for CPU runs)",
+    )
+    recipe.add_argument(
+        "--size",
+        type=int,
+        default=d.input_px,
+        help=f"network input px: 224 as the original, or 96 native (default {d.input_px})",
+    )
     recipe.add_argument("--no-pretrained", action="store_true", help="start from random weights")
-    recipe.add_argument("--weights", metavar="FILE", help="ImageNet ResNet50 weights (.pth/.safetensors) or a pcam-scan checkpoint to go on from")
-    recipe.add_argument("--frozen-epochs", type=int, default=d.frozen_epochs, help=f"epochs with the body frozen (default {d.frozen_epochs})")
-    recipe.add_argument("--epochs", type=int, default=d.unfrozen_epochs, help=f"epochs after unfreezing (default {d.unfrozen_epochs})")
+    recipe.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="ImageNet ResNet50 weights (.pth/.safetensors) or a pcam-scan checkpoint to go on from",
+    )
+    recipe.add_argument(
+        "--frozen-epochs",
+        type=int,
+        default=d.frozen_epochs,
+        help=f"epochs with the body frozen (default {d.frozen_epochs})",
+    )
+    recipe.add_argument(
+        "--epochs", type=int, default=d.unfrozen_epochs, help=f"epochs after unfreezing (default {d.unfrozen_epochs})"
+    )
     recipe.add_argument("--lr", type=float, help="learning rate (default: lr_find's suggestion)")
     recipe.add_argument("--wd", type=float, default=d.weight_decay, help=f"weight decay (default {d.weight_decay})")
-    recipe.add_argument("--batch-size", type=int, help="batch size (default: the largest power of two the GPU takes; 64 on CPU)")
-    recipe.add_argument("--crop-min-area", type=float, default=d.crop_min_area, help=f"smallest random crop, share of the patch area (default {d.crop_min_area})")
-    recipe.add_argument("--lr-find-iterations", type=int, default=d.lr_find_iterations, help=f"lr_find steps; 0 skips it (needs --lr) (default {d.lr_find_iterations})")
-    recipe.add_argument("--precision", default=d.precision, choices=PRECISIONS, help="auto: bf16 (or fp16) on CUDA, fp32 on CPU")
+    recipe.add_argument(
+        "--batch-size", type=int, help="batch size (default: the largest power of two the GPU takes; 64 on CPU)"
+    )
+    recipe.add_argument(
+        "--crop-min-area",
+        type=float,
+        default=d.crop_min_area,
+        help=f"smallest random crop, share of the patch area (default {d.crop_min_area})",
+    )
+    recipe.add_argument(
+        "--lr-find-iterations",
+        type=int,
+        default=d.lr_find_iterations,
+        help=f"lr_find steps; 0 skips it (needs --lr) (default {d.lr_find_iterations})",
+    )
+    recipe.add_argument(
+        "--precision", default=d.precision, choices=PRECISIONS, help="auto: bf16 (or fp16) on CUDA, fp32 on CPU"
+    )
     recipe.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N (default auto)")
     recipe.add_argument("--workers", type=int, help="data loader processes (default 0 on CPU, up to 8 on CUDA)")
-    recipe.add_argument("--seed", type=int, default=d.seed, help=f"seed of splits, sampling and training (default {d.seed})")
-    recipe.add_argument("--top-losses", type=int, default=d.top_losses, help=f"patches in the top-losses figure (default {d.top_losses})")
+    recipe.add_argument(
+        "--seed", type=int, default=d.seed, help=f"seed of splits, sampling and training (default {d.seed})"
+    )
+    recipe.add_argument(
+        "--top-losses",
+        type=int,
+        default=d.top_losses,
+        help=f"patches in the top-losses figure (default {d.top_losses})",
+    )
     recipe.add_argument("--quiet", action="store_true", help="no progress bars")
-    recipe.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint, report files or saved patches (default: refuse)")
+    recipe.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing checkpoint, report files or saved patches (default: refuse)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> TrainSettings:
@@ -173,16 +270,16 @@ def load_data(args: argparse.Namespace, geometry: PatchGeometry) -> tuple[Any, d
     from training.mined_data import mine_training_data
 
     settings = mining_settings_from_args(args, geometry)
-    return mine_training_data(
-        args.slides, settings, args.annotations, args.masks, args.reference, args.save_patches
-    )
+    return mine_training_data(args.slides, settings, args.annotations, args.masks, args.reference, args.save_patches)
 
 
 def run(args: argparse.Namespace) -> int:
     """The `train` command: settings are checked before any data is read."""
     _check_outputs(args)
     if args.label_rule != "pcam-any" and not args.slides:
-        raise ConfigError("--label-rule centre-majority needs --slides: PCam and Kaggle patches come labelled by the pcam-any rule")
+        raise ConfigError(
+            "--label-rule centre-majority needs --slides: PCam and Kaggle patches come labelled by the pcam-any rule"
+        )
     geometry = PatchGeometry(
         patch_px=args.patch_px, label_px=args.label_px, mpp_um_px=args.mpp, label_rule=args.label_rule
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import torch
@@ -60,7 +60,7 @@ def checkpoint_metadata(
         normalisation=Normalisation(mean=IMAGENET_MEAN, std=IMAGENET_STD),
         provenance=Provenance(
             data=data.description,
-            date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            date=datetime.now(UTC).isoformat(timespec="seconds"),
             metrics=dict(metrics),
             details=dict(details),
         ),

@@ -23,8 +23,8 @@ with warnings.catch_warnings():
     from fastai.losses import CrossEntropyLossFlat
     from fastai.metrics import accuracy
     from fastai.torch_core import TensorCategory, TensorImage, apply_init, set_seed
-    from fasttransform import Transform
     from fastai.vision.augment import RandomResizedCropGPU
+    from fasttransform import Transform
 
 FASTAI_VERSION: str = fastai.__version__
 

@@ -45,8 +45,10 @@ class KaggleSource(LabelledFiles):
         return pixels
 
     def patches(self, indices: np.ndarray) -> np.ndarray:
-        return np.stack([self.patch(int(i)) for i in indices]) if len(indices) else np.zeros(
-            (0, self._patch_px, self._patch_px, 3), np.uint8
+        return (
+            np.stack([self.patch(int(i)) for i in indices])
+            if len(indices)
+            else np.zeros((0, self._patch_px, self._patch_px, 3), np.uint8)
         )
 
 
@@ -85,7 +87,9 @@ def read_kaggle_folder(
         raise ConfigError(f"{root / 'train_labels.csv'} lists no patch")
     missing = [i for i in ids if not (images / f"{i}.tif").is_file()]
     if missing:
-        raise ConfigError(f"{count_noun(len(missing), 'patch')} of train_labels.csv are not in {images}, e.g. {missing[0]}.tif")
+        raise ConfigError(
+            f"{count_noun(len(missing), 'patch')} of train_labels.csv are not in {images}, e.g. {missing[0]}.tif"
+        )
     geometry = geometry or PatchGeometry()
     source = KaggleSource(images, ids, labels, geometry.patch_px)
     train_idx, valid_idx = random_split(len(ids), valid_fraction, seed)

@@ -21,11 +21,10 @@ import numpy as np
 
 from pcam_scan import defaults
 from pcam_scan.annotations import read_annotations
-from pcam_scan.geometry import plan_blocks
-from pcam_scan.model.patch_cutting import cut_patches
 from pcam_scan.errors import ConfigError
 from pcam_scan.evaluation.mask import EVALUATION_LEVEL, read_tumour_mask_tiff
-from pcam_scan.geometry import CellGrid, PatchGeometry
+from pcam_scan.geometry import CellGrid, PatchGeometry, plan_blocks
+from pcam_scan.model.patch_cutting import cut_patches
 from pcam_scan.slide import choose_read_plan, open_slide
 from pcam_scan.tissue import TissueSettings, detect_tissue
 from pcam_scan.validation import check_seed
@@ -221,15 +220,11 @@ def balance(chosen: Sequence[ChosenCells], ratio: float | None, rng: np.random.G
         n_pos_slide = int(c.labels.sum())
         keep_neg = k <= threshold
         keep = np.concatenate([np.ones(n_pos_slide, bool), keep_neg])
-        out.append(
-            ChosenCells(c.cells, c.cell_rc[keep], c.labels[keep], int(keep_neg[: c.n_hard_negatives].sum()))
-        )
+        out.append(ChosenCells(c.cells, c.cell_rc[keep], c.labels[keep], int(keep_neg[: c.n_hard_negatives].sum())))
     return out
 
 
-def read_cell_patches(
-    case: SlideCase, grid: CellGrid, cell_rc: np.ndarray, settings: MiningSettings
-) -> np.ndarray:
+def read_cell_patches(case: SlideCase, grid: CellGrid, cell_rc: np.ndarray, settings: MiningSettings) -> np.ndarray:
     """uint8 (N, P, P, 3) patches centred on `cell_rc`, in that order, one read per block."""
     geometry = settings.geometry
     out = np.empty((len(cell_rc), geometry.patch_px, geometry.patch_px, 3), dtype=np.uint8)

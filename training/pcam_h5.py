@@ -38,9 +38,7 @@ def _h5py() -> Any:
     try:
         import h5py
     except ImportError:
-        raise ConfigError(
-            "reading PCam HDF5 files needs h5py: pip install 'pcam-scan[train]'"
-        ) from None
+        raise ConfigError("reading PCam HDF5 files needs h5py: pip install 'pcam-scan[train]'") from None
     return h5py
 
 
@@ -86,8 +84,10 @@ class PcamH5Source(LabelledFiles):
         indices = np.asarray(indices, dtype=np.int64)
         order = np.argsort(indices, kind="stable")
         sorted_unique, inverse = np.unique(indices[order], return_inverse=True)
-        block = np.asarray(self._x()[sorted_unique]) if len(sorted_unique) else np.zeros(
-            (0, self._patch_px, self._patch_px, 3), np.uint8
+        block = (
+            np.asarray(self._x()[sorted_unique])
+            if len(sorted_unique)
+            else np.zeros((0, self._patch_px, self._patch_px, 3), np.uint8)
         )
         out = np.empty((len(indices), self._patch_px, self._patch_px, 3), dtype=np.uint8)
         out[order] = block[inverse]
@@ -159,9 +159,7 @@ class PatchMeta:
     slide_id: str
 
 
-def write_pcam_split(
-    folder: str | os.PathLike[str], split: str, x: np.ndarray, meta: Sequence[PatchMeta]
-) -> None:
+def write_pcam_split(folder: str | os.PathLike[str], split: str, x: np.ndarray, meta: Sequence[PatchMeta]) -> None:
     """Write one split in PCam's layout: x and y HDF5 files plus the meta CSV.
 
     `coord_x`/`coord_y` are the level-0 top-left corner of the patch on its slide.

@@ -19,9 +19,9 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from pcam_scan.model.checkpoint import METADATA_KEY, load_checkpoint
 from pcam_scan.errors import CheckpointError, ConfigError
 from pcam_scan.model.architectures import RESNET50_FASTAI
+from pcam_scan.model.checkpoint import METADATA_KEY, load_checkpoint
 
 # torchvision ResNet children in order; the body is nn.Sequential of the first eight.
 _RESNET_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
@@ -130,9 +130,7 @@ def load_starting_weights(network: nn.Sequential, start: StartingWeights, archit
     if start.kind == "network":
         loaded = load_checkpoint(start.path, device="cpu")
         if loaded.metadata.architecture != architecture:
-            raise ConfigError(
-                f"{start.path} holds a {loaded.metadata.architecture} model, not {architecture}"
-            )
+            raise ConfigError(f"{start.path} holds a {loaded.metadata.architecture} model, not {architecture}")
         network.load_state_dict(loaded.network.state_dict(), strict=True)
         return
     body = network[0]

@@ -118,9 +118,7 @@ def build_network_for(settings: TrainSettings, start: StartingWeights | None) ->
     return network
 
 
-def largest_batch_size(
-    network: nn.Module, input_px: int, device: torch.device, precision: str, ceiling: int
-) -> int:
+def largest_batch_size(network: nn.Module, input_px: int, device: torch.device, precision: str, ceiling: int) -> int:
     """The largest power-of-two batch (<= ceiling) whose forward + backward fits on the GPU."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     network = network.to(device).train()
@@ -205,8 +203,7 @@ def _fit_stage(learn: Learner, name: str, epochs: int, lr: float | slice) -> Sta
     recorder = learn.recorder
     names = [n for n in recorder.metric_names[1:] if n != "time"]
     table = [
-        {"epoch": float(i), **{n: float(v) for n, v in zip(names, values)}}
-        for i, values in enumerate(recorder.values)
+        {"epoch": float(i), **{n: float(v) for n, v in zip(names, values)}} for i, values in enumerate(recorder.values)
     ]
     lr_text = f"slice({lr.start:.3g}, {lr.stop:.3g})" if isinstance(lr, slice) else f"{lr:.3g}"
     images = len(learn.dls.train) * learn.dls.train.bs * epochs
@@ -224,7 +221,10 @@ def _epoch_row_logger(learn: Learner) -> Callable[[list[object]], None]:
         names = list(learn.recorder.metric_names)
         if len(names) != len(values) or not values or isinstance(values[0], str):
             return
-        parts = [f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}" for name, value in zip(names[1:], values[1:])]
+        parts = [
+            f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
+            for name, value in zip(names[1:], values[1:])
+        ]
         log.info("epoch %s: %s", int(values[0]) + 1, "  ".join(parts))  # type: ignore[call-overload]
 
     return log_row

@@ -49,11 +49,22 @@ def plot_lr_find(found: LrFind, used_lr: float, path: Path) -> None:
     ax.set_ylabel("smoothed train loss")
     if found.suggestion is not None and len(lrs):
         at = float(np.interp(math.log(found.suggestion), np.log(lrs), losses))
-        ax.plot([found.suggestion], [at], "o", color="#c0392b", markersize=8, zorder=3,
-                label=f"fastai's suggestion (valley): {found.suggestion:.2g}")
+        ax.plot(
+            [found.suggestion],
+            [at],
+            "o",
+            color="#c0392b",
+            markersize=8,
+            zorder=3,
+            label=f"fastai's suggestion (valley): {found.suggestion:.2g}",
+        )
     same = found.suggestion is not None and math.isclose(used_lr, found.suggestion, rel_tol=1e-6)
-    ax.axvline(used_lr, color="#27ae60", linestyle="--",
-               label=f"learning rate used: {used_lr:.2g}" + (" (the suggestion)" if same else ""))
+    ax.axvline(
+        used_lr,
+        color="#27ae60",
+        linestyle="--",
+        label=f"learning rate used: {used_lr:.2g}" + (" (the suggestion)" if same else ""),
+    )
     ax.legend(fontsize=8)
     ax.set_title("lr_find, body frozen (last steps, where the loss explodes, not drawn)", fontsize=10)
     fig.tight_layout()
@@ -79,8 +90,15 @@ def plot_losses(stages: list[Stage], path: Path) -> None:
         ax.plot(ends, [e["valid_loss"] for e in stage.epochs], "o-", label=f"valid loss, {stage.name} (per epoch)")
         offset += len(stage.train_losses)
         ax.axvspan(start, offset, color=PHASE_COLOURS.get(stage.name, "#f2f2f2"), zorder=0)
-        ax.text((start + offset) / 2, 1.01, f"{PHASE_TEXT.get(stage.name, stage.name)}, lr {stage.lr}",
-                transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=8)
+        ax.text(
+            (start + offset) / 2,
+            1.01,
+            f"{PHASE_TEXT.get(stage.name, stage.name)}, lr {stage.lr}",
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_xlabel("batch")
     ax.set_ylabel("cross-entropy")
     ax.legend(fontsize=8)
@@ -176,6 +194,7 @@ def _label_box(patch_px: int, label_px: int) -> Any:
 
 def write_metrics_json(path: Path, document: Mapping[str, Any]) -> None:
     """metrics.json, with NaN written as null."""
+
     def clean(value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             return None

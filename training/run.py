@@ -94,9 +94,7 @@ def train_and_export(
         result = run_recipe(data, settings, Path(workdir), progress=progress, epoch_rows=epoch_rows)
         learn = result.learn
         predictions: dict[str, SplitPredictions] = {
-            name: learner_predictions(learn, source, name)
-            for name, source in data.named_splits()
-            if name != "train"
+            name: learner_predictions(learn, source, name) for name, source in data.named_splits() if name != "train"
         }
         metrics: dict[str, float] = {}
         for split in predictions.values():
@@ -111,9 +109,18 @@ def train_and_export(
         plot_losses(result.stages, report_dir / LOSSES_PNG)
         for name, split in predictions.items():
             plot_confusion(split, report_dir / CONFUSION_PNG.format(split=name))
-        top = plot_top_losses(
-            learn, data.valid, predictions["valid"], settings.top_losses, data.geometry.label_px, report_dir / TOP_LOSSES_PNG
-        ) if settings.top_losses else []
+        top = (
+            plot_top_losses(
+                learn,
+                data.valid,
+                predictions["valid"],
+                settings.top_losses,
+                data.geometry.label_px,
+                report_dir / TOP_LOSSES_PNG,
+            )
+            if settings.top_losses
+            else []
+        )
     document = {
         "checkpoint": str(checkpoint_path),
         "model_id": model_id,

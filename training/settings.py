@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pcam_scan.errors import ConfigError
-
 from pcam_scan.model.names import RESNET50_FASTAI, TINY_CNN, TRAINABLE_ARCHITECTURES, is_device_name
 from pcam_scan.resources import check_worker_count
 from pcam_scan.validation import check_seed
@@ -48,7 +47,9 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         if self.architecture not in TRAINABLE_ARCHITECTURES:
-            raise ConfigError(f"architecture {self.architecture!r} is not one of {', '.join(sorted(TRAINABLE_ARCHITECTURES))}")
+            raise ConfigError(
+                f"architecture {self.architecture!r} is not one of {', '.join(sorted(TRAINABLE_ARCHITECTURES))}"
+            )
         if not 16 <= self.input_px <= 1024:
             raise ConfigError(f"input size {self.input_px} px must lie in 16..1024")
         if self.frozen_epochs < 0 or self.unfrozen_epochs < 0 or self.frozen_epochs + self.unfrozen_epochs == 0:

@@ -155,8 +155,7 @@ class TrainingData:
                 raise ConfigError(f"the {name} split holds no patch")
             if source.patch_px != self.geometry.patch_px:
                 raise ConfigError(
-                    f"the {name} split has {source.patch_px} px patches, expected "
-                    f"{self.geometry.patch_px} px"
+                    f"the {name} split has {source.patch_px} px patches, expected {self.geometry.patch_px} px"
                 )
         if len(np.unique(self.train.labels)) < 2:
             raise ConfigError("the train split must hold both normal and tumour patches")

@@ -82,9 +82,7 @@ def _coordinates(element: ET.Element, name: str) -> np.ndarray:
             y = float(coord.get("Y", "nan"))
             order = float(coord.get("Order", j))
         except ValueError:
-            raise AnnotationError(
-                f"annotation {name!r} vertex {j} is not a number: {dict(coord.attrib)}"
-            ) from None
+            raise AnnotationError(f"annotation {name!r} vertex {j} is not a number: {dict(coord.attrib)}") from None
         if not (np.isfinite(x) and np.isfinite(y)):
             raise AnnotationError(f"annotation {name!r} vertex {j} lacks a finite X or Y")
         rows.append((order, x, y))
@@ -92,9 +90,7 @@ def _coordinates(element: ET.Element, name: str) -> np.ndarray:
     return np.array([(x, y) for _, x, y in rows], dtype=np.float64).reshape(-1, 2)
 
 
-def write_asap_xml(
-    annotations: SlideAnnotations, path: PathLike, groups: AnnotationGroups = DEFAULT_GROUPS
-) -> None:
+def write_asap_xml(annotations: SlideAnnotations, path: PathLike, groups: AnnotationGroups = DEFAULT_GROUPS) -> None:
     """Write Camelyon16-style ASAP XML that `read_asap_xml(path, groups)` reads back unchanged.
 
     A polygon keeps its group when `groups` maps it to the same role, else it is written as
@@ -121,9 +117,7 @@ def write_asap_xml(
                 ET.SubElement(coordinates_el, "Coordinate", Order=str(order), X=repr(x), Y=repr(y))
     groups_el = ET.SubElement(root, "AnnotationGroups")
     for group, role in group_roles.items():
-        group_el = ET.SubElement(
-            groups_el, "Group", Name=group, PartOfGroup="None", Color=GROUP_COLORS[role]
-        )
+        group_el = ET.SubElement(groups_el, "Group", Name=group, PartOfGroup="None", Color=GROUP_COLORS[role])
         ET.SubElement(group_el, "Attributes")
     tree = ET.ElementTree(root)
     ET.indent(tree, space="\t")

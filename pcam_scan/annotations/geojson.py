@@ -41,9 +41,7 @@ HOLE_GROUP = "Exclusion"
 
 def looks_like_geojson(doc: Any) -> bool:
     """A FeatureCollection, a Feature, or a list (of Features)."""
-    return isinstance(doc, list) or (
-        isinstance(doc, dict) and doc.get("type") in ("FeatureCollection", "Feature")
-    )
+    return isinstance(doc, list) or (isinstance(doc, dict) and doc.get("type") in ("FeatureCollection", "Feature"))
 
 
 def read_geojson(path: PathLike, groups: AnnotationGroups = DEFAULT_GROUPS) -> SlideAnnotations:
@@ -69,9 +67,7 @@ def geojson_to_annotations(doc: Any, groups: AnnotationGroups = DEFAULT_GROUPS) 
             part_name = name if len(parts) == 1 else f"{name} part {k}"
             outer, *holes = rings
             if holes and role == "exclusion":
-                raise AnnotationError(
-                    f"exclusion {part_name!r} has holes, which cannot be expressed"
-                )
+                raise AnnotationError(f"exclusion {part_name!r} has holes, which cannot be expressed")
             (tumour if role == "tumour" else exclusions).append(
                 Polygon(name=part_name, group=group, l0_xy=_ring(outer, part_name))
             )
@@ -90,9 +86,7 @@ def _features(doc: Any) -> list[dict[str, Any]]:
     elif isinstance(doc, list):
         features = doc
     else:
-        raise AnnotationError(
-            "not GeoJSON: expected a FeatureCollection, a Feature or a list of Features"
-        )
+        raise AnnotationError("not GeoJSON: expected a FeatureCollection, a Feature or a list of Features")
     if not isinstance(features, list):
         raise AnnotationError('GeoJSON FeatureCollection has no "features" list')
     for i, feature in enumerate(features):
@@ -161,9 +155,7 @@ def write_geojson(
     For lesion contours, wrap them with `model.contours_to_annotations` first.
     """
     if measurements is not None and len(measurements) != len(annotations.tumour):
-        raise ConfigError(
-            f"{len(measurements)} measurement sets for {len(annotations.tumour)} tumour polygons"
-        )
+        raise ConfigError(f"{len(measurements)} measurement sets for {len(annotations.tumour)} tumour polygons")
     features = []
     for role, polygons in annotations.by_role():
         for i, polygon in enumerate(polygons):
@@ -194,8 +186,6 @@ def _checked_measurements(values: Mapping[str, float], name: str) -> dict[str, f
     for key, value in values.items():
         is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
         if not (is_number and math.isfinite(value)):
-            raise ConfigError(
-                f"measurement {key!r} of {name!r} must be a finite number, got {value!r}"
-            )
+            raise ConfigError(f"measurement {key!r} of {name!r} must be a finite number, got {value!r}")
         checked[str(key)] = float(value)
     return checked

@@ -8,6 +8,7 @@ or a `Tumor` group; derived copies rename them (`metastasis`, `negative`). Anyth
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+
 from pcam_scan.annotations.model import Role
 from pcam_scan.errors import ConfigError
 
@@ -28,21 +29,15 @@ class AnnotationGroups:
     """
 
     tumour: frozenset[str] = field(
-        default_factory=lambda: frozenset(
-            {"_0", "_1", "Tumor", "Tumour", "metastasis", "metastases"}
-        )
+        default_factory=lambda: frozenset({"_0", "_1", "Tumor", "Tumour", "metastasis", "metastases"})
     )
-    exclusion: frozenset[str] = field(
-        default_factory=lambda: frozenset({"_2", "Exclusion", "negative", "normal"})
-    )
+    exclusion: frozenset[str] = field(default_factory=lambda: frozenset({"_2", "Exclusion", "negative", "normal"}))
 
     def __post_init__(self) -> None:
         for role_name in ("tumour", "exclusion"):
             names = getattr(self, role_name)
             if isinstance(names, str) or not all(isinstance(n, str) and n.strip() for n in names):
-                raise ConfigError(
-                    f"annotation groups: {role_name} must be a set of non-empty names"
-                )
+                raise ConfigError(f"annotation groups: {role_name} must be a set of non-empty names")
             object.__setattr__(self, role_name, _folded(frozenset(names)))
         both = self.tumour & self.exclusion
         if both:

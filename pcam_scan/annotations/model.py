@@ -39,14 +39,9 @@ class Polygon:
         try:
             l0_xy = np.array(self.l0_xy, dtype=np.float64)
         except (TypeError, ValueError) as err:
-            raise AnnotationError(
-                f"polygon {self.name!r}: vertices are not numbers ({err})"
-            ) from None
+            raise AnnotationError(f"polygon {self.name!r}: vertices are not numbers ({err})") from None
         if l0_xy.ndim != 2 or l0_xy.shape[1] != 2:
-            raise AnnotationError(
-                f"polygon {self.name!r}: vertices must be (N, 2) x, y pairs, "
-                f"got shape {l0_xy.shape}"
-            )
+            raise AnnotationError(f"polygon {self.name!r}: vertices must be (N, 2) x, y pairs, got shape {l0_xy.shape}")
         if len(l0_xy) < MIN_POLYGON_VERTICES:
             raise AnnotationError(
                 f"polygon {self.name!r} has {count_noun(len(l0_xy), 'vertex', 'vertices')}; a polygon needs at least "
@@ -86,7 +81,6 @@ def contours_to_annotations(
     (ASAP, GeoJSON) takes the one `SlideAnnotations` form; names are `"{prefix} {i}"`."""
     return SlideAnnotations(
         tumour=tuple(
-            Polygon(name=f"{name_prefix} {i}", group=group, l0_xy=contour)
-            for i, contour in enumerate(l0_contours)
+            Polygon(name=f"{name_prefix} {i}", group=group, l0_xy=contour) for i, contour in enumerate(l0_contours)
         )
     )

@@ -65,9 +65,7 @@ def rasterize_annotations(
 class _Edges:
     """The edges of a set of rings in mask-centre units: pixel (r, c) has its centre at u=c, v=r."""
 
-    def __init__(
-        self, ring_id: np.ndarray, u0: np.ndarray, v0: np.ndarray, u1: np.ndarray, v1: np.ndarray
-    ) -> None:
+    def __init__(self, ring_id: np.ndarray, u0: np.ndarray, v0: np.ndarray, u1: np.ndarray, v1: np.ndarray) -> None:
         keep = v0 != v1  # horizontal edges cross no scanline
         self.ring_id = ring_id[keep]
         self.u0, self.v0 = u0[keep], v0[keep]

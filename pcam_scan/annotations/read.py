@@ -43,6 +43,4 @@ def read_annotations(path: PathLike, groups: AnnotationGroups = DEFAULT_GROUPS) 
                 "JSON is neither NCRF ({positive, negative}) nor GeoJSON "
                 "(FeatureCollection, Feature or list of Features)"
             )
-        raise AnnotationError(
-            "unknown annotation format: expected ASAP XML, NCRF JSON or GeoJSON"
-        )
+        raise AnnotationError("unknown annotation format: expected ASAP XML, NCRF JSON or GeoJSON")

@@ -35,5 +35,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  diagnoses             {paths.diagnoses}")
     print(f"  evaluation            {paths.evaluation} (metrics.json, roc.png, froc.png)")
     print(f"  overlays              {paths.renders}")
-    print(f"\nLook at the heatmaps on the slides in your browser:\n  pcam-scan view {paths.store} --slides {paths.test}")
+    print(
+        f"\nLook at the heatmaps on the slides in your browser:\n  pcam-scan view {paths.store} --slides {paths.test}"
+    )
     return 0

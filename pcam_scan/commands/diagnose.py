@@ -141,16 +141,12 @@ def write_diagnoses_csv(
 
 def diagnosis_table(rows: Sequence[DiagnosisRow]) -> str:
     """A fixed-width summary: slide, status, probability, call, category, sizes, message."""
-    header = (
-        f"{'slide':<24} {'status':<9} {'prob':>6} {'call':<8} {'category':<9} "
-        f"{'largest um':>10}  message"
-    )
+    header = f"{'slide':<24} {'status':<9} {'prob':>6} {'call':<8} {'category':<9} {'largest um':>10}  message"
     lines = [header, "-" * len(header)]
     for row in rows:
         d = row.diagnosis
         if d is None:
-            lines.append(f"{row.slide_id[:24]:<24} {row.status:<9} {'':>6} {'':<8} {'':<9} "
-                         f"{'':>10}  {row.message}")
+            lines.append(f"{row.slide_id[:24]:<24} {row.status:<9} {'':>6} {'':<8} {'':<9} {'':>10}  {row.message}")
             continue
         lines.append(
             f"{row.slide_id[:24]:<24} {row.status:<9} {d.probability:>6.3f} {d.call:<8} "

@@ -17,15 +17,20 @@ saying where the predictions came from), roc.png and froc.png.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pcam_scan.commands.fit_aggregator import DEFAULT_EXCLUDE, split_names
 from pcam_scan.commands.options import add_overwrite_option
-from pcam_scan.defaults import BOOTSTRAP_REPLICATES, DETECTION_MIN_DISTANCE_CELLS, DETECTION_SIGMA_CELLS, DETECTION_THRESHOLD
-from pcam_scan.outputs import check_output_files
+from pcam_scan.defaults import (
+    BOOTSTRAP_REPLICATES,
+    DETECTION_MIN_DISTANCE_CELLS,
+    DETECTION_SIGMA_CELLS,
+    DETECTION_THRESHOLD,
+)
 from pcam_scan.errors import ConfigError
+from pcam_scan.outputs import check_output_files
 from pcam_scan.wording import count_noun
 
 if TYPE_CHECKING:
@@ -46,14 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "store", nargs="?", default=None, help="heatmap store (or give prediction files)"
-    )
+    parser.add_argument("store", nargs="?", default=None, help="heatmap store (or give prediction files)")
     parser.add_argument("--reference", required=True, type=Path, help="Camelyon16 reference.csv")
     parser.add_argument("--annotations", type=Path, default=None, help="folder of annotation files")
-    parser.add_argument(
-        "--masks", type=Path, default=None, help="folder of ground-truth mask TIFFs"
-    )
+    parser.add_argument("--masks", type=Path, default=None, help="folder of ground-truth mask TIFFs")
     parser.add_argument(
         "--mpp",
         type=float,
@@ -64,20 +65,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--exclude",
         default=DEFAULT_EXCLUDE,
-        help="comma-separated slides to leave out (default: the two the Camelyon16 organisers "
-        "excluded; '' keeps all)",
+        help="comma-separated slides to leave out (default: the two the Camelyon16 organisers excluded; '' keeps all)",
     )
     parser.add_argument(
-        "--bootstrap", type=int, default=BOOTSTRAP_REPLICATES,
+        "--bootstrap",
+        type=int,
+        default=BOOTSTRAP_REPLICATES,
         help=f"bootstrap replicates for the AUC CI (default {BOOTSTRAP_REPLICATES})",
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     add_overwrite_option(parser)
     store = parser.add_argument_group("predictions from a heatmap store")
-    store.add_argument(
-        "--aggregator", type=Path, default=None, help="score every slide with this aggregator"
-    )
+    store.add_argument("--aggregator", type=Path, default=None, help="score every slide with this aggregator")
     store.add_argument(
         "--detection-threshold",
         type=float,
@@ -95,12 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     files = parser.add_argument_group("predictions from files")
     files.add_argument("--probabilities", type=Path, help="CSV of name,probability rows")
-    files.add_argument(
-        "--detections", type=Path, help="folder of <slide>.csv files of Confidence,X,Y rows"
-    )
-    files.add_argument(
-        "--slides", type=Path, default=None, help="folder of the slides, to read each one's MPP"
-    )
+    files.add_argument("--detections", type=Path, help="folder of <slide>.csv files of Confidence,X,Y rows")
+    files.add_argument("--slides", type=Path, default=None, help="folder of the slides, to read each one's MPP")
     parser.set_defaults(func=run)
 
 
@@ -112,14 +108,10 @@ def check_source(args: argparse.Namespace) -> None:
     """One source of predictions, and no option of the other."""
     if args.store is not None:
         if wrong := _given(args, FILES_ONLY):
-            raise ConfigError(
-                f"{', '.join(wrong)} apply to prediction files, not to a heatmap store"
-            )
+            raise ConfigError(f"{', '.join(wrong)} apply to prediction files, not to a heatmap store")
         return
     if args.probabilities is None or args.detections is None:
-        raise ConfigError(
-            "give the predictions: a heatmap STORE, or --probabilities CSV and --detections DIR"
-        )
+        raise ConfigError("give the predictions: a heatmap STORE, or --probabilities CSV and --detections DIR")
     if wrong := _given(args, STORE_ONLY):
         raise ConfigError(f"{', '.join(wrong)} apply to a heatmap store, not to prediction files")
 
@@ -135,9 +127,8 @@ def slide_scales(
 ) -> tuple[dict[str, SlideScale], str]:
     """Each named slide's MPP (and size) from its file, and a word on where the MPP came from."""
     from pcam_scan.evaluation.store_inputs import fixed_mpp_source
-    from pcam_scan.slide import SLIDE_SUFFIXES
     from pcam_scan.evaluation.truth import SlideScale, find_slide_file
-    from pcam_scan.slide import open_slide
+    from pcam_scan.slide import SLIDE_SUFFIXES, open_slide
 
     if slides_dir is None:
         if mpp_um_px is None:
@@ -192,9 +183,7 @@ def detection_settings(args: argparse.Namespace) -> DetectionSettings:
         "sigma_cells": args.sigma,
         "min_distance_cells": args.min_distance,
     }
-    return dataclasses.replace(
-        DetectionSettings(), **{k: v for k, v in chosen.items() if v is not None}
-    )
+    return dataclasses.replace(DetectionSettings(), **{k: v for k, v in chosen.items() if v is not None})
 
 
 def store_predictions(args: argparse.Namespace, reference: Reference) -> Predictions:
@@ -242,9 +231,7 @@ def run(args: argparse.Namespace) -> int:
     tumour_names = [e.name for e in reference.entries if e.is_tumour]
     loaded = load_evaluation_masks(tumour_names, sources, predictions.scales)
     masks = {n: m for n, (m, _) in loaded.items()}
-    result = evaluate(
-        reference, predictions.probabilities, predictions.detections, masks, bootstrap
-    )
+    result = evaluate(reference, predictions.probabilities, predictions.detections, masks, bootstrap)
     write_challenge_artefacts(args.out, result.probabilities, predictions.detections)
     metrics_path = write_report(result, args.out, predictions.mpp_source, predictions.inputs)
     auc = result.auc
@@ -252,14 +239,10 @@ def run(args: argparse.Namespace) -> int:
         f"slides {len(reference.entries)} ({reference.n_tumour} tumour), excluded "
         f"{', '.join(reference.excluded) or 'none'}"
     )
-    print(
-        f"slide AUC {auc.auc:.4f} ({round(auc.level * 100)}% CI {auc.ci_low:.4f}-{auc.ci_high:.4f})"
-    )
+    print(f"slide AUC {auc.auc:.4f} ({round(auc.level * 100)}% CI {auc.ci_low:.4f}-{auc.ci_high:.4f})")
     print(
         f"FROC score {result.froc.score:.4f} over {count_noun(result.curve.n_lesions, 'lesion')}: "
-        + ", ".join(
-            f"{r:g} FP {s:.3f}" for r, s in zip(result.froc.fp_rates, result.froc.sensitivities)
-        )
+        + ", ".join(f"{r:g} FP {s:.3f}" for r, s in zip(result.froc.fp_rates, result.froc.sensitivities))
     )
     print(f"metrics {metrics_path}")
     return 0

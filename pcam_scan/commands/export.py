@@ -35,20 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("store", help="heatmap store: a folder or an fsspec URL")
     parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="file format")
     parser.add_argument("--out", required=True, type=Path, help="folder to write the files into")
+    parser.add_argument("--slides", nargs="+", default=None, metavar="ID", help="slide ids (default: all complete)")
     parser.add_argument(
-        "--slides", nargs="+", default=None, metavar="ID", help="slide ids (default: all complete)"
-    )
-    parser.add_argument(
-        "--threshold", type=float, default=REGION_THRESHOLD,
+        "--threshold",
+        type=float,
+        default=REGION_THRESHOLD,
         help=f"region threshold on the heatmap (default {REGION_THRESHOLD})",
     )
     add_overwrite_option(parser)
     parser.set_defaults(func=run)
 
 
-def chosen_slides(
-    complete: dict[str, bool], wanted: list[str] | None
-) -> tuple[list[str], list[str]]:
+def chosen_slides(complete: dict[str, bool], wanted: list[str] | None) -> tuple[list[str], list[str]]:
     """(slides to export, slides skipped) from `complete` (slide id -> complete?) and the ids
     the user named (matched ignoring case; each must exist and be complete)."""
     from pcam_scan.diagnosis.store_io import listed, match_slide_ids

@@ -39,12 +39,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "organisers excluded; '' keeps all)",
     )
     parser.add_argument(
-        "--folds", type=int, default=AGGREGATOR_FOLDS, help=f"cross-validation folds (at most; default {AGGREGATOR_FOLDS})"
+        "--folds",
+        type=int,
+        default=AGGREGATOR_FOLDS,
+        help=f"cross-validation folds (at most; default {AGGREGATOR_FOLDS})",
     )
-    parser.add_argument("--c", type=float, default=AGGREGATOR_C, help=f"inverse regularisation strength (default {AGGREGATOR_C})")
+    parser.add_argument(
+        "--c", type=float, default=AGGREGATOR_C, help=f"inverse regularisation strength (default {AGGREGATOR_C})"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold split")
     parser.add_argument(
-        "--threshold", type=float, default=DECISION_THRESHOLD,
+        "--threshold",
+        type=float,
+        default=DECISION_THRESHOLD,
         help=f"decision threshold stored with the model (default {DECISION_THRESHOLD})",
     )
     add_overwrite_option(parser)
@@ -65,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from pcam_scan.diagnosis.aggregator import AggregatorError, save_aggregator
     from pcam_scan.diagnosis.features import FeatureSettings, compute_features
     from pcam_scan.diagnosis.fit import FitSettings, fit_aggregator
-    from pcam_scan.diagnosis.store_io import is_complete, listed, match_slide_ids, read_heatmap
-    from pcam_scan.diagnosis.store_io import slide_statuses
+    from pcam_scan.diagnosis.store_io import is_complete, listed, match_slide_ids, read_heatmap, slide_statuses
     from pcam_scan.evaluation import read_reference
     from pcam_scan.outputs import check_output_file
     from pcam_scan.store import HeatmapStore

@@ -6,7 +6,6 @@ import argparse
 import json
 
 
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "info",
@@ -55,7 +54,8 @@ def format_text(desc: dict) -> str:
         f"dimensions    {desc['l0_width']} x {desc['l0_height']} px (level 0)",
         f"mpp           {desc['mpp_um_px']:.4f} um/px ({desc['mpp_source']})",
         f"objective     {desc['objective_power'] or 'unknown'}",
-        "levels        " + "; ".join(
+        "levels        "
+        + "; ".join(
             f"{i}: {lv['width']}x{lv['height']} ds {lv['downsample']:.3f} ({lv['mpp_um_px']:.3f} um/px)"
             for i, lv in enumerate(desc["levels"])
         ),

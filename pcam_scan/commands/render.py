@@ -31,9 +31,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_overlay_options(parser: argparse.ArgumentParser) -> None:
     """--slides, --threshold and --colormap, shared by `render` and `view`."""
-    parser.add_argument("--slides", type=Path, default=None, metavar="DIR", help="folder holding the slides when they moved since the scan")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help=f"hide the heatmap below this probability (default {DEFAULT_THRESHOLD})")
-    parser.add_argument("--colormap", default=DEFAULT_COLORMAP, help=f"matplotlib colour map of the heatmap (default {DEFAULT_COLORMAP})")
+    parser.add_argument(
+        "--slides",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder holding the slides when they moved since the scan",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"hide the heatmap below this probability (default {DEFAULT_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--colormap",
+        default=DEFAULT_COLORMAP,
+        help=f"matplotlib colour map of the heatmap (default {DEFAULT_COLORMAP})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,10 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from pcam_scan.model.names import DEVICE_HELP, is_device_name
-from pcam_scan.model.settings import DEFAULT_BATCH_SIZE
 from pcam_scan.defaults import BLOCK_CELLS as DEFAULT_BLOCK_CELLS
 from pcam_scan.defaults import STRIDE_PX as DEFAULT_STRIDE_PX
+from pcam_scan.model.names import DEVICE_HELP, is_device_name
+from pcam_scan.model.settings import DEFAULT_BATCH_SIZE
 
 SCAN_DESCRIPTION = """\
 Tile each slide into blocks of 96 px patches at the model's um/px, predict every tissue cell
@@ -29,8 +29,6 @@ Exit codes: 0 every slide complete; 1 one or more slides failed (each is in the 
 failed in the store, the others went on); 2 a user error (bad option, checkpoint or store);
 130 interrupted.
 """
-
-
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,22 +51,31 @@ def add_scan_arguments(
     parser.add_argument("--store", required=True, help="Zarr store: a folder or an fsspec URL (s3://...)")
     parser.add_argument("--address", default=None, help=address_help)
     parser.add_argument(
-        "--stride", type=int, default=DEFAULT_STRIDE_PX,
+        "--stride",
+        type=int,
+        default=DEFAULT_STRIDE_PX,
         help=f"stride in px at the model MPP (default {DEFAULT_STRIDE_PX})",
     )
     parser.add_argument("--tta", action="store_true", help="mean over the 8 flips/rotations")
     parser.add_argument("--mpp", type=float, default=None, help="override the slides' um/px")
     parser.add_argument(
-        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"patches per model batch (default {DEFAULT_BATCH_SIZE})"
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"patches per model batch (default {DEFAULT_BATCH_SIZE})",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument(
-        "--block-cells", type=int, default=DEFAULT_BLOCK_CELLS,
+        "--block-cells",
+        type=int,
+        default=DEFAULT_BLOCK_CELLS,
         help=f"cells per block side (= Zarr chunk, default {DEFAULT_BLOCK_CELLS})",
     )
     parser.add_argument("--device", type=device_name, default="auto", help=f"where the model runs: {DEVICE_HELP}")
     parser.add_argument(
-        "--deterministic", action=argparse.BooleanOptionalAction, default=None,
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="each block in batches of its own, so its heatmap is bit-identical whatever the scheduling "
         "(on CUDA also cuDNN deterministic); --no-deterministic fills batches across blocks and slides "
         "(a GPU never waits on a padded batch; the last float bits may vary). Default: on for CPU "
@@ -76,7 +83,9 @@ def add_scan_arguments(
     )
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     parser.add_argument(
-        "--gpus", type=int, default=None,
+        "--gpus",
+        type=int,
+        default=None,
         help="model actors on this many GPUs (one each); lets an autoscaling cluster add GPU nodes "
         "(default: one actor per GPU present at the start, CPU actors when there is none)",
     )

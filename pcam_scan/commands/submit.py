@@ -57,9 +57,7 @@ def run_submit(args: argparse.Namespace) -> int:
     # are (a shared volume), so a folder of thousands of slides is one short argument
     slides = [Path(p).absolute() for p in args.slides]
     store = args.store if "://" in args.store else str(Path(args.store).resolve())
-    request = replace(
-        ScanRequest.from_args(args, slides), checkpoint=str(Path(args.model).resolve()), store_uri=store
-    )
+    request = replace(ScanRequest.from_args(args, slides), checkpoint=str(Path(args.model).resolve()), store_uri=store)
     print(submit_scan(request, address))
     return 0
 

@@ -28,21 +28,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if missing)")
     parser.add_argument(
-        "--tumor", "--tumour", dest="tumour", type=int, default=1, metavar="N",
+        "--tumor",
+        "--tumour",
+        dest="tumour",
+        type=int,
+        default=1,
+        metavar="N",
         help="tumour slides (default 1)",
     )
     parser.add_argument("--normal", type=int, default=1, metavar="M", help="normal slides (default 1)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     parser.add_argument(
-        "--width", type=int, default=defaults.width_px, metavar="W",
+        "--width",
+        type=int,
+        default=defaults.width_px,
+        metavar="W",
         help=f"level-0 width in px (default {defaults.width_px})",
     )
     parser.add_argument(
-        "--height", type=int, default=defaults.height_px, metavar="H",
+        "--height",
+        type=int,
+        default=defaults.height_px,
+        metavar="H",
         help=f"level-0 height in px (default {defaults.height_px})",
     )
     parser.add_argument(
-        "--mpp", type=float, default=defaults.mpp_um_px,
+        "--mpp",
+        type=float,
+        default=defaults.mpp_um_px,
         help=f"level-0 um/px (default {defaults.mpp_um_px}, Camelyon16's main scanner)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")

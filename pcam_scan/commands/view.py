@@ -23,12 +23,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--slides DIR when they moved.",
     )
     parser.add_argument("store", metavar="STORE", help="heatmap store (folder or URL)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; any other address also needs --allow-remote)")
-    parser.add_argument("--allow-remote", action="store_true", help="really listen on the non-loopback --host: the viewer has no login, so anyone who can reach it sees the slides (see docs/viewer.md: put it behind an authenticating proxy instead)")
-    parser.add_argument("--server-name", action="append", default=[], metavar="NAME", help="with --allow-remote: a name clients use to reach the viewer (its Host header); repeatable (default: the --host address and this machine's host names)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; any other address also needs --allow-remote)",
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="really listen on the non-loopback --host: the viewer has no login, so anyone who can reach it sees the slides (see docs/viewer.md: put it behind an authenticating proxy instead)",
+    )
+    parser.add_argument(
+        "--server-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --allow-remote: a name clients use to reach the viewer (its Host header); repeatable (default: the --host address and this machine's host names)",
+    )
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
-    parser.add_argument("--annotations", metavar="DIR", type=Path, help="reference annotations (ASAP XML, GeoJSON, NCRF JSON named after the slides), drawn as a layer of their own")
-    parser.add_argument("--quiet", action="store_true", help="no access log (one line per request on stderr); errors are still logged")
+    parser.add_argument(
+        "--annotations",
+        metavar="DIR",
+        type=Path,
+        help="reference annotations (ASAP XML, GeoJSON, NCRF JSON named after the slides), drawn as a layer of their own",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no access log (one line per request on stderr); errors are still logged"
+    )
     add_overlay_options(parser)
     parser.set_defaults(func=run)
 
@@ -42,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
     if not openseadragon_installed():
         raise ConfigError(f"the viewer's OpenSeadragon is not installed; run: {NPM_INSTALL_HINT}")
     settings = ViewerSettings(
-        store_uri=args.store, slides_dir=args.slides, default_threshold=args.threshold, colormap=args.colormap,
+        store_uri=args.store,
+        slides_dir=args.slides,
+        default_threshold=args.threshold,
+        colormap=args.colormap,
         annotations_dir=args.annotations,
     )
     loopback = is_loopback(args.host)
@@ -54,12 +78,17 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.server_name and loopback:
         raise ConfigError("--server-name applies only with a non-loopback --host and --allow-remote")
-    app = create_app(settings, allowed_hosts=LOOPBACK_HOSTS if loopback else remote_host_names(args.host, args.server_name))
+    app = create_app(
+        settings, allowed_hosts=LOOPBACK_HOSTS if loopback else remote_host_names(args.host, args.server_name)
+    )
     sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     if not loopback:
-        print(f"pcam-scan view: listening on {args.host} (--allow-remote): anyone who can reach it can view the slides; Host names served: {', '.join(remote_host_names(args.host, args.server_name))}", file=sys.stderr)
+        print(
+            f"pcam-scan view: listening on {args.host} (--allow-remote): anyone who can reach it can view the slides; Host names served: {', '.join(remote_host_names(args.host, args.server_name))}",
+            file=sys.stderr,
+        )
     print(f"pcam-scan view: {args.store} at http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
     with logging_to_stderr(quiet=args.quiet):
         make_server(app).run(sockets=[sock])

@@ -63,8 +63,7 @@ class Aggregator:
         expected = self.feature_settings.names()
         if self.feature_names != expected:
             raise AggregatorError(
-                f"feature names {list(self.feature_names)} do not match the feature settings "
-                f"{list(expected)}"
+                f"feature names {list(self.feature_names)} do not match the feature settings {list(expected)}"
             )
         n = len(self.feature_names)
         columns = (("mean", self.mean), ("scale", self.scale), ("coefficients", self.coefficients))
@@ -116,9 +115,7 @@ def _sigmoid(logit: float) -> float:
 
 
 def _floats(name: str, value: object) -> tuple[float, ...]:
-    if not isinstance(value, list) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-    ):
+    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         raise AggregatorError(f"{name} must be a list of numbers")
     return tuple(float(v) for v in value)
 
@@ -145,8 +142,7 @@ def aggregator_from_json_dict(data: object) -> Aggregator:
     version = data.get("version")
     if version != AGGREGATOR_VERSION:
         raise AggregatorError(
-            f"aggregator version {version!r} is not supported "
-            f"(this pcam-scan reads version {AGGREGATOR_VERSION})"
+            f"aggregator version {version!r} is not supported (this pcam-scan reads version {AGGREGATOR_VERSION})"
         )
     if data.get("model") != AGGREGATOR_MODEL:
         raise AggregatorError(f"model {data.get('model')!r} is not {AGGREGATOR_MODEL!r}")

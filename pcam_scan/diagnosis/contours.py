@@ -159,9 +159,7 @@ def cell_corners_to_l0(corners_xy: np.ndarray, grid: CellGrid) -> np.ndarray:
     return l0_xy
 
 
-def lesion_contours(
-    prob: np.ndarray, grid: CellGrid, settings: RegionSettings
-) -> list[LesionContour]:
+def lesion_contours(prob: np.ndarray, grid: CellGrid, settings: RegionSettings) -> list[LesionContour]:
     """Every region of the heatmap at the threshold with its level-0 outline, largest first."""
     values = check_heatmap(prob, grid)
     labels, _ = label_regions(values, settings.threshold)
@@ -177,17 +175,13 @@ def lesion_contours(
             LesionContour(
                 region=region,
                 outer_l0_xy=cell_corners_to_l0(rings.outer_xy / shape.subsamples + origin, grid),
-                holes_l0_xy=tuple(
-                    cell_corners_to_l0(h / shape.subsamples + origin, grid) for h in rings.holes_xy
-                ),
+                holes_l0_xy=tuple(cell_corners_to_l0(h / shape.subsamples + origin, grid) for h in rings.holes_xy),
             )
         )
     return contours
 
 
-def _sub_cells(
-    labels: np.ndarray, shape: SubCellShape, select: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray:
+def _sub_cells(labels: np.ndarray, shape: SubCellShape, select: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """`select(labels)` over the shape's cells, repeated onto its sub-cell raster (0 off-grid)."""
     s = shape.subsamples
     rows, cols = shape.mask.shape[0] // s, shape.mask.shape[1] // s
@@ -204,9 +198,7 @@ def contours_as_annotations(
 ) -> SlideAnnotations:
     """Outlines as annotation polygons, for the annotation writers: `Lesion i` per region (in
     the contours' order) and `Lesion i hole j` exclusions for its holes."""
-    annotations = contours_to_annotations(
-        [c.outer_l0_xy for c in contours], group=tumour_group, name_prefix="Lesion"
-    )
+    annotations = contours_to_annotations([c.outer_l0_xy for c in contours], group=tumour_group, name_prefix="Lesion")
     exclusions = tuple(
         Polygon(name=f"Lesion {i} hole {j}", group=exclusion_group, l0_xy=hole)
         for i, contour in enumerate(contours)

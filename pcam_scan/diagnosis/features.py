@@ -119,16 +119,12 @@ class SlideFeatures:
         return np.array([self.values[n] for n in names], dtype=np.float64)
 
 
-def compute_features(
-    prob: np.ndarray, tissue: np.ndarray, grid: CellGrid, settings: FeatureSettings
-) -> SlideFeatures:
+def compute_features(prob: np.ndarray, tissue: np.ndarray, grid: CellGrid, settings: FeatureSettings) -> SlideFeatures:
     """Features of one slide's heatmap (probabilities, NaN = not predicted) and tissue mask."""
     values = check_heatmap(prob, grid)
     tissue_mask = np.asarray(tissue)
     if tissue_mask.shape != values.shape:
-        raise StoreError(
-            f"tissue mask shape {tissue_mask.shape} differs from heatmap {values.shape}"
-        )
+        raise StoreError(f"tissue mask shape {tissue_mask.shape} differs from heatmap {values.shape}")
     predicted = values[np.isfinite(values)]
     cell_mm2 = grid.cell_area_mm2
     tissue_mm2 = float(np.count_nonzero(tissue_mask)) * cell_mm2

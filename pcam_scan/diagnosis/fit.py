@@ -60,9 +60,7 @@ class FitReport:
     oof_probabilities: tuple[float, ...]
 
 
-def _feature_matrix(
-    rows: Sequence[Mapping[str, float]], names: tuple[str, ...]
-) -> np.ndarray:
+def _feature_matrix(rows: Sequence[Mapping[str, float]], names: tuple[str, ...]) -> np.ndarray:
     matrix = np.empty((len(rows), len(names)), dtype=np.float64)
     for i, row in enumerate(rows):
         missing = [n for n in names if n not in row]
@@ -97,9 +95,7 @@ def fit_aggregator(
     n_pos = int(y.sum())
     n_neg = int(y.size - n_pos)
     if min(n_pos, n_neg) < 2:
-        raise AggregatorError(
-            f"fitting needs at least 2 positive and 2 negative slides, got {n_pos} and {n_neg}"
-        )
+        raise AggregatorError(f"fitting needs at least 2 positive and 2 negative slides, got {n_pos} and {n_neg}")
     folds = min(settings.folds, n_pos, n_neg)
 
     def new_model() -> Pipeline:

@@ -121,8 +121,6 @@ def diagnose(features: SlideFeatures, scorer: Scorer) -> Diagnosis:
     )
 
 
-def diagnose_heatmap(
-    prob: np.ndarray, tissue: np.ndarray, grid: CellGrid, scorer: Scorer
-) -> Diagnosis:
+def diagnose_heatmap(prob: np.ndarray, tissue: np.ndarray, grid: CellGrid, scorer: Scorer) -> Diagnosis:
     """Features with the scorer's own settings, then the diagnosis."""
     return diagnose(compute_features(prob, tissue, grid, scorer.feature_settings), scorer)

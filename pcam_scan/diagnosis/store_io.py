@@ -71,8 +71,7 @@ def read_heatmap(store: HeatmapReader, slide_id: str) -> StoredHeatmap:
     status = store.slide_status(slide_id)
     if not is_complete(status):
         raise StoreError(
-            f"slide {slide_id!r} in {store.uri} is not complete ({describe_status(status)}); "
-            "it has no heatmap to read"
+            f"slide {slide_id!r} in {store.uri} is not complete ({describe_status(status)}); it has no heatmap to read"
         )
     heatmap = StoredHeatmap(
         slide_id=slide_id,
@@ -126,9 +125,7 @@ def stored_slide_lesions(
     return heatmap_lesions(read_heatmap(store, slide_id), regions, detection)
 
 
-def match_slide_ids(
-    names: Iterable[str], slide_ids: Sequence[str]
-) -> tuple[dict[str, str], list[str]]:
+def match_slide_ids(names: Iterable[str], slide_ids: Sequence[str]) -> tuple[dict[str, str], list[str]]:
     """Map names (e.g. reference.csv's `Test_001`) to store slide ids (`test_001`), ignoring case.
 
     Returns the matches and the names without a slide. Two slides whose ids differ only in case

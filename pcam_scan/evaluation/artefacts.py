@@ -67,9 +67,7 @@ def read_slide_probabilities(path: str | Path) -> dict[str, float]:
         if value is None and line_no == 1 and len(row) == 2:
             continue  # header
         if len(row) != 2 or value is None:
-            raise EvaluationError(
-                f"{source}:{line_no}: expected name,probability, got {','.join(row)!r}"
-            )
+            raise EvaluationError(f"{source}:{line_no}: expected name,probability, got {','.join(row)!r}")
         name = row[0].strip()
         if name in out:
             raise EvaluationError(f"{source}:{line_no}: slide {name} appears twice")
@@ -93,9 +91,7 @@ def read_detections(path: str | Path) -> DetectionTable:
         if len(row) == 3 and line_no == 1 and all(v is None for v in values):
             continue  # header
         if len(row) != 3 or any(v is None for v in values):
-            raise EvaluationError(
-                f"{source}:{line_no}: expected Confidence,X,Y numbers, got {','.join(row)!r}"
-            )
+            raise EvaluationError(f"{source}:{line_no}: expected Confidence,X,Y numbers, got {','.join(row)!r}")
         confidence, x, y = (float(v) for v in values if v is not None)
         if x < 0 or y < 0:
             raise EvaluationError(f"{source}:{line_no}: negative level-0 coordinate ({x}, {y})")

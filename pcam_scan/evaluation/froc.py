@@ -45,9 +45,7 @@ OFFICIAL_SWEEP_RULE = (
     "of all false and true positives WITHOUT the lowest one, so detections at the lowest "
     "confidence never count; sensitivities at 0.25-8 FPs per slide are interpolated and averaged."
 )
-KEEP_LOWEST_NOTE = (
-    "NOT the official score: the same sweep keeping the lowest threshold, so every detection counts."
-)
+KEEP_LOWEST_NOTE = "NOT the official score: the same sweep keeping the lowest threshold, so every detection counts."
 
 
 @dataclass(frozen=True)
@@ -175,6 +173,4 @@ def froc_score(curve: FrocCurve, fp_rates: Sequence[float] = FP_RATES_PER_SLIDE)
     if not fp_rates or not all(math.isfinite(r) and r >= 0 for r in fp_rates):
         raise EvaluationError(f"FP rates {tuple(fp_rates)} must be finite and >= 0")
     values = np.interp(fp_rates, curve.fps_per_slide[::-1], curve.sensitivity[::-1])
-    return FrocScore(
-        tuple(float(r) for r in fp_rates), tuple(float(v) for v in values), curve.n_lesions
-    )
+    return FrocScore(tuple(float(r) for r in fp_rates), tuple(float(v) for v in values), curve.n_lesions)

@@ -108,9 +108,7 @@ class EvaluationMask:
         return out
 
 
-def build_evaluation_mask(
-    tumour: np.ndarray, mpp_um_px: float, level: int = EVALUATION_LEVEL
-) -> EvaluationMask:
+def build_evaluation_mask(tumour: np.ndarray, mpp_um_px: float, level: int = EVALUATION_LEVEL) -> EvaluationMask:
     """The evaluation mask from a boolean tumour mask at `level` and the slide's level-0 MPP."""
     if not (math.isfinite(mpp_um_px) and mpp_um_px > 0):
         raise EvaluationError(f"slide MPP {mpp_um_px} um/px must be a positive number")
@@ -188,16 +186,9 @@ def read_tumour_mask_tiff(path: str | Path, level: int = EVALUATION_LEVEL) -> np
             chosen = pages[0]
             if len(pages) > 1:
                 base_h, base_w = pages[0].shape[:2]
-                matches = [
-                    p
-                    for p in pages
-                    if abs(p.shape[0] - base_h / d) <= 1 and abs(p.shape[1] - base_w / d) <= 1
-                ]
+                matches = [p for p in pages if abs(p.shape[0] - base_h / d) <= 1 and abs(p.shape[1] - base_w / d) <= 1]
                 if not matches:
-                    raise EvaluationError(
-                        f"{source}: no page of the pyramid is at downsample {d} "
-                        f"of {base_w}x{base_h}"
-                    )
+                    raise EvaluationError(f"{source}: no page of the pyramid is at downsample {d} of {base_w}x{base_h}")
                 chosen = matches[0]
             check_mask_size(chosen.shape, str(source))
             pixels = np.asarray(chosen.asarray())

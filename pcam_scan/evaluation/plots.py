@@ -66,9 +66,7 @@ def plot_roc(result: AucResult, path: str | Path) -> Path:
     return _finish(fig, ax, labels, path)
 
 
-def plot_froc(
-    curve: FrocCurve, score: FrocScore, path: str | Path, keeping_lowest: FrocCurve | None = None
-) -> Path:
+def plot_froc(curve: FrocCurve, score: FrocScore, path: str | Path, keeping_lowest: FrocCurve | None = None) -> Path:
     """The official FROC curve with every point of the sweep marked (a degenerate curve of one
     or two points stays visible), the sensitivities at the scored FP rates, the unofficial curve
     that keeps the lowest threshold (dashed, labelled as not official), and the sweep's rule."""
@@ -81,20 +79,34 @@ def plot_froc(
     if keeping_lowest is not None:
         unofficial = froc_score(keeping_lowest, score.fp_rates)
         ax.plot(
-            keeping_lowest.fps_per_slide, keeping_lowest.sensitivity, "--", color="#7f8c8d",
-            marker="s", markersize=4, clip_on=False,
+            keeping_lowest.fps_per_slide,
+            keeping_lowest.sensitivity,
+            "--",
+            color="#7f8c8d",
+            marker="s",
+            markersize=4,
+            clip_on=False,
             label=f"NOT official: lowest threshold kept (score {unofficial.score:.3f})",
         )
     ax.plot(
-        curve.fps_per_slide, curve.sensitivity, color="#000000", marker="o", markersize=5,
-        linewidth=2, clip_on=False, zorder=3,
+        curve.fps_per_slide,
+        curve.sensitivity,
+        color="#000000",
+        marker="o",
+        markersize=5,
+        linewidth=2,
+        clip_on=False,
+        zorder=3,
         label=f"official FROC ({count_noun(len(curve.thresholds), 'point')} of the sweep)",
     )
     last = int(np.argmax(curve.fps_per_slide))
     far = max(score.fp_rates)
     if curve.fps_per_slide[last] < far:  # np.interp holds the end value past the curve
         ax.plot(
-            [curve.fps_per_slide[last], far], [curve.sensitivity[last]] * 2, ":", color="#000000",
+            [curve.fps_per_slide[last], far],
+            [curve.sensitivity[last]] * 2,
+            ":",
+            color="#000000",
             label="held past the last point (as the score's interpolation does)",
         )
     detected = ", ".join(f"{d:.3g}" for d in score.lesions_detected)

@@ -63,8 +63,7 @@ class Reference:
 def _parse_row(row: list[str], where: str) -> ReferenceEntry:
     if len(row) != 4:
         raise EvaluationError(
-            f"{where}: expected 4 fields name,Tumor|Normal,histotype,Macro|Micro|None, "
-            f"got {len(row)}"
+            f"{where}: expected 4 fields name,Tumor|Normal,histotype,Macro|Micro|None, got {len(row)}"
         )
     name, label, histotype, size = (field.strip() for field in row)
     if not name:
@@ -77,8 +76,7 @@ def _parse_row(row: list[str], where: str) -> ReferenceEntry:
     size_class = _SIZES[size.lower()]
     if is_tumour == (size_class == "none"):
         raise EvaluationError(
-            f"{where}: a {label} slide cannot have size class {size!r} "
-            "(Tumor takes Macro/Micro/ITC, Normal takes None)"
+            f"{where}: a {label} slide cannot have size class {size!r} (Tumor takes Macro/Micro/ITC, Normal takes None)"
         )
     return ReferenceEntry(name, is_tumour, histotype, size_class)
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pcam_scan.evaluation.errors import EvaluationError
-from pcam_scan.outputs import write_output_text
 from pcam_scan.evaluation.froc import (
     FP_RATES_PER_SLIDE,
     KEEP_LOWEST_NOTE,
@@ -37,6 +36,7 @@ from pcam_scan.evaluation.mask import (
 from pcam_scan.evaluation.plots import plot_froc, plot_roc
 from pcam_scan.evaluation.reference import Reference
 from pcam_scan.evaluation.slide_auc import AucResult, BootstrapSettings, slide_auc
+from pcam_scan.outputs import write_output_text
 
 METRICS_JSON = "metrics.json"
 ROC_PNG = "roc.png"
@@ -87,12 +87,9 @@ def evaluate(
     missing = [e.name for e in reference.entries if e.is_tumour and e.name not in masks]
     if missing:
         raise EvaluationError(f"no evaluation mask for tumour slide {', '.join(missing[:5])}")
-    auc = slide_auc(
-        [e.is_tumour for e in reference.entries], [probabilities[n] for n in names], bootstrap
-    )
+    auc = slide_auc([e.is_tumour for e in reference.entries], [probabilities[n] for n in names], bootstrap)
     hits = tuple(
-        score_slide(e.name, detections[e.name], masks[e.name] if e.is_tumour else None)
-        for e in reference.entries
+        score_slide(e.name, detections[e.name], masks[e.name] if e.is_tumour else None) for e in reference.entries
     )
     curve = froc_curve(hits)
     excluded = set(reference.excluded)
@@ -165,9 +162,7 @@ def metrics_dict(
         "lesion_level": {
             "froc_score": result.froc.score,
             "sweep_rule": OFFICIAL_SWEEP_RULE,
-            "sensitivity_at_fp_rate": {
-                f"{r:g}": s for r, s in zip(result.froc.fp_rates, result.froc.sensitivities)
-            },
+            "sensitivity_at_fp_rate": {f"{r:g}": s for r, s in zip(result.froc.fp_rates, result.froc.sensitivities)},
             "lesions_detected_at_fp_rate": {
                 f"{r:g}": d for r, d in zip(result.froc.fp_rates, result.froc.lesions_detected)
             },
@@ -195,9 +190,7 @@ def _keeping_lowest(result: EvaluationResult) -> dict[str, object]:
             "note": KEEP_LOWEST_NOTE,
             "froc_score": score.score,
             "sensitivity_at_fp_rate": {f"{r:g}": s for r, s in zip(score.fp_rates, score.sensitivities)},
-            "lesions_detected_at_fp_rate": {
-                f"{r:g}": d for r, d in zip(score.fp_rates, score.lesions_detected)
-            },
+            "lesions_detected_at_fp_rate": {f"{r:g}": d for r, d in zip(score.fp_rates, score.lesions_detected)},
         }
     }
 

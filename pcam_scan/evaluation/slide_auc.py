@@ -31,9 +31,7 @@ class BootstrapSettings:
 
     def __post_init__(self) -> None:
         if not 100 <= self.n_replicates <= 1_000_000:
-            raise EvaluationError(
-                f"bootstrap replicates {self.n_replicates} must lie in [100, 1000000]"
-            )
+            raise EvaluationError(f"bootstrap replicates {self.n_replicates} must lie in [100, 1000000]")
         if not 0.5 <= self.level < 1.0:
             raise EvaluationError(f"interval level {self.level} must lie in [0.5, 1)")
         check_seed("bootstrap seed", self.seed, EvaluationError)
@@ -74,9 +72,7 @@ def roc_points(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np
     return (np.r_[0.0, fp / max(fp[-1], 1)], np.r_[0.0, tp / max(tp[-1], 1)])
 
 
-def slide_auc(
-    labels: Sequence[bool], probabilities: Sequence[float], settings: BootstrapSettings
-) -> AucResult:
+def slide_auc(labels: Sequence[bool], probabilities: Sequence[float], settings: BootstrapSettings) -> AucResult:
     """Slide-level AUC of `probabilities` against tumour `labels`, with its bootstrap interval."""
     positive = np.asarray(labels, dtype=bool)
     scores = np.asarray(probabilities, dtype=np.float64)
@@ -87,9 +83,7 @@ def slide_auc(
     pos_idx = np.nonzero(positive)[0]
     neg_idx = np.nonzero(~positive)[0]
     if pos_idx.size == 0 or neg_idx.size == 0:
-        raise EvaluationError(
-            f"the AUC needs tumour and normal slides, got {pos_idx.size} and {neg_idx.size}"
-        )
+        raise EvaluationError(f"the AUC needs tumour and normal slides, got {pos_idx.size} and {neg_idx.size}")
     auc = float(mann_whitney_auc(scores, positive))
     rng = np.random.default_rng(settings.seed)
     draw_pos = rng.choice(pos_idx, size=(settings.n_replicates, pos_idx.size), replace=True)
@@ -113,4 +107,3 @@ def slide_auc(
         fpr=tuple(float(v) for v in fpr),
         tpr=tuple(float(v) for v in tpr),
     )
-

@@ -64,8 +64,7 @@ def reference_slide_ids(store: HeatmapReader, reference: Reference) -> dict[str,
     if incomplete:
         first = describe_status(statuses[matched[incomplete[0]]])
         raise EvaluationError(
-            f"reference slides not complete in the store {store.uri}: {listed(incomplete)} "
-            f"({incomplete[0]}: {first})"
+            f"reference slides not complete in the store {store.uri}: {listed(incomplete)} ({incomplete[0]}: {first})"
         )
     return matched
 

@@ -57,15 +57,10 @@ def find_slide_file(folder: Path, stems: Sequence[str], suffixes: Sequence[str])
     """The file in `folder` whose stem is one of `stems` and suffix one of `suffixes` (any case)."""
     wanted = {s.casefold() for s in stems}
     endings = {s.casefold() for s in suffixes}
-    matches = sorted(
-        p
-        for p in folder.iterdir()
-        if p.stem.casefold() in wanted and p.suffix.casefold() in endings
-    )
+    matches = sorted(p for p in folder.iterdir() if p.stem.casefold() in wanted and p.suffix.casefold() in endings)
     if len(matches) > 1:
         raise EvaluationError(
-            f"{folder}: several ground-truth files for one slide: "
-            + ", ".join(p.name for p in matches)
+            f"{folder}: several ground-truth files for one slide: " + ", ".join(p.name for p in matches)
         )
     return matches[0] if matches else None
 

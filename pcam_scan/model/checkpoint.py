@@ -128,7 +128,9 @@ def _open(path: Path) -> Iterator[Any]:
     try:
         handle = safe_open(str(path), framework="pt", device="cpu")
     except SafetensorError as err:
-        raise CheckpointError(f"checkpoint {path} is not a valid safetensors file (truncated or corrupt: {err})") from None
+        raise CheckpointError(
+            f"checkpoint {path} is not a valid safetensors file (truncated or corrupt: {err})"
+        ) from None
     except OSError as err:
         raise CheckpointError(f"checkpoint {path} cannot be read: {err.strerror or err}") from None
     with handle:

@@ -161,7 +161,11 @@ class CudaDevice:
         with torch.cuda.stream(self.copy_stream):
             on_device = torch.empty(host.shape, dtype=torch.uint8, device=self.device)
             on_device.view(-1).copy_(staged_view, non_blocking=True)
-            cells = None if item.cells is None else torch.from_numpy(item.cells).pin_memory().to(self.device, non_blocking=True)
+            cells = (
+                None
+                if item.cells is None
+                else torch.from_numpy(item.cells).pin_memory().to(self.device, non_blocking=True)
+            )
             copied.record(self.copy_stream)
         compute.wait_event(copied)
         on_device.record_stream(compute)

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from pcam_scan.bounded_json import JsonLimitError, parse_json
 from pcam_scan.errors import CheckpointError, ConfigError
@@ -48,8 +49,19 @@ MIN_INPUT_PX = 16
 MAX_INPUT_PX = 1024
 
 _TOP_FIELDS = frozenset(
-    {"format_version", "architecture", "classes", "tumour_index", "input_px", "patch_px",
-     "label_px", "label_rule", "mpp_um_px", "normalisation", "provenance"}
+    {
+        "format_version",
+        "architecture",
+        "classes",
+        "tumour_index",
+        "input_px",
+        "patch_px",
+        "label_px",
+        "label_rule",
+        "mpp_um_px",
+        "normalisation",
+        "provenance",
+    }
 )
 
 
@@ -119,9 +131,7 @@ class ModelMetadata:
                 f"tumour_index {self.tumour_index} is out of range for {count_noun(len(self.classes), 'classe')}"
             )
         if not MIN_INPUT_PX <= self.input_px <= MAX_INPUT_PX:
-            raise CheckpointError(
-                f"input_px {self.input_px} is outside {MIN_INPUT_PX}..{MAX_INPUT_PX}"
-            )
+            raise CheckpointError(f"input_px {self.input_px} is outside {MIN_INPUT_PX}..{MAX_INPUT_PX}")
         try:
             self.geometry()
         except ConfigError as err:

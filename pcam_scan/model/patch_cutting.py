@@ -52,7 +52,9 @@ def cut_tissue_patches(region: torch.Tensor, cell_index: torch.Tensor, patch_px:
     tissue cells, made where the region lies (on the GPU for a GPU model).
     """
     if region.dtype != torch.uint8 or region.ndim != 3 or not region.is_contiguous():
-        raise ConfigError(f"region must be a contiguous uint8 (H, W, 3) tensor, got {region.dtype} {tuple(region.shape)}")
+        raise ConfigError(
+            f"region must be a contiguous uint8 (H, W, 3) tensor, got {region.dtype} {tuple(region.shape)}"
+        )
     height, width, _ = region.shape
     n_rows = (height - patch_px) // stride_px + 1
     n_cols = (width - patch_px) // stride_px + 1

@@ -22,8 +22,8 @@ import torch
 
 from pcam_scan.errors import ConfigError
 from pcam_scan.model.checkpoint import LoadedModel, load_checkpoint
-from pcam_scan.model.metadata import ModelMetadata
 from pcam_scan.model.feeder import BackgroundFeeder, BatchPacker, BatchStats, CpuDevice, CudaDevice, Device
+from pcam_scan.model.metadata import ModelMetadata
 from pcam_scan.model.patch_cutting import tissue_cell_index
 from pcam_scan.model.scoring import PatchScorer
 from pcam_scan.model.settings import PredictorSettings
@@ -79,8 +79,14 @@ class Predictor:
         )
         device: Device = CudaDevice(self.device) if on_cuda else CpuDevice()
         self._packer = BatchPacker(
-            device, self.score_on_device, self.settings.batch_size, self.settings.batches_in_flight,
-            self.stats, self.metadata.patch_px, align_items=aligned, pad=on_cuda or self.settings.compile,
+            device,
+            self.score_on_device,
+            self.settings.batch_size,
+            self.settings.batches_in_flight,
+            self.stats,
+            self.metadata.patch_px,
+            align_items=aligned,
+            pad=on_cuda or self.settings.compile,
         )
         self._background: BackgroundFeeder | None = None
         self._background_lock = threading.Lock()
@@ -125,7 +131,9 @@ class Predictor:
     def submit_block(self, region: np.ndarray, tissue: np.ndarray, stride_px: int) -> Future[np.ndarray]:
         """Queue one block on the background feeder (any thread); its future gets the block's
         P(tumour), as `predict_blocks` would give it. A malformed region is refused here."""
-        return self.background().submit(self._check_region(region, tissue, stride_px), tissue_cell_index(tissue), stride_px)
+        return self.background().submit(
+            self._check_region(region, tissue, stride_px), tissue_cell_index(tissue), stride_px
+        )
 
     def _stream(self, items: Iterable[tuple[np.ndarray, np.ndarray | None, int]]) -> Iterator[np.ndarray]:
         if self._background is not None:
@@ -147,8 +155,7 @@ class Predictor:
             raise ConfigError(f"patches must be a numpy array, got {type(patches).__name__}")
         if patches.dtype != np.uint8 or patches.ndim != 4 or patches.shape[1:] != (px, px, 3):
             raise ConfigError(
-                f"patches must be uint8 of shape (N, {px}, {px}, 3) for this model, "
-                f"got {patches.dtype} {patches.shape}"
+                f"patches must be uint8 of shape (N, {px}, {px}, 3) for this model, got {patches.dtype} {patches.shape}"
             )
         return patches
 

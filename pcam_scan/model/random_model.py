@@ -10,16 +10,16 @@ patch to patch, like a trained model's.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from pcam_scan.model.architectures import NULL_MODEL, TINY_CNN, build_network
 from pcam_scan.model.checkpoint import save_checkpoint
 from pcam_scan.model.metadata import ModelMetadata, Provenance
-from pcam_scan.model.architectures import NULL_MODEL, TINY_CNN, build_network
 from pcam_scan.model.scoring import PatchScorer
 
 CALIBRATION_PATCHES = 24
@@ -84,7 +84,7 @@ def write_random_checkpoint(
     fields: dict[str, Any] = {
         "provenance": Provenance(
             data=untrained,
-            date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            date=datetime.now(UTC).isoformat(timespec="seconds"),
         ),
         **metadata_fields,
     }

@@ -59,7 +59,9 @@ def render_store(
     if not small:
         return results, None
     small.sort(key=lambda o: (o.summary.probability is None, -(o.summary.probability or 0.0), o.summary.slide_id))
-    sheet = draw_contact_sheet(small, out_dir / CONTACT_SHEET_NAME, f"{store_name(reader.uri)}: {count_noun(len(small), 'slide')}")
+    sheet = draw_contact_sheet(
+        small, out_dir / CONTACT_SHEET_NAME, f"{store_name(reader.uri)}: {count_noun(len(small), 'slide')}"
+    )
     return results, sheet
 
 

@@ -31,7 +31,6 @@ FloatImage = npt.NDArray[np.float32]
 RgbaImage = npt.NDArray[np.uint8]
 
 
-
 @dataclass(frozen=True)
 class HeatmapStyle:
     """How probabilities become colours: a matplotlib colour map over [0, 1], and a threshold
@@ -109,9 +108,7 @@ class HeatmapPyramid:
         level = 0 if ratio <= 1.0 else math.ceil(math.log2(ratio) - 1e-9)
         return min(level, len(self.levels) - 1)
 
-    def sample(
-        self, l0_origin_xy: tuple[float, float], l0_per_out_px: float, size_wh: tuple[int, int]
-    ) -> FloatImage:
+    def sample(self, l0_origin_xy: tuple[float, float], l0_per_out_px: float, size_wh: tuple[int, int]) -> FloatImage:
         """Probabilities on a raster (see the module doc); NaN outside the grid and off tissue."""
         width, height = size_wh
         level = self.level_for(l0_per_out_px)

@@ -172,8 +172,16 @@ def draw_scale_bar(ax: Axes, width_mm: float, fontsize: float | None = None) -> 
 
     font = None if fontsize is None else FontProperties(size=fontsize)
     bar = AnchoredSizeBar(
-        ax.transData, length_mm, label, "lower left", pad=0.5, sep=4, frameon=True,
-        size_vertical=width_mm / 250, color="black", fontproperties=font,
+        ax.transData,
+        length_mm,
+        label,
+        "lower left",
+        pad=0.5,
+        sep=4,
+        frameon=True,
+        size_vertical=width_mm / 250,
+        color="black",
+        fontproperties=font,
     )
     bar.patch.set_alpha(0.8)
     ax.add_artist(bar)
@@ -197,7 +205,17 @@ def draw_colour_bar(fig: Figure, style: HeatmapStyle, rect: tuple[float, float, 
     bar.set_label("P(tumour)")
     cax.axhspan(0.0, style.threshold, color="#d5d9de", zorder=3)
     if style.threshold > 0.06:
-        cax.text(0.5, style.threshold / 2, "hidden", rotation=90, ha="center", va="center", fontsize=7, color="#555555", zorder=4)
+        cax.text(
+            0.5,
+            style.threshold / 2,
+            "hidden",
+            rotation=90,
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="#555555",
+            zorder=4,
+        )
 
 
 def _detail_line(overlay: OverlayImage) -> str:

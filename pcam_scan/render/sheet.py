@@ -44,13 +44,15 @@ def draw_contact_sheet(overlays: Sequence[OverlayImage], out_path: Path, title: 
     panels_right = columns * PANEL_INCH / width_inch
     axes = fig.subplots(rows, columns, squeeze=False)
     fig.subplots_adjust(left=0.01, right=panels_right, bottom=0.02, top=1 - 0.45 / height_inch, wspace=0.06, hspace=0.3)
-    for ax in axes.flat[len(overlays):]:
+    for ax in axes.flat[len(overlays) :]:
         fig.delaxes(ax)  # no empty panels
     for ax, overlay in zip(axes.flat, overlays):
         ax.set_axis_off()
         height, width = overlay.slide_rgb.shape[:2]
         mm_per_px = overlay.l0_per_px * overlay.slide_mpp_um_px / 1000.0
-        ax.imshow(overlay.blended(), extent=(0.0, width * mm_per_px, height * mm_per_px, 0.0), interpolation="antialiased")
+        ax.imshow(
+            overlay.blended(), extent=(0.0, width * mm_per_px, height * mm_per_px, 0.0), interpolation="antialiased"
+        )
         draw_outlines(ax, overlay, linewidth=0.6)
         draw_scale_bar(ax, width * mm_per_px, fontsize=6.5)
         summary = overlay.summary
@@ -64,7 +66,9 @@ def draw_contact_sheet(overlays: Sequence[OverlayImage], out_path: Path, title: 
     draw_colour_bar(fig, overlays[0].style, (bar_left, 0.5 - bar_height / 2, 0.14 / width_inch, bar_height))
     fig.suptitle(
         f"{title}  (heatmap at p \u2265 {overlays[0].style.threshold:.2f}, opacity {HEATMAP_ALPHA})",
-        fontsize=10, y=1 - 0.08 / height_inch, va="top",
+        fontsize=10,
+        y=1 - 0.08 / height_inch,
+        va="top",
     )
     with atomic_output(out_path, overwrite=True) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.08)

@@ -40,7 +40,8 @@ class SlideLocator:
                 return candidate
         where = f"recorded at {record.path!r}" if record.path else "no path recorded"
         hint = (
-            f"nor in {str(self.slides_dir)!r}" if self.slides_dir is not None
+            f"nor in {str(self.slides_dir)!r}"
+            if self.slides_dir is not None
             else "pass --slides DIR with the folder that now holds it"
         )
         raise SlideError(f"slide file of {slide_id!r} not found with the scanned content ({where}); {hint}")

@@ -101,9 +101,7 @@ def _tumour_area(diagnosis: Diagnosis) -> tuple[float | None, float | None]:
     if preferred in diagnosis.features:
         return TUMOUR_AREA_THRESHOLD, float(diagnosis.features[preferred])
     found = sorted(
-        (float(match.group(1)), name)
-        for name in diagnosis.features
-        if (match := _AREA_FEATURE.match(name)) is not None
+        (float(match.group(1)), name) for name in diagnosis.features if (match := _AREA_FEATURE.match(name)) is not None
     )
     if not found:
         return None, None

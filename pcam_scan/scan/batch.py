@@ -79,7 +79,9 @@ def _record(job: SlideJob) -> SlideRecord | None:
 class _BatchDriver:
     """Routes a batch's stream of slide and block records: tallies, failures, finalizes."""
 
-    def __init__(self, jobs: Sequence[SlideJob], store: HeatmapStore, executor: Executor, progress: ScanProgress) -> None:
+    def __init__(
+        self, jobs: Sequence[SlideJob], store: HeatmapStore, executor: Executor, progress: ScanProgress
+    ) -> None:
         self.jobs = {job.slide_id: job for job in jobs}
         self.store = store
         self.executor = executor

@@ -19,7 +19,8 @@ def collect_slides(inputs: Iterable[str]) -> list[Path]:
         path = Path(item)
         if path.is_dir():
             found = sorted(
-                p for p in path.iterdir()
+                p
+                for p in path.iterdir()
                 if p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES and not p.name.lower().endswith(MASK_SUFFIXES)
             )
             if not found:

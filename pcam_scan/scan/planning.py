@@ -31,9 +31,7 @@ class SlidePlan:
         return int(sum(self.tissue.cells[b.cell_slices()].sum() for b in self.blocks))
 
 
-def plan_slide(
-    slide_id: str, path: str, model_geometry: PatchGeometry, settings: ScanSettings
-) -> SlidePlan:
+def plan_slide(slide_id: str, path: str, model_geometry: PatchGeometry, settings: ScanSettings) -> SlidePlan:
     """Open the slide, choose how to read it at the model's MPP, and plan its tissue blocks."""
     started = time.perf_counter()
     geometry = settings.geometry(model_geometry)

@@ -15,10 +15,10 @@ import numpy as np
 from pcam_scan.errors import describe_error
 from pcam_scan.geometry import Block, PatchGeometry
 from pcam_scan.scan.planning import PlanFailure, SlidePlan, plan_into_store
-from pcam_scan.scan.settings import ScanSettings
-from pcam_scan.store import HeatmapStore
 from pcam_scan.scan.reading import read_block_region, scatter_block_probs
+from pcam_scan.scan.settings import ScanSettings
 from pcam_scan.slide import ReadPlan, Slide, open_slide
+from pcam_scan.store import HeatmapStore
 from pcam_scan.store.prob_chunks import ProbChunkWriter
 
 

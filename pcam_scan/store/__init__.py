@@ -6,12 +6,12 @@ Modules, one job each: `identity` (run identity and its hash), `ids` (slide ids)
 levels and their OME-NGFF metadata), `reader` (read access), `heatmap_store` (the store itself).
 """
 
-from pcam_scan.store.prob_chunks import ProbChunkWriter
 from pcam_scan.store.fingerprint import slide_fingerprint
 from pcam_scan.store.heatmap_store import HeatmapStore
 from pcam_scan.store.identity import RunIdentity
 from pcam_scan.store.ids import slide_id_for_path, unique_slide_ids, validate_slide_id
 from pcam_scan.store.location import StoreLocation
+from pcam_scan.store.prob_chunks import ProbChunkWriter
 from pcam_scan.store.pyramid import Pooling
 from pcam_scan.store.reader import HeatmapReader
 from pcam_scan.store.schema import (

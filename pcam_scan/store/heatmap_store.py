@@ -20,13 +20,12 @@ import zarr
 from zarr.errors import ContainsArrayAndGroupError, ContainsArrayError, NodeNotFoundError
 
 from pcam_scan.errors import StoreError
-from pcam_scan.geometry import Block, CellGrid, block_grid_shape
-from pcam_scan.geometry import plan_blocks
-from pcam_scan.store.prob_chunks import ProbChunkWriter
+from pcam_scan.geometry import Block, CellGrid, block_grid_shape, plan_blocks
 from pcam_scan.store.identity import RunIdentity, json_copy
 from pcam_scan.store.ids import validate_slide_id
 from pcam_scan.store.location import StoreLocation, child_array, child_group, write_attr
 from pcam_scan.store.ngff import AXES, multiscales_attrs
+from pcam_scan.store.prob_chunks import ProbChunkWriter
 from pcam_scan.store.pyramid import DEFAULT_TOP_CELLS, POOLINGS, Pooling, build_pyramid
 from pcam_scan.store.reader import HeatmapReader
 from pcam_scan.store.schema import (
@@ -98,8 +97,7 @@ class HeatmapStore(HeatmapReader):
         tissue_mask = np.asarray(tissue)
         if tissue_mask.dtype != np.bool_ or tissue_mask.shape != grid.shape:
             raise ValueError(
-                f"tissue must be a bool grid of shape {grid.shape}, "
-                f"got {tissue_mask.dtype} {tissue_mask.shape}"
+                f"tissue must be a bool grid of shape {grid.shape}, got {tissue_mask.dtype} {tissue_mask.shape}"
             )
         n_brows, n_bcols = block_grid_shape(grid, block_cells)
         existing = self._existing_attrs(slide_id)
@@ -109,22 +107,29 @@ class HeatmapStore(HeatmapReader):
             if status.state is SlideState.COMPLETE:
                 return status
             planned = SlideStatus(SlideState.PLANNED)
-            self._update_slide_attrs(
-                slide_id, {"slide": record.to_attrs(), "status": planned.to_attrs()}
-            )
+            self._update_slide_attrs(slide_id, {"slide": record.to_attrs(), "status": planned.to_attrs()})
             return planned
 
         slide = self.location.group(slide_id, mode="w")
         prob = slide.create_group(PROB)
         _float_grid_array(prob, "0", grid.shape, (block_cells, block_cells))
         tissue_array = slide.create_array(
-            TISSUE, shape=grid.shape, chunks=(block_cells, block_cells), dtype="bool",
-            fill_value=False, dimension_names=AXES,
+            TISSUE,
+            shape=grid.shape,
+            chunks=(block_cells, block_cells),
+            dtype="bool",
+            fill_value=False,
+            dimension_names=AXES,
         )
         tissue_array[:] = tissue_mask
         slide.create_array(
-            BLOCKS_DONE, shape=(n_brows, n_bcols), chunks=(1, 1), dtype="uint8", fill_value=0,
-            compressors=None, dimension_names=("block_row", "block_col"),
+            BLOCKS_DONE,
+            shape=(n_brows, n_bcols),
+            chunks=(1, 1),
+            dtype="uint8",
+            fill_value=0,
+            compressors=None,
+            dimension_names=("block_row", "block_col"),
         )
         write_attr(prob, "ome", multiscales_attrs(slide_id, 1, cell_um(grid), "max"))
         planned = SlideStatus(SlideState.PLANNED)
@@ -239,9 +244,7 @@ class HeatmapStore(HeatmapReader):
     def _run_for_writing(self) -> RunIdentity:
         self._require_writable()
         if self.run is None:
-            raise StoreError(
-                f"the store {self.uri} was opened without a run identity; cannot scan into it"
-            )
+            raise StoreError(f"the store {self.uri} was opened without a run identity; cannot scan into it")
         return self.run
 
     def _existing_attrs(self, slide_id: str) -> dict[str, Any] | None:
@@ -273,15 +276,12 @@ class HeatmapStore(HeatmapReader):
             problems.append("it was scanned with another model or settings")
         if stored_record.fingerprint != record.fingerprint:
             problems.append(
-                f"its file changed (fingerprint {stored_record.fingerprint} in the store, "
-                f"{record.fingerprint} now)"
+                f"its file changed (fingerprint {stored_record.fingerprint} in the store, {record.fingerprint} now)"
             )
         elif grid_from_attrs(existing["grid"]) != grid:
             problems.append("its cell grid differs (other MPP, size or patch geometry)")
         elif int(existing["block_cells"]) != block_cells:
-            problems.append(
-                f"it was planned in blocks of {existing['block_cells']} cells, not {block_cells}"
-            )
+            problems.append(f"it was planned in blocks of {existing['block_cells']} cells, not {block_cells}")
         elif not np.array_equal(self.read_tissue(slide_id), tissue):
             problems.append("its tissue mask differs")
         if problems:
@@ -311,19 +311,24 @@ def _open_root(location: StoreLocation, create_for: RunIdentity | None) -> zarr.
     except NodeNotFoundError as err:
         raise StoreError(f"no heatmap store at {location.uri}") from err
     except (ValueError, TypeError, RecursionError) as err:  # a damaged root zarr.json
-        raise StoreError(f"the store {location.uri} is damaged: its root metadata cannot be read ({type(err).__name__})") from None
+        raise StoreError(
+            f"the store {location.uri} is damaged: its root metadata cannot be read ({type(err).__name__})"
+        ) from None
     except Exception as err:  # object-store clients raise their own types (botocore, gcsfs...)
         if type(err).__module__.split(".")[0] in {"botocore", "aiobotocore", "s3fs", "gcsfs", "adlfs", "fsspec"}:
             raise StoreError(f"cannot open the store {location.uri}: {' '.join(str(err).split())}") from err
         raise
 
 
-def _float_grid_array(
-    group: zarr.Group, name: str, shape: tuple[int, int], chunks: tuple[int, int]
-) -> zarr.Array:
+def _float_grid_array(group: zarr.Group, name: str, shape: tuple[int, int], chunks: tuple[int, int]) -> zarr.Array:
     return group.create_array(
-        name, shape=shape, chunks=chunks, dtype="float32", fill_value=float("nan"),
-        dimension_names=AXES, overwrite=True,
+        name,
+        shape=shape,
+        chunks=chunks,
+        dtype="float32",
+        fill_value=float("nan"),
+        dimension_names=AXES,
+        overwrite=True,
     )
 
 

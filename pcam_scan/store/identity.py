@@ -36,9 +36,7 @@ RECORDED_PACKAGES: tuple[str, ...] = (
 def canonical_json(value: object) -> str:
     """One JSON text per value: sorted keys, compact, ASCII, no NaN/Infinity."""
     try:
-        return json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-        )
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"value is not plain JSON data: {err}") from err
 
@@ -68,8 +66,7 @@ class RunIdentity:
     def __post_init__(self) -> None:
         if not isinstance(self.model_id, str) or not MODEL_ID_RE.match(self.model_id):
             raise ConfigError(
-                f"model id {self.model_id!r} is not a plain id "
-                "(letters, digits, ':._-', at most 200 characters)"
+                f"model id {self.model_id!r} is not a plain id (letters, digits, ':._-', at most 200 characters)"
             )
         if not isinstance(self.settings, Mapping):
             raise ConfigError("run settings must be a mapping of names to JSON values")

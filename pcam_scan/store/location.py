@@ -38,9 +38,7 @@ class StoreLocation:
         if not isinstance(self.uri, str) or not self.uri.strip():
             raise ConfigError("the store location must be a non-empty path or URL")
         if self.storage_options and not self.is_url:
-            raise ConfigError(
-                f"storage options apply to URLs only, not to the local path {self.uri!r}"
-            )
+            raise ConfigError(f"storage options apply to URLs only, not to the local path {self.uri!r}")
         object.__setattr__(self, "storage_options", dict(self.storage_options))
 
     @property
@@ -56,9 +54,7 @@ class StoreLocation:
     def zarr_store(self, read_only: bool) -> Store:
         local = self.local_path
         if local is None:
-            return FsspecStore.from_url(
-                self.uri, storage_options=dict(self.storage_options), read_only=read_only
-            )
+            return FsspecStore.from_url(self.uri, storage_options=dict(self.storage_options), read_only=read_only)
         return LocalStore(local, read_only=read_only)
 
     def group(

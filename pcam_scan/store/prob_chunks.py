@@ -69,15 +69,9 @@ def check_block_fits(
     )
     actual = (block.cell_row0, block.cell_col0, block.n_rows, block.n_cols)
     if expected != actual or min(expected[2:]) <= 0:
-        raise ValueError(
-            f"block {block} is not the chunk at {block.block_rc} "
-            f"of a {shape} grid in {chunks} chunks"
-        )
+        raise ValueError(f"block {block} is not the chunk at {block.block_rc} of a {shape} grid in {chunks} chunks")
     if values.shape != (block.n_rows, block.n_cols):
-        raise ValueError(
-            f"block {block.block_rc} needs {(block.n_rows, block.n_cols)} values, "
-            f"got {values.shape}"
-        )
+        raise ValueError(f"block {block.block_rc} needs {(block.n_rows, block.n_cols)} values, got {values.shape}")
     finite = values[~np.isnan(values)]
     if finite.size and (finite.min() < 0.0 or finite.max() > 1.0):
         raise ValueError(f"block {block.block_rc} values must be probabilities in [0, 1] or NaN")

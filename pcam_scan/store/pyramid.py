@@ -48,9 +48,7 @@ def downsample_2x(level: npt.ArrayLike, pooling: Pooling = "max") -> FloatGrid:
     return np.where(n_valid > 0, pooled, np.nan).astype(np.float32)
 
 
-def pyramid_shapes(
-    shape: tuple[int, int], top_cells: int = DEFAULT_TOP_CELLS
-) -> list[tuple[int, int]]:
+def pyramid_shapes(shape: tuple[int, int], top_cells: int = DEFAULT_TOP_CELLS) -> list[tuple[int, int]]:
     """Shapes of all levels: halve until the largest side is <= `top_cells` or a side is 1."""
     if top_cells < 1:
         raise ValueError("top_cells must be at least 1")

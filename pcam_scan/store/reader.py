@@ -16,13 +16,12 @@ import zarr
 from zarr.errors import NodeNotFoundError
 
 from pcam_scan.errors import StoreError
-from pcam_scan.geometry import Block, CellGrid
-from pcam_scan.geometry import plan_blocks
-from pcam_scan.store.prob_chunks import done_block_rcs
+from pcam_scan.geometry import Block, CellGrid, plan_blocks
 from pcam_scan.store.identity import RunIdentity
 from pcam_scan.store.ids import validate_slide_id
 from pcam_scan.store.location import StoreLocation, child_array, child_group
 from pcam_scan.store.ngff import level_paths
+from pcam_scan.store.prob_chunks import done_block_rcs
 from pcam_scan.store.schema import (
     ATTRS_KEY,
     BLOCKS_DONE,

@@ -88,9 +88,7 @@ def check_prob(slide_id: str, level: int, prob: npt.NDArray, shape: tuple[int, i
     if prob.dtype not in PROB_DTYPES:
         raise DamagedSlideError(slide_id, f"prob level {level} holds {prob.dtype}, not float32")
     if prob.ndim != 2 or (shape is not None and prob.shape != shape):
-        raise DamagedSlideError(
-            slide_id, f"prob level {level} has shape {prob.shape}, the cell grid is {shape}"
-        )
+        raise DamagedSlideError(slide_id, f"prob level {level} has shape {prob.shape}, the cell grid is {shape}")
     finite = prob[~np.isnan(prob)]
     if finite.size and not (np.all(np.isfinite(finite)) and finite.min() >= 0 and finite.max() <= 1):
         bad = finite[~((finite >= 0) & (finite <= 1))]
@@ -101,9 +99,7 @@ def check_prob(slide_id: str, level: int, prob: npt.NDArray, shape: tuple[int, i
 
 def check_tissue(slide_id: str, tissue: npt.NDArray, shape: tuple[int, int]) -> None:
     if tissue.dtype != np.bool_ or tissue.shape != shape:
-        raise DamagedSlideError(
-            slide_id, f"tissue is {tissue.dtype} {tissue.shape}, expected bool {shape}"
-        )
+        raise DamagedSlideError(slide_id, f"tissue is {tissue.dtype} {tissue.shape}, expected bool {shape}")
 
 
 def check_complete(
@@ -118,9 +114,7 @@ def check_complete(
             slide_id, f"it is marked complete but {missing_blocks} planned blocks were never written"
         )
     if tissue.any() and not np.isfinite(prob[tissue]).any():
-        raise DamagedSlideError(
-            slide_id, "it is marked complete but none of its tissue cells has a prediction"
-        )
+        raise DamagedSlideError(slide_id, "it is marked complete but none of its tissue cells has a prediction")
 
 
 def check_metadata_size(slide_id: str, metadata_path: Path | None) -> None:

@@ -153,9 +153,7 @@ def write_manifest(path: Path, spec: SynthSpec, slides: list[SynthSlide], out: P
                 "diameter_um": round(lesion.diameter_um, 3),
                 "l0_centre_xy": list(lesion.l0_centre_xy),
             }
-            for lesion, (tumour_name, exclusion_name) in zip(
-                slide.lesions, slide.plan.annotation_names(), strict=True
-            )
+            for lesion, (tumour_name, exclusion_name) in zip(slide.lesions, slide.plan.annotation_names(), strict=True)
         ]
         entries.append(
             {
@@ -185,4 +183,3 @@ def write_manifest(path: Path, spec: SynthSpec, slides: list[SynthSlide], out: P
     }
     with written_atomically(path) as partial:
         partial.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-

@@ -49,6 +49,7 @@ def write_lesion_mask(path: Path, annotations: SlideAnnotations, spec: SlideSpec
             metadata=None,
         )
 
+
 def write_ground_truth(slide: SynthSlide, xml_path: Path, mask_path: Path) -> SynthSlide:
     """Write the slide's XML and mask; returns the record with their paths filled in."""
     xml_path.parent.mkdir(parents=True, exist_ok=True)

@@ -106,6 +106,7 @@ class SlidePlan:
                 exclusions.append(Polygon(exclusion_name, EXCLUSION_GROUP, lesion.exclusion_l0_xy))
         return SlideAnnotations(tumour=tuple(tumour), exclusions=tuple(exclusions))
 
+
 def plan_slide(spec: SlideSpec, seed: int, tumour: bool) -> SlidePlan:
     """Lay out one slide from its seed: same seed and spec, same plan."""
     rng = np.random.default_rng([int(seed), 0x706C616E])
@@ -116,9 +117,7 @@ def plan_slide(spec: SlideSpec, seed: int, tumour: bool) -> SlidePlan:
     if tumour:
         lesions = _lesions(rng, spec, tissue)
         histotype = str(rng.choice(HISTOTYPES, p=HISTOTYPE_WEIGHTS))
-    return SlidePlan(
-        spec=spec, seed=int(seed), tissue=tissue, fat=fat, lesions=lesions, histotype=histotype
-    )
+    return SlidePlan(spec=spec, seed=int(seed), tissue=tissue, fat=fat, lesions=lesions, histotype=histotype)
 
 
 def _rounded(l0_xy: np.ndarray) -> np.ndarray:
@@ -166,9 +165,7 @@ def _fat_lobules(rng: np.random.Generator, tissue: tuple[np.ndarray, ...]) -> tu
     return tuple(lobules)
 
 
-def _lesions(
-    rng: np.random.Generator, spec: SlideSpec, tissue: tuple[np.ndarray, ...]
-) -> tuple[Lesion, ...]:
+def _lesions(rng: np.random.Generator, spec: SlideSpec, tissue: tuple[np.ndarray, ...]) -> tuple[Lesion, ...]:
     placed: list[Lesion] = []
     first = _place(rng, spec, tissue, placed, "macro") or _place(rng, spec, tissue, placed, "micro")
     if first is None:

@@ -36,9 +36,7 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
-def value_noise(
-    seed: int, stream: int, l0_x: int, l0_y: int, width: int, height: int, spacing_px: float
-) -> np.ndarray:
+def value_noise(seed: int, stream: int, l0_x: int, l0_y: int, width: int, height: int, spacing_px: float) -> np.ndarray:
     """Smooth noise in [-1, 1], float32 (height, width), of feature size about `spacing_px`."""
     x = (l0_x + np.arange(width) + 0.5) / spacing_px
     y = (l0_y + np.arange(height) + 0.5) / spacing_px

@@ -81,19 +81,14 @@ def _seed_cell(seed: int, kind: NucleusKind, mpp_um_px: float, cell_r: int, cell
     )
 
 
-def nuclei_in(
-    seed: int, kind: NucleusKind, mpp_um_px: float, l0_x: int, l0_y: int, width: int, height: int
-) -> Nuclei:
+def nuclei_in(seed: int, kind: NucleusKind, mpp_um_px: float, l0_x: int, l0_y: int, width: int, height: int) -> Nuclei:
     """All nuclei of `kind` whose centres fall in the region (from every seed cell it touches)."""
     c0, c1 = l0_x // SEED_CELL_PX, (l0_x + width - 1) // SEED_CELL_PX
     r0, r1 = l0_y // SEED_CELL_PX, (l0_y + height - 1) // SEED_CELL_PX
-    parts = [
-        _seed_cell(seed, kind, mpp_um_px, r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)
-    ]
+    parts = [_seed_cell(seed, kind, mpp_um_px, r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
     nuclei = Nuclei.concat(parts)
     inside = (
-        (nuclei.l0_x >= l0_x) & (nuclei.l0_x < l0_x + width)
-        & (nuclei.l0_y >= l0_y) & (nuclei.l0_y < l0_y + height)
+        (nuclei.l0_x >= l0_x) & (nuclei.l0_x < l0_x + width) & (nuclei.l0_y >= l0_y) & (nuclei.l0_y < l0_y + height)
     )
     # A canonical order (by position), so that which of two nuclei in one pixel wins does not
     # depend on the region they were gathered for.

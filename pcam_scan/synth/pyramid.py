@@ -140,6 +140,7 @@ def write_pyramid_tiff(
             for level_file in scratch:
                 level_file.close()
 
+
 def _level_tiles(
     strips: Iterable[np.ndarray],
     following: _ScratchLevel | None,

@@ -53,18 +53,13 @@ def write_synthetic_slide(
     return write_planned_slide(path, plan_slide(spec, seed, tumour), on_rows)
 
 
-def write_planned_slide(
-    path: str | Path, plan: SlidePlan, on_rows: RowsCallback | None = None
-) -> SynthSlide:
+def write_planned_slide(path: str | Path, plan: SlidePlan, on_rows: RowsCallback | None = None) -> SynthSlide:
     """Write a slide already planned (the data set plans every slide before writing any)."""
     path = Path(path)
     spec = plan.spec
     layout = PyramidLayout.of(spec.width_px, spec.height_px, spec.tile_px)
     texture = SlideTexture(plan)
-    description = (
-        f"pcam-scan synthetic Camelyon16-like slide {path.stem}; seed {plan.seed}; "
-        f"{spec.mpp_um_px} um/px"
-    )
+    description = f"pcam-scan synthetic Camelyon16-like slide {path.stem}; seed {plan.seed}; {spec.mpp_um_px} um/px"
     strips = _level0_strips(texture, spec, layout.strip_rows)
     write_pyramid_tiff(path, strips, layout, spec.mpp_um_px, spec.jpeg_quality, description, on_rows)
     return SynthSlide(name=path.stem, path=path, plan=plan, level_wh=layout.level_wh)

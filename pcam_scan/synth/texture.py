@@ -15,7 +15,6 @@ import numpy as np
 from pcam_scan.annotations.model import Polygon, SlideAnnotations
 from pcam_scan.annotations.rasterize import rasterize_annotations
 from pcam_scan.synth.layout import SlidePlan
-from pcam_scan.synth.stains import EOSIN_OD, GLASS_OD, HAEMATOXYLIN_OD, TISSUE_OD, density_to_rgb
 from pcam_scan.synth.noise import NoiseTable, lattice_uniform, value_noise
 from pcam_scan.synth.nuclei import (
     NORMAL_NUCLEI,
@@ -25,6 +24,7 @@ from pcam_scan.synth.nuclei import (
     max_radius_px,
     nuclei_in,
 )
+from pcam_scan.synth.stains import EOSIN_OD, GLASS_OD, HAEMATOXYLIN_OD, TISSUE_OD, density_to_rgb
 
 GLASS, STROMA, FAT, TUMOUR = 0, 1, 2, 3
 

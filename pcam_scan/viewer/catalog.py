@@ -21,8 +21,8 @@ from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.errors import ConfigError, PcamScanError, StoreError
 from pcam_scan.geometry import CellGrid
 from pcam_scan.render.heatmap_image import HeatmapPyramid, HeatmapStyle
-from pcam_scan.render.style_defaults import DEFAULT_COLORMAP, DEFAULT_THRESHOLD
 from pcam_scan.render.slide_files import SlideLocator
+from pcam_scan.render.style_defaults import DEFAULT_COLORMAP, DEFAULT_THRESHOLD
 from pcam_scan.render.summary import SlideSummary, summarise
 from pcam_scan.store import HeatmapStore, SlideState, StoredSlide
 from pcam_scan.store.identity import canonical_json
@@ -129,7 +129,12 @@ class SlideCatalog:
             "fingerprint": stored.record.fingerprint,
             "status": stored.status.to_attrs() if stored.status else None,
             "counts": dict(stored.counts),
-            "tiles": [self.settings.tile_px, self.settings.overlap_px, self.settings.jpeg_quality, self.settings.colormap],
+            "tiles": [
+                self.settings.tile_px,
+                self.settings.overlap_px,
+                self.settings.jpeg_quality,
+                self.settings.colormap,
+            ],
         }
         if stored.status is None or stored.status.state is not SlideState.COMPLETE:
             identity["blocks_done"] = len(self.store.done_blocks(slide_id))

@@ -40,7 +40,5 @@ def lesion_overlay(pyramid: HeatmapPyramid, threshold: float) -> dict[str, objec
             ring.round(1).tolist() for c in contours[:MAX_REGIONS] for ring in (c.outer_l0_xy, *c.holes_l0_xy)
         ],
         "detection_count": len(detections),
-        "detections": [
-            {"l0_xy": list(d.l0_xy), "confidence": d.confidence} for d in detections[:MAX_DETECTIONS]
-        ],
+        "detections": [{"l0_xy": list(d.l0_xy), "confidence": d.confidence} for d in detections[:MAX_DETECTIONS]],
     }

@@ -104,9 +104,7 @@ def heatmap_tile_png(
     scale = grid.l0_per_level_px(level)
     prob = pyramid.sample((x0 * scale, y0 * scale), scale, (x1 - x0, y1 - y0))
     buffer = io.BytesIO()
-    Image.fromarray(colourise(prob, style), mode="RGBA").save(
-        buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL
-    )
+    Image.fromarray(colourise(prob, style), mode="RGBA").save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
 
 
