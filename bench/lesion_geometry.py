@@ -157,12 +157,14 @@ def main() -> None:
         f"{DIAMETERS_UM[0]}-{DIAMETERS_UM[-1]} um; {args.repeats} placements each)"
     )
     print(
-        f"{'rule':16s} {'method':7s} {'median diam err um':>19s} {'median |diam err| um':>21s} {'p90 |diam err| um':>18s} "
+        f"{'rule':16s} {'method':7s} {'median diam err um':>19s} {'median |diam err| um':>21s} "
+        f"{'p90 |diam err| um':>18s} "
         f"{'median |area err| %':>20s} {'pN agree >=40um from cut %':>27s} {'pN agree all %':>15s}"
     )
     for rule, method, med, med_abs, p90, area, pn_safe, pn_all in summary_rows(results):
         print(
-            f"{rule:16s} {method:7s} {med:19.1f} {med_abs:21.1f} {p90:18.1f} {area:20.1f} {pn_safe:27.1f} {pn_all:15.1f}"
+            f"{rule:16s} {method:7s} {med:19.1f} {med_abs:21.1f} {p90:18.1f} {area:20.1f} {pn_safe:27.1f} "
+            f"{pn_all:15.1f}"
         )
     if args.png:
         save_picture(results, args.png)

@@ -79,7 +79,10 @@ def _row(checkpoint: Path, px: int, compiled: bool, tta: bool, device: torch.dev
     reference = "-" if tta or args.no_reference else _figure(_torchvision_rate(px, compiled, device, args))
     mode = "compiled" if compiled else "eager"
     tta_name = "D4" if tta else "no"
-    return f"| {px:>3} | {mode:<8} | {tta_name:<3} | {reference:>8} | {_figure(model):>9} | {_figure(e2e):>9} | {e2e / model:>9.2f} |"
+    return (
+        f"| {px:>3} | {mode:<8} | {tta_name:<3} | {reference:>8} "
+        f"| {_figure(model):>9} | {_figure(e2e):>9} | {e2e / model:>9.2f} |"
+    )
 
 
 def _figure(rate: float) -> str:

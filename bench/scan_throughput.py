@@ -307,7 +307,9 @@ def main() -> None:
                 "end-to-end patches/s": f"{rate:,.0f}",
                 "scan seconds (Ray start, planning, blocks)": f"{many['wall_s']:.1f}",
                 "scan seconds, 1 slide (what any run costs)": f"{one['wall_s']:.1f}",
-                "patches/s once Ray is up (planning, blocks, finalize)": f"{many['patches'] / many['after_ray_s']:,.0f}",
+                "patches/s once Ray is up (planning, blocks, finalize)": (
+                    f"{many['patches'] / many['after_ray_s']:,.0f}"
+                ),
                 "scan seconds once Ray is up": f"{many['after_ray_s']:.1f}",
                 "patches/s per CPU core": f"{per_core:,.0f}",
                 "cores to feed 65k/s": f"{65_000 / per_core:,.1f}",

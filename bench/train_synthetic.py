@@ -89,7 +89,8 @@ def quality(args: argparse.Namespace) -> None:
     auc = roc_auc_score(y, probs)
     accuracy = float(((probs > 0.5) == (y == 1)).mean())
     print(
-        f"held-out synthetic slides: {len(y)} patches ({int(y.sum())} tumour), patch ROC AUC {auc:.4f}, accuracy {accuracy:.4f}"
+        f"held-out synthetic slides: {len(y)} patches ({int(y.sum())} tumour), patch ROC AUC {auc:.4f}, accuracy "
+        f"{accuracy:.4f}"
     )
     print(f"report in {outcome.report_dir}")
 
@@ -117,7 +118,8 @@ def throughput(args: argparse.Namespace) -> None:
             seconds = time.perf_counter() - start
         images = len(learn.dls.train) * batch_size * args.epochs_timed
         print(
-            f"{args.arch} {size} px on {device} ({precision}, batch {batch_size}): {images / seconds:.0f} train images/s (incl. a 256-patch validation per epoch)"
+            f"{args.arch} {size} px on {device} ({precision}, batch {batch_size}): {images / seconds:.0f} train "
+            "images/s (incl. a 256-patch validation per epoch)"
         )
 
 

@@ -4,9 +4,9 @@ A heatmap value belongs to the CENTRE of its cell (the centre of the patch it wa
 from), so the staircase of whole positive cells overstates every lesion by about half a cell all
 round. Instead, the field is interpolated bilinearly between cell centres and sampled at
 `subsamples` points per cell side; the lesion is where the interpolated field is at or above the
-threshold (the iso-contour of marching squares, rasterised), lightly smoothed as a shape. Between a positive and a negative
-cell centre the boundary then falls where the field crosses the threshold, which for a hard 0/1
-output is midway: an unbiased estimate of where the model's output switches.
+threshold (the iso-contour of marching squares, rasterised), lightly smoothed as a shape.
+Between a positive and a negative cell centre the boundary then falls where the field crosses
+the threshold, which for a hard 0/1 output is midway: an unbiased estimate of where the model's output switches.
 
 Where the output switches depends on how the model's label was defined (`LabelRule`):
 - "centre-majority": a cell is positive when tumour covers most of its centre square, i.e.

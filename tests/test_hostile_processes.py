@@ -45,7 +45,7 @@ def test_two_scans_of_one_store_cooperate_or_the_second_is_refused_at_once(
     argv = [*CLI, *_scan_argv(synth_dataset, tiny_checkpoint, store)]
     scans = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(scan.wait(timeout=HANG_DEADLINE_S), *scan.communicate()) for scan in scans]
-    for code, out, err in results:
+    for code, _out, err in results:
         assert "Traceback" not in err and "ContainsArrayError" not in err, err
         if code != 0:  # refused: one line naming the holder, and nothing else
             assert code == 2, err

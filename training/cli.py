@@ -53,7 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--label-rule",
         choices=LABEL_RULES,
         default="pcam-any",
-        help="when a patch is tumour: any tumour in the centre label square (pcam-any, PCam's rule, default) or over half of it (centre-majority; --slides with annotations only); recorded in the checkpoint",
+        help=(
+            "when a patch is tumour: any tumour in the centre label square (pcam-any, PCam's rule, default) or over "
+            "half of it (centre-majority; --slides with annotations only); recorded in the checkpoint"
+        ),
     )
     source.add_argument("--mpp", type=float, default=PCAM_MPP_UM_PX, help=f"patch um/px (default {PCAM_MPP_UM_PX})")
 
@@ -85,7 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--negatives-per-positive",
         type=float,
         default=defaults.NEGATIVES_PER_POSITIVE,
-        help=f"balance each split to this ratio; 0 keeps every sampled negative (default {defaults.NEGATIVES_PER_POSITIVE:g})",
+        help=(
+            "balance each split to this ratio; 0 keeps every sampled negative (default "
+            f"{defaults.NEGATIVES_PER_POSITIVE:g})"
+        ),
     )
     mine.add_argument(
         "--hard-negatives", metavar="CKPT", help="previous checkpoint whose false positives become negatives"

@@ -163,7 +163,8 @@ def plot_top_losses(
         actual = CLASSES[predictions.targets[index]]
         predicted = CLASSES[predictions.predicted[index]]
         ax.set_title(
-            f"#{index} {actual}->{predicted}\nP(tumour) {predictions.probs[index]:.2f} loss {predictions.losses[index]:.2f}",
+            f"#{index} {actual}->{predicted}\nP(tumour) {predictions.probs[index]:.2f} loss "
+            f"{predictions.losses[index]:.2f}",
             fontsize=8,
         )
         ax.axis("off")

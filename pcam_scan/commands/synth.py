@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     reporter = None if args.quiet else ProgressReporter(sys.stderr)
     slides = write_synthetic_dataset(args.out_dir, spec, reporter, overwrite=args.overwrite)
     for slide in slides:
-        kinds = ", ".join(f"{l.category} {l.diameter_um / 1000:.2f} mm" for l in slide.lesions)
+        kinds = ", ".join(f"{lesion.category} {lesion.diameter_um / 1000:.2f} mm" for lesion in slide.lesions)
         print(f"{slide.path}  {slide.plan.category:5s}  {kinds or 'no lesions'}")
     noun = "slide" if len(slides) == 1 else "slides"
     print(f"wrote {len(slides)} {noun}, reference.csv and synth.json to {args.out_dir}")

@@ -31,21 +31,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--allow-remote",
         action="store_true",
-        help="really listen on the non-loopback --host: the viewer has no login, so anyone who can reach it sees the slides (see docs/viewer.md: put it behind an authenticating proxy instead)",
+        help=(
+            "really listen on the non-loopback --host: the viewer has no login, so anyone who can reach it sees the "
+            "slides (see docs/viewer.md: put it behind an authenticating proxy instead)"
+        ),
     )
     parser.add_argument(
         "--server-name",
         action="append",
         default=[],
         metavar="NAME",
-        help="with --allow-remote: a name clients use to reach the viewer (its Host header); repeatable (default: the --host address and this machine's host names)",
+        help=(
+            "with --allow-remote: a name clients use to reach the viewer (its Host header); repeatable (default: "
+            "the --host address and this machine's host names)"
+        ),
     )
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
     parser.add_argument(
         "--annotations",
         metavar="DIR",
         type=Path,
-        help="reference annotations (ASAP XML, GeoJSON, NCRF JSON named after the slides), drawn as a layer of their own",
+        help=(
+            "reference annotations (ASAP XML, GeoJSON, NCRF JSON named after the slides), drawn as a layer of their own"
+        ),
     )
     parser.add_argument(
         "--quiet", action="store_true", help="no access log (one line per request on stderr); errors are still logged"
@@ -86,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     if not loopback:
         print(
-            f"pcam-scan view: listening on {args.host} (--allow-remote): anyone who can reach it can view the slides; Host names served: {', '.join(remote_host_names(args.host, args.server_name))}",
+            f"pcam-scan view: listening on {args.host} (--allow-remote): anyone who can reach it can view the "
+            f"slides; Host names served: {', '.join(remote_host_names(args.host, args.server_name))}",
             file=sys.stderr,
         )
     print(f"pcam-scan view: {args.store} at http://{shown}:{port}/ (Ctrl-C stops)", flush=True)

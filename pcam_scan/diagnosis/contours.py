@@ -168,7 +168,7 @@ def lesion_contours(prob: np.ndarray, grid: CellGrid, settings: RegionSettings) 
         shape = region.shape
         if shape is None:
             raise ValueError("find_regions returned a region without its shape")
-        others = _sub_cells(labels, shape, lambda cells: (cells > 0) & (cells != region.label))
+        others = _sub_cells(labels, shape, lambda cells, own=region.label: (cells > 0) & (cells != own))
         rings = outline_cells(shape.mask, keep_inside=others)
         origin = np.array(shape.origin_cell_rc[::-1], dtype=np.float64)
         contours.append(

@@ -14,10 +14,10 @@ safetensors metadata is a flat dict[str, str]; the scanner keeps one JSON docume
 `patch_px`, `label_px` and `mpp_um_px` describe the patches the model was trained on (what the
 slide reader must cut); `label_rule` says how the label was defined from the centre `label_px`
 square ("pcam-any": any tumour pixel, PatchCamelyon's rule and what a document without the field
-means; "centre-majority": tumour over half of it), which lesion geometry needs; `input_px` is what the network sees (the predictor resizes patch_px to
-input_px on the device: 96 native, 224 for the original fastai recipe). Mean and std apply to
-pixels scaled to [0, 1]. Every field is checked; an unknown or missing field is refused, so a
-typo never passes silently.
+means; "centre-majority": tumour over half of it), which lesion geometry needs; `input_px` is
+what the network sees (the predictor resizes patch_px to input_px on the device: 96 native, 224
+for the original fastai recipe). Mean and std apply to pixels scaled to [0, 1]. Every field is
+checked; an unknown or missing field is refused, so a typo never passes silently.
 """
 
 from __future__ import annotations

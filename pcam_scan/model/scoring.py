@@ -28,7 +28,8 @@ class PatchScorer(nn.Module):
     """Maps uint8 NHWC patches (N, patch_px, patch_px, 3) to float32 P(tumour), shape (N,).
 
     With `tta` the probability is the mean over the 8 D4 views (PCam labels are rotation and
-    mirror invariant); the network then sees 8 x N images per call. `channels_last` lays activations out as NHWC, which tensor cores want.
+    mirror invariant); the network then sees 8 x N images per call. `channels_last` lays
+    activations out as NHWC, which tensor cores want.
     """
 
     scale: torch.Tensor

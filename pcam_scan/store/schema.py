@@ -29,7 +29,7 @@ BLOCKS_DONE = "blocks_done"
 DEFAULT_BLOCK_CELLS = BLOCK_CELLS
 
 
-class SlideState(str, enum.Enum):
+class SlideState(enum.StrEnum):
     """Where a slide stands. `complete` is written last, after every byte of its data."""
 
     PLANNED = "planned"

@@ -32,7 +32,21 @@ _MODULE_OF = {
     "SlideSpec": "spec",
     "SynthSpec": "spec",
 }
-__all__ = sorted(_MODULE_OF)
+__all__ = [
+    "Lesion",
+    "SlidePlan",
+    "SlideSpec",
+    "SynthProgress",
+    "SynthSlide",
+    "SynthSpec",
+    "lesion_category",
+    "plan_slide",
+    "write_ground_truth",
+    "write_lesion_mask",
+    "write_planned_slide",
+    "write_synthetic_dataset",
+    "write_synthetic_slide",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,8 @@ Computed from heatmap level 0 with `pcam_scan.diagnosis.contours` (the sub-cell 
 regions of `pcam_scan.lesions`, the same that exports and diagnoses measure) and
 `pcam_scan.lesions.detect_points`, at the threshold the user has chosen in the viewer. The
 outlines follow the interpolated probability, corrected for the model's label rule, so under
-PCam's rule they lie about half a cell inside the edge of the coloured cells. Lists are capped (largest regions, most confident detections first) to keep the page
+PCam's rule they lie about half a cell inside the edge of the coloured cells. Lists are capped
+(largest regions, most confident detections first) to keep the page
 responsive on a heatmap full of noise.
 """
 
