@@ -2,15 +2,18 @@
 and every file appears whole or not at all.
 
 Every command that writes files (diagnose, evaluate, export, render, train, fit-aggregator, synth)
-checks its targets here before it starts work, and writes them through `atomic_output`: a sibling
-temporary file renamed into place. So an existing result (a pathologist's ASAP XML, last week's
-diagnoses) survives unless `--overwrite` was given; a device, FIFO or symbolic link given as an
-output is refused rather than replaced or written through; and a run that fails leaves nothing.
+checks its targets here before it starts work, and writes them through `atomic_output`, the
+project's one atomic write: a sibling temporary file, created exclusively under a random name (a
+link planted at a guessable name is never written through), renamed into place. So an existing
+result (a pathologist's ASAP XML, last week's diagnoses) survives unless `--overwrite` was given; a
+device, FIFO or symbolic link given as an output is refused rather than replaced or written through;
+and a run that fails leaves nothing.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -80,7 +83,10 @@ def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot create {path.parent}: {err.strerror or err}") from None
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp = exclusive_sibling(path, "tmp")
+    except OSError as err:
+        raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
     try:
         yield tmp
         check_output_file(path, overwrite)
@@ -101,6 +107,19 @@ def write_output_text(path: Path, text: str, overwrite: bool) -> None:
     write_output_bytes(path, text.encode("utf-8"), overwrite)
 
 
+def exclusive_sibling(path: Path, purpose: str) -> Path:
+    """A new, empty, hidden file beside `path`, created by this call alone (O_CREAT | O_EXCL,
+    never through an existing name or link) with the umask's permissions, under a random name."""
+    for _ in range(16):
+        candidate = path.with_name(f".{path.name}.{purpose}-{secrets.token_hex(6)}")
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
 def _check_parent(path: Path) -> None:
     """The nearest existing ancestor must be a folder we can write into."""
     parent = path.parent
@@ -119,11 +138,8 @@ def _probe(path: Path) -> None:
     (/proc, a read-only mount) is found now, not after hours of work."""
     if not path.parent.is_dir():
         return
-    probe = path.with_name(f".{path.name}.probe-{os.getpid()}")
     try:
-        with open(probe, "x"):
-            pass
-        probe.unlink()
+        exclusive_sibling(path, "probe").unlink()
     except OSError as err:
         raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from torch import nn
 from pcam_scan.errors import CheckpointError
 from pcam_scan.model.architectures import build_network
 from pcam_scan.model.metadata import ModelMetadata
-from pcam_scan.outputs import check_output_file
+from pcam_scan.outputs import write_output_bytes
 
 METADATA_KEY = "pcam_scan"
 
@@ -83,14 +82,8 @@ def save_checkpoint(network: nn.Module, path: str | os.PathLike[str], metadata: 
     target = Path(path)
     if not target.parent.is_dir():
         raise CheckpointError(f"cannot write checkpoint {target}: folder {target.parent} does not exist")
-    check_output_file(target, overwrite=True)  # never replaces a device, FIFO or symlink
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        # bytes, then our own file: safetensors' save_file would create it 0600, whatever the umask
-        tmp.write_bytes(save(state, metadata={METADATA_KEY: metadata.to_json()}))
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # bytes through our own file: safetensors' save_file would create it 0600, whatever the umask
+    write_output_bytes(target, save(state, metadata={METADATA_KEY: metadata.to_json()}), overwrite=True)
     return weights_sha256(state)
 
 
