@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast
 
 from pcam_scan.errors import ConfigError
+from pcam_scan.validation import check_mpp
 
 if TYPE_CHECKING:  # pure arithmetic: parsers import this module, and they need no numpy
     import numpy as np
@@ -79,8 +80,7 @@ class PatchGeometry:
                 f"patch {self.patch_px} px minus stride {self.stride_px} px must be even "
                 "so that the patch is centred on its cell"
             )
-        if not 0.05 <= self.mpp_um_px <= 50:
-            raise ConfigError(f"model MPP {self.mpp_um_px} um/px is not plausible")
+        check_mpp("model MPP", self.mpp_um_px)
 
     @property
     def cell_px(self) -> int:

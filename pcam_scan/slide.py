@@ -22,9 +22,7 @@ from PIL import Image
 
 from pcam_scan.errors import MissingMppError, SlideError
 from pcam_scan.slide_backends import BackendMetadata, RecordedMpp, SlideBackend, open_slide_file
-
-MPP_PLAUSIBLE_UM_PX = (0.1, 20.0)
-"""A slide's MPP outside this range is a mislabelled file, not a microscope."""
+from pcam_scan.validation import check_mpp, is_plausible_mpp
 
 SLIDE_SUFFIXES = frozenset({".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"})
 """File name endings of the whole-slide formats OpenSlide reads, for finding slides in folders."""
@@ -106,21 +104,13 @@ class ReadPlan:
         return self.px_mpp_um_px / self.level_mpp_um_px
 
 
-def _plausible(mpp: float) -> bool:
-    low, high = MPP_PLAUSIBLE_UM_PX
-    return math.isfinite(mpp) and low <= mpp <= high
-
-
 def resolve_mpp(recorded: RecordedMpp, path: str, override_um_px: float | None = None) -> tuple[float, str]:
     """The slide's MPP and its source: override, the format's own MPP, or TIFF resolution tags.
 
     An implausible or missing value raises `MissingMppError` naming the `--mpp` override.
     """
     if override_um_px is not None:
-        if not _plausible(override_um_px):
-            low, high = MPP_PLAUSIBLE_UM_PX
-            raise MissingMppError(f"--mpp {override_um_px} is outside the plausible range {low}-{high} um/px")
-        return float(override_um_px), "override"
+        return check_mpp("--mpp", override_um_px, MissingMppError), "override"
     hint = "pass --mpp UM_PER_PX to set it"
     mpp_x, mpp_y = recorded.mpp_xy_um_px
     source = recorded.source
@@ -134,7 +124,7 @@ def resolve_mpp(recorded: RecordedMpp, path: str, override_um_px: float | None =
             source = "tiff-resolution"
         else:
             raise MissingMppError(f"{path}: the slide records no microns-per-pixel; {hint}")
-    if not (_plausible(mpp_x) and _plausible(mpp_y)):
+    if not (is_plausible_mpp(mpp_x) and is_plausible_mpp(mpp_y)):
         raise MissingMppError(
             f"{path}: recorded MPP {mpp_x:.4g} x {mpp_y:.4g} um/px ({source}) is not plausible for a slide; {hint}"
         )

@@ -30,3 +30,23 @@ def check_seed(name: str, value: int, error: type[PcamScanError] = ConfigError) 
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
         raise error(f"{name} {value!r} must be an integer in 0..{MAX_SEED}")
     return value
+
+
+MPP_PLAUSIBLE_UM_PX = (0.05, 20.0)
+"""Microns per pixel of a slide scan, a read plane or a model: from beyond a 100x oil objective
+(about 0.1) to a low-power overview. Outside it, a file is mislabelled (a photo's 72 dpi is
+353 um/px) or a number was mistyped; one range for slides, models, overrides and stores."""
+
+
+def is_plausible_mpp(value: float) -> bool:
+    """Whether `value` is a finite MPP inside `MPP_PLAUSIBLE_UM_PX`."""
+    low, high = MPP_PLAUSIBLE_UM_PX
+    return isinstance(value, Real) and math.isfinite(value) and low <= value <= high
+
+
+def check_mpp(name: str, value: float, error: type[PcamScanError] = ConfigError) -> float:
+    """`value` as a float when it is a plausible MPP; else raise `error` naming `name`."""
+    if not is_plausible_mpp(value):
+        low, high = MPP_PLAUSIBLE_UM_PX
+        raise error(f"{name} {value!r} um/px is not plausible (expected {low}-{high} um/px)")
+    return float(value)
