@@ -18,14 +18,15 @@ import numpy as np
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.patch_cutting import cut_patches
 from pcam_scan.scan.planning import SlidePlan, plan_slide
-from pcam_scan.scan.settings import ScanSettings
+from pcam_scan.scan.settings import ModelRef, ScanRun, ScanSettings
 from pcam_scan.slide import open_slide
 from pcam_scan.synth import SlideSpec, write_synthetic_slide
 
 
 def plan_for_stride(path: Path, stride_px: int) -> SlidePlan:
     """The scanner's own plan (read plane, grid, tissue, 32-cell blocks), shared by both paths."""
-    return plan_slide(path.stem, str(path), PatchGeometry(), ScanSettings(stride_px=stride_px))
+    run = ScanRun.resolve(ScanSettings(stride_px=stride_px), ModelRef("", "planning-only"), PatchGeometry())
+    return plan_slide(path.stem, str(path), run)
 
 
 def block_path(path: Path, plan: SlidePlan, max_patches: int) -> tuple[int, float]:

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -95,6 +96,17 @@ def crossing_bytes(store_uri: str, stride_px: int, patches_travel: bool) -> tupl
     return crossing / max(cells, 1), region_total / max(cells, 1)
 
 
+def _request(request_type: Any, slides: list[Path], args: argparse.Namespace, settings: object) -> Any:
+    """The scan request in the API of the engine that runs (its CPUs a field of its own, or of
+    its placement since the resolved scan of issue 19)."""
+    common = {"slides": tuple(map(str, slides)), "checkpoint": args.checkpoint, "store_uri": args.store}
+    try:
+        from pcam_scan.scan.runner import Placement
+    except ImportError:
+        return request_type(**common, settings=settings, num_cpus=args.num_cpus)
+    return request_type(**common, settings=settings, placement=Placement(num_cpus=args.num_cpus))
+
+
 def scan_once(args: argparse.Namespace) -> None:
     """Child mode: one scan, its figures as one JSON line on stdout. Runs on the engine before
     issue 11 too (its API then), so the before/after figures come from the same command."""
@@ -117,19 +129,13 @@ def scan_once(args: argparse.Namespace) -> None:
     else:
         from pcam_scan.model.settings import PredictorSettings
 
-        settings = ScanSettings(
-            stride_px=args.stride,
-            model=PredictorSettings(
-                batch_size=args.batch_size, compile=args.compile, cpu_threads=1, deterministic=args.deterministic
-            ),
+        predictor = PredictorSettings(
+            batch_size=args.batch_size, compile=args.compile, cpu_threads=1, deterministic=args.deterministic
         )
-    request = ScanRequest(
-        slides=tuple(map(str, slides)),
-        checkpoint=args.checkpoint,
-        store_uri=args.store,
-        settings=settings,
-        num_cpus=args.num_cpus,
-    )
+        # the predictor's field was `model` until issue 19
+        name = "predictor" if "predictor" in ScanSettings.__dataclass_fields__ else "model"
+        settings = ScanSettings(stride_px=args.stride, **{name: predictor})
+    request = _request(ScanRequest, slides, args, settings)
     progress = TimedProgress(stream=open(os.devnull, "w"))
     ray_up = _time_ray_start()
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)

@@ -12,16 +12,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from cluster.pipeline import ModelStage, run_scan_pipeline
+from cluster.pipeline import run_scan_pipeline
 from cluster.session import ray_session
 from cluster.sizing import PipelineBudget, plan_budget, worker_pool_size
 from pcam_scan.errors import ConfigError, PcamScanError, describe_error
-from pcam_scan.geometry import PatchGeometry
-from pcam_scan.scan.batch import SlideJob
+from pcam_scan.scan.driver import SlideJob
 from pcam_scan.scan.finalize import finalize_slide
 from pcam_scan.scan.outcome import SlideOutcome
-from pcam_scan.scan.runner import ScanRun
-from pcam_scan.scan.settings import ScanSettings
+from pcam_scan.scan.runner import Placement
+from pcam_scan.scan.settings import ScanRun
 from pcam_scan.scan.work import BlockResult, SlideReady
 from pcam_scan.store import HeatmapStore
 
@@ -30,14 +29,12 @@ class RayExecutor:
     """Runs the scan pipeline on Ray Data: slides plan in parallel CPU tasks (paths shipped,
     slides opened there) and their blocks stream on to the model as each slide is planned."""
 
-    def __init__(self, model: ModelStage, budget: PipelineBudget) -> None:
-        self.model = model
+    def __init__(self, run: ScanRun, budget: PipelineBudget) -> None:
+        self.run = run
         self.budget = budget
         self._finalizing: dict[Any, SlideJob] = {}  # Ray object ref -> its slide
 
-    def scan(
-        self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings, store: HeatmapStore
-    ) -> Iterator[SlideReady | BlockResult]:
+    def scan(self, jobs: Sequence[SlideJob], store: HeatmapStore) -> Iterator[SlideReady | BlockResult]:
         """The pipeline's records; a stage that cannot run at all (the model actors fail to
         start: no such device, a bad checkpoint) stops the run with one line, and the slides
         stay planned, to be resumed."""
@@ -45,7 +42,7 @@ class RayExecutor:
 
         slides = [(job.slide_id, job.path) for job in jobs]
         try:
-            yield from run_scan_pipeline(slides, store, settings, model_geometry, self.model, self.budget)
+            yield from run_scan_pipeline(slides, store, self.run, self.budget)
         except ray.exceptions.RayError as err:
             raise PcamScanError(f"the scan pipeline failed: {_last_error_line(err)}") from None
 
@@ -72,16 +69,16 @@ class RayExecutor:
 
 
 @contextmanager
-def ray_executor(run: ScanRun) -> Iterator[RayExecutor]:
+def ray_executor(run: ScanRun, placement: Placement) -> Iterator[RayExecutor]:
     """The executor factory for `run_scan`: a Ray session for the run, the pipeline sized to it."""
-    request = run.request
-    model = request.settings.model
-    local_cpus = request.num_cpus or os.cpu_count() or 1
-    with ray_session(request.address, request.num_cpus, worker_pool_size(local_cpus)) as resources:
-        if model.device.startswith("cuda") and resources.gpus < 1 and request.gpus is None:
-            raise ConfigError(f"--device {model.device}: the Ray cluster has no GPUs (add --gpus N to wait for some)")
-        budget = plan_budget(resources, model, request.gpus)
-        yield RayExecutor(ModelStage(run.checkpoint_path, run.model_id, model), budget)
+    predictor = run.predictor
+    local_cpus = placement.num_cpus or os.cpu_count() or 1
+    with ray_session(placement.address, placement.num_cpus, worker_pool_size(local_cpus)) as resources:
+        if predictor.device.startswith("cuda") and resources.gpus < 1 and placement.gpus is None:
+            raise ConfigError(
+                f"--device {predictor.device}: the Ray cluster has no GPUs (add --gpus N to wait for some)"
+            )
+        yield RayExecutor(run, plan_budget(resources, predictor, placement.gpus))
 
 
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$", re.M)

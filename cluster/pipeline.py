@@ -15,24 +15,12 @@ from __future__ import annotations
 import functools
 import pickle
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from cluster.sizing import PipelineBudget
 from cluster.stages import PredictBlocks, plan_slides, read_blocks, write_blocks
-from pcam_scan.geometry import PatchGeometry
-from pcam_scan.model.settings import PredictorSettings
-from pcam_scan.scan.settings import ScanSettings
+from pcam_scan.scan.settings import ScanRun
 from pcam_scan.scan.work import BlockResult, SlideReady
 from pcam_scan.store import HeatmapStore
-
-
-@dataclass(frozen=True)
-class ModelStage:
-    """The model the actors load (by path, checked against the run's model id) and how it runs."""
-
-    checkpoint_path: str
-    model_id: str
-    predictor: PredictorSettings
 
 
 def configure_ray_data() -> None:
@@ -66,9 +54,7 @@ several tasks at once, large enough that per-block scheduling does not dominate.
 def run_scan_pipeline(
     slides: Sequence[tuple[str, str]],
     store: HeatmapStore,
-    settings: ScanSettings,
-    model_geometry: PatchGeometry,
-    model: ModelStage,
+    run: ScanRun,
     budget: PipelineBudget,
 ) -> Iterator[SlideReady | BlockResult]:
     """Stream every (slide id, path) through plan -> read -> predict -> write; yield each slide's
@@ -78,11 +64,10 @@ def run_scan_pipeline(
     import ray.data
 
     configure_ray_data()
-    geometry = settings.geometry(model_geometry)
     items = [{"slide_id": slide_id, "path": path} for slide_id, path in slides]
     dataset: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_PLAN_BLOCKS))
     dataset = dataset.map_batches(
-        functools.partial(plan_slides, model_geometry=model_geometry, settings=settings, store=store),
+        functools.partial(plan_slides, run=run, store=store),
         batch_size=1,
         num_cpus=budget.cpus_per_read,  # from the reads' share: a whole CPU would stall the reads
         compute=ray.data.TaskPoolStrategy(size=min(budget.read_tasks, len(items))),
@@ -90,7 +75,7 @@ def run_scan_pipeline(
     # a few rows per Ray Data block, streaming (no shuffle): a slide's blocks are read in parallel
     dataset = dataset.repartition(target_num_rows_per_block=ROWS_PER_READ_BLOCK)
     dataset = dataset.map_batches(
-        functools.partial(read_blocks, geometry=geometry),
+        functools.partial(read_blocks, run=run),
         batch_size=1,
         num_cpus=budget.cpus_per_read,
         memory=READ_TASK_MEMORY_BYTES,
@@ -98,13 +83,7 @@ def run_scan_pipeline(
     )
     dataset = dataset.map_batches(
         PredictBlocks,
-        fn_constructor_kwargs={
-            "checkpoint_path": model.checkpoint_path,
-            "model_id": model.model_id,
-            "predictor": model.predictor,
-            "stride_px": geometry.stride_px,
-            "concurrent_calls": budget.calls_per_actor,
-        },
+        fn_constructor_kwargs={"run": run, "concurrent_calls": budget.calls_per_actor},
         batch_size=budget.blocks_per_call,
         compute=ray.data.ActorPoolStrategy(
             min_size=1,

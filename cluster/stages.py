@@ -1,6 +1,7 @@
 """The four stages of the scan pipeline as Ray Data batch functions.
 
-Plain callables over dicts of numpy columns: Ray Data runs them (tasks for plan, read and write,
+Plain callables over dicts of numpy columns (`Columns`: what Ray Data calls a batch; "batch" in
+this project means the model's batch of patches): Ray Data runs them (tasks for plan, read and write,
 an actor pool for predict), and nothing here calls the Ray API. The plan stage turns one slide
 into one `slide` row (its `SlideReady`, for the driver) and one `work` row per pending block;
 the later stages pass slide rows through untouched. A failed row carries its error text on to
@@ -17,14 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from pcam_scan.geometry import PatchGeometry
-from pcam_scan.model.settings import PredictorSettings
-from pcam_scan.scan.settings import ScanSettings
+from pcam_scan.scan.settings import ScanRun
 from pcam_scan.scan.work import BlockWork, describe_error, plan_slide_work, read_works, write_work
 from pcam_scan.store import HeatmapStore
 from pcam_scan.store.prob_chunks import ProbChunkWriter
 
-Batch = dict[str, Any]
+Columns = dict[str, Any]
 NO_BYTES = b""  # the empty `work` of a slide row, and the empty `slide` of a block row
 
 
@@ -33,13 +32,13 @@ def pack_work(work: BlockWork) -> bytes:
     return pickle.dumps(work, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def plan_slides(batch: Batch, model_geometry: PatchGeometry, settings: ScanSettings, store: HeatmapStore) -> Batch:
+def plan_slides(columns: Columns, run: ScanRun, store: HeatmapStore) -> Columns:
     """Columns `slide_id`, `path` -> `work`, `slide`: each slide planned into the store, then its
     slide row and its pending blocks' work rows, which enter the pipeline at once."""
     works: list[bytes] = []
     slides: list[bytes] = []
-    for slide_id, path in zip(batch["slide_id"], batch["path"]):
-        ready, slide_works = plan_slide_work(str(slide_id), str(path), model_geometry, settings, store)
+    for slide_id, path in zip(columns["slide_id"], columns["path"]):
+        ready, slide_works = plan_slide_work(str(slide_id), str(path), run, store)
         works.append(NO_BYTES)
         slides.append(pickle.dumps(ready, protocol=pickle.HIGHEST_PROTOCOL))
         works.extend(pack_work(work) for work in slide_works)
@@ -47,13 +46,13 @@ def plan_slides(batch: Batch, model_geometry: PatchGeometry, settings: ScanSetti
     return {"work": np.array(works, dtype=object), "slide": np.array(slides, dtype=object)}
 
 
-def read_blocks(batch: Batch, geometry: PatchGeometry) -> Batch:
+def read_blocks(columns: Columns, run: ScanRun) -> Columns:
     """Columns `work`, `slide` -> the same plus `region` (the block's uint8 H x W x 3 region,
     never cut into patches: the model stage does that where it runs), `read_s`, `error`."""
     empty = np.zeros((0, 0, 3), dtype=np.uint8)
-    is_block = [item != NO_BYTES for item in batch["work"]]
-    unpacked = [pickle.loads(item) for item, block in zip(batch["work"], is_block) if block]
-    reads = iter(read_works(unpacked, geometry))
+    is_block = [item != NO_BYTES for item in columns["work"]]
+    unpacked = [pickle.loads(item) for item, block in zip(columns["work"], is_block) if block]
+    reads = iter(read_works(unpacked, run.geometry))
     regions, seconds, errors = [], [], []
     for block in is_block:
         _, region, read_s, error = next(reads) if block else (None, None, 0.0, None)
@@ -61,8 +60,8 @@ def read_blocks(batch: Batch, geometry: PatchGeometry) -> Batch:
         seconds.append(read_s)
         errors.append(error or "")
     return {
-        "work": batch["work"],
-        "slide": batch["slide"],
+        "work": columns["work"],
+        "slide": columns["slide"],
         "region": regions,
         "read_s": np.array(seconds),
         "error": np.array(errors, dtype=object),
@@ -80,27 +79,22 @@ class PredictBlocks:
     replaced mid-run cannot mix two models in one store.
     """
 
-    def __init__(
-        self, checkpoint_path: str, model_id: str, predictor: PredictorSettings, stride_px: int, concurrent_calls: int
-    ) -> None:
-        from pcam_scan.errors import CheckpointError
-        from pcam_scan.model.predictor import Predictor
+    def __init__(self, run: ScanRun, concurrent_calls: int) -> None:
+        from pcam_scan.scan.run_model import load_run_predictor  # torch: only where the model runs
 
-        self.predictor = Predictor.from_checkpoint(checkpoint_path, predictor)
-        self.stride_px = stride_px
+        self.predictor = load_run_predictor(run)
+        self.stride_px = run.geometry.stride_px
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        if self.predictor.model_id != model_id:
-            raise CheckpointError(f"{checkpoint_path} changed during the run (model id {self.predictor.model_id})")
         # the feeder thread starts with the actor; it knows how many calls can wait on it
         self.feeder = self.predictor.background(callers=concurrent_calls)
 
-    def __call__(self, batch: Batch) -> Batch:
+    def __call__(self, columns: Columns) -> Columns:
         started = time.perf_counter()
-        works = [pickle.loads(item) if item != NO_BYTES else None for item in batch["work"]]
-        readable = [work is not None and not error for work, error in zip(works, batch["error"])]
+        works = [pickle.loads(item) if item != NO_BYTES else None for item in columns["work"]]
+        readable = [work is not None and not error for work, error in zip(works, columns["error"])]
         futures = [
             self.predictor.submit_block(region, work.tissue, self.stride_px) if ok and work else None
-            for region, work, ok in zip(batch["region"], works, readable)
+            for region, work, ok in zip(columns["region"], works, readable)
         ]
         results = iter(self.feeder.gather([future for future in futures if future is not None]))
         probs = [next(results) if future is not None else np.zeros(0, np.float32) for future in futures]
@@ -108,12 +102,12 @@ class PredictBlocks:
         total = max(sum(len(p) for p in probs), 1)
         stats = self.predictor.stats
         return {
-            "work": batch["work"],
-            "slide": batch["slide"],
+            "work": columns["work"],
+            "slide": columns["slide"],
             "probs": probs,
-            "read_s": batch["read_s"],
+            "read_s": columns["read_s"],
             "predict_s": np.array([elapsed * len(p) / total for p in probs]),
-            "error": batch["error"],
+            "error": columns["error"],
             # the actor's running batch counts, for the benchmark's useful-share figure
             "model_batches": np.full(len(probs), stats.batches),
             "model_useful": np.full(len(probs), stats.useful),
@@ -121,14 +115,14 @@ class PredictBlocks:
         }
 
 
-def write_blocks(batch: Batch, store: HeatmapStore) -> Batch:
+def write_blocks(columns: Columns, store: HeatmapStore) -> Columns:
     """Write each block's chunk (one writer per slide of the batch, so a slide's arrays are
     opened once per batch); return small result columns (no pixels, no probabilities)."""
-    works = [pickle.loads(item) if item != NO_BYTES else None for item in batch["work"]]
-    errors = list(batch["error"])
+    works = [pickle.loads(item) if item != NO_BYTES else None for item in columns["work"]]
+    errors = list(columns["error"])
     writers: dict[str, ProbChunkWriter] = {}
     write_s = []
-    for index, (work, probs) in enumerate(zip(works, batch["probs"])):
+    for index, (work, probs) in enumerate(zip(works, columns["probs"])):
         seconds = 0.0
         if work is not None and not errors[index]:
             try:
@@ -138,16 +132,16 @@ def write_blocks(batch: Batch, store: HeatmapStore) -> Batch:
                 errors[index] = describe_error(err)
         write_s.append(seconds)
     return {
-        "slide": batch["slide"],
+        "slide": columns["slide"],
         "slide_id": np.array([w.slide_id if w else "" for w in works], dtype=object),
         "block_row": np.array([w.block.block_row if w else -1 for w in works]),
         "block_col": np.array([w.block.block_col if w else -1 for w in works]),
         "n_patches": np.array([w.n_patches if w and not e else 0 for w, e in zip(works, errors)]),
-        "read_s": batch["read_s"],
-        "predict_s": batch["predict_s"],
+        "read_s": columns["read_s"],
+        "predict_s": columns["predict_s"],
         "write_s": np.array(write_s),
         "error": np.array(errors, dtype=object),
-        "model_batches": batch["model_batches"],
-        "model_useful": batch["model_useful"],
-        "model_actor": batch["model_actor"],
+        "model_batches": columns["model_batches"],
+        "model_useful": columns["model_useful"],
+        "model_actor": columns["model_actor"],
     }

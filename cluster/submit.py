@@ -41,7 +41,9 @@ def submit_scan(request: ScanRequest, dashboard_address: str) -> str:
     import sys
     import time
 
-    job_request = replace(request, address="auto", in_process=False, num_cpus=None)
+    job_request = replace(
+        request, placement=replace(request.placement, address="auto", in_process=False, num_cpus=None)
+    )
     runtime_env = {"env_vars": {JOB_ENV_VAR: job_request.to_json()}}
     client = _client(dashboard_address)
     deadline = time.monotonic() + AGENT_WAIT_S

@@ -18,8 +18,8 @@ DETECTION_THRESHOLD = 0.5
 # the scan's tiling
 BLOCK_CELLS = 32
 """Cells per block side: the unit of work and the Zarr chunk of the heatmap."""
-STRIDE_PX = 32
-"""Every cell is predicted (PCam's 32 px label region): the faithful default; coarser is faster."""
+# The stride's default is the model's label size (every cell; 32 px for PCam), so it is resolved
+# against the checkpoint: `pcam_scan.scan.settings.ScanSettings` (None) and `ScanRun.resolve`.
 
 # lesion detections, in heatmap cells
 DETECTION_SIGMA_CELLS = 1.0

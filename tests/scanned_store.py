@@ -22,7 +22,7 @@ from pcam_scan.annotations.rasterize import rasterize_annotations
 from pcam_scan.diagnosis import DefaultRule, diagnose_heatmap
 from pcam_scan.geometry import CellGrid, PatchGeometry
 from pcam_scan.scan.planning import plan_slide
-from pcam_scan.scan.settings import ScanSettings
+from pcam_scan.scan.settings import ModelRef, ScanRun, ScanSettings
 from pcam_scan.store import HeatmapStore, RunIdentity, SlideRecord, slide_fingerprint
 from pcam_scan.synth import SlideSpec, SynthSlide, write_synthetic_slide
 
@@ -68,7 +68,8 @@ def truth_probabilities(slide: SynthSlide, grid: CellGrid, tissue: np.ndarray) -
 
 def scan_into(store: HeatmapStore, slide: SynthSlide) -> ScannedSlide:
     """Plan, write every block, finalize and diagnose one slide in `store`."""
-    plan = plan_slide(slide.name, str(slide.path), PatchGeometry(), ScanSettings(block_cells=BLOCK_CELLS))
+    run = ScanRun.resolve(ScanSettings(block_cells=BLOCK_CELLS), ModelRef("", "planning-only"), PatchGeometry())
+    plan = plan_slide(slide.name, str(slide.path), run)
     # the ideal heatmap lights the cells whose centre lies in the lesion: the majority rule
     grid = dataclasses.replace(
         plan.grid, geometry=dataclasses.replace(plan.grid.geometry, label_rule="centre-majority")

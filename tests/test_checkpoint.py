@@ -67,7 +67,6 @@ def test_resnet50_round_trip(tmp_path: Path) -> None:
 def test_metadata_gives_the_patch_geometry(tiny: tuple[Path, torch.nn.Module, str]) -> None:
     meta = read_metadata(tiny[0])
     assert meta.geometry() == PatchGeometry(patch_px=96, label_px=32, mpp_um_px=0.972, stride_px=32)
-    assert meta.geometry(stride_px=64).stride_px == 64
     assert meta.tumour_class == "tumour"
     assert ModelMetadata.from_json(meta.to_json()) == meta
     assert pickle.loads(pickle.dumps(meta)) == meta  # Ray ships it to workers

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,32 @@ def test_the_docs_quote_the_defaults_the_commands_use() -> None:
         if str(default) != value and not (isinstance(default, float) and float(value) == default):
             wrong.append(f"{page}: pcam-scan {cmd} --{option} {value}, but the default is {default}")
     assert wrong == []
+
+
+@pytest.mark.parametrize("command", ["scan", "submit"])
+def test_every_scan_option_left_out_means_the_settings_default(command: str) -> None:
+    """Every option of `scan` and `submit`: the request the command line builds with nothing
+    given equals the dataclasses' own defaults, field by field (stride, block cells, batch size,
+    device, TTA, compile, determinism, MPP, placement, and any option added later)."""
+    from pcam_scan.scan.runner import ScanRequest
+
+    args = build_parser().parse_args([command, "slide.tif", "--model", "m.safetensors", "--store", "s.zarr"])
+    built = ScanRequest.from_args(args, [Path("slide.tif")])
+    assert built == ScanRequest(slides=("slide.tif",), checkpoint="m.safetensors", store_uri="s.zarr")
+
+
+def test_every_scan_option_given_reaches_the_request() -> None:
+    """The other direction: a value given for each option lands in its own field (an option
+    wired to the wrong field, or dropped, fails here)."""
+    from pcam_scan.scan.runner import ScanRequest
+
+    argv = ["scan", "a.tif", "--model", "m", "--store", "s", "--stride", "64", "--block-cells", "16"]
+    argv += ["--batch-size", "64", "--device", "cpu", "--tta", "--compile", "--no-deterministic", "--mpp", "0.5"]
+    argv += ["--address", "auto", "--num-cpus", "3", "--gpus", "2", "--in-process"]
+    request = ScanRequest.from_args(build_parser().parse_args(argv), [Path("a.tif")])
+    settings, predictor, placement = request.settings, request.settings.predictor, request.placement
+    assert (settings.stride_px, settings.block_cells, settings.mpp_override_um_px) == (64, 16, 0.5)
+    assert (predictor.batch_size, predictor.device, predictor.tta, predictor.compile) == (64, "cpu", True, True)
+    assert predictor.deterministic is False
+    assert (placement.address, placement.num_cpus, placement.gpus, placement.in_process) == ("auto", 3, 2, True)
+    assert ScanRequest.from_json(request.to_json()) == request

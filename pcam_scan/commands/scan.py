@@ -11,8 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pcam_scan.defaults import BLOCK_CELLS as DEFAULT_BLOCK_CELLS
-from pcam_scan.defaults import STRIDE_PX as DEFAULT_STRIDE_PX
+from pcam_scan.defaults import BLOCK_CELLS
 from pcam_scan.model.names import DEVICE_HELP, is_device_name
 from pcam_scan.model.settings import DEFAULT_BATCH_SIZE
 
@@ -53,8 +52,8 @@ def add_scan_arguments(
     parser.add_argument(
         "--stride",
         type=int,
-        default=DEFAULT_STRIDE_PX,
-        help=f"stride in px at the model MPP (default {DEFAULT_STRIDE_PX})",
+        default=None,
+        help="stride in px at the model MPP (default: the model's label size, every cell: 32 for PCam)",
     )
     parser.add_argument("--tta", action="store_true", help="mean over the 8 flips/rotations")
     parser.add_argument("--mpp", type=float, default=None, help="override the slides' um/px")
@@ -68,8 +67,8 @@ def add_scan_arguments(
     parser.add_argument(
         "--block-cells",
         type=int,
-        default=DEFAULT_BLOCK_CELLS,
-        help=f"cells per block side (= Zarr chunk, default {DEFAULT_BLOCK_CELLS})",
+        default=BLOCK_CELLS,
+        help=f"cells per block side (= Zarr chunk, default {BLOCK_CELLS})",
     )
     parser.add_argument("--device", type=device_name, default="auto", help=f"where the model runs: {DEVICE_HELP}")
     parser.add_argument(
@@ -109,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     request = ScanRequest.from_args(args, [Path(p) for p in args.slides])
     check_worker_count("--num-cpus", args.num_cpus)
     with scan_lock(StoreLocation(request.store_uri)):  # one scan per local store at a time
-        outcomes = run_scan(request, choose_executor(request.in_process))
+        outcomes = run_scan(request, choose_executor(request.placement.in_process))
     print(summary_table(outcomes))
     print(f"store: {args.store}", file=sys.stderr)
     return 1 if any(o.failed for o in outcomes) else 0

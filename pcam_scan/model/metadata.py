@@ -145,13 +145,14 @@ class ModelMetadata:
     def tumour_class(self) -> str:
         return self.classes[self.tumour_index]
 
-    def geometry(self, stride_px: int | None = None) -> PatchGeometry:
-        """The patch geometry the slide reader must cut; the stride defaults to the label size."""
+    def geometry(self) -> PatchGeometry:
+        """The patch geometry the model was trained on, one cell per label square; a scan sets
+        its own stride once, in `pcam_scan.scan.settings.ScanRun.resolve`."""
         return PatchGeometry(
             patch_px=self.patch_px,
             label_px=self.label_px,
             mpp_um_px=self.mpp_um_px,
-            stride_px=self.label_px if stride_px is None else stride_px,
+            stride_px=self.label_px,
             label_rule=self.label_rule,
         )
 

@@ -13,14 +13,14 @@ from contextlib import contextmanager
 
 import torch
 
-from pcam_scan.errors import CheckpointError, describe_error
-from pcam_scan.geometry import PatchGeometry
+from pcam_scan.errors import describe_error
 from pcam_scan.model.predictor import Predictor
-from pcam_scan.scan.batch import SlideJob
+from pcam_scan.scan.driver import SlideJob
 from pcam_scan.scan.finalize import finalize_slide
 from pcam_scan.scan.outcome import SlideOutcome
-from pcam_scan.scan.runner import ScanRun
-from pcam_scan.scan.settings import ScanSettings
+from pcam_scan.scan.run_model import load_run_predictor
+from pcam_scan.scan.runner import Placement
+from pcam_scan.scan.settings import ScanRun
 from pcam_scan.scan.work import BlockResult, BlockWork, SlideReady, plan_slide_work, read_works, write_work
 from pcam_scan.store import HeatmapStore
 from pcam_scan.store.prob_chunks import ProbChunkWriter
@@ -29,17 +29,15 @@ from pcam_scan.store.prob_chunks import ProbChunkWriter
 class InProcessExecutor:
     """Plans and scans slides one after the other with one predictor in this process."""
 
-    def __init__(self, predictor: Predictor, geometry: PatchGeometry) -> None:
+    def __init__(self, predictor: Predictor, run: ScanRun) -> None:
         self.predictor = predictor
-        self.geometry = geometry
+        self.run = run
         self._finalized: list[SlideOutcome] = []
 
-    def scan(
-        self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings, store: HeatmapStore
-    ) -> Iterator[SlideReady | BlockResult]:
+    def scan(self, jobs: Sequence[SlideJob], store: HeatmapStore) -> Iterator[SlideReady | BlockResult]:
         """Each slide planned, then its blocks scanned, one slide after the other."""
         for job in jobs:
-            ready, works = plan_slide_work(job.slide_id, job.path, model_geometry, settings, store)
+            ready, works = plan_slide_work(job.slide_id, job.path, self.run, store)
             yield ready
             if works:
                 yield from self._run(works, store.chunk_writer(job.slide_id))
@@ -52,14 +50,15 @@ class InProcessExecutor:
         yield from done
 
     def _run(self, works: Sequence[BlockWork], writer: ProbChunkWriter) -> Iterator[BlockResult]:
-        for work, region, read_s, error in read_works(works, self.geometry):
+        geometry = self.run.geometry
+        for work, region, read_s, error in read_works(works, geometry):
             rc = work.block.block_rc
             if region is None:
                 yield BlockResult(work.slide_id, rc, 0, read_s, error=error)
                 continue
             started = time.perf_counter()
             try:
-                (probs,) = self.predictor.predict_blocks([(region, work.tissue)], self.geometry.stride_px)
+                (probs,) = self.predictor.predict_blocks([(region, work.tissue)], geometry.stride_px)
                 predict_s = time.perf_counter() - started
                 write_s = write_work(writer, work, probs)
             except Exception as err:  # the slide fails with this message; the batch goes on
@@ -69,14 +68,12 @@ class InProcessExecutor:
 
 
 @contextmanager
-def in_process_executor(run: ScanRun) -> Iterator[InProcessExecutor]:
-    """The executor factory for `run_scan`: the model on this process's device. The scan's fixed
-    CPU thread count is torch's for the run only; the caller's is restored afterwards."""
+def in_process_executor(run: ScanRun, placement: Placement) -> Iterator[InProcessExecutor]:
+    """The executor factory for `run_scan`: the model on this process's device (`placement`
+    names no cluster here). The scan's fixed CPU thread count is torch's for the run only; the
+    caller's is restored afterwards."""
     threads = torch.get_num_threads()
     try:
-        predictor = Predictor.from_checkpoint(run.checkpoint_path, run.request.settings.model)
-        if predictor.model_id != run.model_id:
-            raise CheckpointError(f"{run.checkpoint_path} changed during the run (model id {predictor.model_id})")
-        yield InProcessExecutor(predictor, run.geometry)
+        yield InProcessExecutor(load_run_predictor(run), run)
     finally:
         torch.set_num_threads(threads)

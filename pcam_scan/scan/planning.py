@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass
 
 from pcam_scan.errors import PcamScanError, describe_error
-from pcam_scan.geometry import Block, CellGrid, PatchGeometry, plan_blocks
-from pcam_scan.scan.settings import ScanSettings
+from pcam_scan.geometry import Block, CellGrid, plan_blocks
+from pcam_scan.scan.settings import ScanRun
 from pcam_scan.slide import ReadPlan, SlideInfo, choose_read_plan, open_slide
 from pcam_scan.store import HeatmapStore, SlideRecord, SlideState, slide_fingerprint
 from pcam_scan.tissue import TissueGrid, detect_tissue
@@ -31,10 +31,10 @@ class SlidePlan:
         return int(sum(self.tissue.cells[b.cell_slices()].sum() for b in self.blocks))
 
 
-def plan_slide(slide_id: str, path: str, model_geometry: PatchGeometry, settings: ScanSettings) -> SlidePlan:
+def plan_slide(slide_id: str, path: str, run: ScanRun) -> SlidePlan:
     """Open the slide, choose how to read it at the model's MPP, and plan its tissue blocks."""
     started = time.perf_counter()
-    geometry = settings.geometry(model_geometry)
+    geometry, settings = run.geometry, run.settings
     with open_slide(path, settings.mpp_override_um_px) as slide:
         slide.check_readable()
         read_plan = choose_read_plan(slide.info, geometry.mpp_um_px)
@@ -77,29 +77,25 @@ class PlanFailure:
     message: str
 
 
-def plan_or_failure(
-    slide_id: str, path: str, model_geometry: PatchGeometry, settings: ScanSettings
-) -> SlidePlan | PlanFailure:
+def plan_or_failure(slide_id: str, path: str, run: ScanRun) -> SlidePlan | PlanFailure:
     """The slide's plan, or why it cannot be scanned: a bad slide is recorded as failed and the
     batch goes on, in process and on Ray alike."""
     try:
-        return plan_slide(slide_id, path, model_geometry, settings)
+        return plan_slide(slide_id, path, run)
     except Exception as err:  # becomes the slide's failed status, never swallowed
         return PlanFailure(describe_error(err))
 
 
-def plan_into_store(
-    slide_id: str, path: str, model_geometry: PatchGeometry, settings: ScanSettings, store: HeatmapStore
-) -> PlannedSlide | PlanFailure:
+def plan_into_store(slide_id: str, path: str, run: ScanRun, store: HeatmapStore) -> PlannedSlide | PlanFailure:
     """Plan the slide and set it up in the store where the plan is made (a Ray task, not the
     driver): arrays created, tissue written whole, status planned; or resumed, keeping its
     written blocks. A slide that cannot be planned or resumed becomes a `PlanFailure`."""
-    plan = plan_or_failure(slide_id, path, model_geometry, settings)
+    plan = plan_or_failure(slide_id, path, run)
     if isinstance(plan, PlanFailure):
         return plan
     try:
         record = SlideRecord(path=path, fingerprint=slide_fingerprint(path))
-        status = store.plan_slide(slide_id, record, plan.grid, plan.tissue.cells, settings.block_cells)
+        status = store.plan_slide(slide_id, record, plan.grid, plan.tissue.cells, run.settings.block_cells)
         if status.state is SlideState.COMPLETE:
             return PlannedSlide(plan, (), complete=True)
         return PlannedSlide(plan, tuple(store.pending_blocks(slide_id)), complete=False)

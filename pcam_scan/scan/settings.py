@@ -1,7 +1,11 @@
-"""The settings of a scan, frozen and self-validating, and which of them change the results.
+"""A scan's settings, as asked for and as resolved: the one object its results depend on.
 
-Each setting has one definition and one default here (the model's in
-`pcam_scan.model.settings`); the command line takes its defaults from these dataclasses.
+`ScanSettings` is what the user asked for (the CLI's options, or an API call's arguments),
+validated on construction; each field's default is declared here once (the model's batch size in
+`pcam_scan.model.settings`) and the command line reads its defaults from these dataclasses.
+`ScanRun` is a scan resolved once against its checkpoint: the settings, the model, and the patch
+geometry with the stride. Everything below the entry point (planning, reads, the model stage,
+writes, the store's run identity) takes the `ScanRun` whole and never merges a default again.
 """
 
 from __future__ import annotations
@@ -9,53 +13,45 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass, field
 
-from pcam_scan.defaults import STRIDE_PX
+from pcam_scan.defaults import BLOCK_CELLS
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.settings import SCAN_CPU_THREADS, PredictorSettings
-from pcam_scan.slide import MPP_PLAUSIBLE_UM_PX
-from pcam_scan.store.schema import DEFAULT_BLOCK_CELLS
 from pcam_scan.tissue import TissueSettings
+from pcam_scan.validation import check_mpp
 
-DEFAULT_STRIDE_PX = STRIDE_PX
+MAX_BLOCK_CELLS = 256
+"""The largest block side: a block is one Zarr chunk and one read, 256 x 256 cells = 24k px."""
+
+
+def _scan_predictor() -> PredictorSettings:
+    return PredictorSettings(cpu_threads=SCAN_CPU_THREADS)
 
 
 @dataclass(frozen=True)
 class ScanSettings:
-    """What the user asked for. `identity()` holds the part that changes the heatmaps.
+    """What the user asked for. Batch size, `compile` and device change speed, not results, so
+    a store scanned with a batch size of 256 can be resumed with 1024 (`ScanRun.identity`).
 
-    The model's batch size, `compile` and device change speed, not results, so a store scanned
-    with a batch size of 256 can be resumed with 1024.
+    `stride_px` None means the model's label size: every cell of the model's label grid (32 px
+    for PCam), the faithful default; a coarser stride is faster.
     """
 
-    stride_px: int = DEFAULT_STRIDE_PX
-    block_cells: int = DEFAULT_BLOCK_CELLS
+    stride_px: int | None = None
+    block_cells: int = BLOCK_CELLS
     mpp_override_um_px: float | None = None
     tissue: TissueSettings = field(default_factory=TissueSettings)
-    model: PredictorSettings = field(default_factory=lambda: PredictorSettings(cpu_threads=SCAN_CPU_THREADS))
+    predictor: PredictorSettings = field(default_factory=_scan_predictor)
 
     def __post_init__(self) -> None:
-        if self.model.cpu_threads is None:
+        if self.predictor.cpu_threads is None:
             raise ConfigError("a scan's model needs a fixed CPU thread count (results depend on it)")
-        if self.block_cells < 1 or self.block_cells > 256:
-            raise ConfigError(f"block size {self.block_cells} cells must lie in 1..256")
-        low, high = MPP_PLAUSIBLE_UM_PX
-        if self.mpp_override_um_px is not None and not low <= self.mpp_override_um_px <= high:
-            raise ConfigError(f"--mpp {self.mpp_override_um_px} is outside the plausible {low}-{high} um/px")
-
-    def geometry(self, model_geometry: PatchGeometry) -> PatchGeometry:
-        """The model's patch geometry (its label rule included) with this scan's stride."""
-        return dataclasses.replace(model_geometry, stride_px=self.stride_px)
-
-    def identity(self) -> dict[str, object]:
-        """The settings that change what is written: part of the store's run identity."""
-        return {
-            "stride_px": self.stride_px,
-            "block_cells": self.block_cells,
-            "tta": self.model.tta,
-            "mpp_override_um_px": self.mpp_override_um_px,
-            "tissue": asdict(self.tissue),
-        }
+        if not 1 <= self.block_cells <= MAX_BLOCK_CELLS:
+            raise ConfigError(f"block size {self.block_cells} cells must lie in 1..{MAX_BLOCK_CELLS}")
+        if self.stride_px is not None and self.stride_px < 1:
+            raise ConfigError(f"stride {self.stride_px} px must be at least 1")
+        if self.mpp_override_um_px is not None:
+            check_mpp("--mpp", self.mpp_override_um_px)
 
     @classmethod
     def from_dict(cls, doc: dict[str, object]) -> ScanSettings:
@@ -63,5 +59,48 @@ class ScanSettings:
         values = dict(doc)
         tissue = dict(values.pop("tissue"))  # type: ignore[call-overload]
         tissue["otsu_band"] = tuple(tissue["otsu_band"])
-        model = PredictorSettings(**values.pop("model"))  # type: ignore[arg-type]
-        return cls(**values, tissue=TissueSettings(**tissue), model=model)  # type: ignore[arg-type]
+        predictor = PredictorSettings(**values.pop("predictor"))  # type: ignore[arg-type]
+        return cls(**values, tissue=TissueSettings(**tissue), predictor=predictor)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The checkpoint a run scans with: a path every worker can read, and the sha256 of its
+    weights, which every model stage checks so a file replaced mid-run cannot mix two models."""
+
+    checkpoint_path: str
+    model_id: str
+
+
+@dataclass(frozen=True)
+class ScanRun:
+    """A scan resolved once (`resolve`): everything its results depend on, passed whole to the
+    executors and the stages. `geometry` is the model's patch geometry with the scan's stride,
+    the only place the two meet."""
+
+    settings: ScanSettings
+    model: ModelRef
+    geometry: PatchGeometry
+
+    @classmethod
+    def resolve(cls, settings: ScanSettings, model: ModelRef, model_geometry: PatchGeometry) -> ScanRun:
+        """The run of these settings with this model; a stride the model's geometry cannot take
+        is refused here, before any store or cluster is touched."""
+        stride_px = model_geometry.label_px if settings.stride_px is None else settings.stride_px
+        return cls(settings, model, dataclasses.replace(model_geometry, stride_px=stride_px))
+
+    @property
+    def predictor(self) -> PredictorSettings:
+        return self.settings.predictor
+
+    def identity(self) -> dict[str, object]:
+        """The settings that change what is written: with the model id, the store's run
+        identity (its settings hash). The keys are those of every store written since the
+        first release, so resumes of older stores keep working."""
+        return {
+            "stride_px": self.geometry.stride_px,
+            "block_cells": self.settings.block_cells,
+            "tta": self.predictor.tta,
+            "mpp_override_um_px": self.settings.mpp_override_um_px,
+            "tissue": asdict(self.settings.tissue),
+        }

@@ -16,7 +16,7 @@ from pcam_scan.errors import describe_error
 from pcam_scan.geometry import Block, PatchGeometry
 from pcam_scan.scan.planning import PlanFailure, SlidePlan, plan_into_store
 from pcam_scan.scan.reading import read_block_region, scatter_block_probs
-from pcam_scan.scan.settings import ScanSettings
+from pcam_scan.scan.settings import ScanRun
 from pcam_scan.slide import ReadPlan, Slide, open_slide
 from pcam_scan.store import HeatmapStore
 from pcam_scan.store.prob_chunks import ProbChunkWriter
@@ -69,19 +69,13 @@ class SlideReady:
     plan_s: float = 0.0
 
 
-def plan_slide_work(
-    slide_id: str,
-    path: str,
-    model_geometry: PatchGeometry,
-    settings: ScanSettings,
-    store: HeatmapStore,
-) -> tuple[SlideReady, list[BlockWork]]:
+def plan_slide_work(slide_id: str, path: str, run: ScanRun, store: HeatmapStore) -> tuple[SlideReady, list[BlockWork]]:
     """Plan one slide into the store (where this runs: a Ray task, not the driver) and turn its
     pending blocks into work items, so they can enter the pipeline while other slides plan."""
-    planned = plan_into_store(slide_id, path, model_geometry, settings, store)
+    planned = plan_into_store(slide_id, path, run, store)
     if isinstance(planned, PlanFailure):
         return SlideReady(slide_id, path, failure=planned.message), []
-    works = block_work_items(planned.plan, planned.pending, settings.mpp_override_um_px)
+    works = block_work_items(planned.plan, planned.pending, run.settings.mpp_override_um_px)
     ready = SlideReady(
         slide_id,
         path,

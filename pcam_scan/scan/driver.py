@@ -1,4 +1,4 @@
-"""The driver of a batch scan, the same in one process and on Ray.
+"""The driver of a scan run over its slides, the same in one process and on Ray.
 
 The executor plans each slide and sets it up in the store where the plan is made, and its blocks
 enter the pipeline as soon as that slide is planned, while other slides are still planning: the
@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pcam_scan.errors import PcamScanError
-from pcam_scan.geometry import PatchGeometry
 from pcam_scan.scan.finalize import stored_outcome
 from pcam_scan.scan.outcome import SlideOutcome
 from pcam_scan.scan.progress import ScanProgress
-from pcam_scan.scan.settings import ScanSettings
 from pcam_scan.scan.work import BlockResult, SlideReady
 from pcam_scan.store import HeatmapStore, SlideRecord, slide_fingerprint
 
@@ -33,11 +31,10 @@ class SlideJob:
 
 
 class Executor(Protocol):
-    """Where planning, block work and finalizing run: in this process, or on a Ray cluster."""
+    """Where planning, block work and finalizing run: in this process, or on a Ray cluster. An
+    executor is opened for one `pcam_scan.scan.settings.ScanRun` and scans with it."""
 
-    def scan(
-        self, jobs: Sequence[SlideJob], model_geometry: PatchGeometry, settings: ScanSettings, store: HeatmapStore
-    ) -> Iterator[SlideReady | BlockResult]:
+    def scan(self, jobs: Sequence[SlideJob], store: HeatmapStore) -> Iterator[SlideReady | BlockResult]:
         """Plan each job into the store and read, predict and write its pending blocks; yield
         each slide's `SlideReady` and each block's result as they finish, in any order (a block's
         result may come before its slide's `SlideReady`)."""
@@ -76,8 +73,8 @@ def _record(job: SlideJob) -> SlideRecord | None:
         return None
 
 
-class _BatchDriver:
-    """Routes a batch's stream of slide and block records: tallies, failures, finalizes."""
+class _RunDriver:
+    """Routes a run's stream of slide and block records: tallies, failures, finalizes."""
 
     def __init__(
         self, jobs: Sequence[SlideJob], store: HeatmapStore, executor: Executor, progress: ScanProgress
@@ -134,21 +131,16 @@ class _BatchDriver:
             self.progress.slide_done()
 
 
-def scan_batch(
-    jobs: Sequence[SlideJob],
-    store: HeatmapStore,
-    model_geometry: PatchGeometry,
-    settings: ScanSettings,
-    executor: Executor,
-    progress: ScanProgress | None = None,
+def scan_slides(
+    jobs: Sequence[SlideJob], store: HeatmapStore, executor: Executor, progress: ScanProgress | None = None
 ) -> list[SlideOutcome]:
     """Scan every job into `store`; one outcome per job, in the jobs' order. Never raises for a
     bad slide: its outcome (and its status in the store) says failed, with the message."""
     progress = progress or ScanProgress()
     progress.set_totals(len(jobs), 0, 0)
-    driver = _BatchDriver(jobs, store, executor, progress)
+    driver = _RunDriver(jobs, store, executor, progress)
     try:
-        for record in executor.scan(jobs, model_geometry, settings, store):
+        for record in executor.scan(jobs, store):
             if isinstance(record, SlideReady):
                 driver.slide_ready(record)
             else:
