@@ -30,11 +30,11 @@ import torch
 from camelyon_slide import CamelyonSlideSpec, write_camelyon_size_slide
 from torch.utils.data import DataLoader, Dataset
 
-from pcam_scan.geometry import CellGrid, PatchGeometry
+from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.checkpoint import load_checkpoint
 from pcam_scan.model.random_model import write_random_checkpoint
 from pcam_scan.model.scoring import PatchScorer
-from pcam_scan.slide import ReadPlan, Slide, choose_read_plan, open_slide
+from pcam_scan.slide import ReadPlan, Slide, open_slide, plan_grid
 from pcam_scan.tissue import detect_tissue
 
 
@@ -92,10 +92,7 @@ def tissue_patches(
     items, plans = [], {}
     for path in sorted(slide_dir.glob("*.tif")):
         with open_slide(path) as slide:
-            plan = choose_read_plan(slide.info, geometry.mpp_um_px)
-            grid = CellGrid(
-                slide.info.l0_width, slide.info.l0_height, slide.info.mpp_um_px, plan.px_mpp_um_px, geometry
-            )
+            plan, grid = plan_grid(slide.info, geometry)
             cells = detect_tissue(slide, grid).cells
         plans[str(path)] = plan
         for row, col in zip(*np.nonzero(cells)):

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from pcam_scan.errors import MissingMppError, SlideError
+from pcam_scan.geometry import CellGrid, PatchGeometry
 from pcam_scan.slide_backends import BackendMetadata, RecordedMpp, SlideBackend, open_slide_file
 from pcam_scan.validation import check_mpp, is_plausible_mpp
 
@@ -176,6 +177,13 @@ def choose_read_plan(info: SlideInfo, target_mpp_um_px: float) -> ReadPlan:
         level_mpp_um_px=level.mpp_um_px,
         px_mpp_um_px=level.mpp_um_px if as_is else float(target_mpp_um_px),
     )
+
+
+def plan_grid(info: SlideInfo, geometry: PatchGeometry) -> tuple[ReadPlan, CellGrid]:
+    """How to read the slide at the geometry's MPP, and the heatmap grid that reading gives: the
+    one way from a slide to its cells (scan planning, training labels, `info`, benchmarks)."""
+    plan = choose_read_plan(info, geometry.mpp_um_px)
+    return plan, CellGrid(info.l0_width, info.l0_height, info.mpp_um_px, plan.px_mpp_um_px, geometry)
 
 
 def rgb_array(image: Image.Image) -> np.ndarray:

@@ -25,7 +25,8 @@ from pcam_scan.errors import ConfigError
 from pcam_scan.evaluation.mask import EVALUATION_LEVEL, read_tumour_mask_tiff
 from pcam_scan.geometry import CellGrid, PatchGeometry, plan_blocks
 from pcam_scan.model.patch_cutting import cut_patches
-from pcam_scan.slide import choose_read_plan, open_slide
+from pcam_scan.scan.reading import read_block_region
+from pcam_scan.slide import choose_read_plan, open_slide, plan_grid
 from pcam_scan.tissue import TissueSettings, detect_tissue
 from pcam_scan.validation import check_seed
 from training.cell_labels import tumour_cells_from_annotations, tumour_cells_from_mask, tumour_in_patch
@@ -149,8 +150,7 @@ def label_slide(case: SlideCase, settings: MiningSettings) -> SlideCells:
     """Grid, tissue and tumour cells of one slide at the settings' geometry (no patch read)."""
     with open_slide(case.slide_path, settings.mpp_override_um_px) as slide:
         info = slide.info
-        plan = choose_read_plan(info, settings.geometry.mpp_um_px)
-        grid = CellGrid(info.l0_width, info.l0_height, info.mpp_um_px, plan.px_mpp_um_px, settings.geometry)
+        _, grid = plan_grid(info, settings.geometry)
         tissue = detect_tissue(slide, grid, settings.tissue).cells
     if case.annotation_path is not None:
         tumour = tumour_cells_from_annotations(read_annotations(case.annotation_path), grid)
@@ -235,8 +235,7 @@ def read_cell_patches(case: SlideCase, grid: CellGrid, cell_rc: np.ndarray, sett
     with open_slide(case.slide_path, settings.mpp_override_um_px) as slide:
         plan = choose_read_plan(slide.info, geometry.mpp_um_px)
         for block in plan_blocks(grid, wanted >= 0, settings.block_cells):
-            x0, y0, width, height = block.region_px_box(geometry)
-            region = slide.read_px_region(plan, (x0, y0), (width, height))
+            region = read_block_region(slide, plan, geometry, block)
             patches = cut_patches(region, block, geometry)
             index = wanted[block.cell_slices()]
             inside = index >= 0

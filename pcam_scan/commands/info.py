@@ -23,15 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def describe(slide_path: str, mpp_override: float | None) -> dict[str, object]:
     """Slide info plus the read plan and heatmap grid at the default PCam geometry."""
-    from pcam_scan.geometry import CellGrid, PatchGeometry
-    from pcam_scan.slide import choose_read_plan, open_slide
+    from pcam_scan.geometry import PatchGeometry
+    from pcam_scan.slide import open_slide, plan_grid
 
     geometry = PatchGeometry()
     with open_slide(slide_path, mpp_override) as slide:
         slide.check_readable()
         info = slide.info
-        plan = choose_read_plan(info, geometry.mpp_um_px)
-    grid = CellGrid(info.l0_width, info.l0_height, info.mpp_um_px, plan.px_mpp_um_px, geometry)
+        plan, grid = plan_grid(info, geometry)
     return {
         **info.to_dict(),
         "pcam_read": {

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pcam_scan.errors import PcamScanError, describe_error
 from pcam_scan.geometry import Block, CellGrid, plan_blocks
 from pcam_scan.scan.settings import ScanRun
-from pcam_scan.slide import ReadPlan, SlideInfo, choose_read_plan, open_slide
+from pcam_scan.slide import ReadPlan, SlideInfo, open_slide, plan_grid
 from pcam_scan.store import HeatmapStore, SlideRecord, SlideState, slide_fingerprint
 from pcam_scan.tissue import TissueGrid, detect_tissue
 
@@ -37,14 +37,7 @@ def plan_slide(slide_id: str, path: str, run: ScanRun) -> SlidePlan:
     geometry, settings = run.geometry, run.settings
     with open_slide(path, settings.mpp_override_um_px) as slide:
         slide.check_readable()
-        read_plan = choose_read_plan(slide.info, geometry.mpp_um_px)
-        grid = CellGrid(
-            slide.info.l0_width,
-            slide.info.l0_height,
-            slide.info.mpp_um_px,
-            read_plan.px_mpp_um_px,
-            geometry,
-        )
+        read_plan, grid = plan_grid(slide.info, geometry)
         tissue = detect_tissue(slide, grid, settings.tissue)
         info = slide.info
     blocks = tuple(plan_blocks(grid, tissue.cells, settings.block_cells))
