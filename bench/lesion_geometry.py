@@ -30,7 +30,7 @@ import numpy as np
 from pcam_scan.annotations import Polygon, SlideAnnotations
 from pcam_scan.diagnosis.rule import MACRO_ABOVE_UM, MICRO_ABOVE_UM, size_category
 from pcam_scan.geometry import LABEL_RULES, CellGrid, LabelRule, PatchGeometry
-from pcam_scan.lesions import RegionSettings, cell_um, feret_diameter_cells, find_regions, label_regions
+from pcam_scan.lesions import RegionSettings, feret_diameter_cells, find_regions, label_regions
 from pcam_scan.synth.regular_lesions import LESION_KINDS, regular_lesion
 from training.cell_labels import tumour_cells_from_annotations
 
@@ -69,7 +69,7 @@ def measure_one(rule: LabelRule, kind: str, diameter_um: float, rng: np.random.G
         kind,
         diameter_um,
         lesion.area_mm2,
-        before_um=feret_diameter_cells(rows, cols) * cell_um(grid),
+        before_um=feret_diameter_cells(rows, cols) * grid.cell_um,
         before_mm2=rows.size * grid.cell_area_mm2,
         after_um=max(r.diameter_um for r in after),
         after_mm2=sum(r.area_mm2 for r in after),

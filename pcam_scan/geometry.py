@@ -92,10 +92,6 @@ class PatchGeometry:
         """How far a cell's patch reaches beyond the cell on each side."""
         return (self.patch_px - self.stride_px) // 2
 
-    @property
-    def cell_um(self) -> float:
-        return self.cell_px * self.mpp_um_px
-
 
 @dataclass(frozen=True)
 class CellGrid:
@@ -144,8 +140,14 @@ class CellGrid:
         return (self.rows, self.cols)
 
     @property
+    def cell_um(self) -> float:
+        """Side of one heatmap cell in micrometres: the stride in read-plane px at the plane's MPP
+        (the one definition: lesion sizes, the store's NGFF scale, the viewer, tissue maps)."""
+        return self.geometry.cell_px * self.px_mpp_um_px
+
+    @property
     def cell_area_mm2(self) -> float:
-        side_mm = self.geometry.cell_px * self.px_mpp_um_px / 1000.0
+        side_mm = self.cell_um / 1000.0
         return side_mm * side_mm
 
     def cell_px_xy(self, cell_rc: tuple[int, int]) -> tuple[int, int]:

@@ -112,11 +112,6 @@ def check_heatmap(prob: np.ndarray, grid: CellGrid) -> np.ndarray:
     return arr.astype(np.float64, copy=False)
 
 
-def cell_um(grid: CellGrid) -> float:
-    """Side of one heatmap cell in micrometres."""
-    return grid.geometry.cell_px * grid.px_mpp_um_px
-
-
 def feret_diameter_cells(rows: np.ndarray, cols: np.ndarray) -> float:
     """Maximum Feret diameter, in units of the squares' side, over the corners of the given
     unit squares (cells or sub-cells)."""
@@ -154,7 +149,7 @@ def find_regions(prob: np.ndarray, grid: CellGrid, settings: RegionSettings) -> 
                     label=label,
                     n_cells=int(cell_values.size),
                     area_mm2=shape_area_mm2(piece, grid),
-                    diameter_um=feret_diameter_cells(*np.nonzero(piece.mask)) / piece.subsamples * cell_um(grid),
+                    diameter_um=feret_diameter_cells(*np.nonzero(piece.mask)) / piece.subsamples * grid.cell_um,
                     centroid_l0_xy=shape_centroid_l0(piece, grid),
                     max_prob=float(cell_values.max()),
                     mean_prob=float(cell_values.mean()),

@@ -131,7 +131,7 @@ def tissue_grid_from_map(rgb: np.ndarray, map_mpp_um_px: float, grid: CellGrid, 
     come from any pyramid level.
     """
     mask, saturation, threshold = tissue_pixels(rgb, settings, map_mpp_um_px)
-    cell_in_map_px = grid.geometry.cell_px * grid.px_mpp_um_px / map_mpp_um_px
+    cell_in_map_px = grid.cell_um / map_mpp_um_px
     if cell_in_map_px < 1:
         raise ConfigError("the tissue map is coarser than the heatmap cells")
     row_edges = _cell_edges(grid.rows, cell_in_map_px, mask.shape[0])
@@ -150,7 +150,7 @@ def tissue_grid_from_map(rgb: np.ndarray, map_mpp_um_px: float, grid: CellGrid, 
 
 def read_tissue_map(slide: Slide, grid: CellGrid, settings: TissueSettings) -> tuple[np.ndarray, ReadPlan]:
     """An RGB read of the whole slide at about `px_per_cell` pixels per heatmap cell."""
-    map_mpp = grid.geometry.cell_px * grid.px_mpp_um_px / settings.px_per_cell
+    map_mpp = grid.cell_um / settings.px_per_cell
     plan = choose_read_plan(slide.info, map_mpp)
     l0_per_map_px = plan.px_mpp_um_px / slide.info.mpp_um_px
     size = (

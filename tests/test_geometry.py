@@ -18,7 +18,8 @@ PCAM = PatchGeometry()
 def test_pcam_defaults_are_the_dataset_geometry() -> None:
     assert (PCAM.patch_px, PCAM.label_px, PCAM.mpp_um_px, PCAM.stride_px) == (96, 32, 0.972, 32)
     assert PCAM.cell_px == 32 and PCAM.halo_px == 32
-    assert PCAM.cell_um == pytest.approx(31.104)
+    grid = CellGrid(9720, 9720, 0.243, 0.972, PCAM)
+    assert grid.cell_um == pytest.approx(31.104) and grid.cell_area_mm2 == pytest.approx(0.031104**2)
 
 
 @pytest.mark.parametrize(

@@ -207,7 +207,7 @@ class SlideCatalog:
             "l0_width": grid.l0_width,
             "l0_height": grid.l0_height,
             "slide_mpp_um_px": grid.slide_mpp_um_px,
-            "cell_um": grid.geometry.cell_px * grid.px_mpp_um_px,
+            "cell_um": grid.cell_um,
             "grid_rows": grid.rows,
             "grid_cols": grid.cols,
             "tile_px": view.deep_zoom.tile_px,
