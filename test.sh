@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. The browser test needs Debian's chromium + chromium-driver:
+# Runs ruff, mypy and the whole test suite. The browser test needs Debian's chromium + chromium-driver:
 # installed here when missing and this user may install packages.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -11,5 +11,9 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
         exit 1
     fi
 fi
+# lint, format and types first: CI fails on them (configuration in pyproject.toml)
+.venv/bin/ruff check --quiet .
+.venv/bin/ruff format --check --quiet .
+.venv/bin/mypy
 # two workers, a test file each at a time (a file shares its fixtures): 8 min -> 5 min on 2 cores
 exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
