@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from pcam_scan.annotations import read_annotations
 from pcam_scan.annotations.rasterize import rasterize_annotations
 from pcam_scan.cli import main
-from pcam_scan.demo import DemoPaths
+from pcam_scan.commands.demo import DemoPaths
 from pcam_scan.store import HeatmapStore
 
 

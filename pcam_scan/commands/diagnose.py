@@ -10,34 +10,18 @@ silently dropped. Exit 0 when every slide was diagnosed, 1 when any was not, 2 o
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pcam_scan.commands.options import add_overwrite_option
 from pcam_scan.defaults import DECISION_THRESHOLD
-from pcam_scan.errors import PcamScanError, StoreError
+from pcam_scan.errors import StoreError
 from pcam_scan.wording import count_noun
 
 if TYPE_CHECKING:
-    from pcam_scan.diagnosis.features import FeatureSettings
-    from pcam_scan.diagnosis.record import Diagnosis, Scorer
-
-HEADLINE_COLUMNS = (
-    "slide_id",
-    "status",
-    "probability",
-    "call",
-    "threshold",
-    "category",
-    "largest_lesion_um",
-    "tumour_area_mm2",
-    "method",
-    "message",
-)
+    from pcam_scan.diagnosis.batch import DiagnosisRow
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,75 +54,6 @@ def add_scorer_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def choose_scorer(aggregator: Path | None, threshold: float | None) -> Scorer:
-    """The default rule, or the aggregator read from its file; `threshold` replaces theirs."""
-    import dataclasses
-
-    from pcam_scan.diagnosis.aggregator import load_aggregator
-    from pcam_scan.diagnosis.rule import DefaultRule
-
-    if aggregator is None:
-        return DefaultRule() if threshold is None else DefaultRule(threshold=threshold)
-    fitted = load_aggregator(aggregator)
-    return fitted if threshold is None else dataclasses.replace(fitted, threshold=threshold)
-
-
-@dataclass(frozen=True)
-class DiagnosisRow:
-    """One slide's line of the table: its diagnosis, or why it has none."""
-
-    slide_id: str
-    status: str
-    message: str = ""
-    diagnosis: Diagnosis | None = None
-
-
-def tumour_area_mm2(features: Mapping[str, float], settings: FeatureSettings) -> float:
-    """Area of the cells at or above the lesion threshold (the regions' total area)."""
-    from pcam_scan.diagnosis.features import (
-        TISSUE_AREA_MM2,
-        TUMOUR_TISSUE_FRACTION,
-        area_feature_name,
-    )
-
-    name = area_feature_name(settings.lesion_threshold)
-    if name in features:
-        return float(features[name])
-    return float(features[TUMOUR_TISSUE_FRACTION] * features[TISSUE_AREA_MM2])
-
-
-def csv_record(row: DiagnosisRow, settings: FeatureSettings) -> dict[str, object]:
-    """The row's CSV fields: the headline columns, then every feature ('' without a diagnosis)."""
-    record: dict[str, object] = {name: "" for name in (*HEADLINE_COLUMNS, *settings.names())}
-    record.update(slide_id=row.slide_id, status=row.status, message=row.message)
-    diagnosis = row.diagnosis
-    if diagnosis is not None:
-        record.update(
-            probability=diagnosis.probability,
-            call=diagnosis.call,
-            threshold=diagnosis.threshold,
-            category=diagnosis.category,
-            largest_lesion_um=diagnosis.largest_lesion_um,
-            tumour_area_mm2=tumour_area_mm2(diagnosis.features, settings),
-            method=diagnosis.method,
-        )
-        record.update(diagnosis.features)
-    return record
-
-
-def write_diagnoses_csv(
-    path: Path, rows: Sequence[DiagnosisRow], settings: FeatureSettings, overwrite: bool = True
-) -> None:
-    """One header line, one row a slide; written whole, then renamed (pcam_scan.outputs)."""
-    from pcam_scan.outputs import atomic_output
-
-    columns = [*HEADLINE_COLUMNS, *settings.names()]
-    with atomic_output(path, overwrite) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(csv_record(row, settings) for row in rows)
-
-
 def diagnosis_table(rows: Sequence[DiagnosisRow]) -> str:
     """A fixed-width summary: slide, status, probability, call, category, sizes, message."""
     header = f"{'slide':<24} {'status':<9} {'prob':>6} {'call':<8} {'category':<9} {'largest um':>10}  message"
@@ -162,35 +77,17 @@ def diagnosis_table(rows: Sequence[DiagnosisRow]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pcam_scan.diagnosis.store_io import diagnose_stored_slide, is_complete, slide_statuses
+    from pcam_scan.diagnosis.batch import choose_scorer, diagnose_store, write_diagnoses_csv
     from pcam_scan.outputs import check_output_file
     from pcam_scan.store import HeatmapStore
-    from pcam_scan.store.validation import DamagedSlideError
 
     scorer = choose_scorer(args.aggregator, args.threshold)
     out: Path = args.out
     check_output_file(out, args.overwrite)
     store = HeatmapStore.open(args.store, mode="r+")
-    statuses = slide_statuses(store)
-    if not statuses:
+    rows = diagnose_store(store, scorer)
+    if not rows:
         raise StoreError(f"the store {args.store} holds no slides")
-    rows: list[DiagnosisRow] = []
-    for slide_id, status in statuses:
-        if status is None:
-            rows.append(DiagnosisRow(slide_id, "unplanned", "planning never finished"))
-            continue
-        if not is_complete(status):
-            rows.append(DiagnosisRow(slide_id, status.state.value, status.message or ""))
-            continue
-        try:
-            diagnosis = diagnose_stored_slide(store, slide_id, scorer)
-        except DamagedSlideError as err:  # never diagnosed as if sound; the others go on
-            rows.append(DiagnosisRow(slide_id, "damaged", err.problem))
-            continue
-        except PcamScanError as err:  # one bad slide is recorded; the others go on
-            rows.append(DiagnosisRow(slide_id, "error", str(err)))
-            continue
-        rows.append(DiagnosisRow(slide_id, status.state.value, diagnosis=diagnosis))
     write_diagnoses_csv(out, rows, scorer.feature_settings, args.overwrite)
     print(diagnosis_table(rows))
     print(f"diagnoses: {out} ({scorer.name}, threshold {scorer.threshold:g})", file=sys.stderr)

@@ -17,12 +17,10 @@ saying where the predictions came from), roc.png and froc.png.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pcam_scan.commands.fit_aggregator import DEFAULT_EXCLUDE, split_names
-from pcam_scan.commands.options import add_overwrite_option
+from pcam_scan.commands.options import add_exclude_option, add_overwrite_option, split_names
 from pcam_scan.defaults import (
     BOOTSTRAP_REPLICATES,
     DETECTION_MIN_DISTANCE_CELLS,
@@ -30,14 +28,11 @@ from pcam_scan.defaults import (
     DETECTION_THRESHOLD,
 )
 from pcam_scan.errors import ConfigError
-from pcam_scan.outputs import check_output_files
 from pcam_scan.wording import count_noun
 
 if TYPE_CHECKING:
     from pcam_scan.evaluation import Reference
     from pcam_scan.evaluation.store_inputs import Predictions
-    from pcam_scan.evaluation.truth import SlideScale
-    from pcam_scan.lesions import DetectionSettings
 
 # Options that only mean something for one source of predictions.
 STORE_ONLY = ("aggregator", "detection_threshold", "sigma", "min_distance")
@@ -62,11 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="level-0 um/px for every slide (0.243 is the official script's fixed value); "
         "overrides what the slides or the store record",
     )
-    parser.add_argument(
-        "--exclude",
-        default=DEFAULT_EXCLUDE,
-        help="comma-separated slides to leave out (default: the two the Camelyon16 organisers excluded; '' keeps all)",
-    )
+    add_exclude_option(parser)
     parser.add_argument(
         "--bootstrap",
         type=int,
@@ -116,124 +107,34 @@ def check_source(args: argparse.Namespace) -> None:
         raise ConfigError(f"{', '.join(wrong)} apply to a heatmap store, not to prediction files")
 
 
-def check_fixed_mpp(mpp_um_px: float) -> float:
-    if not 0.05 <= mpp_um_px <= 50:
-        raise ConfigError(f"--mpp {mpp_um_px} um/px is not plausible")
-    return mpp_um_px
+def read_predictions(args: argparse.Namespace, reference: Reference) -> Predictions:
+    """The predictions of the source given: a heatmap store, or prediction files."""
+    if args.store is None:
+        from pcam_scan.evaluation.file_inputs import file_predictions
 
-
-def slide_scales(
-    names: list[str], slides_dir: Path | None, mpp_um_px: float | None
-) -> tuple[dict[str, SlideScale], str]:
-    """Each named slide's MPP (and size) from its file, and a word on where the MPP came from."""
-    from pcam_scan.evaluation.store_inputs import fixed_mpp_source
-    from pcam_scan.evaluation.truth import SlideScale, find_slide_file
-    from pcam_scan.slide import SLIDE_SUFFIXES, open_slide
-
-    if slides_dir is None:
-        if mpp_um_px is None:
-            raise ConfigError(
-                "the evaluation needs each slide's MPP: pass --slides DIR to read it from the "
-                "slides, or --mpp 0.243 for the official script's fixed value"
-            )
-        check_fixed_mpp(mpp_um_px)
-        return {n: SlideScale(mpp_um_px) for n in names}, fixed_mpp_source(mpp_um_px)
-    if not slides_dir.is_dir():
-        raise ConfigError(f"{slides_dir}: not a folder of slides")
-    scales: dict[str, SlideScale] = {}
-    for name in names:
-        path = find_slide_file(slides_dir, (name,), tuple(sorted(SLIDE_SUFFIXES)))
-        if path is None:
-            raise ConfigError(f"{slides_dir}: no slide file for {name}")
-        with open_slide(path, mpp_um_px) as slide:
-            info = slide.info
-        scales[name] = SlideScale(info.mpp_um_px, (info.l0_width, info.l0_height))
-    source = "each slide's own" if mpp_um_px is None else fixed_mpp_source(mpp_um_px)
-    return scales, source
-
-
-def file_predictions(args: argparse.Namespace, reference: Reference) -> Predictions:
-    """Challenge CSVs from any producer, and the slides' MPP from their files or --mpp."""
-    from pcam_scan.evaluation import read_detection_folder, read_slide_probabilities
-    from pcam_scan.evaluation.store_inputs import Predictions
-
-    tumour_names = [e.name for e in reference.entries if e.is_tumour]
-    scales, mpp_source = slide_scales(tumour_names, args.slides, args.mpp)
-    return Predictions(
-        probabilities=read_slide_probabilities(args.probabilities),
-        detections=read_detection_folder(args.detections, reference.names),
-        scales=scales,
-        mpp_source=mpp_source,
-        inputs={
-            "source": "files",
-            "probabilities": str(args.probabilities),
-            "detections": str(args.detections),
-        },
-    )
-
-
-def detection_settings(args: argparse.Namespace) -> DetectionSettings:
-    """The detection options given, the library's defaults for the others."""
-    import dataclasses
-
-    from pcam_scan.lesions import DetectionSettings
-
-    chosen = {
-        "threshold": args.detection_threshold,
-        "sigma_cells": args.sigma,
-        "min_distance_cells": args.min_distance,
-    }
-    return dataclasses.replace(DetectionSettings(), **{k: v for k, v in chosen.items() if v is not None})
-
-
-def store_predictions(args: argparse.Namespace, reference: Reference) -> Predictions:
-    """Probabilities, detections and slide scales of the reference's slides in the store."""
-    from pcam_scan.commands.diagnose import choose_scorer
-    from pcam_scan.evaluation.store_inputs import predictions_from_store
+        return file_predictions(reference, args.probabilities, args.detections, args.slides, args.mpp)
+    from pcam_scan.diagnosis.batch import choose_scorer
+    from pcam_scan.evaluation.store_inputs import check_fixed_mpp, detection_settings, predictions_from_store
     from pcam_scan.store import HeatmapStore
 
-    settings = detection_settings(args)
+    detection = detection_settings(args.detection_threshold, args.sigma, args.min_distance)
     scorer = None if args.aggregator is None else choose_scorer(args.aggregator, None)
     mpp = None if args.mpp is None else check_fixed_mpp(args.mpp)
     store = HeatmapStore.open(args.store, mode="r")
-    return predictions_from_store(store, reference, scorer, settings, mpp)
-
-
-def evaluation_outputs(out_dir: Path, names: Sequence[str]) -> list[Path]:
-    """Every file `evaluate` writes under --out, checked before any work starts."""
-    from pcam_scan.evaluation.artefacts import DETECTIONS_DIR, SLIDE_PROBABILITIES_CSV
-    from pcam_scan.evaluation.report import FROC_PNG, METRICS_JSON, ROC_PNG
-
-    fixed = [out_dir / name for name in (SLIDE_PROBABILITIES_CSV, METRICS_JSON, ROC_PNG, FROC_PNG)]
-    return fixed + [out_dir / DETECTIONS_DIR / f"{name}.csv" for name in names]
+    return predictions_from_store(store, reference, scorer, detection, mpp)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pcam_scan.evaluation import (
-        BootstrapSettings,
-        TruthSources,
-        evaluate,
-        load_evaluation_masks,
-        read_reference,
-        write_challenge_artefacts,
-        write_report,
-    )
+    from pcam_scan.evaluation import BootstrapSettings, TruthSources, read_reference
+    from pcam_scan.evaluation.run import evaluation_outputs, run_evaluation
+    from pcam_scan.outputs import check_output_files
 
     check_source(args)
     reference = read_reference(args.reference, split_names(args.exclude))
     check_output_files(evaluation_outputs(args.out, reference.names), args.overwrite)
     bootstrap = BootstrapSettings(n_replicates=args.bootstrap, seed=args.seed)
-    sources = TruthSources(masks_dir=args.masks, annotations_dir=args.annotations)
-    if args.store is not None:
-        predictions = store_predictions(args, reference)
-    else:
-        predictions = file_predictions(args, reference)
-    tumour_names = [e.name for e in reference.entries if e.is_tumour]
-    loaded = load_evaluation_masks(tumour_names, sources, predictions.scales)
-    masks = {n: m for n, (m, _) in loaded.items()}
-    result = evaluate(reference, predictions.probabilities, predictions.detections, masks, bootstrap)
-    write_challenge_artefacts(args.out, result.probabilities, predictions.detections)
-    metrics_path = write_report(result, args.out, predictions.mpp_source, predictions.inputs)
+    truth = TruthSources(masks_dir=args.masks, annotations_dir=args.annotations)
+    result, metrics_path = run_evaluation(reference, read_predictions(args, reference), truth, bootstrap, args.out)
     auc = result.auc
     print(
         f"slides {len(reference.entries)} ({reference.n_tumour} tumour), excluded "

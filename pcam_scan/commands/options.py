@@ -12,3 +12,29 @@ def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace output files that already exist (default: refuse, so no result is lost)",
     )
+
+
+DEFAULT_EXCLUDE: str | None = None
+"""The --exclude default: None stands for `CAMELYON16_EXCLUDED` (pcam_scan.evaluation.reference),
+which `split_names` looks up only when a command runs, since importing pcam_scan.evaluation while
+building the parser would slow every `pcam-scan` call by over a second."""
+
+
+def add_exclude_option(parser: argparse.ArgumentParser) -> None:
+    """--exclude: reference slides to leave out, by default the two Camelyon16 excluded."""
+    parser.add_argument(
+        "--exclude",
+        default=DEFAULT_EXCLUDE,
+        help="comma-separated reference slides to leave out (default: the two the Camelyon16 "
+        "organisers excluded; '' keeps all)",
+    )
+
+
+def split_names(text: str | None) -> list[str]:
+    """`a, b,,c` -> [a, b, c]: the comma-separated slide names of --exclude; None (its default)
+    -> the slides the Camelyon16 organisers excluded."""
+    if text is None:
+        from pcam_scan.evaluation.reference import CAMELYON16_EXCLUDED
+
+        return list(CAMELYON16_EXCLUDED)
+    return [name.strip() for name in text.split(",") if name.strip()]

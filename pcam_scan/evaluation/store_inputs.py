@@ -27,6 +27,7 @@ from pcam_scan.diagnosis.store_io import (
     slide_statuses,
     stored_diagnosis,
 )
+from pcam_scan.errors import ConfigError
 from pcam_scan.evaluation.artefacts import table_from_detections
 from pcam_scan.evaluation.errors import EvaluationError
 from pcam_scan.evaluation.froc import DetectionTable
@@ -40,6 +41,21 @@ OWN_MPP_SOURCE = "each slide's own (heatmap store)"
 
 def fixed_mpp_source(mpp_um_px: float) -> str:
     return f"fixed {mpp_um_px} um/px (--mpp)"
+
+
+def check_fixed_mpp(mpp_um_px: float) -> float:
+    """A level-0 MPP given for every slide (--mpp), refused unless plausible."""
+    if not 0.05 <= mpp_um_px <= 50:
+        raise ConfigError(f"--mpp {mpp_um_px} um/px is not plausible")
+    return mpp_um_px
+
+
+def detection_settings(
+    threshold: float | None = None, sigma_cells: float | None = None, min_distance_cells: float | None = None
+) -> DetectionSettings:
+    """The detection settings given, the library's defaults for the others (None)."""
+    chosen = {"threshold": threshold, "sigma_cells": sigma_cells, "min_distance_cells": min_distance_cells}
+    return dataclasses.replace(DetectionSettings(), **{k: v for k, v in chosen.items() if v is not None})
 
 
 @dataclass(frozen=True)
