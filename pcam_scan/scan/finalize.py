@@ -45,8 +45,8 @@ def stored_outcome(
         path,
         state,
         None,
-        int(stored.counts.get("predicted_cells", 0)),
-        float(stored.counts.get("tissue_mm2", 0.0)),
+        stored.predicted_cells or 0,
+        stored.tissue_mm2 or 0.0,
         dict(seconds),
         dict(diagnosis if diagnosis is not None else stored.diagnosis or {}),
     )
