@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pcam_scan.cli import main
-from pcam_scan.diagnosis.store_io import stored_diagnosis
+from pcam_scan.diagnosis.record import stored_diagnosis
 from pcam_scan.store import HeatmapStore, SlideState
 
 FIXTURE = Path(__file__).parent / "data" / "store-v1"

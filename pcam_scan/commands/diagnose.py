@@ -162,9 +162,10 @@ def diagnosis_table(rows: Sequence[DiagnosisRow]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pcam_scan.diagnosis.store_io import diagnose_stored_slide, is_complete, slide_statuses
+    from pcam_scan.diagnosis.record import diagnose_stored_slide
     from pcam_scan.outputs import check_output_file
     from pcam_scan.store import HeatmapStore
+    from pcam_scan.store.queries import is_complete, slide_statuses
     from pcam_scan.store.validation import DamagedSlideError
 
     scorer = choose_scorer(args.aggregator, args.threshold)

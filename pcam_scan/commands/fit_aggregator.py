@@ -72,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
     from pcam_scan.diagnosis.aggregator import AggregatorError, save_aggregator
     from pcam_scan.diagnosis.features import FeatureSettings, compute_features
     from pcam_scan.diagnosis.fit import FitSettings, fit_aggregator
-    from pcam_scan.diagnosis.store_io import is_complete, listed, match_slide_ids, read_heatmap, slide_statuses
     from pcam_scan.evaluation import read_reference
     from pcam_scan.outputs import check_output_file
     from pcam_scan.store import HeatmapStore
+    from pcam_scan.store.queries import is_complete, listed, match_slide_ids, read_heatmap, slide_statuses
 
     fit_settings = FitSettings(folds=args.folds, c=args.c, seed=args.seed, threshold=args.threshold)
     out: Path = args.out

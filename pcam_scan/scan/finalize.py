@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pcam_scan.diagnosis.record import diagnose_stored_slide
 from pcam_scan.diagnosis.rule import DefaultRule
-from pcam_scan.diagnosis.store_io import diagnose_stored_slide
 from pcam_scan.errors import PcamScanError, describe_error
 from pcam_scan.scan.outcome import SlideOutcome
 from pcam_scan.store import HeatmapStore
