@@ -149,8 +149,20 @@ P_OME = AttrSpec(Node.PROB, "ome", "object", "OME-NGFF 0.5 `multiscales` metadat
 ATTRIBUTES: tuple[AttrSpec, ...] = tuple(value for value in list(globals().values()) if isinstance(value, AttrSpec))
 """Every attribute and field of the format, in declaration order (the table of docs/store.md)."""
 
-NAMESPACED = (Node.ROOT, Node.SLIDE)
-"""The nodes whose attributes sit under `ATTRS_KEY`; `prob`'s `ome` is at the top."""
+
+def attributes_markdown() -> str:
+    """`ATTRIBUTES` as the Markdown tables of docs/store.md, one per node."""
+    lines: list[str] = []
+    for node in Node:
+        where = f'`attributes["{ATTRS_KEY}"]`' if node is not Node.PROB else "`attributes`"
+        lines += ["", f"{node.value[0].upper()}{node.value[1:]}, {where}:", ""]
+        lines += ["| key | type | since | meaning |", "|---|---|---|---|"]
+        lines += [
+            f"| `{spec.path}` | {spec.type} | {spec.since_version} | {spec.meaning} |"
+            for spec in ATTRIBUTES
+            if spec.node is node
+        ]
+    return "\n".join(lines[1:])
 
 
 # -- records -----------------------------------------------------------------------------------
@@ -242,6 +254,12 @@ class StoredSlide:
         """The tissue area the store computed at finalize; None before."""
         value = self.counts.get(S_COUNTS_TISSUE_MM2.key)
         return None if value is None else float(value)
+
+    @property
+    def tissue_cells(self) -> int | None:
+        """Cells with tissue, computed at finalize; None before."""
+        value = self.counts.get(S_COUNTS_TISSUE_CELLS.key)
+        return None if value is None else int(value)
 
     @property
     def predicted_cells(self) -> int | None:
