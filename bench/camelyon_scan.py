@@ -90,7 +90,7 @@ def main() -> int:
     store_bytes = folder_bytes(store)
     read = info["pcam_read"]
     assert isinstance(read, dict)
-    predicted = float(stored.counts.get("predicted_cells", 0))
+    predicted = float(stored.predicted_cells or 0)
     print(
         f"slide                {slide} ({info['vendor']}, {info['l0_width']} x {info['l0_height']} px, "
         f"{info['mpp_um_px']:.4f} um/px, {slide.stat().st_size / 1e9:.2f} GB)"
@@ -102,7 +102,7 @@ def main() -> int:
     print(f"slide written in     {'given' if write_s is None else f'{write_s:.1f} s'}")
     print(f"scan command         {' '.join(command[2:])}")
     print(f"status               {stored.status.state.value if stored.status else 'none'}")
-    print(f"tissue cells         {stored.counts.get('tissue_cells', 0):,.0f}")
+    print(f"tissue cells         {stored.tissue_cells or 0:,.0f}")
     print(f"predicted cells      {predicted:,.0f}")
     print(f"planning seconds     {stored.seconds.get('plan', float('nan')):.1f} (store timing 'plan')")
     print("stage seconds        " + ", ".join(f"{k} {v:.1f}" for k, v in stored.seconds.items()))

@@ -13,7 +13,7 @@ import pytest
 
 from pcam_scan.cli import main
 from pcam_scan.diagnosis import DefaultRule, load_aggregator
-from pcam_scan.diagnosis.store_io import diagnose_stored_slide
+from pcam_scan.diagnosis.record import diagnose_stored_slide
 from pcam_scan.evaluation import read_detections, read_slide_probabilities
 from pcam_scan.store import HeatmapStore, SlideRecord
 from tests.store_cases import RUN, Case, build_store, write_dataset

@@ -24,19 +24,16 @@ from pcam_scan.diagnosis.contours import (
     contours_as_annotations,
     lesion_contours,
     outline_cells,
+    stored_slide_lesions,
     trace_rings,
 )
-from pcam_scan.diagnosis.store_io import (
-    diagnose_stored_slide,
-    match_slide_ids,
-    read_heatmap,
-    stored_slide_lesions,
-)
+from pcam_scan.diagnosis.record import diagnose_stored_slide
 from pcam_scan.errors import StoreError
 from pcam_scan.evaluation import read_tumour_mask_tiff
 from pcam_scan.geometry import CellGrid, PatchGeometry
 from pcam_scan.lesions import RegionSettings, find_regions, label_regions
 from pcam_scan.store import HeatmapStore, SlideRecord
+from pcam_scan.store.queries import match_slide_ids, read_heatmap
 from tests.store_cases import RUN, Case, build_store, l0_per_cell, write_dataset
 
 LEVEL5 = 32

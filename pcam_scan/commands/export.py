@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def chosen_slides(complete: dict[str, bool], wanted: list[str] | None) -> tuple[list[str], list[str]]:
     """(slides to export, slides skipped) from `complete` (slide id -> complete?) and the ids
     the user named (matched ignoring case; each must exist and be complete)."""
-    from pcam_scan.diagnosis.store_io import listed, match_slide_ids
+    from pcam_scan.store.queries import listed, match_slide_ids
 
     if wanted is None:
         done = [slide_id for slide_id, ok in complete.items() if ok]
@@ -70,16 +70,16 @@ def run(args: argparse.Namespace) -> int:
         contours_as_annotations,
         lesion_contours,
     )
-    from pcam_scan.diagnosis.store_io import (
+    from pcam_scan.lesions import RegionSettings
+    from pcam_scan.outputs import check_output_files, make_output_dir
+    from pcam_scan.store import HeatmapStore
+    from pcam_scan.store.queries import (
         describe_status,
         is_complete,
         is_damaged,
         read_heatmap,
         slide_statuses,
     )
-    from pcam_scan.lesions import RegionSettings
-    from pcam_scan.outputs import check_output_files, make_output_dir
-    from pcam_scan.store import HeatmapStore
     from pcam_scan.store.validation import DamagedSlideError
 
     suffix, tumour_group, exclusion_group = FORMATS[args.format]

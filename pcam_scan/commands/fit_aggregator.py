@@ -52,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     from pcam_scan.diagnosis.aggregator import save_aggregator
     from pcam_scan.diagnosis.batch import fit_on_store
     from pcam_scan.diagnosis.fit import FitSettings
-    from pcam_scan.diagnosis.store_io import listed
     from pcam_scan.evaluation import read_reference
     from pcam_scan.outputs import check_output_file
     from pcam_scan.store import HeatmapStore
+    from pcam_scan.store.queries import listed
 
     fit_settings = FitSettings(folds=args.folds, c=args.c, seed=args.seed, threshold=args.threshold)
     out: Path = args.out

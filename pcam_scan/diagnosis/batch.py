@@ -23,19 +23,12 @@ from pcam_scan.diagnosis.features import (
     compute_features,
 )
 from pcam_scan.diagnosis.fit import FitReport, FitSettings, fit_aggregator
-from pcam_scan.diagnosis.record import Diagnosis, Scorer
+from pcam_scan.diagnosis.record import Diagnosis, Scorer, diagnose_stored_slide
 from pcam_scan.diagnosis.rule import DefaultRule
-from pcam_scan.diagnosis.store_io import (
-    diagnose_stored_slide,
-    is_complete,
-    listed,
-    match_slide_ids,
-    read_heatmap,
-    slide_statuses,
-)
 from pcam_scan.errors import PcamScanError
 from pcam_scan.outputs import atomic_output
 from pcam_scan.store import HeatmapReader, HeatmapStore
+from pcam_scan.store.queries import is_complete, listed, match_slide_ids, read_heatmap, slide_statuses
 from pcam_scan.store.validation import DamagedSlideError
 
 HEADLINE_COLUMNS = (

@@ -33,7 +33,18 @@ from scipy import ndimage
 from pcam_scan.annotations import Polygon, SlideAnnotations, contours_to_annotations
 from pcam_scan.geometry import CellGrid
 from pcam_scan.lesion_geometry import SubCellShape
-from pcam_scan.lesions import Region, RegionSettings, check_heatmap, find_regions, label_regions
+from pcam_scan.lesions import (
+    Detection,
+    DetectionSettings,
+    Region,
+    RegionSettings,
+    check_heatmap,
+    detect_points,
+    find_regions,
+    label_regions,
+)
+from pcam_scan.store import HeatmapReader
+from pcam_scan.store.queries import StoredHeatmap, read_heatmap
 from pcam_scan.wording import count_noun
 
 # (d_row, d_col) neighbour offsets and the edge each open side contributes, as (start corner
@@ -218,3 +229,35 @@ def contour_measurements(contours: Sequence[LesionContour]) -> list[dict[str, fl
         }
         for c in contours
     ]
+
+
+@dataclass(frozen=True)
+class SlideLesions:
+    """A slide's lesion outlines (regions >= the region threshold) and its point detections."""
+
+    slide_id: str
+    contours: tuple[LesionContour, ...]
+    detections: tuple[Detection, ...]
+
+
+def heatmap_lesions(
+    heatmap: StoredHeatmap,
+    regions: RegionSettings = RegionSettings(),
+    detection: DetectionSettings = DetectionSettings(),
+) -> SlideLesions:
+    """Lesion outlines (level-0 polygons) and point detections (level-0 X, Y) of a heatmap."""
+    return SlideLesions(
+        slide_id=heatmap.slide_id,
+        contours=tuple(lesion_contours(heatmap.prob, heatmap.grid, regions)),
+        detections=tuple(detect_points(heatmap.prob, heatmap.grid, detection)),
+    )
+
+
+def stored_slide_lesions(
+    store: HeatmapReader,
+    slide_id: str,
+    regions: RegionSettings = RegionSettings(),
+    detection: DetectionSettings = DetectionSettings(),
+) -> SlideLesions:
+    """`heatmap_lesions` of a complete slide of the store."""
+    return heatmap_lesions(read_heatmap(store, slide_id), regions, detection)

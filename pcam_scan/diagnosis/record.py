@@ -22,6 +22,8 @@ from pcam_scan.diagnosis.features import FeatureSettings, SlideFeatures, compute
 from pcam_scan.diagnosis.rule import SIZE_CATEGORIES, SizeCategory, size_category
 from pcam_scan.errors import StoreError
 from pcam_scan.geometry import CellGrid
+from pcam_scan.store import HeatmapReader, HeatmapStore
+from pcam_scan.store.queries import read_heatmap
 
 Call = Literal["positive", "negative"]
 
@@ -124,3 +126,22 @@ def diagnose(features: SlideFeatures, scorer: Scorer) -> Diagnosis:
 def diagnose_heatmap(prob: np.ndarray, tissue: np.ndarray, grid: CellGrid, scorer: Scorer) -> Diagnosis:
     """Features with the scorer's own settings, then the diagnosis."""
     return diagnose(compute_features(prob, tissue, grid, scorer.feature_settings), scorer)
+
+
+def diagnose_stored_slide(store: HeatmapStore, slide_id: str, scorer: Scorer) -> Diagnosis:
+    """Diagnose a complete slide from its heatmap and store the diagnosis in its attributes."""
+    heatmap = read_heatmap(store, slide_id)
+    diagnosis = diagnose_heatmap(heatmap.prob, heatmap.tissue, heatmap.grid, scorer)
+    store.set_diagnosis(slide_id, diagnosis.to_attrs())
+    return diagnosis
+
+
+def stored_diagnosis(store: HeatmapReader, slide_id: str) -> Diagnosis | None:
+    """The diagnosis stored with the slide, or None when it has none yet."""
+    attrs = store.stored_slide(slide_id).diagnosis
+    if attrs is None:
+        return None
+    try:
+        return Diagnosis.from_attrs(attrs)
+    except StoreError as err:
+        raise StoreError(f"slide {slide_id!r}: stored diagnosis is malformed: {err}") from None

@@ -16,17 +16,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from pcam_scan.diagnosis.record import Scorer, diagnose_heatmap
+from pcam_scan.diagnosis.record import Scorer, diagnose_heatmap, stored_diagnosis
 from pcam_scan.diagnosis.rule import DefaultRule
-from pcam_scan.diagnosis.store_io import (
-    describe_status,
-    is_complete,
-    listed,
-    match_slide_ids,
-    read_heatmap,
-    slide_statuses,
-    stored_diagnosis,
-)
 from pcam_scan.errors import ConfigError
 from pcam_scan.evaluation.artefacts import table_from_detections
 from pcam_scan.evaluation.errors import EvaluationError
@@ -35,6 +26,14 @@ from pcam_scan.evaluation.reference import Reference
 from pcam_scan.evaluation.truth import SlideScale
 from pcam_scan.lesions import DetectionSettings, detect_points
 from pcam_scan.store import HeatmapReader
+from pcam_scan.store.queries import (
+    describe_status,
+    is_complete,
+    listed,
+    match_slide_ids,
+    read_heatmap,
+    slide_statuses,
+)
 
 OWN_MPP_SOURCE = "each slide's own (heatmap store)"
 

@@ -65,13 +65,7 @@ def summarise(stored: StoredSlide) -> SlideSummary:
     status = stored.status
     state = status.state.value if status is not None else None
     message = status.message if status is not None else None
-    tissue = stored.counts.get("tissue_mm2")
-    base = SlideSummary(
-        slide_id=stored.slide_id,
-        state=state,
-        message=message,
-        tissue_mm2=None if tissue is None else float(tissue),
-    )
+    base = SlideSummary(slide_id=stored.slide_id, state=state, message=message, tissue_mm2=stored.tissue_mm2)
     if stored.diagnosis is None:
         return base
     try:

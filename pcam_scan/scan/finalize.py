@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pcam_scan.diagnosis.record import diagnose_stored_slide
 from pcam_scan.diagnosis.rule import DefaultRule
-from pcam_scan.diagnosis.store_io import diagnose_stored_slide
 from pcam_scan.errors import PcamScanError, describe_error
 from pcam_scan.scan.outcome import SlideOutcome
 from pcam_scan.store import HeatmapStore
@@ -45,8 +45,8 @@ def stored_outcome(
         path,
         state,
         None,
-        int(stored.counts.get("predicted_cells", 0)),
-        float(stored.counts.get("tissue_mm2", 0.0)),
+        stored.predicted_cells or 0,
+        stored.tissue_mm2 or 0.0,
         dict(seconds),
         dict(diagnosis if diagnosis is not None else stored.diagnosis or {}),
     )

@@ -1,9 +1,11 @@
 """The heatmap store (Zarr v3): one store per run, one group per slide. See docs/store.md.
 
 Modules, one job each: `identity` (run identity and its hash), `ids` (slide ids), `fingerprint`
-(slide file fingerprint), `schema` (attribute layout), `location` (where the store lives),
-`prob_chunks` (the picklable writer of block chunks, and which are done), `pyramid` and `ngff` (multiscale
-levels and their OME-NGFF metadata), `reader` (read access), `heatmap_store` (the store itself).
+(slide file fingerprint), `schema` (every attribute, and the only place that spells their keys),
+`location` (where the store lives), `prob_chunks` (the picklable writer of block chunks, and which
+are done), `pyramid` and `ngff` (multiscale levels and their OME-NGFF metadata), `reader` (read
+access), `heatmap_store` (the store itself), `queries` (statuses, complete slides' heatmaps, ids
+matched to reference names).
 """
 
 from pcam_scan.store.fingerprint import slide_fingerprint

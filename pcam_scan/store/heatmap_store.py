@@ -12,7 +12,7 @@ blocks are kept; the pyramid and status are rewritten by the next finalize).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, SupportsFloat
+from typing import Literal, SupportsFloat
 
 import numpy as np
 import numpy.typing as npt
@@ -32,17 +32,24 @@ from pcam_scan.store.schema import (
     ATTRS_KEY,
     BLOCKS_DONE,
     DEFAULT_BLOCK_CELLS,
+    P_OME,
     PROB,
     TISSUE,
+    PyramidRecord,
+    SlideAttrs,
     SlideRecord,
     SlideState,
     SlideStatus,
     StoredSlide,
     cell_um,
     check_root_attrs,
+    completed_attrs,
+    computed_counts,
+    diagnosis_attrs,
+    failed_attrs,
     finite_numbers,
-    grid_from_attrs,
-    grid_to_attrs,
+    planned_attrs,
+    replanned_attrs,
     root_attrs,
 )
 
@@ -101,14 +108,13 @@ class HeatmapStore(HeatmapReader):
             )
         n_brows, n_bcols = block_grid_shape(grid, block_cells)
         existing = self._existing_attrs(slide_id)
-        if existing is not None and "grid" in existing:
+        if existing is not None and existing.planned:
             self._check_resumable(slide_id, existing, record, grid, tissue_mask, block_cells)
-            status = SlideStatus.from_attrs(existing["status"])
-            if status.state is SlideState.COMPLETE:
+            status = existing.status()
+            if status is not None and status.state is SlideState.COMPLETE:
                 return status
-            planned = SlideStatus(SlideState.PLANNED)
-            self._update_slide_attrs(slide_id, {"slide": record.to_attrs(), "status": planned.to_attrs()})
-            return planned
+            self._update_slide_attrs(slide_id, replanned_attrs(record))
+            return SlideStatus(SlideState.PLANNED)
 
         slide = self.location.group(slide_id, mode="w")
         prob = slide.create_group(PROB)
@@ -131,22 +137,10 @@ class HeatmapStore(HeatmapReader):
             compressors=None,
             dimension_names=("block_row", "block_col"),
         )
-        write_attr(prob, "ome", multiscales_attrs(slide_id, 1, cell_um(grid), "max"))
-        planned = SlideStatus(SlideState.PLANNED)
-        self._update_slide_attrs(
-            slide_id,
-            {
-                "slide": record.to_attrs(),
-                "model_id": run.model_id,
-                "settings_hash": run.settings_hash,
-                "grid": grid_to_attrs(grid),
-                "block_cells": block_cells,
-                "block_grid": [n_brows, n_bcols],
-                "planned_blocks": len(plan_blocks(grid, tissue_mask, block_cells)),
-                "status": planned.to_attrs(),
-            },
-        )
-        return planned
+        write_attr(prob, P_OME.key, multiscales_attrs(slide_id, 1, cell_um(grid), "max"))
+        n_blocks = len(plan_blocks(grid, tissue_mask, block_cells))
+        self._update_slide_attrs(slide_id, planned_attrs(record, run, grid, block_cells, (n_brows, n_bcols), n_blocks))
+        return SlideStatus(SlideState.PLANNED)
 
     def chunk_writer(self, slide_id: str) -> ProbChunkWriter:
         """A picklable writer for the slide's blocks, to be shipped to Ray workers."""
@@ -174,7 +168,8 @@ class HeatmapStore(HeatmapReader):
         """
         self._run_for_writing()
         attrs = self._planned_attrs(slide_id)
-        if SlideStatus.from_attrs(attrs["status"]).state is SlideState.COMPLETE:
+        status = attrs.status()
+        if status is not None and status.state is SlideState.COMPLETE:
             return self.stored_slide(slide_id)
         stage_seconds = finite_numbers(seconds, "seconds")
         extra_counts = finite_numbers(counts or {}, "counts")
@@ -183,33 +178,24 @@ class HeatmapStore(HeatmapReader):
         pending = self.pending_blocks(slide_id)
         if pending:
             raise StoreError(
-                f"slide {slide_id!r}: {len(pending)} of {attrs['planned_blocks']} blocks are not "
+                f"slide {slide_id!r}: {len(pending)} of {attrs.planned_block_count()} blocks are not "
                 "written yet; it cannot be finalized"
             )
-        grid = grid_from_attrs(attrs["grid"])
+        grid = attrs.grid()
         slide = self._slide_group(slide_id)
         prob = child_group(slide, PROB)
         level0 = np.asarray(child_array(prob, "0")[:], dtype=np.float32)
         tissue_cells = int(np.count_nonzero(child_array(slide, TISSUE)[:]))
-        computed: dict[str, int | float] = {
-            "tissue_cells": tissue_cells,
-            "predicted_cells": int(np.count_nonzero(~np.isnan(level0))),
-            "tissue_mm2": tissue_cells * grid.cell_area_mm2,
-        }
+        computed = computed_counts(
+            tissue_cells, int(np.count_nonzero(~np.isnan(level0))), tissue_cells * grid.cell_area_mm2
+        )
         if clash := sorted(computed.keys() & extra_counts.keys()):
             raise ValueError(f"counts {clash} are computed by the store; do not pass them")
         levels = build_pyramid(level0, pooling, top_cells)
         _write_levels(prob, levels)
-        write_attr(prob, "ome", multiscales_attrs(slide_id, len(levels), cell_um(grid), pooling))
-        self._update_slide_attrs(
-            slide_id,
-            {
-                "counts": {**computed, **extra_counts},
-                "seconds": stage_seconds,
-                "pyramid": {"levels": len(levels), "pooling": pooling, "top_cells": top_cells},
-                "status": SlideStatus(SlideState.COMPLETE).to_attrs(),
-            },
-        )
+        write_attr(prob, P_OME.key, multiscales_attrs(slide_id, len(levels), cell_um(grid), pooling))
+        pyramid = PyramidRecord(len(levels), pooling, top_cells)
+        self._update_slide_attrs(slide_id, completed_attrs({**computed, **extra_counts}, stage_seconds, pyramid))
         return self.stored_slide(slide_id)
 
     def mark_failed(self, slide_id: str, message: str, record: SlideRecord | None = None) -> None:
@@ -217,14 +203,10 @@ class HeatmapStore(HeatmapReader):
         self._require_writable()
         validate_slide_id(slide_id)
         one_line = " ".join(str(message).split()) or "failed without a message"
-        updates: dict[str, object] = {"status": SlideStatus(SlideState.FAILED, one_line).to_attrs()}
-        if record is not None:
-            updates["slide"] = record.to_attrs()
-        if self._existing_attrs(slide_id) is None:
+        new_group = self._existing_attrs(slide_id) is None
+        if new_group:
             self.location.group(slide_id, mode="a")
-            if self.run is not None:
-                updates.update(model_id=self.run.model_id, settings_hash=self.run.settings_hash)
-        self._update_slide_attrs(slide_id, updates)
+        self._update_slide_attrs(slide_id, failed_attrs(one_line, record, self.run if new_group else None))
 
     def set_diagnosis(self, slide_id: str, diagnosis: Mapping[str, object]) -> None:
         """Attach (or replace) the slide-level diagnosis of a complete slide."""
@@ -232,8 +214,7 @@ class HeatmapStore(HeatmapReader):
         status = self.slide_status(slide_id)
         if status is None or status.state is not SlideState.COMPLETE:
             raise StoreError(f"slide {slide_id!r} is not complete; its diagnosis cannot be stored")
-        value = json_copy(dict(diagnosis))
-        self._update_slide_attrs(slide_id, {"diagnosis": value})
+        self._update_slide_attrs(slide_id, diagnosis_attrs(json_copy(dict(diagnosis))))
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -247,7 +228,7 @@ class HeatmapStore(HeatmapReader):
             raise StoreError(f"the store {self.uri} was opened without a run identity; cannot scan into it")
         return self.run
 
-    def _existing_attrs(self, slide_id: str) -> dict[str, Any] | None:
+    def _existing_attrs(self, slide_id: str) -> SlideAttrs | None:
         """The slide's attributes, or None when the store has no group for it yet."""
         if validate_slide_id(slide_id) not in self.list_slides():
             return None
@@ -255,33 +236,31 @@ class HeatmapStore(HeatmapReader):
 
     def _update_slide_attrs(self, slide_id: str, updates: Mapping[str, object]) -> None:
         """Merge `updates` into the slide's attributes: one atomic write of its zarr.json."""
-        current: dict[str, object] = self._slide_attrs(slide_id)
-        current.update(updates)
+        current = {**self._slide_attrs(slide_id).raw, **updates}
         write_attr(self._slide_group(slide_id), ATTRS_KEY, current)
 
     def _check_resumable(
         self,
         slide_id: str,
-        existing: Mapping[str, Any],
+        existing: SlideAttrs,
         record: SlideRecord,
         grid: CellGrid,
         tissue: npt.NDArray[np.bool_],
         block_cells: int,
     ) -> None:
         run = self._run_for_writing()
-        stored_record = SlideRecord.from_attrs(existing.get("slide", {}))
+        stored_record = existing.record()
         problems = []
-        stored_run = (existing.get("model_id"), existing.get("settings_hash"))
-        if stored_run != (run.model_id, run.settings_hash):
+        if existing.run_ids() != (run.model_id, run.settings_hash):
             problems.append("it was scanned with another model or settings")
         if stored_record.fingerprint != record.fingerprint:
             problems.append(
                 f"its file changed (fingerprint {stored_record.fingerprint} in the store, {record.fingerprint} now)"
             )
-        elif grid_from_attrs(existing["grid"]) != grid:
+        elif existing.grid() != grid:
             problems.append("its cell grid differs (other MPP, size or patch geometry)")
-        elif int(existing["block_cells"]) != block_cells:
-            problems.append(f"it was planned in blocks of {existing['block_cells']} cells, not {block_cells}")
+        elif existing.block_cells() != block_cells:
+            problems.append(f"it was planned in blocks of {existing.block_cells()} cells, not {block_cells}")
         elif not np.array_equal(self.read_tissue(slide_id), tissue):
             problems.append("its tissue mask differs")
         if problems:
@@ -299,7 +278,7 @@ def _open_root(location: StoreLocation, create_for: RunIdentity | None) -> zarr.
         try:
             return location.group(mode="r+")
         except NodeNotFoundError:
-            return location.group(mode="w-", attributes={ATTRS_KEY: root_attrs(create_for)})
+            return location.group(mode="w-", attributes=root_attrs(create_for))
     except (FileExistsError, ContainsArrayError, ContainsArrayAndGroupError) as err:
         raise StoreError(f"{location.uri} exists and is not a pcam-scan heatmap store") from err
     except FileNotFoundError as err:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,15 +24,13 @@ from pcam_scan.store.prob_chunks import done_block_rcs
 from pcam_scan.store.schema import (
     ATTRS_KEY,
     BLOCKS_DONE,
+    P_OME,
     PROB,
     TISSUE,
-    SlideRecord,
+    SlideAttrs,
     SlideState,
     SlideStatus,
     StoredSlide,
-    finite_numbers,
-    grid_from_attrs,
-    require_mapping,
 )
 from pcam_scan.store.validation import (
     DamagedSlideError,
@@ -72,11 +69,11 @@ class HeatmapReader:
             return SlideStatus(SlideState.DAMAGED, err.problem)
         except StoreError:
             return None
-        if "status" not in attrs:
+        if not attrs.has_status:
             return None
         try:
             status = self.stored_slide(slide_id).status
-            if "grid" in attrs:
+            if attrs.planned:
                 self.read_grid(slide_id)
         except DamagedSlideError as err:
             return SlideStatus(SlideState.DAMAGED, err.problem)
@@ -85,21 +82,12 @@ class HeatmapReader:
     def stored_slide(self, slide_id: str) -> StoredSlide:
         attrs = self._slide_attrs(slide_id)
         with reading_slide(slide_id, "attributes"), _damaged_if_malformed(slide_id):
-            return StoredSlide(
-                slide_id=slide_id,
-                status=SlideStatus.from_attrs(attrs["status"]) if "status" in attrs else None,
-                record=SlideRecord.from_attrs(attrs.get("slide", {})),
-                model_id=_optional_str(attrs.get("model_id")),
-                settings_hash=_optional_str(attrs.get("settings_hash")),
-                counts=finite_numbers(require_mapping(attrs.get("counts", {}), "counts"), "counts"),
-                seconds=finite_numbers(require_mapping(attrs.get("seconds", {}), "seconds"), "seconds"),
-                diagnosis=_optional_mapping(attrs.get("diagnosis"), "diagnosis"),
-            )
+            return attrs.stored_slide(slide_id)
 
     def read_grid(self, slide_id: str) -> CellGrid:
         attrs = self._planned_attrs(slide_id)
         with reading_slide(slide_id, "grid"), _damaged_if_malformed(slide_id):
-            grid = grid_from_attrs(attrs["grid"])
+            grid = attrs.grid()
         return check_grid(slide_id, grid)
 
     # -- arrays ----------------------------------------------------------------------------
@@ -134,13 +122,12 @@ class HeatmapReader:
     # -- block bookkeeping -----------------------------------------------------------------
 
     def block_cells(self, slide_id: str) -> int:
-        return int(self._planned_attrs(slide_id)["block_cells"])
+        return self._planned_attrs(slide_id).block_cells()
 
     def planned_blocks(self, slide_id: str) -> list[Block]:
         """Every block with at least one tissue cell: the work a scan of this slide must do."""
         attrs = self._planned_attrs(slide_id)
-        grid = grid_from_attrs(attrs["grid"])
-        return plan_blocks(grid, self.read_tissue(slide_id), int(attrs["block_cells"]))
+        return plan_blocks(attrs.grid(), self.read_tissue(slide_id), attrs.block_cells())
 
     def done_blocks(self, slide_id: str) -> set[tuple[int, int]]:
         """(block_row, block_col) of every block whose probabilities were written whole."""
@@ -169,28 +156,28 @@ class HeatmapReader:
         self._planned_attrs(slide_id)
         with reading_slide(slide_id, "prob group"):
             prob = child_group(self._slide_group(slide_id), PROB)
-            if "ome" not in prob.attrs:
+            if P_OME.key not in prob.attrs:
                 raise DamagedSlideError(slide_id, "prob is not an OME-NGFF multiscale group")
         return prob
 
-    def _slide_attrs(self, slide_id: str) -> dict[str, Any]:
+    def _slide_attrs(self, slide_id: str) -> SlideAttrs:
         group = self._slide_group(slide_id)
         with reading_slide(slide_id, "attributes"):
             raw = group.attrs.get(ATTRS_KEY, {})
         if not isinstance(raw, Mapping):
             raise DamagedSlideError(slide_id, f"its {ATTRS_KEY} attributes are not a mapping")
-        return dict(raw)
+        return SlideAttrs(dict(raw))
 
-    def _planned_attrs(self, slide_id: str) -> dict[str, Any]:
+    def _planned_attrs(self, slide_id: str) -> SlideAttrs:
         """The slide's attributes, refusing a slide whose planning never finished."""
         attrs = self._slide_attrs(slide_id)
-        if "grid" not in attrs:
+        if not attrs.planned:
             raise StoreError(f"slide {slide_id!r} was never planned in the store {self.uri}")
         return attrs
 
 
 def _level_paths(prob: zarr.Group) -> list[str]:
-    ome = prob.attrs["ome"]
+    ome = prob.attrs[P_OME.key]
     if not isinstance(ome, Mapping):
         raise StoreError("prob has a malformed 'ome' attribute")
     return level_paths(ome)
@@ -210,13 +197,3 @@ def _damaged_if_malformed(slide_id: str) -> Iterator[None]:
         raise
     except StoreError as err:
         raise DamagedSlideError(slide_id, str(err)) from None
-
-
-def _optional_str(value: object) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"expected a string, got {value!r}"[:120])
-    return value
-
-
-def _optional_mapping(value: object, what: str) -> Mapping[str, object] | None:
-    return None if value is None else require_mapping(value, what)

@@ -1,8 +1,16 @@
-"""The store's attribute schema: what the root and each slide group record, encoded as JSON.
+"""The store's attribute schema: what the root, each slide group and `prob` record, as JSON.
 
 Everything pcam-scan writes lives under one namespace key, `pcam_scan`, in the group attributes
-(the OME-NGFF metadata of `prob` lives under `ome`, as that spec asks). Reading goes through the
-functions here, so a missing or malformed field becomes a StoreError naming the field.
+(the OME-NGFF metadata of `prob` lives under `ome`, as that spec asks). `ATTRIBUTES` declares
+every attribute and every field of a compound one: where it lives, its JSON type, its meaning and
+the store format version that introduced it; docs/store.md lists the same table.
+
+This is the only module that spells the attribute keys. The rest of the code reads and writes
+typed records: `RootAttrs`, `SlideAttrs` (a read view of a slide's attributes), `SlideRecord`,
+`SlideStatus`, `PyramidRecord`, `StoredSlide`, and the update builders (`planned_attrs`,
+`completed_attrs`, `failed_attrs`, ...). Reading goes through them, so a missing or malformed
+field becomes a StoreError naming the field. The OME-NGFF fields inside `ome` are that standard's
+spelling and stay in `ngff.py`.
 """
 
 from __future__ import annotations
@@ -23,10 +31,141 @@ FORMAT_NAME = "pcam-scan-heatmaps"
 FORMAT_VERSION = 1
 ATTRS_KEY = "pcam_scan"
 
+# Arrays of a slide group; `prob` is a group whose levels are the arrays "0", "1", ...
 PROB = "prob"
 TISSUE = "tissue"
 BLOCKS_DONE = "blocks_done"
 DEFAULT_BLOCK_CELLS = BLOCK_CELLS
+
+
+class Node(enum.StrEnum):
+    """Where an attribute lives: the root group, a slide group, or a slide's `prob` group."""
+
+    ROOT = "root"
+    SLIDE = "slide group"
+    PROB = "prob group"
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    """One attribute (or one field of a compound attribute, `parent` set) of the store format."""
+
+    node: Node
+    key: str
+    type: str
+    meaning: str
+    since_version: int = 1
+    parent: AttrSpec | None = None
+
+    @property
+    def path(self) -> str:
+        """`grid.geometry.patch_px`: the key with the keys of the attributes it sits in."""
+        return self.key if self.parent is None else f"{self.parent.path}.{self.key}"
+
+
+def _field(parent: AttrSpec, key: str, type_: str, meaning: str, since_version: int = 1) -> AttrSpec:
+    return AttrSpec(parent.node, key, type_, meaning, since_version, parent)
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+R_FORMAT = AttrSpec(Node.ROOT, "format", "string", f'`"{FORMAT_NAME}"`: what the store is')
+R_FORMAT_VERSION = AttrSpec(
+    Node.ROOT, "format_version", "integer", f"`{FORMAT_VERSION}`; a store of another version is refused"
+)
+R_MODEL_ID = AttrSpec(Node.ROOT, "model_id", "string", "the model's id (sha256 of its weights)")
+R_SETTINGS_HASH = AttrSpec(
+    Node.ROOT,
+    "settings_hash",
+    "string",
+    "`sha256:` + sha256 of the settings' canonical JSON (sorted keys, compact)",
+)
+R_SETTINGS = AttrSpec(
+    Node.ROOT, "settings", "object", "the resolved settings themselves (the hash can be recomputed from them)"
+)
+R_VERSIONS = AttrSpec(
+    Node.ROOT,
+    "versions",
+    "object (name: string)",
+    "versions of pcam-scan, numpy, zarr, torch, openslide, ray when the store was created "
+    "(recorded, not part of the identity)",
+)
+
+S_SLIDE = AttrSpec(Node.SLIDE, "slide", "object", "the slide file (`SlideRecord`)")
+S_SLIDE_PATH = _field(S_SLIDE, "path", "string", "the slide file's path as given to the scan")
+S_SLIDE_FINGERPRINT = _field(S_SLIDE, "fingerprint", "string", "its content fingerprint (see below)")
+S_MODEL_ID = AttrSpec(Node.SLIDE, "model_id", "string", "the model id the slide was scanned with")
+S_SETTINGS_HASH = AttrSpec(Node.SLIDE, "settings_hash", "string", "the settings hash it was scanned with")
+S_GRID = AttrSpec(Node.SLIDE, "grid", "object", "the cell grid of the heatmap (`CellGrid`); present once planned")
+S_GRID_L0_WIDTH = _field(S_GRID, "l0_width", "integer", "slide width at level 0, px")
+S_GRID_L0_HEIGHT = _field(S_GRID, "l0_height", "integer", "slide height at level 0, px")
+S_GRID_SLIDE_MPP = _field(S_GRID, "slide_mpp_um_px", "number", "the slide's level-0 um/px")
+S_GRID_PX_MPP = _field(S_GRID, "px_mpp_um_px", "number", "um/px of the read plane the patches are cut from")
+S_GRID_GEOMETRY = _field(S_GRID, "geometry", "object", "the model's patch geometry (`PatchGeometry`)")
+S_GEOMETRY_PATCH_PX = _field(S_GRID_GEOMETRY, "patch_px", "integer", "patch side, read-plane px")
+S_GEOMETRY_LABEL_PX = _field(S_GRID_GEOMETRY, "label_px", "integer", "side of the labelled centre, px")
+S_GEOMETRY_MPP = _field(S_GRID_GEOMETRY, "mpp_um_px", "number", "the model's um/px")
+S_GEOMETRY_STRIDE_PX = _field(S_GRID_GEOMETRY, "stride_px", "integer", "patch stride = cell side, px")
+S_GEOMETRY_LABEL_RULE = _field(
+    S_GRID_GEOMETRY,
+    "label_rule",
+    "string",
+    "how a patch label was defined (absent in early version-1 stores: `pcam-any`)",
+)
+S_GRID_ROWS = _field(S_GRID, "rows", "integer", "cell rows (derived, for readers without pcam_scan)")
+S_GRID_COLS = _field(S_GRID, "cols", "integer", "cell columns (derived)")
+S_GRID_CELL_UM = _field(S_GRID, "cell_um", "number", "cell side in um (derived)")
+S_BLOCK_CELLS = AttrSpec(Node.SLIDE, "block_cells", "integer", "block side in cells (one chunk of `prob/0`)")
+S_BLOCK_GRID = AttrSpec(Node.SLIDE, "block_grid", "[integer, integer]", "blocks per column and per row")
+S_PLANNED_BLOCKS = AttrSpec(Node.SLIDE, "planned_blocks", "integer", "blocks with tissue: the scan's work")
+S_STATUS = AttrSpec(Node.SLIDE, "status", "object", "where the slide stands (`SlideStatus`); written last")
+S_STATUS_STATE = _field(S_STATUS, "state", "string", "`planned`, `complete` or `failed`")
+S_STATUS_MESSAGE = _field(S_STATUS, "message", "string or null", "why it failed (one line)")
+S_COUNTS = AttrSpec(
+    Node.SLIDE,
+    "counts",
+    "object (name: number)",
+    "counts computed from the arrays (below) plus those the scanner adds (e.g. `blocks`)",
+)
+S_COUNTS_TISSUE_CELLS = _field(S_COUNTS, "tissue_cells", "integer", "cells with tissue")
+S_COUNTS_PREDICTED_CELLS = _field(S_COUNTS, "predicted_cells", "integer", "cells with a probability")
+S_COUNTS_TISSUE_MM2 = _field(S_COUNTS, "tissue_mm2", "number", "tissue area, mm2")
+S_SECONDS = AttrSpec(
+    Node.SLIDE, "seconds", "object (name: number)", "per-stage seconds given by the scanner (e.g. `read`, `predict`)"
+)
+S_PYRAMID = AttrSpec(Node.SLIDE, "pyramid", "object", "how the `prob` levels were built (`PyramidRecord`)")
+S_PYRAMID_LEVELS = _field(S_PYRAMID, "levels", "integer", "number of `prob` levels")
+S_PYRAMID_POOLING = _field(S_PYRAMID, "pooling", "string", "`max` or `mean` (2 x 2, NaN-aware)")
+S_PYRAMID_TOP_CELLS = _field(S_PYRAMID, "top_cells", "integer", "the coarsest level's largest side is at most this")
+S_DIAGNOSIS = AttrSpec(
+    Node.SLIDE,
+    "diagnosis",
+    "object",
+    "the slide-level diagnosis (`pcam_scan.diagnosis.Diagnosis.to_attrs`), added after the scan",
+)
+
+P_OME = AttrSpec(Node.PROB, "ome", "object", "OME-NGFF 0.5 `multiscales` metadata (`ngff.py`), under its own key")
+
+ATTRIBUTES: tuple[AttrSpec, ...] = tuple(value for value in list(globals().values()) if isinstance(value, AttrSpec))
+"""Every attribute and field of the format, in declaration order (the table of docs/store.md)."""
+
+
+def attributes_markdown() -> str:
+    """`ATTRIBUTES` as the Markdown tables of docs/store.md, one per node."""
+    lines: list[str] = []
+    for node in Node:
+        where = f'`attributes["{ATTRS_KEY}"]`' if node is not Node.PROB else "`attributes`"
+        lines += ["", f"{node.value[0].upper()}{node.value[1:]}, {where}:", ""]
+        lines += ["| key | type | since | meaning |", "|---|---|---|---|"]
+        lines += [
+            f"| `{spec.path}` | {spec.type} | {spec.since_version} | {spec.meaning} |"
+            for spec in ATTRIBUTES
+            if spec.node is node
+        ]
+    return "\n".join(lines[1:])
+
+
+# -- records -----------------------------------------------------------------------------------
 
 
 class SlideState(enum.StrEnum):
@@ -44,19 +183,20 @@ class SlideStatus:
     message: str | None = None
 
     def to_attrs(self) -> dict[str, object]:
-        return {"state": self.state.value, "message": self.message}
+        return {S_STATUS_STATE.key: self.state.value, S_STATUS_MESSAGE.key: self.message}
 
     @classmethod
     def from_attrs(cls, raw: object) -> SlideStatus:
-        if not isinstance(raw, Mapping) or "state" not in raw:
+        state_key = S_STATUS_STATE.key
+        if not isinstance(raw, Mapping) or state_key not in raw:
             raise StoreError(f"malformed slide status {raw!r}")
         try:
-            state = SlideState(raw["state"])
+            state = SlideState(raw[state_key])
             if state is SlideState.DAMAGED:
                 raise ValueError(state)
         except (ValueError, TypeError) as err:
-            raise StoreError(f"unknown slide state {raw['state']!r}") from err
-        message = raw.get("message")
+            raise StoreError(f"unknown slide state {raw[state_key]!r}") from err
+        message = raw.get(S_STATUS_MESSAGE.key)
         return cls(state, None if message is None else str(message))
 
 
@@ -68,13 +208,32 @@ class SlideRecord:
     fingerprint: str
 
     def to_attrs(self) -> dict[str, object]:
-        return {"path": self.path, "fingerprint": self.fingerprint}
+        return {S_SLIDE_PATH.key: self.path, S_SLIDE_FINGERPRINT.key: self.fingerprint}
 
     @classmethod
     def from_attrs(cls, raw: object) -> SlideRecord:
         if not isinstance(raw, Mapping):
             raise StoreError(f"malformed slide record {raw!r}")
-        return cls(path=str(raw.get("path", "")), fingerprint=str(raw.get("fingerprint", "")))
+        return cls(
+            path=str(raw.get(S_SLIDE_PATH.key, "")),
+            fingerprint=str(raw.get(S_SLIDE_FINGERPRINT.key, "")),
+        )
+
+
+@dataclass(frozen=True)
+class PyramidRecord:
+    """How the `prob` pyramid of a finalized slide was built."""
+
+    levels: int
+    pooling: str
+    top_cells: int
+
+    def to_attrs(self) -> dict[str, object]:
+        return {
+            S_PYRAMID_LEVELS.key: self.levels,
+            S_PYRAMID_POOLING.key: self.pooling,
+            S_PYRAMID_TOP_CELLS.key: self.top_cells,
+        }
 
 
 @dataclass(frozen=True)
@@ -90,25 +249,236 @@ class StoredSlide:
     seconds: Mapping[str, float] = field(default_factory=dict)
     diagnosis: Mapping[str, object] | None = None
 
+    @property
+    def tissue_mm2(self) -> float | None:
+        """The tissue area the store computed at finalize; None before."""
+        value = self.counts.get(S_COUNTS_TISSUE_MM2.key)
+        return None if value is None else float(value)
+
+    @property
+    def tissue_cells(self) -> int | None:
+        """Cells with tissue, computed at finalize; None before."""
+        value = self.counts.get(S_COUNTS_TISSUE_CELLS.key)
+        return None if value is None else int(value)
+
+    @property
+    def predicted_cells(self) -> int | None:
+        """Cells with a probability, computed at finalize; None before."""
+        value = self.counts.get(S_COUNTS_PREDICTED_CELLS.key)
+        return None if value is None else int(value)
+
+
+def computed_counts(tissue_cells: int, predicted_cells: int, tissue_mm2: float) -> dict[str, int | float]:
+    """The counts the store computes from a slide's arrays when it finalizes it."""
+    return {
+        S_COUNTS_TISSUE_CELLS.key: tissue_cells,
+        S_COUNTS_PREDICTED_CELLS.key: predicted_cells,
+        S_COUNTS_TISSUE_MM2.key: tissue_mm2,
+    }
+
+
+# -- the root ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RootAttrs:
+    """The root group's record: the format and the run identity the store holds."""
+
+    format: object
+    format_version: object
+    model_id: object
+    settings_hash: object
+    settings: Mapping[str, object] = field(default_factory=dict)
+    versions: Mapping[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def for_run(cls, run: RunIdentity) -> RootAttrs:
+        return cls(FORMAT_NAME, FORMAT_VERSION, run.model_id, run.settings_hash, dict(run.settings), package_versions())
+
+    def to_attrs(self) -> dict[str, object]:
+        """The group attributes: the record under the `pcam_scan` namespace."""
+        return {
+            ATTRS_KEY: {
+                R_FORMAT.key: self.format,
+                R_FORMAT_VERSION.key: self.format_version,
+                R_MODEL_ID.key: self.model_id,
+                R_SETTINGS_HASH.key: self.settings_hash,
+                R_SETTINGS.key: dict(self.settings),
+                R_VERSIONS.key: dict(self.versions),
+            }
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> RootAttrs | None:
+        """The record from the root group's attributes; None when they are not a pcam-scan store's."""
+        ours = attrs.get(ATTRS_KEY)
+        if not isinstance(ours, Mapping) or ours.get(R_FORMAT.key) != FORMAT_NAME:
+            return None
+        settings, versions = ours.get(R_SETTINGS.key), ours.get(R_VERSIONS.key)
+        return cls(
+            format=ours.get(R_FORMAT.key),
+            format_version=ours.get(R_FORMAT_VERSION.key),
+            model_id=ours.get(R_MODEL_ID.key),
+            settings_hash=ours.get(R_SETTINGS_HASH.key),
+            settings=dict(settings) if isinstance(settings, Mapping) else {},
+            versions=dict(versions) if isinstance(versions, Mapping) else {},
+        )
+
+
+def root_attrs(run: RunIdentity) -> dict[str, object]:
+    """The root group's attributes of a new store for `run`."""
+    return RootAttrs.for_run(run).to_attrs()
+
+
+def check_root_attrs(uri: str, attrs: Mapping[str, Any], run: RunIdentity | None) -> None:
+    """Refuse a store of another format, format version, model or settings."""
+    root = RootAttrs.from_attrs(attrs)
+    if root is None:
+        raise StoreError(f"{uri} is a Zarr store but not a pcam-scan heatmap store")
+    if root.format_version != FORMAT_VERSION:
+        raise StoreError(
+            f"{uri} has heatmap store format version {root.format_version!r}; "
+            f"this pcam-scan reads version {FORMAT_VERSION}"
+        )
+    if run is None:
+        return
+    clashes = [
+        f"{spec.key} {stored!r} in the store, {now!r} for this run"
+        for spec, stored, now in (
+            (R_MODEL_ID, root.model_id, run.model_id),
+            (R_SETTINGS_HASH, root.settings_hash, run.settings_hash),
+        )
+        if stored != now
+    ]
+    if clashes:
+        raise StoreError(
+            f"{uri} holds results of another run ({'; '.join(clashes)}); "
+            "use a new store, or the model and settings it was made with"
+        )
+
+
+# -- a slide group -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlideAttrs:
+    """A read view of a slide group's pcam-scan attributes; every accessor checks what it reads."""
+
+    raw: Mapping[str, Any]
+
+    @property
+    def planned(self) -> bool:
+        """Whether planning finished writing the grid (a group without it is planned again)."""
+        return S_GRID.key in self.raw
+
+    @property
+    def has_status(self) -> bool:
+        return S_STATUS.key in self.raw
+
+    def status(self) -> SlideStatus | None:
+        return SlideStatus.from_attrs(self.raw[S_STATUS.key]) if self.has_status else None
+
+    def record(self) -> SlideRecord:
+        return SlideRecord.from_attrs(self.raw.get(S_SLIDE.key, {}))
+
+    def run_ids(self) -> tuple[object, object]:
+        """(model id, settings hash) as stored, unchecked: for comparing with a run."""
+        return (self.raw.get(S_MODEL_ID.key), self.raw.get(S_SETTINGS_HASH.key))
+
+    def grid(self) -> CellGrid:
+        return grid_from_attrs(self.raw.get(S_GRID.key))
+
+    def block_cells(self) -> int:
+        return int(self.raw[S_BLOCK_CELLS.key])
+
+    def planned_block_count(self) -> object:
+        """The number of planned blocks as stored (for messages)."""
+        return self.raw.get(S_PLANNED_BLOCKS.key)
+
+    def stored_slide(self, slide_id: str) -> StoredSlide:
+        """The slide's record; a malformed field raises StoreError (or TypeError) naming it."""
+        raw = self.raw
+        return StoredSlide(
+            slide_id=slide_id,
+            status=self.status(),
+            record=self.record(),
+            model_id=_optional_str(raw.get(S_MODEL_ID.key)),
+            settings_hash=_optional_str(raw.get(S_SETTINGS_HASH.key)),
+            counts=_numbers(raw, S_COUNTS),
+            seconds=_numbers(raw, S_SECONDS),
+            diagnosis=_optional_mapping(raw.get(S_DIAGNOSIS.key), S_DIAGNOSIS.key),
+        )
+
+
+def planned_attrs(
+    record: SlideRecord, run: RunIdentity, grid: CellGrid, block_cells: int, block_grid: tuple[int, int], n_blocks: int
+) -> dict[str, object]:
+    """The attributes planning writes (last, after the arrays): status `planned`."""
+    return {
+        S_SLIDE.key: record.to_attrs(),
+        S_MODEL_ID.key: run.model_id,
+        S_SETTINGS_HASH.key: run.settings_hash,
+        S_GRID.key: grid_to_attrs(grid),
+        S_BLOCK_CELLS.key: block_cells,
+        S_BLOCK_GRID.key: list(block_grid),
+        S_PLANNED_BLOCKS.key: n_blocks,
+        S_STATUS.key: SlideStatus(SlideState.PLANNED).to_attrs(),
+    }
+
+
+def replanned_attrs(record: SlideRecord) -> dict[str, object]:
+    """The update that resumes a slide planned before: its file record, status `planned`."""
+    return {S_SLIDE.key: record.to_attrs(), S_STATUS.key: SlideStatus(SlideState.PLANNED).to_attrs()}
+
+
+def completed_attrs(
+    counts: Mapping[str, int | float], seconds: Mapping[str, float], pyramid: PyramidRecord
+) -> dict[str, object]:
+    """The final update of a finalized slide: counts, timings, pyramid and status `complete`."""
+    return {
+        S_COUNTS.key: dict(counts),
+        S_SECONDS.key: dict(seconds),
+        S_PYRAMID.key: pyramid.to_attrs(),
+        S_STATUS.key: SlideStatus(SlideState.COMPLETE).to_attrs(),
+    }
+
+
+def failed_attrs(message: str, record: SlideRecord | None, run: RunIdentity | None) -> dict[str, object]:
+    """Status `failed` with its message; the file record and run identity when given."""
+    updates: dict[str, object] = {S_STATUS.key: SlideStatus(SlideState.FAILED, message).to_attrs()}
+    if record is not None:
+        updates[S_SLIDE.key] = record.to_attrs()
+    if run is not None:
+        updates.update({S_MODEL_ID.key: run.model_id, S_SETTINGS_HASH.key: run.settings_hash})
+    return updates
+
+
+def diagnosis_attrs(diagnosis: object) -> dict[str, object]:
+    """The update that attaches (or replaces) a slide's diagnosis (plain JSON)."""
+    return {S_DIAGNOSIS.key: diagnosis}
+
+
+# -- the grid ----------------------------------------------------------------------------------
+
 
 def grid_to_attrs(grid: CellGrid) -> dict[str, object]:
     g = grid.geometry
     return {
-        "l0_width": grid.l0_width,
-        "l0_height": grid.l0_height,
-        "slide_mpp_um_px": grid.slide_mpp_um_px,
-        "px_mpp_um_px": grid.px_mpp_um_px,
-        "geometry": {
-            "patch_px": g.patch_px,
-            "label_px": g.label_px,
-            "mpp_um_px": g.mpp_um_px,
-            "stride_px": g.stride_px,
-            "label_rule": g.label_rule,
+        S_GRID_L0_WIDTH.key: grid.l0_width,
+        S_GRID_L0_HEIGHT.key: grid.l0_height,
+        S_GRID_SLIDE_MPP.key: grid.slide_mpp_um_px,
+        S_GRID_PX_MPP.key: grid.px_mpp_um_px,
+        S_GRID_GEOMETRY.key: {
+            S_GEOMETRY_PATCH_PX.key: g.patch_px,
+            S_GEOMETRY_LABEL_PX.key: g.label_px,
+            S_GEOMETRY_MPP.key: g.mpp_um_px,
+            S_GEOMETRY_STRIDE_PX.key: g.stride_px,
+            S_GEOMETRY_LABEL_RULE.key: g.label_rule,
         },
         # Derived, for readers that do not use pcam_scan:
-        "rows": grid.rows,
-        "cols": grid.cols,
-        "cell_um": cell_um(grid),
+        S_GRID_ROWS.key: grid.rows,
+        S_GRID_COLS.key: grid.cols,
+        S_GRID_CELL_UM.key: cell_um(grid),
     }
 
 
@@ -119,65 +489,33 @@ def cell_um(grid: CellGrid) -> float:
 
 def grid_from_attrs(raw: object) -> CellGrid:
     try:
-        grid = require_mapping(raw, "grid")
-        geometry = require_mapping(grid["geometry"], "grid.geometry")
+        grid = require_mapping(raw, S_GRID.path)
+        geometry = require_mapping(grid[S_GRID_GEOMETRY.key], S_GRID_GEOMETRY.path)
         return CellGrid(
-            l0_width=int(grid["l0_width"]),
-            l0_height=int(grid["l0_height"]),
-            slide_mpp_um_px=float(grid["slide_mpp_um_px"]),
-            px_mpp_um_px=float(grid["px_mpp_um_px"]),
+            l0_width=int(grid[S_GRID_L0_WIDTH.key]),
+            l0_height=int(grid[S_GRID_L0_HEIGHT.key]),
+            slide_mpp_um_px=float(grid[S_GRID_SLIDE_MPP.key]),
+            px_mpp_um_px=float(grid[S_GRID_PX_MPP.key]),
             geometry=PatchGeometry(
-                patch_px=int(geometry["patch_px"]),
-                label_px=int(geometry["label_px"]),
-                mpp_um_px=float(geometry["mpp_um_px"]),
-                stride_px=int(geometry["stride_px"]),
+                patch_px=int(geometry[S_GEOMETRY_PATCH_PX.key]),
+                label_px=int(geometry[S_GEOMETRY_LABEL_PX.key]),
+                mpp_um_px=float(geometry[S_GEOMETRY_MPP.key]),
+                stride_px=int(geometry[S_GEOMETRY_STRIDE_PX.key]),
                 # stores written before the rule was recorded hold PCam-rule heatmaps
-                label_rule=check_label_rule(geometry.get("label_rule", "pcam-any")),
+                label_rule=check_label_rule(geometry.get(S_GEOMETRY_LABEL_RULE.key, "pcam-any")),
             ),
         )
     except (KeyError, TypeError, ValueError, OverflowError, ConfigError) as err:
         raise StoreError(f"malformed grid attributes ({type(err).__name__}: {err})") from err
 
 
+# -- checks ------------------------------------------------------------------------------------
+
+
 def require_mapping(raw: object, what: str) -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
         raise StoreError(f"malformed {what} attributes: expected a mapping, got {raw!r}")
     return raw
-
-
-def root_attrs(run: RunIdentity) -> dict[str, object]:
-    return {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "model_id": run.model_id,
-        "settings_hash": run.settings_hash,
-        "settings": dict(run.settings),
-        "versions": package_versions(),
-    }
-
-
-def check_root_attrs(uri: str, attrs: Mapping[str, Any], run: RunIdentity | None) -> None:
-    """Refuse a store of another format, format version, model or settings."""
-    ours = attrs.get(ATTRS_KEY)
-    if not isinstance(ours, Mapping) or ours.get("format") != FORMAT_NAME:
-        raise StoreError(f"{uri} is a Zarr store but not a pcam-scan heatmap store")
-    if ours.get("format_version") != FORMAT_VERSION:
-        raise StoreError(
-            f"{uri} has heatmap store format version {ours.get('format_version')!r}; "
-            f"this pcam-scan reads version {FORMAT_VERSION}"
-        )
-    if run is None:
-        return
-    clashes = [
-        f"{name} {ours.get(name)!r} in the store, {ours_now!r} for this run"
-        for name, ours_now in (("model_id", run.model_id), ("settings_hash", run.settings_hash))
-        if ours.get(name) != ours_now
-    ]
-    if clashes:
-        raise StoreError(
-            f"{uri} holds results of another run ({'; '.join(clashes)}); "
-            "use a new store, or the model and settings it was made with"
-        )
 
 
 def finite_numbers(values: Mapping[str, object], what: str) -> dict[str, int | float]:
@@ -193,8 +531,22 @@ def finite_numbers(values: Mapping[str, object], what: str) -> dict[str, int | f
     return out
 
 
+def _numbers(raw: Mapping[str, Any], spec: AttrSpec) -> dict[str, int | float]:
+    return finite_numbers(require_mapping(raw.get(spec.key, {}), spec.key), spec.key)
+
+
 def _real_number(value: object) -> int | float | None:
     """A plain int or float for any real number (numpy scalars included); None otherwise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
     return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
+def _optional_str(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}"[:120])
+    return value
+
+
+def _optional_mapping(value: object, what: str) -> Mapping[str, object] | None:
+    return None if value is None else require_mapping(value, what)

@@ -1,12 +1,10 @@
-"""Diagnoses and lesions of the slides in a heatmap store.
+"""Queries over the slides of a heatmap store: their statuses, which are complete, a complete
+slide's level-0 heatmap, and store slide ids matched to names from elsewhere (reference.csv).
 
 Everything is read from level 0 of `prob` (the pyramid is for viewing), the tissue grid and the
 cell grid the slide was scanned on, so sizes are in the slide's own units. Only complete slides
-are read: a slide still being scanned, or one that failed, has no heatmap to diagnose.
-
-`diagnose_stored_slide` is what a scan's finalize step calls right after a slide completes: it
-reads the slide, computes its features and diagnosis, and writes nothing but the diagnosis
-attribute (`HeatmapStore.set_diagnosis`).
+are read: a slide still being scanned, or one that failed, has no heatmap to diagnose. The
+diagnosis itself is computed in `pcam_scan.diagnosis` and stored with `HeatmapStore.set_diagnosis`.
 """
 
 from __future__ import annotations
@@ -16,12 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pcam_scan.diagnosis.contours import LesionContour, lesion_contours
-from pcam_scan.diagnosis.record import Diagnosis, Scorer, diagnose_heatmap
 from pcam_scan.errors import StoreError
 from pcam_scan.geometry import CellGrid
-from pcam_scan.lesions import Detection, DetectionSettings, RegionSettings, detect_points
-from pcam_scan.store import HeatmapReader, HeatmapStore, SlideState, SlideStatus
+from pcam_scan.store.reader import HeatmapReader
+from pcam_scan.store.schema import SlideState, SlideStatus
 from pcam_scan.store.validation import check_complete
 
 
@@ -33,15 +29,6 @@ class StoredHeatmap:
     grid: CellGrid
     prob: np.ndarray = field(repr=False)
     tissue: np.ndarray = field(repr=False)
-
-
-@dataclass(frozen=True)
-class SlideLesions:
-    """A slide's lesion outlines (regions >= the region threshold) and its point detections."""
-
-    slide_id: str
-    contours: tuple[LesionContour, ...]
-    detections: tuple[Detection, ...]
 
 
 def describe_status(status: SlideStatus | None) -> str:
@@ -81,48 +68,6 @@ def read_heatmap(store: HeatmapReader, slide_id: str) -> StoredHeatmap:
     )
     check_complete(slide_id, heatmap.prob, heatmap.tissue, len(store.pending_blocks(slide_id)))
     return heatmap
-
-
-def diagnose_stored_slide(store: HeatmapStore, slide_id: str, scorer: Scorer) -> Diagnosis:
-    """Diagnose a complete slide from its heatmap and store the diagnosis in its attributes."""
-    heatmap = read_heatmap(store, slide_id)
-    diagnosis = diagnose_heatmap(heatmap.prob, heatmap.tissue, heatmap.grid, scorer)
-    store.set_diagnosis(slide_id, diagnosis.to_attrs())
-    return diagnosis
-
-
-def stored_diagnosis(store: HeatmapReader, slide_id: str) -> Diagnosis | None:
-    """The diagnosis stored with the slide, or None when it has none yet."""
-    attrs = store.stored_slide(slide_id).diagnosis
-    if attrs is None:
-        return None
-    try:
-        return Diagnosis.from_attrs(attrs)
-    except StoreError as err:
-        raise StoreError(f"slide {slide_id!r}: stored diagnosis is malformed: {err}") from None
-
-
-def heatmap_lesions(
-    heatmap: StoredHeatmap,
-    regions: RegionSettings = RegionSettings(),
-    detection: DetectionSettings = DetectionSettings(),
-) -> SlideLesions:
-    """Lesion outlines (level-0 polygons) and point detections (level-0 X, Y) of a heatmap."""
-    return SlideLesions(
-        slide_id=heatmap.slide_id,
-        contours=tuple(lesion_contours(heatmap.prob, heatmap.grid, regions)),
-        detections=tuple(detect_points(heatmap.prob, heatmap.grid, detection)),
-    )
-
-
-def stored_slide_lesions(
-    store: HeatmapReader,
-    slide_id: str,
-    regions: RegionSettings = RegionSettings(),
-    detection: DetectionSettings = DetectionSettings(),
-) -> SlideLesions:
-    """`heatmap_lesions` of a complete slide of the store."""
-    return heatmap_lesions(read_heatmap(store, slide_id), regions, detection)
 
 
 def match_slide_ids(names: Iterable[str], slide_ids: Sequence[str]) -> tuple[dict[str, str], list[str]]:
