@@ -34,10 +34,9 @@ OTHER_FORMATS: dict[tuple[str, str], str] = {
     ("pcam_scan/viewer/catalog.py", "status"): "the viewer's slide JSON",
     ("pcam_scan/viewer/catalog.py", "counts"): "the viewer's slide JSON",
     ("pcam_scan/viewer/app.py", "status"): "an ASGI message",
-    ("pcam_scan/commands/diagnose.py", "status"): "a diagnoses.csv column",
+    ("pcam_scan/diagnosis/batch.py", "status"): "a diagnoses.csv column",
     ("pcam_scan/scan/runner.py", "settings"): "the scan request JSON a Ray job carries",
     ("pcam_scan/scan/settings.py", "block_cells"): "the settings document (free-form inside `settings`)",
-    ("cluster/pipeline.py", "model_id"): "a Ray actor's constructor keyword",
     ("cluster/pipeline.py", "slide"): "a Ray Data batch column",
     ("cluster/stages.py", "slide"): "a Ray Data batch column",
 }

@@ -17,7 +17,6 @@ from pcam_scan.store.prob_chunks import ProbChunkWriter
 from pcam_scan.store.pyramid import Pooling
 from pcam_scan.store.reader import HeatmapReader
 from pcam_scan.store.schema import (
-    DEFAULT_BLOCK_CELLS,
     FORMAT_NAME,
     FORMAT_VERSION,
     SlideRecord,
@@ -27,7 +26,6 @@ from pcam_scan.store.schema import (
 )
 
 __all__ = [
-    "DEFAULT_BLOCK_CELLS",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "ProbChunkWriter",

@@ -31,7 +31,6 @@ from pcam_scan.store.reader import HeatmapReader
 from pcam_scan.store.schema import (
     ATTRS_KEY,
     BLOCKS_DONE,
-    DEFAULT_BLOCK_CELLS,
     P_OME,
     PROB,
     TISSUE,
@@ -41,7 +40,6 @@ from pcam_scan.store.schema import (
     SlideState,
     SlideStatus,
     StoredSlide,
-    cell_um,
     check_root_attrs,
     completed_attrs,
     computed_counts,
@@ -91,7 +89,7 @@ class HeatmapStore(HeatmapReader):
         record: SlideRecord,
         grid: CellGrid,
         tissue: npt.ArrayLike,
-        block_cells: int = DEFAULT_BLOCK_CELLS,
+        block_cells: int,
     ) -> SlideStatus:
         """Create the slide's arrays, or keep them for a resume when they match this plan.
 
@@ -137,7 +135,7 @@ class HeatmapStore(HeatmapReader):
             compressors=None,
             dimension_names=("block_row", "block_col"),
         )
-        write_attr(prob, P_OME.key, multiscales_attrs(slide_id, 1, cell_um(grid), "max"))
+        write_attr(prob, P_OME.key, multiscales_attrs(slide_id, 1, grid.cell_um, "max"))
         n_blocks = len(plan_blocks(grid, tissue_mask, block_cells))
         self._update_slide_attrs(slide_id, planned_attrs(record, run, grid, block_cells, (n_brows, n_bcols), n_blocks))
         return SlideStatus(SlideState.PLANNED)
@@ -193,7 +191,7 @@ class HeatmapStore(HeatmapReader):
             raise ValueError(f"counts {clash} are computed by the store; do not pass them")
         levels = build_pyramid(level0, pooling, top_cells)
         _write_levels(prob, levels)
-        write_attr(prob, P_OME.key, multiscales_attrs(slide_id, len(levels), cell_um(grid), pooling))
+        write_attr(prob, P_OME.key, multiscales_attrs(slide_id, len(levels), grid.cell_um, pooling))
         pyramid = PyramidRecord(len(levels), pooling, top_cells)
         self._update_slide_attrs(slide_id, completed_attrs({**computed, **extra_counts}, stage_seconds, pyramid))
         return self.stored_slide(slide_id)

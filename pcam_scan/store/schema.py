@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pcam_scan.defaults import BLOCK_CELLS
 from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid, PatchGeometry, check_label_rule
 from pcam_scan.store.identity import RunIdentity, package_versions
@@ -35,7 +34,6 @@ ATTRS_KEY = "pcam_scan"
 PROB = "prob"
 TISSUE = "tissue"
 BLOCKS_DONE = "blocks_done"
-DEFAULT_BLOCK_CELLS = BLOCK_CELLS
 
 
 class Node(enum.StrEnum):
@@ -478,13 +476,8 @@ def grid_to_attrs(grid: CellGrid) -> dict[str, object]:
         # Derived, for readers that do not use pcam_scan:
         S_GRID_ROWS.key: grid.rows,
         S_GRID_COLS.key: grid.cols,
-        S_GRID_CELL_UM.key: cell_um(grid),
+        S_GRID_CELL_UM.key: grid.cell_um,
     }
-
-
-def cell_um(grid: CellGrid) -> float:
-    """Side of one cell in micrometres: stride in read-plane px times the read plane's MPP."""
-    return grid.geometry.cell_px * grid.px_mpp_um_px
 
 
 def grid_from_attrs(raw: object) -> CellGrid:
