@@ -18,6 +18,7 @@ import numpy as np
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.patch_cutting import cut_patches
 from pcam_scan.scan.planning import SlidePlan, plan_slide
+from pcam_scan.scan.reading import read_block_region
 from pcam_scan.scan.settings import ModelRef, ScanRun, ScanSettings
 from pcam_scan.slide import open_slide
 from pcam_scan.synth import SlideSpec, write_synthetic_slide
@@ -37,8 +38,7 @@ def block_path(path: Path, plan: SlidePlan, max_patches: int) -> tuple[int, floa
         started = time.perf_counter()
         n = 0
         for block in plan.blocks:
-            x0, y0, w, h = block.region_px_box(geometry)
-            region = slide.read_px_region(plan.read_plan, (x0, y0), (w, h))
+            region = read_block_region(slide, plan.read_plan, geometry, block)
             patches = np.ascontiguousarray(cut_patches(region, block, geometry)[tissue[block.cell_slices()]])
             n += len(patches)
             if n >= max_patches:
