@@ -51,8 +51,10 @@ def ray_session(
     except ConnectionError as err:
         raise ConfigError(f"cannot reach a Ray cluster at {address}: {err}") from None
     try:
-        resources = ray.cluster_resources()
-        node_cpus = [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+        # ray's own annotations leave cluster_resources and nodes untyped
+        resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        nodes = ray.nodes()  # type: ignore[no-untyped-call]
+        node_cpus = [float(n["Resources"].get("CPU", 0)) for n in nodes if n.get("Alive")]
         yield ClusterResources(
             cpus=float(resources.get("CPU", 0)),
             gpus=float(resources.get("GPU", 0)),

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from pcam_scan.errors import describe_error
 from pcam_scan.scan.settings import ScanRun
-from pcam_scan.scan.work import BlockWork, describe_error, plan_slide_work, read_works, write_work
+from pcam_scan.scan.work import BlockWork, plan_slide_work, read_works, write_work
 from pcam_scan.store import HeatmapStore
 from pcam_scan.store.prob_chunks import ProbChunkWriter
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Literal
 
 from pcam_scan.errors import ConfigError
 from pcam_scan.validation import check_mpp
@@ -45,7 +45,7 @@ def check_label_rule(value: object) -> LabelRule:
     """`value` as a label rule; anything else raises `ConfigError`."""
     if value not in LABEL_RULES:
         raise ConfigError(f"label rule {value!r} is not one of {', '.join(LABEL_RULES)}")
-    return cast(LabelRule, value)
+    return value
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,8 @@ def interpolated_field(values: np.ndarray, subsamples: int) -> np.ndarray:
     padded = np.pad(values, 1)
     w_rows = _linear_weights(values.shape[0], subsamples)
     w_cols = _linear_weights(values.shape[1], subsamples)
-    return w_rows @ padded @ w_cols.T
+    field: np.ndarray = w_rows @ padded @ w_cols.T
+    return field
 
 
 def label_inset_sub(grid: CellGrid, subsamples: int) -> int:
@@ -105,13 +106,14 @@ def erode_by_square(mask: np.ndarray, half_side: int) -> np.ndarray:
     deepest points (largest chessboard distance to the outside) of the largest piece instead."""
     if half_side <= 0 or not mask.any():
         return mask
-    depth = ndimage.distance_transform_cdt(np.pad(mask, 1), metric="chessboard")[1:-1, 1:-1]
+    depth: np.ndarray = ndimage.distance_transform_cdt(np.pad(mask, 1), metric="chessboard")[1:-1, 1:-1]
     eroded = depth > half_side
     if eroded.any():
         return eroded
     deepest = depth == depth.max()
     labels, _ = ndimage.label(deepest, structure=EIGHT_CONNECTED)
-    return labels == labels[tuple(np.argwhere(deepest)[0])]
+    largest_deepest: np.ndarray = labels == labels[tuple(np.argwhere(deepest)[0])]
+    return largest_deepest
 
 
 def lesion_shape(

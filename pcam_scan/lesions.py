@@ -188,7 +188,8 @@ def smooth_nan_aware(prob: np.ndarray, sigma_cells: float) -> np.ndarray:
 def _disk(radius: float) -> np.ndarray:
     r = math.floor(radius)
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    return (yy * yy + xx * xx) <= radius * radius
+    disk: np.ndarray = (yy * yy + xx * xx) <= radius * radius
+    return disk
 
 
 def detect_points(prob: np.ndarray, grid: CellGrid, settings: DetectionSettings) -> list[Detection]:

@@ -94,7 +94,8 @@ def drop_small_components(mask: np.ndarray, min_px: float) -> np.ndarray:
     sizes = np.bincount(labels.ravel())
     keep = sizes >= min_px
     keep[0] = False
-    return keep[labels]
+    kept: np.ndarray = keep[labels]
+    return kept
 
 
 def tissue_pixels(

@@ -100,4 +100,5 @@ def tumour_in_patch(tumour_cells: np.ndarray, grid: CellGrid) -> np.ndarray:
     reach = math.ceil(grid.geometry.halo_px / grid.geometry.cell_px)
     if reach == 0:
         return tumour_cells.copy()
-    return ndimage.maximum_filter(tumour_cells, size=2 * reach + 1, mode="constant", cval=False)
+    grown: np.ndarray = ndimage.maximum_filter(tumour_cells, size=2 * reach + 1, mode="constant", cval=False)
+    return grown

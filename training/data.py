@@ -53,12 +53,12 @@ class PatchDataset:
         return image, TensorCategory(int(self._labels[index]))
 
 
-class RandomD4(Transform):
+class RandomD4(Transform):  # type: ignore[misc]  # fasttransform is untyped: Transform is Any
     """Each image of the batch becomes one of the 8 elements of D4 at random (train only)."""
 
     split_idx, order = TRAIN, 15
 
-    def encodes(self, x: TensorImage) -> TensorImage:  # type: ignore[override]
+    def encodes(self, x: TensorImage) -> TensorImage:
         plain = x.as_subclass(torch.Tensor)  # skip fastai's per-op type dispatch
         n = plain.shape[0]
         draw = torch.randint(0, 8, (n,), device=plain.device)
@@ -68,7 +68,7 @@ class RandomD4(Transform):
         return TensorImage(torch.where(pick[2], plain.flip(2), plain))
 
 
-class ResizeToInput(Transform):
+class ResizeToInput(Transform):  # type: ignore[misc]  # fasttransform is untyped: Transform is Any
     """The whole patch to `size` px the way `pcam_scan.model.scoring.PatchScorer` resizes (valid only)."""
 
     split_idx, order = VALID, 30
@@ -77,7 +77,7 @@ class ResizeToInput(Transform):
         super().__init__()
         self.size = size
 
-    def encodes(self, x: TensorImage) -> TensorImage:  # type: ignore[override]
+    def encodes(self, x: TensorImage) -> TensorImage:
         if x.shape[-1] == self.size and x.shape[-2] == self.size:
             return x
         return F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)

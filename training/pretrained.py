@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from pcam_scan.errors import CheckpointError, ConfigError
-from pcam_scan.model.architectures import RESNET50_FASTAI
 from pcam_scan.model.checkpoint import METADATA_KEY, load_checkpoint
+from pcam_scan.model.names import RESNET50_FASTAI
 
 # torchvision ResNet children in order; the body is nn.Sequential of the first eight.
 _RESNET_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from pcam_scan.errors import ConfigError
-from pcam_scan.model.architectures import RESNET50_FASTAI, build_network
+from pcam_scan.model.architectures import build_network
+from pcam_scan.model.names import RESNET50_FASTAI
 from pcam_scan.model.predictor import resolve_device
 from training.data import build_dataloaders
 from training.fastai_api import (

@@ -104,7 +104,8 @@ class ArraySource:
         return len(self._x)
 
     def patch(self, index: int) -> np.ndarray:
-        return self._x[index]
+        patch: np.ndarray = self._x[index]
+        return patch
 
     def patches(self, indices: np.ndarray) -> np.ndarray:
         return self._x[np.asarray(indices, dtype=np.int64)]
@@ -122,7 +123,8 @@ class SubsetSource:
 
     @property
     def labels(self) -> np.ndarray:
-        return self.parent.labels[self.indices]
+        labels: np.ndarray = self.parent.labels[self.indices]
+        return labels
 
     @property
     def patch_px(self) -> int:

@@ -179,7 +179,7 @@ def lesion_contours(prob: np.ndarray, grid: CellGrid, settings: RegionSettings) 
         shape = region.shape
         if shape is None:
             raise ValueError("find_regions returned a region without its shape")
-        others = _sub_cells(labels, shape, lambda cells, own=region.label: (cells > 0) & (cells != own))
+        others = _sub_cells(labels, shape, _other_regions(region.label))
         rings = outline_cells(shape.mask, keep_inside=others)
         origin = np.array(shape.origin_cell_rc[::-1], dtype=np.float64)
         contours.append(
@@ -190,6 +190,16 @@ def lesion_contours(prob: np.ndarray, grid: CellGrid, settings: RegionSettings) 
             )
         )
     return contours
+
+
+def _other_regions(own: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Selects the cells of every region but `own` from a label array (0 is no region)."""
+
+    def select(cells: np.ndarray) -> np.ndarray:
+        others: np.ndarray = (cells > 0) & (cells != own)
+        return others
+
+    return select
 
 
 def _sub_cells(labels: np.ndarray, shape: SubCellShape, select: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:

@@ -48,12 +48,12 @@ _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 def growth_threshold_px(mpp_um_px: float, level: int = EVALUATION_LEVEL) -> float:
     """Distance (level px) below which a pixel joins a lesion: 75 / (mpp * 2**level * 2)."""
-    return GROWTH_TOTAL_UM / (mpp_um_px * 2**level * 2)
+    return GROWTH_TOTAL_UM / (mpp_um_px * float(2**level) * 2)
 
 
 def itc_threshold_px(mpp_um_px: float, level: int = EVALUATION_LEVEL) -> float:
     """Major axis (level px) below which a grown region is ITC: 275 / (mpp * 2**level)."""
-    return ITC_MAJOR_AXIS_UM / (mpp_um_px * 2**level)
+    return ITC_MAJOR_AXIS_UM / (mpp_um_px * float(2**level))
 
 
 def major_axis_length(rows: np.ndarray, cols: np.ndarray) -> float:

@@ -33,7 +33,8 @@ def _finish(fig: Figure, axes: Axes, labels: tuple[str, str, str], path: str | P
     axes.legend(loc="lower right")
     target = Path(path)
     with atomic_output(target, overwrite=True) as tmp:
-        FigureCanvasAgg(fig).print_png(str(tmp))
+        # matplotlib's stubs leave print_png unannotated
+        FigureCanvasAgg(fig).print_png(str(tmp))  # type: ignore[no-untyped-call]
     return target
 
 

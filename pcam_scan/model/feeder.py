@@ -148,7 +148,8 @@ class CudaDevice:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self.copy_stream = torch.cuda.Stream(device)
+        # torch.cuda.Stream and Event have unannotated constructors in torch itself
+        self.copy_stream = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
         self.staging: list[tuple[torch.Tensor, torch.cuda.Event]] = []
         self.next_staging = 0
 
@@ -178,7 +179,8 @@ class CudaDevice:
         """A pinned buffer big enough for `host`, from a ring of two; waits only for the copy
         that last used it."""
         if len(self.staging) < 2:
-            self.staging.append((torch.empty(0, dtype=torch.uint8).pin_memory(), torch.cuda.Event()))
+            pinned = torch.empty(0, dtype=torch.uint8).pin_memory()
+            self.staging.append((pinned, torch.cuda.Event()))  # type: ignore[no-untyped-call]  # unannotated in torch
         index = self.next_staging
         self.next_staging = (index + 1) % 2
         buffer, event = self.staging[index]
@@ -192,7 +194,7 @@ class CudaDevice:
         return Slot(
             dev_in=torch.zeros((batch_size, patch_px, patch_px, 3), dtype=torch.uint8, device=self.device),
             host_out=torch.empty(batch_size, dtype=torch.float32, pin_memory=True),
-            done=torch.cuda.Event(),
+            done=torch.cuda.Event(),  # type: ignore[no-untyped-call]  # unannotated in torch
         )
 
     def launch(self, slot: Slot, score: Score, rows: int) -> None:

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from pcam_scan.model.architectures import NULL_MODEL, TINY_CNN, build_network
+from pcam_scan.model.architectures import build_network
 from pcam_scan.model.checkpoint import save_checkpoint
 from pcam_scan.model.metadata import ModelMetadata, Provenance
+from pcam_scan.model.names import NULL_MODEL, TINY_CNN
 from pcam_scan.model.scoring import PatchScorer
 
 CALIBRATION_PATCHES = 24

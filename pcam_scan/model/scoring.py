@@ -84,5 +84,5 @@ class PatchScorer(nn.Module):
         return x
 
     def _probability(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.network(x.contiguous(memory_format=self.memory_format))
+        logits: torch.Tensor = self.network(x.contiguous(memory_format=self.memory_format))
         return logits.float().softmax(dim=1)[:, self.tumour_index]

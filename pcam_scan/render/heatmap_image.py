@@ -61,7 +61,7 @@ def colourise(prob: FloatImage, style: HeatmapStyle) -> RgbaImage:
     shown = np.zeros(prob.shape, dtype=bool)
     np.greater_equal(prob, style.threshold, where=finite, out=shown)
     values = np.where(shown, prob, 0.0)
-    rgba = style.lut[np.rint(np.clip(values, 0.0, 1.0) * 255).astype(np.intp)]
+    rgba: RgbaImage = style.lut[np.rint(np.clip(values, 0.0, 1.0) * 255).astype(np.intp)]
     rgba[~shown] = 0
     return rgba
 

@@ -73,7 +73,8 @@ class OverlayImage:
         """The heatmap laid over the thumbnail at the report's opacity (RGB uint8)."""
         alpha = self.heatmap_rgba[..., 3:4].astype(np.float32) / 255.0 * HEATMAP_ALPHA
         mixed = self.slide_rgb * (1.0 - alpha) + self.heatmap_rgba[..., :3] * alpha
-        return np.rint(mixed).astype(np.uint8)
+        blended: npt.NDArray[np.uint8] = np.rint(mixed).astype(np.uint8)
+        return blended
 
 
 def load_overlay(

@@ -228,7 +228,8 @@ def _lesion_outline(rng: np.random.Generator, diameter_px: float) -> np.ndarray:
     angle = rng.uniform(0, np.pi)
     rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     shape = shape @ rotation.T
-    return shape * (diameter_px / longest_diameter(shape))
+    outline: np.ndarray = shape * (diameter_px / longest_diameter(shape))
+    return outline
 
 
 def _too_close(

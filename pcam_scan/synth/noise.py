@@ -20,7 +20,8 @@ def _splitmix64(z: np.ndarray) -> np.ndarray:
     z = z + _GOLDEN
     z = (z ^ (z >> np.uint64(30))) * _MIX1
     z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
+    mixed: np.ndarray = z ^ (z >> np.uint64(31))
+    return mixed
 
 
 def lattice_uniform(seed: int, stream: int, ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
@@ -29,11 +30,13 @@ def lattice_uniform(seed: int, stream: int, ix: np.ndarray, iy: np.ndarray) -> n
     iy64 = np.atleast_1d(np.asarray(iy, dtype=np.int64)).astype(np.uint64)
     key = np.atleast_1d(np.uint64(seed)) * _LANE + np.uint64(stream)
     z = _splitmix64(_splitmix64(_splitmix64(key) ^ ix64) ^ (iy64 * _LANE))
-    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    uniform: np.ndarray = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return uniform
 
 
 def _smoothstep(t: np.ndarray) -> np.ndarray:
-    return t * t * (3.0 - 2.0 * t)
+    smoothed: np.ndarray = t * t * (3.0 - 2.0 * t)
+    return smoothed
 
 
 def value_noise(seed: int, stream: int, l0_x: int, l0_y: int, width: int, height: int, spacing_px: float) -> np.ndarray:
@@ -50,7 +53,8 @@ def value_noise(seed: int, stream: int, l0_x: int, l0_y: int, width: int, height
     # Interpolate along x for each lattice row, then along y: O(lattice rows * width + pixels).
     rows_x = (lattice[:, cols] * (1 - wx) + lattice[:, cols + 1] * wx).astype(np.float32)
     rows = y0 - gy[0]
-    return rows_x[rows] * (1 - wy)[:, None] + rows_x[rows + 1] * wy[:, None]
+    field: np.ndarray = rows_x[rows] * (1 - wy)[:, None] + rows_x[rows + 1] * wy[:, None]
+    return field
 
 
 class NoiseTable:

@@ -54,7 +54,8 @@ def downsample_2x(strip: np.ndarray) -> np.ndarray:
     """Mean of each 2x2 block (rounded), dropping an odd last row or column (floor sizes)."""
     h, w = strip.shape[0] // 2 * 2, strip.shape[1] // 2 * 2
     blocks = strip[:h, :w].reshape(h // 2, 2, w // 2, 2, -1).astype(np.uint16)
-    return ((blocks.sum(axis=(1, 3)) + 2) // 4).astype(np.uint8)
+    means: np.ndarray = ((blocks.sum(axis=(1, 3)) + 2) // 4).astype(np.uint8)
+    return means
 
 
 class _ScratchLevel:

@@ -19,4 +19,5 @@ TISSUE_OD = 0.03
 def density_to_rgb(density: np.ndarray) -> np.ndarray:
     """Optical density to 8-bit RGB: 255 * 10^-... as transmitted light, rounded."""
     rgb = 255.0 * np.exp(-np.maximum(density, 0.0))
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    pixels: np.ndarray = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    return pixels

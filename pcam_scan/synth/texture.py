@@ -146,7 +146,8 @@ class SlideTexture:
                 second = np.minimum(second, np.maximum(nearest, d))
                 nearest = np.minimum(nearest, d)
         wall_px = FAT_MEMBRANE_UM / self.mpp
-        return np.clip(1.0 - (second - nearest) / wall_px, 0.0, 1.0).astype(np.float32)
+        walls: np.ndarray = np.clip(1.0 - (second - nearest) / wall_px, 0.0, 1.0).astype(np.float32)
+        return walls
 
 
 def _filled(outlines: tuple[np.ndarray, ...], name: str) -> SlideAnnotations:

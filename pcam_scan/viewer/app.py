@@ -159,7 +159,7 @@ class _Api:
         return parse_threshold(request.query_params.get("threshold"), self.settings.default_threshold)
 
     def _known_id(self, request: Request) -> str:
-        slide_id = request.path_params["slide_id"]
+        slide_id: str = request.path_params["slide_id"]
         try:
             validate_slide_id(slide_id)
         except StoreError as err:
@@ -300,7 +300,7 @@ class _Guard:
 
 def _host_name(scope: Scope) -> str:
     """The Host header without its port: `127.0.0.1`, `localhost`, `[::1]`."""
-    host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").strip().lower()
+    host: str = dict(scope["headers"]).get(b"host", b"").decode("latin-1").strip().lower()
     if host.startswith("["):
         return host[: host.find("]") + 1] if "]" in host else host
     return host.split(":", 1)[0]

@@ -84,7 +84,8 @@ class DeepZoomGrid:
 
     def l0_per_level_px(self, level: int) -> int:
         """Level-0 pixels per pixel of `level` (the scale OpenSeadragon draws the level at)."""
-        return 2 ** (self.max_level - level)
+        scale: int = 2 ** (self.max_level - level)
+        return scale
 
     def dzi_xml(self, image_format: str) -> str:
         """The Deep Zoom descriptor (.dzi) of this grid."""
