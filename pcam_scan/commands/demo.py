@@ -213,12 +213,12 @@ def run_demo(
         )
         if code != 0:
             raise PcamScanError(f"demo step '{title}' failed with exit code {code}; see the output above")
-    metrics = json.loads((paths.evaluation / "metrics.json").read_text())
+    metrics: dict[str, Any] = json.loads((paths.evaluation / "metrics.json").read_text())
     metrics["demo_seconds"] = round(time.perf_counter() - started, 1)
     return metrics
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="synthetic slides -> train -> scan on Ray -> diagnose -> evaluate -> render",

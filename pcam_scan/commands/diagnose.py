@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pcam_scan.diagnosis.batch import DiagnosisRow
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "diagnose",
         help="slide diagnoses (probability, call, pN size category) from a heatmap store",

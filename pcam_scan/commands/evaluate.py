@@ -39,7 +39,7 @@ STORE_ONLY = ("aggregator", "detection_threshold", "sigma", "min_distance")
 FILES_ONLY = ("probabilities", "detections", "slides")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="Camelyon16 evaluation: slide ROC AUC (bootstrap CI) and lesion FROC",

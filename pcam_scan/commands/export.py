@@ -26,7 +26,7 @@ FORMATS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "export",
         help="lesion outlines of a heatmap store as QuPath GeoJSON or ASAP XML",

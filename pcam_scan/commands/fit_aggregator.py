@@ -18,7 +18,7 @@ from pcam_scan.defaults import AGGREGATOR_C, AGGREGATOR_FOLDS, DECISION_THRESHOL
 from pcam_scan.wording import count_noun
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "fit-aggregator",
         help="fit the learned slide aggregator on labelled slides of a heatmap store",

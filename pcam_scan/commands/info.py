@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "info",
         help="describe a slide: levels, MPP, PCam read plan",
@@ -45,7 +46,7 @@ def describe(slide_path: str, mpp_override: float | None) -> dict[str, object]:
     }
 
 
-def format_text(desc: dict) -> str:
+def format_text(desc: dict[str, Any]) -> str:
     read = desc["pcam_read"]
     lines = [
         f"slide         {desc['path']}",

@@ -12,7 +12,7 @@ from pcam_scan.render.style_defaults import DEFAULT_COLORMAP, DEFAULT_THRESHOLD
 from pcam_scan.wording import count_noun
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "render",
         help="draw heatmap overlays as PNG (one slide, or --all and a contact sheet)",

@@ -30,7 +30,7 @@ failed in the store, the others went on); 2 a user error (bad option, checkpoint
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "scan",
         help="scan slides into a Zarr heatmap store (Ray)",

@@ -13,7 +13,7 @@ from pcam_scan.errors import ConfigError
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit = subparsers.add_parser(
         "submit",
         help="submit a scan to a Ray cluster as a job",

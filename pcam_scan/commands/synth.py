@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 PROGRESS_EVERY_S = 2.0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     defaults = SlideSpec()
     parser = subparsers.add_parser(
         "synth",

@@ -238,7 +238,7 @@ def mining_settings_from_args(args: argparse.Namespace, geometry: PatchGeometry)
     )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train a scanner checkpoint on PCam, Kaggle PCam or patches mined from slides",

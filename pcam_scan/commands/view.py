@@ -13,7 +13,7 @@ from pathlib import Path
 from pcam_scan.commands.render import add_overlay_options
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "view",
         help="serve a web viewer of a heatmap store (slide list, heatmap over the slide)",

@@ -12,7 +12,7 @@ blocks are kept; the pyramid and status are rewritten by the next finalize).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal, SupportsFloat
+from typing import Any, Literal, SupportsFloat
 
 import numpy as np
 import numpy.typing as npt
@@ -297,7 +297,7 @@ def _open_root(location: StoreLocation, create_for: RunIdentity | None) -> zarr.
         raise
 
 
-def _float_grid_array(group: zarr.Group, name: str, shape: tuple[int, int], chunks: tuple[int, int]) -> zarr.Array:
+def _float_grid_array(group: zarr.Group, name: str, shape: tuple[int, int], chunks: tuple[int, int]) -> zarr.Array[Any]:
     return group.create_array(
         name,
         shape=shape,

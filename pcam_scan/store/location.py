@@ -23,7 +23,7 @@ from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.store.identity import json_copy
 
 AccessMode = Literal["r", "r+", "a", "w", "w-"]
-NodeT = TypeVar("NodeT", zarr.Array, zarr.Group)
+NodeT = TypeVar("NodeT", zarr.Array[Any], zarr.Group)
 FILE_SCHEME = "file://"
 
 
@@ -82,9 +82,9 @@ class StoreLocation:
         return sorted(sync(collect()))
 
 
-def child_array(group: zarr.Group, name: str) -> zarr.Array:
+def child_array(group: zarr.Group, name: str) -> zarr.Array[Any]:
     """The array `name` under `group`; a StoreError when it is missing or not an array."""
-    return _child(group, name, zarr.Array)
+    return _child(group, name, zarr.Array[Any])
 
 
 def child_group(group: zarr.Group, name: str) -> zarr.Group:
@@ -102,6 +102,6 @@ def _child(group: zarr.Group, name: str, kind: type[NodeT]) -> NodeT:
     return node
 
 
-def write_attr(node: zarr.Group | zarr.Array, key: str, value: object) -> None:
+def write_attr(node: zarr.Group | zarr.Array[Any], key: str, value: object) -> None:
     """Set one attribute to a JSON value (checked: no NaN, no objects) in one metadata write."""
     node.attrs[key] = cast(Any, json_copy(value))

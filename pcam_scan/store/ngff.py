@@ -19,7 +19,7 @@ AXES: tuple[str, str] = ("y", "x")
 
 
 def level_scale_um(cell_um: float, level: int) -> float:
-    return cell_um * (2**level)
+    return cell_um * float(2**level)
 
 
 def multiscales_attrs(name: str, n_levels: int, cell_um: float, pooling: str) -> dict[str, object]:

@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -83,7 +84,7 @@ def check_grid(slide_id: str, grid: CellGrid) -> CellGrid:
     return grid
 
 
-def check_prob(slide_id: str, level: int, prob: npt.NDArray, shape: tuple[int, int] | None) -> None:
+def check_prob(slide_id: str, level: int, prob: npt.NDArray[Any], shape: tuple[int, int] | None) -> None:
     """A probability level: float, the grid's shape (level 0), every value in [0, 1] or NaN."""
     if prob.dtype not in PROB_DTYPES:
         raise DamagedSlideError(slide_id, f"prob level {level} holds {prob.dtype}, not float32")
@@ -97,14 +98,14 @@ def check_prob(slide_id: str, level: int, prob: npt.NDArray, shape: tuple[int, i
         )
 
 
-def check_tissue(slide_id: str, tissue: npt.NDArray, shape: tuple[int, int]) -> None:
+def check_tissue(slide_id: str, tissue: npt.NDArray[Any], shape: tuple[int, int]) -> None:
     if tissue.dtype != np.bool_ or tissue.shape != shape:
         raise DamagedSlideError(slide_id, f"tissue is {tissue.dtype} {tissue.shape}, expected bool {shape}")
 
 
 def check_complete(
     slide_id: str,
-    prob: npt.NDArray,
+    prob: npt.NDArray[Any],
     tissue: npt.NDArray[np.bool_],
     missing_blocks: int,
 ) -> None:
