@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "diagnose",
     "stage",
+    "history",
     "fit_aggregator",
     "export",
     "synth",

@@ -143,6 +143,8 @@ def run_stages(args: argparse.Namespace) -> int:
     from pcam_scan.evaluation import BootstrapSettings
     from pcam_scan.evaluation.stage_kappa import stage_kappa
     from pcam_scan.outputs import check_output_files, make_output_dir, write_output_text
+    from pcam_scan.store.run_records import record_run, utc_now
+    from pcam_scan.store.schema import SlideAttempt
 
     wrong = [
         opt
@@ -162,6 +164,7 @@ def run_stages(args: argparse.Namespace) -> int:
     outputs = [args.out / STAGES_FILE, args.out / "kappa.json"]
     check_output_files(outputs, args.overwrite)
     bootstrap = BootstrapSettings(n_replicates=args.bootstrap, seed=args.seed)
+    started = utc_now()
     stages = stage_store(args.store, nodes, args.aggregator, None)
     result = stage_kappa(reference, {s.patient: s.stage for s in stages}, bootstrap)
     make_output_dir(args.out)
@@ -176,6 +179,10 @@ def run_stages(args: argparse.Namespace) -> int:
         f"({round(result.level * 100)}% CI {result.ci_low:.4f}-{result.ci_high:.4f})"
     )
     print(f"metrics {outputs[1]}")
+    attempts = [
+        SlideAttempt(n.slide_id, "staged" if n.category else n.status, n.message) for s in stages for n in s.nodes
+    ]
+    record_run(args.store, "evaluate", vars(args), started, 0, attempts)
     return 0
 
 
@@ -183,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     from pcam_scan.evaluation import BootstrapSettings, TruthSources, read_reference
     from pcam_scan.evaluation.run import evaluation_outputs, run_evaluation
     from pcam_scan.outputs import check_output_files
+    from pcam_scan.store.run_records import utc_now
 
     if args.stages is not None:
         return run_stages(args)
@@ -191,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
     if args.reference is None:
         raise ConfigError("give --reference reference.csv (slides) or --stages FILE (patients)")
     check_source(args)
+    started = utc_now()
     reference = read_reference(args.reference, split_names(args.exclude))
     check_output_files(evaluation_outputs(args.out, reference.names), args.overwrite)
     bootstrap = BootstrapSettings(n_replicates=args.bootstrap, seed=args.seed)
@@ -207,4 +216,10 @@ def run(args: argparse.Namespace) -> int:
         + ", ".join(f"{r:g} FP {s:.3f}" for r, s in zip(result.froc.fp_rates, result.froc.sensitivities))
     )
     print(f"metrics {metrics_path}")
+    if args.store is not None:
+        from pcam_scan.store.run_records import record_run
+        from pcam_scan.store.schema import SlideAttempt
+
+        attempts = [SlideAttempt(name, "evaluated") for name in reference.names]
+        record_run(args.store, "evaluate", vars(args), started, 0, attempts)
     return 0

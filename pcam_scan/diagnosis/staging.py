@@ -30,6 +30,7 @@ from typing import Literal
 
 from pcam_scan.diagnosis.rule import SIZE_CATEGORIES, SizeCategory
 from pcam_scan.errors import ConfigError
+from pcam_scan.wording import count_noun
 
 PNStage = Literal["pN0", "pN0(i+)", "pN1mi", "pN1", "pN2"]
 PN_STAGES: tuple[PNStage, ...] = ("pN0", "pN0(i+)", "pN1mi", "pN1", "pN2")
@@ -43,7 +44,9 @@ MAX_NODES = 9
 def pn_stage(categories: Sequence[SizeCategory]) -> PNStage:
     """The pN stage of one patient from each node's size category (Camelyon17's rule)."""
     if len(categories) > MAX_NODES:
-        raise ConfigError(f"{len(categories)} nodes for one patient: Camelyon17's rule stages at most {MAX_NODES}")
+        raise ConfigError(
+            f"{count_noun(len(categories), 'node')} for one patient: Camelyon17's rule stages at most {MAX_NODES}"
+        )
     for category in categories:
         if category not in SIZE_CATEGORIES:
             raise ConfigError(f"node category {category!r} is not one of {', '.join(SIZE_CATEGORIES)}")
