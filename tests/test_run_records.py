@@ -15,7 +15,7 @@ import pytest
 from pcam_scan.cli import main
 from pcam_scan.store.location import StoreLocation
 from pcam_scan.store.run_records import append_run_record, new_record, read_run_records, summary_location
-from pcam_scan.store.schema import FORMAT_VERSION, RunRecord, SlideAttempt
+from pcam_scan.store.schema import ATTRIBUTES, FORMAT_VERSION, Node, RunRecord, SlideAttempt
 from tests.scanned_store import build_store
 
 FIXTURE = Path(__file__).parent / "data" / "store-v1"
@@ -54,7 +54,19 @@ def test_diagnose_records_its_run_and_history_prints_it(
     assert sorted(a.slide_id for a in first.attempts) == ["normal_001", "tumor_001"]
     assert first.failed == 0 and first.started <= first.ended and "numpy" in first.versions
     doc = json.loads(next((store / "runs").glob("*.json")).read_text())
-    assert doc["run"]["slides"] == {"attempted": 2, "completed": 2, "failed": 0}
+    assert doc["run_record"]["slides"] == {"attempted": 2, "completed": 2, "failed": 0}
+    written: set[str] = set()
+
+    def walk(prefix: str, value: object) -> None:
+        items = value[0] if isinstance(value, list) and value else value
+        if isinstance(items, dict):
+            for key, child in items.items():
+                written.add(prefix + key)
+                if key not in ("arguments", "versions"):  # free-form: their own names inside
+                    walk(f"{prefix}{key}.", child)
+
+    walk("", doc)
+    assert written == {spec.path for spec in ATTRIBUTES if spec.node is Node.RUN}  # every key declared
     capsys.readouterr()
     assert main(["history", str(store), "--slides"]) == 0
     out = capsys.readouterr().out

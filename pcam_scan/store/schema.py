@@ -154,7 +154,7 @@ S_DIAGNOSIS = AttrSpec(
 
 RUN_RECORD = AttrSpec(
     Node.RUN,
-    "run",
+    "run_record",
     "object",
     "one command's run (`RunRecord`), the whole document of `runs/*.json` (format version 2)",
     since_version=2,
