@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "diagnose",
     "stage",
     "history",
+    "compare",
     "fit_aggregator",
     "export",
     "synth",
