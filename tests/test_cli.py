@@ -194,6 +194,7 @@ BAD_INPUTS: list[tuple[str, ...]] = [
     ("view", "{text}"),
     ("view", "{dir}", "--port", "70000"),
     ("view", "{dir}", "--threshold", "2"),
+    ("view", "{dir}", "--patients", "{text}"),
     ("render", "{missing}", "tumor_001", "--out", "{out}/o.png"),
     ("render", "{dir}", "--out", "{out}/o.png"),
     ("demo", "--num-cpus", "0"),
