@@ -28,7 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-PROC = Path("/proc")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from process_tree import PROC, _children_of  # noqa: E402
+
 TARGET_GROWTH_MB = 50.0
 
 
@@ -40,26 +43,6 @@ class ProcessSample:
     role: str
     rss_mb: float
     fds: int
-
-
-def _descendants(root: int) -> set[int]:
-    """`root` and every process under it, from each process's parent pid."""
-    children: dict[int, list[int]] = {}
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
-    tree, frontier = {root}, [root]
-    while frontier:
-        kids = [kid for kid in children.get(frontier.pop(), []) if kid not in tree]
-        tree.update(kids)
-        frontier.extend(kids)
-    return tree
 
 
 def role_of(cmdline: str, pid: int, driver_pid: int) -> str:
@@ -81,7 +64,7 @@ def role_of(cmdline: str, pid: int, driver_pid: int) -> str:
 def sample_tree(driver_pid: int) -> list[ProcessSample]:
     """RSS and open descriptors of every process under the driver (Ray's workers included)."""
     out = []
-    for pid in sorted(_descendants(driver_pid)):
+    for pid in sorted(_children_of(driver_pid)):
         try:
             status = (PROC / str(pid) / "status").read_text()
             cmdline = (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -137,13 +120,16 @@ class Growth:
     fds: int
 
 
-def growth(first: Snapshot, last: Snapshot) -> list[Growth]:
-    """Per process alive in both snapshots: last minus first."""
-    before = {s.pid: s for s in first.processes}
+def growth(snapshots: list[Snapshot]) -> list[Growth]:
+    """Per process of the first snapshot seen again later: its last sample minus its first (the
+    model actor is released as the batch's last blocks finish, so the final snapshot may miss it)."""
+    first = {s.pid: s for s in snapshots[0].processes}
+    last: dict[int, ProcessSample] = {}
+    for snapshot in snapshots[1:]:
+        last.update({s.pid: s for s in snapshot.processes if s.pid in first})
     return [
-        Growth(s.pid, s.role, s.rss_mb - before[s.pid].rss_mb, s.fds - before[s.pid].fds)
-        for s in last.processes
-        if s.pid in before
+        Growth(pid, sample.role, sample.rss_mb - first[pid].rss_mb, sample.fds - first[pid].fds)
+        for pid, sample in sorted(last.items())
     ]
 
 
@@ -196,7 +182,8 @@ def run_soak(
                 snap(self.slides_done)
 
     request = ScanRequest((str(slide_dir),), str(checkpoint), str(store), placement=Placement(num_cpus=num_cpus))
-    outcomes = run_scan(request, ray_executor, SoakProgress(stream=open(os.devnull, "w")))
+    with open(os.devnull, "w") as quiet:
+        outcomes = run_scan(request, ray_executor, SoakProgress(stream=quiet))
     failed = [o for o in outcomes if o.failed]
     for outcome in failed[:3]:
         print(f"failed: {outcome.slide_id}: {outcome.message}")
@@ -225,9 +212,12 @@ def main() -> None:
         print("fewer than two snapshots: no trend")
         return
     first, last = snapshots[0], snapshots[-1]
-    print(f"\ngrowth from slide {first.slides_done} to slide {last.slides_done} (failed slides: {failed}):")
+    print(
+        f"\ngrowth from slide {first.slides_done} to each process's last snapshot (up to slide "
+        f"{last.slides_done}; failed slides: {failed}):"
+    )
     worst_mb, worst_fds = 0.0, 0
-    for g in sorted(growth(first, last), key=lambda g: g.role):
+    for g in sorted(growth(snapshots), key=lambda g: g.role):
         print(f"  {g.role} (pid {g.pid}): RSS {g.rss_mb:+.1f} MB, fds {g.fds:+d}")
         worst_mb, worst_fds = max(worst_mb, g.rss_mb), max(worst_fds, g.fds)
     verdict = "PASS" if worst_mb <= TARGET_GROWTH_MB and worst_fds <= 0 else "FAIL"

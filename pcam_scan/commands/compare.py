@@ -15,8 +15,8 @@ import argparse
 import math
 from pathlib import Path
 
-from pcam_scan.commands.options import add_exclude_option, add_overwrite_option, split_names
-from pcam_scan.defaults import BOOTSTRAP_REPLICATES, COMPARISON_DIR
+from pcam_scan.commands.options import add_bootstrap_options, add_exclude_option, add_overwrite_option, split_names
+from pcam_scan.defaults import COMPARISON_DIR
 from pcam_scan.wording import count_noun
 
 
@@ -34,13 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--annotations", type=Path, default=None, help="annotation files: FROC delta")
     add_exclude_option(parser)
     parser.add_argument("--aggregator", type=Path, default=None, help="diagnose both runs with this aggregator")
-    parser.add_argument(
-        "--bootstrap",
-        type=int,
-        default=BOOTSTRAP_REPLICATES,
-        help=f"bootstrap replicates for the AUC delta CI (default {BOOTSTRAP_REPLICATES})",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_bootstrap_options(parser, "AUC delta CI")
     parser.add_argument(
         "--out", type=Path, default=Path(COMPARISON_DIR), help=f"output folder (default {COMPARISON_DIR})"
     )

@@ -26,9 +26,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pcam_scan.commands.options import add_exclude_option, add_overwrite_option, split_names
+from pcam_scan.commands.options import add_bootstrap_options, add_exclude_option, add_overwrite_option, split_names
 from pcam_scan.defaults import (
-    BOOTSTRAP_REPLICATES,
     DETECTION_MIN_DISTANCE_CELLS,
     DETECTION_SIGMA_CELLS,
     DETECTION_THRESHOLD,
@@ -64,13 +63,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "overrides what the slides or the store record",
     )
     add_exclude_option(parser)
-    parser.add_argument(
-        "--bootstrap",
-        type=int,
-        default=BOOTSTRAP_REPLICATES,
-        help=f"bootstrap replicates for the AUC CI (default {BOOTSTRAP_REPLICATES})",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_bootstrap_options(parser, "AUC CI (and the kappa CI with --stages)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     add_overwrite_option(parser)
     store = parser.add_argument_group("predictions from a heatmap store")
