@@ -2,10 +2,10 @@
 in one batch, checking that no process's memory or open descriptors grow with the slides.
 
 The full soak (1,000 slides, a snapshot every 100) is a benchmark; this is its trend check, cheap
-enough for the suite (2-4 minutes on 2 busy cores). Between the snapshot at slide 25 and each
-process's last one (up to slide 100) the driver and the model actor must open no new descriptors,
-and no process may grow by more than the full soak's budget (50 MB): a leak of the kind TRIDENT
-#176 reports (about 5 MB a slide) is 375 MB here, while Ray's own allocator noise is ~20 MB.
+enough for the suite (2-7 minutes on 2 cores, the longer while other scans share them). Between
+the snapshot at slide 25 and each process's last one (up to slide 100) the driver and the model
+actor must open no new descriptors (beyond transient ones), and no process may grow by more than
+the full soak's budget (50 MB): a leak of the kind TRIDENT #176 reports (about 5 MB a slide) is 375 MB here, while Ray's own allocator noise is ~20 MB.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from soak import TARGET_GROWTH_MB, growth, make_slides, run_soak  # noqa: E402
 
 SLIDES = 100
 EVERY = 25
+FD_NOISE = 2
+"""A transient socket or pipe of Ray's may be open at one snapshot and not the next (the driver
+was seen at 61, 61, 60 and at 53, 54); a leak of one descriptor a slide would be +75."""
 
 
 def test_no_memory_or_descriptor_growth_over_a_batch_of_slides(tmp_path: Path) -> None:
@@ -33,4 +36,4 @@ def test_no_memory_or_descriptor_growth_over_a_batch_of_slides(tmp_path: Path) -
     for change in changes:
         assert change.rss_mb <= TARGET_GROWTH_MB, change
         if change.role in ("driver", "model actor"):
-            assert change.fds <= 0, change
+            assert change.fds <= FD_NOISE, change
