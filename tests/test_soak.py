@@ -5,7 +5,8 @@ The full soak (1,000 slides, a snapshot every 100) is a benchmark; this is its t
 enough for the suite (2-7 minutes on 2 cores, the longer while other scans share them). Between
 the snapshot at slide 25 and each process's last one (up to slide 100) the driver and the model
 actor must open no new descriptors (beyond transient ones), and no process may grow by more than
-the full soak's budget (50 MB): a leak of the kind TRIDENT #176 reports (about 5 MB a slide) is 375 MB here, while Ray's own allocator noise is ~20 MB.
+the full soak's budget (50 MB): a leak of the kind TRIDENT #176 reports (about 5 MB a slide) is
+375 MB here, while Ray's own allocator noise is ~20 MB.
 """
 
 from __future__ import annotations
