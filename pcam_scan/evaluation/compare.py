@@ -30,6 +30,7 @@ from pcam_scan.evaluation.slide_auc import BootstrapSettings, mann_whitney_auc
 from pcam_scan.outputs import atomic_output, write_output_text
 from pcam_scan.store import HeatmapStore
 from pcam_scan.store.validation import DamagedSlideError
+from pcam_scan.wording import count_noun
 
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_JSON = "comparison.json"
@@ -232,7 +233,7 @@ def plot_comparison(changes: Sequence[SlideChange], path: Path) -> Path:
     left.set_ylim(-0.03, 1.03)
     left.set_xlabel("P(metastasis), run A")
     left.set_ylabel("P(metastasis), run B")
-    left.set_title(f"{len(both)} slides, {len(flips)} flipped")
+    left.set_title(f"{count_noun(len(both), 'slide')}, {len(flips)} flipped")
     left.legend(loc="lower right")
     cells = [c for c in changes if c.shared_cells > 0]
     x = np.arange(len(cells))
