@@ -33,6 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from process_tree import PROC, _children_of  # noqa: E402
 
 TARGET_GROWTH_MB = 50.0
+BARE_WORKER_MB = 100.0
+"""A Ray worker that has run none of our tasks yet holds ~80 MB (Python and Ray); once it runs
+one it imports numpy, zarr and OpenSlide and settles near 300 MB. Such a worker, idle and this
+small at the first snapshot, warms up later: its growth is reported apart, not as a leak."""
 
 
 @dataclass(frozen=True)
@@ -103,9 +107,9 @@ def print_snapshot(snap: Snapshot) -> None:
     parts = []
     for role in sorted(roles):
         group = roles[role]
-        rss = "/".join(f"{s.rss_mb:.0f}" for s in group)
+        rss = "/".join(f"{s.rss_mb:.0f}[{s.pid}]" for s in group)
         fds = "/".join(str(s.fds) for s in group)
-        parts.append(f"{role} x{len(group)}: RSS {rss} MB, fds {fds}")
+        parts.append(f"{role} x{len(group)}: RSS[pid] {rss} MB, fds {fds}")
     print(f"[{snap.slides_done} slides, {snap.seconds:.0f} s] store {snap.store_mb:.2f} MB | " + " | ".join(parts))
     sys.stdout.flush()
 
@@ -118,6 +122,7 @@ class Growth:
     role: str
     rss_mb: float
     fds: int
+    bare_at_start: bool = False
 
 
 def growth(snapshots: list[Snapshot]) -> list[Growth]:
@@ -128,7 +133,13 @@ def growth(snapshots: list[Snapshot]) -> list[Growth]:
     for snapshot in snapshots[1:]:
         last.update({s.pid: s for s in snapshot.processes if s.pid in first})
     return [
-        Growth(pid, sample.role, sample.rss_mb - first[pid].rss_mb, sample.fds - first[pid].fds)
+        Growth(
+            pid,
+            sample.role,
+            sample.rss_mb - first[pid].rss_mb,
+            sample.fds - first[pid].fds,
+            first[pid].role == "worker (idle)" and first[pid].rss_mb < BARE_WORKER_MB,
+        )
         for pid, sample in sorted(last.items())
     ]
 
@@ -218,8 +229,10 @@ def main() -> None:
     )
     worst_mb, worst_fds = 0.0, 0
     for g in sorted(growth(snapshots), key=lambda g: g.role):
-        print(f"  {g.role} (pid {g.pid}): RSS {g.rss_mb:+.1f} MB, fds {g.fds:+d}")
-        worst_mb, worst_fds = max(worst_mb, g.rss_mb), max(worst_fds, g.fds)
+        warm_up = " (a bare worker at the start: warm-up, not counted)" if g.bare_at_start else ""
+        print(f"  {g.role} (pid {g.pid}): RSS {g.rss_mb:+.1f} MB, fds {g.fds:+d}{warm_up}")
+        if not g.bare_at_start:
+            worst_mb, worst_fds = max(worst_mb, g.rss_mb), max(worst_fds, g.fds)
     verdict = "PASS" if worst_mb <= TARGET_GROWTH_MB and worst_fds <= 0 else "FAIL"
     print(
         f"{verdict}: largest growth {worst_mb:+.1f} MB (target <= {TARGET_GROWTH_MB:.0f} MB per process), "

@@ -4,9 +4,9 @@ in one batch, checking that no process's memory or open descriptors grow with th
 The full soak (1,000 slides, a snapshot every 100) is a benchmark; this is its trend check, cheap
 enough for the suite (2-7 minutes on 2 cores, the longer while other scans share them). Between
 the snapshot at slide 25 and each process's last one (up to slide 100) the driver and the model
-actor must open no new descriptors (beyond transient ones), and no process may grow by more than
-the full soak's budget (50 MB): a leak of the kind TRIDENT #176 reports (about 5 MB a slide) is
-375 MB here, while Ray's own allocator noise is ~20 MB.
+actor must open no new descriptors (beyond transient ones), and no process (but a bare Ray worker
+warming up) may grow by more than the full soak's budget (50 MB): a leak of the kind TRIDENT
+#176 reports (about 5 MB a slide) is 375 MB here, while Ray's own allocator noise is ~20 MB.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def test_no_memory_or_descriptor_growth_over_a_batch_of_slides(tmp_path: Path) -
     roles = {c.role for c in changes}
     assert {"driver", "model actor"} <= roles, roles
     for change in changes:
+        if change.bare_at_start:
+            continue  # a worker that had run no task at slide 25 warms up later (bench/soak.py)
         assert change.rss_mb <= TARGET_GROWTH_MB, change
         if change.role in ("driver", "model actor"):
             assert change.fds <= FD_NOISE, change
