@@ -28,6 +28,14 @@ DETECTION_MIN_DISTANCE_CELLS = 3.0
 # evaluation
 BOOTSTRAP_REPLICATES = 2000
 
+# patients
+STAGES_FILE = "stages.csv"
+"""`pcam-scan stage` writes its table here unless --out says otherwise (beside the caller)."""
+COMPARISON_DIR = "comparison"
+"""`pcam-scan compare` writes its CSV, JSON and PNG in this folder unless --out says otherwise."""
+NODES_PER_PATIENT = 5
+"""Camelyon17's artificial patients have five lymph nodes (one slide each); `synth --patients`."""
+
 # fitting the learned aggregator
 AGGREGATOR_FOLDS = 5
 AGGREGATOR_C = 1.0

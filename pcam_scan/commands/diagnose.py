@@ -80,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
     from pcam_scan.diagnosis.batch import choose_scorer, diagnose_store, write_diagnoses_csv
     from pcam_scan.outputs import check_output_file
     from pcam_scan.store import HeatmapStore
+    from pcam_scan.store.run_records import record_run, utc_now
+    from pcam_scan.store.schema import SlideAttempt
 
+    started = utc_now()
     scorer = choose_scorer(args.aggregator, args.threshold)
     out: Path = args.out
     check_output_file(out, args.overwrite)
@@ -91,4 +94,7 @@ def run(args: argparse.Namespace) -> int:
     write_diagnoses_csv(out, rows, scorer.feature_settings, args.overwrite)
     print(diagnosis_table(rows))
     print(f"diagnoses: {out} ({scorer.name}, threshold {scorer.threshold:g})", file=sys.stderr)
-    return 0 if all(row.diagnosis is not None for row in rows) else 1
+    code = 0 if all(row.diagnosis is not None for row in rows) else 1
+    attempts = [SlideAttempt(r.slide_id, "diagnosed" if r.diagnosis else r.status, r.message) for r in rows]
+    record_run(args.store, "diagnose", vars(args), started, code, attempts)
+    return code

@@ -103,15 +103,22 @@ def run(args: argparse.Namespace) -> int:
     from pcam_scan.scan.outcome import summary_table
     from pcam_scan.scan.runner import ScanRequest, run_scan
     from pcam_scan.store.location import StoreLocation
+    from pcam_scan.store.run_records import record_run, summary_markdown, utc_now, write_summary
     from pcam_scan.store.scan_lock import scan_lock
+    from pcam_scan.store.schema import SlideAttempt
 
     request = ScanRequest.from_args(args, [Path(p) for p in args.slides])
     check_worker_count("--num-cpus", args.num_cpus)
+    started = utc_now()
     with scan_lock(StoreLocation(request.store_uri)):  # one scan per local store at a time
         outcomes = run_scan(request, choose_executor(request.placement.in_process))
+        code = 1 if any(o.failed for o in outcomes) else 0
+        attempts = [SlideAttempt(o.slide_id, o.state, o.message or "") for o in outcomes]
+        record = record_run(request.store_uri, "scan", vars(args), started, code, attempts)
+        summary = write_summary(StoreLocation(request.store_uri), summary_markdown(record, request.store_uri))
     print(summary_table(outcomes))
-    print(f"store: {args.store}", file=sys.stderr)
-    return 1 if any(o.failed for o in outcomes) else 0
+    print(f"store: {args.store} (summary {summary}; runs: pcam-scan history)", file=sys.stderr)
+    return code
 
 
 def choose_executor(in_process: bool):  # type: ignore[no-untyped-def]

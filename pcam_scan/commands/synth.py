@@ -37,6 +37,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="tumour slides (default 1)",
     )
     parser.add_argument("--normal", type=int, default=1, metavar="M", help="normal slides (default 1)")
+    parser.add_argument(
+        "--patients",
+        type=int,
+        default=0,
+        metavar="P",
+        help="also Camelyon17-style patients of known pN stage, five node slides each, with "
+        "patients.csv and reference_stages.csv (default 0; macro nodes need 16384 x 16384 px)",
+    )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     parser.add_argument(
         "--width",
@@ -71,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         tumour_count=args.tumour,
         normal_count=args.normal,
         seed=args.seed,
+        patient_count=args.patients,
     )
     reporter = None if args.quiet else ProgressReporter(sys.stderr)
     slides = write_synthetic_dataset(args.out_dir, spec, reporter, overwrite=args.overwrite)
@@ -78,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         kinds = ", ".join(f"{lesion.category} {lesion.diameter_um / 1000:.2f} mm" for lesion in slide.lesions)
         print(f"{slide.path}  {slide.plan.category:5s}  {kinds or 'no lesions'}")
     noun = "slide" if len(slides) == 1 else "slides"
-    print(f"wrote {len(slides)} {noun}, reference.csv and synth.json to {args.out_dir}")
+    extra = ", patients.csv, reference_stages.csv" if args.patients else ""
+    print(f"wrote {len(slides)} {noun}, reference.csv{extra} and synth.json to {args.out_dir}")
     return 0
 
 

@@ -56,6 +56,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument(
+        "--patients",
+        metavar="FILE",
+        type=Path,
+        help="CSV slide_id,patient,node: the slide list groups slides by patient with each one's pN stage",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="no access log (one line per request on stderr); errors are still logged"
     )
     add_overlay_options(parser)
@@ -76,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         default_threshold=args.threshold,
         colormap=args.colormap,
         annotations_dir=args.annotations,
+        patients_file=args.patients,
     )
     loopback = is_loopback(args.host)
     if not loopback and not args.allow_remote:

@@ -23,8 +23,9 @@ from pcam_scan.diagnosis.features import (
     compute_features,
 )
 from pcam_scan.diagnosis.fit import FitReport, FitSettings, fit_aggregator
-from pcam_scan.diagnosis.record import Diagnosis, Scorer, diagnose_stored_slide
-from pcam_scan.diagnosis.rule import DefaultRule
+from pcam_scan.diagnosis.record import Diagnosis, Scorer, diagnose_heatmap, diagnose_stored_slide
+from pcam_scan.diagnosis.rule import DefaultRule, SizeCategory
+from pcam_scan.diagnosis.staging import PatientNode, PatientStage, stage_patients
 from pcam_scan.errors import PcamScanError
 from pcam_scan.outputs import atomic_output
 from pcam_scan.store import HeatmapReader, HeatmapStore
@@ -63,9 +64,10 @@ class DiagnosisRow:
     diagnosis: Diagnosis | None = None
 
 
-def diagnose_store(store: HeatmapStore, scorer: Scorer) -> list[DiagnosisRow]:
-    """A row for every slide of the store, in its order; each complete slide's diagnosis is also
-    stored in its attributes. One damaged or failing slide is recorded; the others go on."""
+def diagnose_store(store: HeatmapStore, scorer: Scorer, record: bool = True) -> list[DiagnosisRow]:
+    """A row for every slide of the store, in its order; with `record` each complete slide's
+    diagnosis is also stored in its attributes (`stage` reads the store without writing to it).
+    One damaged or failing slide is recorded; the others go on."""
     rows: list[DiagnosisRow] = []
     for slide_id, status in slide_statuses(store):
         if status is None:
@@ -75,7 +77,11 @@ def diagnose_store(store: HeatmapStore, scorer: Scorer) -> list[DiagnosisRow]:
             rows.append(DiagnosisRow(slide_id, status.state.value, status.message or ""))
             continue
         try:
-            diagnosis = diagnose_stored_slide(store, slide_id, scorer)
+            if record:
+                diagnosis = diagnose_stored_slide(store, slide_id, scorer)
+            else:
+                heatmap = read_heatmap(store, slide_id)
+                diagnosis = diagnose_heatmap(heatmap.prob, heatmap.tissue, heatmap.grid, scorer)
         except DamagedSlideError as err:  # never diagnosed as if sound
             rows.append(DiagnosisRow(slide_id, "damaged", err.problem))
             continue
@@ -84,6 +90,15 @@ def diagnose_store(store: HeatmapStore, scorer: Scorer) -> list[DiagnosisRow]:
             continue
         rows.append(DiagnosisRow(slide_id, status.state.value, diagnosis=diagnosis))
     return rows
+
+
+def slide_categories(rows: Sequence[DiagnosisRow]) -> dict[str, tuple[SizeCategory | None, str, str]]:
+    """slide -> (size category, or None when it has no diagnosis; status; message): what
+    patient staging reads (pcam_scan.diagnosis.staging)."""
+    return {
+        row.slide_id: (None if row.diagnosis is None else row.diagnosis.category, row.status, row.message)
+        for row in rows
+    }
 
 
 def tumour_area_mm2(features: Mapping[str, float], settings: FeatureSettings) -> float:
@@ -169,3 +184,12 @@ def fit_on_store(
         source=f"store {store_name}; reference {labels_name}",
     )
     return StoreFit(report, n_tumour, n_normal, missing)
+
+
+def stage_store(
+    store_uri: str, nodes: Sequence[PatientNode], aggregator: Path | None = None, threshold: float | None = None
+) -> list[PatientStage]:
+    """Every patient's pN stage from the store's slides, read only (nothing is written to it)."""
+    store = HeatmapStore.open(store_uri, mode="r")
+    rows = diagnose_store(store, choose_scorer(aggregator, threshold), record=False)
+    return stage_patients(nodes, slide_categories(rows))

@@ -27,8 +27,14 @@ from pcam_scan.geometry import CellGrid, PatchGeometry, check_label_rule
 from pcam_scan.store.identity import RunIdentity, package_versions
 
 FORMAT_NAME = "pcam-scan-heatmaps"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 2 added run records (`runs/`); a version-1 store opens, its history empty until a
+command records a run in it."""
 ATTRS_KEY = "pcam_scan"
+RUNS_PREFIX = "runs"
+"""Run records live as `runs/<started>-<host>-<pid>-<token>.json`, one JSON document per run,
+plain objects beside the Zarr nodes (no `zarr.json`, so they are not a slide)."""
 
 # Arrays of a slide group; `prob` is a group whose levels are the arrays "0", "1", ...
 PROB = "prob"
@@ -42,6 +48,7 @@ class Node(enum.StrEnum):
     ROOT = "root"
     SLIDE = "slide group"
     PROB = "prob group"
+    RUN = "run record"
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,10 @@ def _field(parent: AttrSpec, key: str, type_: str, meaning: str, since_version: 
 
 R_FORMAT = AttrSpec(Node.ROOT, "format", "string", f'`"{FORMAT_NAME}"`: what the store is')
 R_FORMAT_VERSION = AttrSpec(
-    Node.ROOT, "format_version", "integer", f"`{FORMAT_VERSION}`; a store of another version is refused"
+    Node.ROOT,
+    "format_version",
+    "integer",
+    f"`{FORMAT_VERSION}` (version 1 stores still open); any other version is refused",
 )
 R_MODEL_ID = AttrSpec(Node.ROOT, "model_id", "string", "the model's id (sha256 of its weights)")
 R_SETTINGS_HASH = AttrSpec(
@@ -142,6 +152,31 @@ S_DIAGNOSIS = AttrSpec(
     "the slide-level diagnosis (`pcam_scan.diagnosis.Diagnosis.to_attrs`), added after the scan",
 )
 
+RUN_RECORD = AttrSpec(
+    Node.RUN,
+    "run_record",
+    "object",
+    "one command's run (`RunRecord`), the whole document of `runs/*.json` (format version 2)",
+    since_version=2,
+)
+RUN_COMMAND = _field(RUN_RECORD, "command", "string", "`scan`, `diagnose` or `evaluate`", 2)
+RUN_ARGUMENTS = _field(RUN_RECORD, "arguments", "object", "the command's options as parsed (paths as text)", 2)
+RUN_VERSIONS = _field(RUN_RECORD, "versions", "object (name: string)", "package versions of the run", 2)
+RUN_HOST = _field(RUN_RECORD, "host", "string", "the host that ran it", 2)
+RUN_USER = _field(RUN_RECORD, "user", "string", "the user that ran it", 2)
+RUN_PID = _field(RUN_RECORD, "pid", "integer", "its process id", 2)
+RUN_STARTED = _field(RUN_RECORD, "started", "string", "UTC ISO 8601 start", 2)
+RUN_ENDED = _field(RUN_RECORD, "ended", "string", "UTC ISO 8601 end", 2)
+RUN_EXIT = _field(RUN_RECORD, "exit_code", "integer", "the command's exit code (0 all slides done, 1 some not)", 2)
+RUN_SLIDES = _field(RUN_RECORD, "slides", "object", "counts: `attempted`, `completed`, `failed`", 2)
+RUN_ATTEMPTED = _field(RUN_SLIDES, "attempted", "integer", "slides the run tried", 2)
+RUN_COMPLETED = _field(RUN_SLIDES, "completed", "integer", "slides it finished", 2)
+RUN_FAILED = _field(RUN_SLIDES, "failed", "integer", "slides it could not finish", 2)
+RUN_ATTEMPTS = _field(RUN_RECORD, "attempts", "[object]", "per slide: `slide`, `state`, `message`", 2)
+RUN_ATTEMPT_SLIDE = _field(RUN_ATTEMPTS, "slide", "string", "the slide id", 2)
+RUN_ATTEMPT_STATE = _field(RUN_ATTEMPTS, "state", "string", "what the run did with it (e.g. `complete`, `failed`)", 2)
+RUN_ATTEMPT_MESSAGE = _field(RUN_ATTEMPTS, "message", "string", "why, in one line ('' when done)", 2)
+
 P_OME = AttrSpec(Node.PROB, "ome", "object", "OME-NGFF 0.5 `multiscales` metadata (`ngff.py`), under its own key")
 
 ATTRIBUTES: tuple[AttrSpec, ...] = tuple(value for value in list(globals().values()) if isinstance(value, AttrSpec))
@@ -152,7 +187,9 @@ def attributes_markdown() -> str:
     """`ATTRIBUTES` as the Markdown tables of docs/store.md, one per node."""
     lines: list[str] = []
     for node in Node:
-        where = f'`attributes["{ATTRS_KEY}"]`' if node is not Node.PROB else "`attributes`"
+        where = {Node.PROB: "`attributes`", Node.RUN: f"`{RUNS_PREFIX}/*.json`"}.get(
+            node, f'`attributes["{ATTRS_KEY}"]`'
+        )
         lines += ["", f"{node.value[0].upper()}{node.value[1:]}, {where}:", ""]
         lines += ["| key | type | since | meaning |", "|---|---|---|---|"]
         lines += [
@@ -333,10 +370,10 @@ def check_root_attrs(uri: str, attrs: Mapping[str, Any], run: RunIdentity | None
     root = RootAttrs.from_attrs(attrs)
     if root is None:
         raise StoreError(f"{uri} is a Zarr store but not a pcam-scan heatmap store")
-    if root.format_version != FORMAT_VERSION:
+    if root.format_version not in READABLE_VERSIONS:
         raise StoreError(
             f"{uri} has heatmap store format version {root.format_version!r}; "
-            f"this pcam-scan reads version {FORMAT_VERSION}"
+            f"this pcam-scan reads versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
     if run is None:
         return
@@ -543,3 +580,101 @@ def _optional_str(value: object) -> str | None:
 
 def _optional_mapping(value: object, what: str) -> Mapping[str, object] | None:
     return None if value is None else require_mapping(value, what)
+
+
+# -- run records -------------------------------------------------------------------------------
+
+
+DONE_STATES = frozenset({"complete", "already complete", "diagnosed", "evaluated", "staged"})
+"""The states a run record counts as completed; anything else (failed, damaged, planned...) failed."""
+
+
+@dataclass(frozen=True)
+class SlideAttempt:
+    """What one run did with one slide."""
+
+    slide_id: str
+    state: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One command's run over a store (TRIDENT's run manifest and WSInfer's run metadata are the
+    anchors: what ran, with which versions, where, when, and what became of each slide)."""
+
+    command: str
+    arguments: Mapping[str, object]
+    versions: Mapping[str, str]
+    host: str
+    user: str
+    pid: int
+    started: str
+    ended: str
+    exit_code: int
+    attempts: tuple[SlideAttempt, ...]
+
+    @property
+    def failed(self) -> int:
+        """Slides the run did not finish (any state but a done one)."""
+        return sum(1 for a in self.attempts if a.state not in DONE_STATES)
+
+    def to_json(self) -> dict[str, object]:
+        attempted = len(self.attempts)
+        return {
+            RUN_RECORD.key: {
+                RUN_COMMAND.key: self.command,
+                RUN_ARGUMENTS.key: dict(self.arguments),
+                RUN_VERSIONS.key: dict(self.versions),
+                RUN_HOST.key: self.host,
+                RUN_USER.key: self.user,
+                RUN_PID.key: self.pid,
+                RUN_STARTED.key: self.started,
+                RUN_ENDED.key: self.ended,
+                RUN_EXIT.key: self.exit_code,
+                RUN_SLIDES.key: {
+                    RUN_ATTEMPTED.key: attempted,
+                    RUN_COMPLETED.key: attempted - self.failed,
+                    RUN_FAILED.key: self.failed,
+                },
+                RUN_ATTEMPTS.key: [
+                    {
+                        RUN_ATTEMPT_SLIDE.key: a.slide_id,
+                        RUN_ATTEMPT_STATE.key: a.state,
+                        RUN_ATTEMPT_MESSAGE.key: a.message,
+                    }
+                    for a in self.attempts
+                ],
+            }
+        }
+
+    @classmethod
+    def from_json(cls, doc: object) -> RunRecord:
+        """The record from its document; a malformed one raises StoreError naming the field."""
+        raw = doc.get(RUN_RECORD.key) if isinstance(doc, Mapping) else None
+        if not isinstance(raw, Mapping):
+            raise StoreError(f"not a run record (no `{RUN_RECORD.key}` object)")
+        try:
+            attempts = tuple(
+                SlideAttempt(
+                    str(a[RUN_ATTEMPT_SLIDE.key]),
+                    str(a[RUN_ATTEMPT_STATE.key]),
+                    str(a.get(RUN_ATTEMPT_MESSAGE.key, "")),
+                )
+                for a in raw.get(RUN_ATTEMPTS.key, [])
+            )
+            arguments, versions = raw.get(RUN_ARGUMENTS.key, {}), raw.get(RUN_VERSIONS.key, {})
+            return cls(
+                command=str(raw[RUN_COMMAND.key]),
+                arguments=dict(arguments) if isinstance(arguments, Mapping) else {},
+                versions={str(k): str(v) for k, v in versions.items()} if isinstance(versions, Mapping) else {},
+                host=str(raw.get(RUN_HOST.key, "")),
+                user=str(raw.get(RUN_USER.key, "")),
+                pid=int(raw.get(RUN_PID.key, 0)),
+                started=str(raw[RUN_STARTED.key]),
+                ended=str(raw[RUN_ENDED.key]),
+                exit_code=int(raw.get(RUN_EXIT.key, 0)),
+                attempts=attempts,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise StoreError(f"malformed run record: {type(err).__name__}: {err}") from None

@@ -18,12 +18,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
+from pcam_scan.diagnosis.rule import SizeCategory
 from pcam_scan.errors import ConfigError
 from pcam_scan.outputs import check_output_files
 from pcam_scan.synth.files import written_atomically
 from pcam_scan.synth.ground_truth import MASK_DOWNSAMPLE, MASK_LEVEL, write_ground_truth
-from pcam_scan.synth.layout import SlidePlan, plan_slide
+from pcam_scan.synth.layout import Category, SlidePlan, plan_slide
+from pcam_scan.synth.patients import PATIENTS_CSV, REFERENCE_STAGES_CSV, PatientPlan, plan_patients, write_patient_files
 from pcam_scan.synth.slide_writer import SynthSlide, write_planned_slide
 from pcam_scan.synth.spec import SynthSpec, slide_seed
 
@@ -46,16 +49,37 @@ class SynthProgress:
 ProgressCallback = Callable[[SynthProgress], None]
 
 
+PATIENT_SEED_OFFSET = 1_000_000
+"""Node slides' seeds index past any tumour or normal slide's (MAX_SLIDES), so adding patients
+changes no other slide's bytes."""
+
+
 def slide_names(spec: SynthSpec) -> list[tuple[str, bool, int]]:
-    """(name, tumour, index within its kind) per slide, in writing order, Camelyon16 names."""
+    """(name, tumour, seed index) per slide, in writing order: Camelyon16 names, then the
+    patients' node slides (Camelyon17 names)."""
     tumour = [(f"tumor_{i + 1:03d}", True, i) for i in range(spec.tumour_count)]
     normal = [(f"normal_{i + 1:03d}", False, i) for i in range(spec.normal_count)]
-    return tumour + normal
+    nodes = [
+        (name, category != "negative", PATIENT_SEED_OFFSET + i)
+        for i, (name, category) in enumerate(node_categories(spec).items())
+    ]
+    return tumour + normal + nodes
+
+
+def node_categories(spec: SynthSpec) -> dict[str, SizeCategory]:
+    """Each patient node slide's category, in writing order (none without --patients)."""
+    return {name: category for plan in patient_plans(spec) for name, category in plan.nodes}
+
+
+def patient_plans(spec: SynthSpec) -> list[PatientPlan]:
+    return plan_patients(spec.patient_count, spec.seed)
 
 
 def dataset_files(out: Path, spec: SynthSpec) -> list[Path]:
     """Every file the data set writes under `out`."""
     files = [out / "reference.csv", out / "synth.json"]
+    if spec.patient_count:
+        files += [out / PATIENTS_CSV, out / REFERENCE_STAGES_CSV]
     for name, tumour, _ in slide_names(spec):
         files.append(out / f"{name}.tif")
         if tumour:
@@ -80,7 +104,11 @@ def write_synthetic_dataset(
             f"{out} holds slides this data set would not list in its reference.csv "
             f"({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}); use an empty folder"
         )
-    plans = [plan_slide(spec.slide, slide_seed(spec.seed, tumour, i), tumour) for _, tumour, i in jobs]
+    nodes: dict[str, SizeCategory] = node_categories(spec)
+    plans = [
+        plan_slide(spec.slide, slide_seed(spec.seed, tumour, i), tumour, _node_lesion_kind(nodes.get(name)))
+        for name, tumour, i in jobs
+    ]
     slides = []
     for index, ((name, tumour, _), plan) in enumerate(zip(jobs, plans, strict=True)):
         on_rows = None
@@ -96,8 +124,15 @@ def write_synthetic_dataset(
             raise ConfigError(f"cannot write {name} in {out}: {err.strerror or err}") from None
         slides.append(slide)
     write_reference_csv(out / "reference.csv", slides)
+    if spec.patient_count:
+        write_patient_files(out, patient_plans(spec))
     write_manifest(out / "synth.json", spec, slides, out)
     return slides
+
+
+def _node_lesion_kind(category: SizeCategory | None) -> Category | None:
+    """The lesion a node slide holds: its category's, none for a negative node or a non-node."""
+    return None if category in (None, "negative") else cast(Category, category)
 
 
 def _slide_progress(

@@ -74,14 +74,22 @@ class SynthSpec:
     tumour_count: int
     normal_count: int
     seed: int = 0
+    patient_count: int = 0
+    """Camelyon17-style patients of known pN stage, five node slides each (pcam_scan.synth.patients)."""
 
     def __post_init__(self) -> None:
         for name, value in (("--tumor", self.tumour_count), ("--normal", self.normal_count)):
             if not isinstance(value, Integral) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{name} must be a count of slides (0 or more), got {value!r}")
-        total = self.tumour_count + self.normal_count
+        if (
+            not isinstance(self.patient_count, Integral)
+            or isinstance(self.patient_count, bool)
+            or self.patient_count < 0
+        ):
+            raise ConfigError(f"--patients must be a count of patients (0 or more), got {self.patient_count!r}")
+        total = self.tumour_count + self.normal_count + 5 * self.patient_count
         if total == 0:
-            raise ConfigError("nothing to write: --tumor and --normal are both 0")
+            raise ConfigError("nothing to write: --tumor, --normal and --patients are all 0")
         if total > MAX_SLIDES:
             raise ConfigError(f"{total} slides asked for; at most {MAX_SLIDES} per data set")
         if not isinstance(self.seed, Integral) or isinstance(self.seed, bool) or self.seed < 0:

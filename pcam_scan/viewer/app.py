@@ -111,8 +111,7 @@ class _Api:
         return FileResponse(WEB_DIR / "viewer.html")
 
     def slide_list(self, request: Request) -> Response:
-        slides = [summary.to_json() for summary in self.catalog.summaries()]
-        return JSONResponse({"store": self.catalog.store.uri, "slides": slides}, headers={"cache-control": REVALIDATE})
+        return JSONResponse(self.catalog.slide_list(), headers={"cache-control": REVALIDATE})
 
     def slide_info(self, request: Request) -> Response:
         view = self._view(request)
