@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "diagnose",
     "fit_aggregator",
     "export",
+    "export_model",
+    "import_model",
     "synth",
     "scan",
     "submit",
