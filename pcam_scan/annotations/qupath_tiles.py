@@ -1,8 +1,8 @@
 """The heatmap as QuPath tile objects: one GeoJSON Feature per tissue cell of a pyramid level.
 
 QuPath's conventions, checked in its reader (`qupath-core` `QuPathTypeAdapters.PathObjectTypeAdapter`,
-`MeasurementListTypeAdapter`, v0.4.3 to v0.7) and documentation (qupath-docs
-`docs/advanced/exporting_annotations.md`):
+`MeasurementListTypeAdapter`, v0.4.3 to v0.7) and documentation
+(`qupath-docs/docs/advanced/exporting_annotations.md`; sources and versions in docs/interop.md):
 - a FeatureCollection; coordinates in level-0 pixels, origin at the top-left of the full image;
 - `properties.objectType` "tile" (without it every feature would become an annotation);
 - `properties.measurements` as a JSON object {"P(tumour)": p} (QuPath >= 0.4 writes this form and

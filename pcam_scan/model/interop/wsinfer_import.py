@@ -12,7 +12,7 @@ an ordinary safetensors checkpoint; the TorchScript is not kept.
 Geometry: the model is scanned at its own, the config's patch size and MPP. WSInfer labels the
 whole patch, so the label square is the patch (label_px = patch_px) and the scan's default
 stride is one patch: one heatmap cell per patch, non-overlapping, as WSInfer tiles a slide
-(a `--stride` down to the label size is the user's choice). A model pcam-scan exported keeps its
+(the stride cannot go below the label size, so this is its only grid). A model pcam-scan exported keeps its
 own label square and rule (config key `pcam_scan`).
 """
 
