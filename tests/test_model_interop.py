@@ -97,6 +97,11 @@ def tia_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path
     return made
 
 
+def _import_tiatoolbox(pth: Path, backbone: str, out: Path) -> Path:
+    assert main(["import-model", "--from", "tiatoolbox", str(pth), "--arch", backbone, "--out", str(out)]) == 0
+    return out
+
+
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_a_tiatoolbox_model_gives_its_own_probabilities_through_the_predictor(
     backbone: str, tia_models: dict[str, tuple[Path, nn.Module]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -129,15 +134,13 @@ def test_the_import_records_tiatoolbox_s_geometry_scaling_and_provenance(
     tia_models: dict[str, tuple[Path, nn.Module]], tmp_path: Path
 ) -> None:
     pth, _ = tia_models["resnet18"]
-    out = tmp_path / "r18.safetensors"
-    assert main(["import-model", "--from", "tiatoolbox", str(pth), "--arch", "resnet18", "--out", str(out)]) == 0
-    meta = read_metadata(out)
+    meta = read_metadata(_import_tiatoolbox(pth, "resnet18", tmp_path / "r18.safetensors"))
     assert meta.architecture == "torchvision-resnet18"
     assert (meta.patch_px, meta.input_px, meta.label_px, meta.mpp_um_px) == (96, 96, 32, 1.0)
     assert meta.normalisation.mean == (0.0, 0.0, 0.0) and meta.normalisation.std == (1.0, 1.0, 1.0)
     assert meta.tumour_class == "tumour" and meta.tumour_index == 1 and meta.label_rule == "pcam-any"
     details = meta.provenance.details
-    assert details["imported_from"] == "tiatoolbox" and details["source_file"] == pth.name
+    assert details["imported_from"] == "tiatoolbox" and details["source"] == pth.name
     assert "softmax over 2 classes" in details["output"] and "1.0 um/px" in details["input_resolution"]
     assert len(details["source_sha256"]) == 64
 
@@ -220,8 +223,7 @@ def test_an_imported_tiatoolbox_model_exports_to_wsinfer_with_its_own_geometry(
     tia_models: dict[str, tuple[Path, nn.Module]], tmp_path: Path
 ) -> None:
     pth, reference = tia_models["resnet18"]
-    ckpt = tmp_path / "r18.safetensors"
-    assert main(["import-model", "--from", "tiatoolbox", str(pth), "--arch", "resnet18", "--out", str(ckpt)]) == 0
+    ckpt = _import_tiatoolbox(pth, "resnet18", tmp_path / "r18.safetensors")
     out = tmp_path / "wsinfer"
     assert main(["export-model", str(ckpt), "--format", "wsinfer", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())

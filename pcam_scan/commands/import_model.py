@@ -6,8 +6,8 @@ models as pcam-scan checkpoints.
   TIAToolbox's geometry: 96 px patches at 1.0 um/px, [0, 1] input, PCam's centre 32 px label.
 - `--from wsinfer DIR`: a WSInfer model folder (config.json + torchscript_model.pt) whose
   preprocessing and architecture pcam-scan can honour (ResNet18/34/50, Resize -> ToTensor ->
-  Normalize, a tumour class); scanned at its own patch size and MPP, one cell per patch by
-  default (WSInfer labels the whole patch). Anything else is refused in one line.
+  Normalize, a tumour class); scanned at its own patch size and MPP, one heatmap cell per patch
+  (WSInfer labels the whole patch). Anything else is refused in one line.
 
 The checkpoint records where the weights came from (`pcam-scan model-info`). An existing OUT is
 kept unless --overwrite is given.
@@ -20,9 +20,10 @@ from pathlib import Path
 
 from pcam_scan.commands.options import add_overwrite_option
 from pcam_scan.errors import ConfigError
+from pcam_scan.model.names import TORCHVISION_RESNETS
 
 SOURCES = ("tiatoolbox", "wsinfer")
-ARCHS = ("resnet18", "resnet34", "resnet50")  # TIAToolbox backbones; pcam_scan.model.names.TORCHVISION_RESNETS
+ARCHS = tuple(TORCHVISION_RESNETS)  # the TIAToolbox backbones pcam-scan can run
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import pickle
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -31,6 +30,7 @@ from pcam_scan.model.architectures import build_network
 from pcam_scan.model.checkpoint import check_weights_fit, save_checkpoint
 from pcam_scan.model.metadata import ModelMetadata, Normalisation, Provenance
 from pcam_scan.model.names import TORCHVISION_RESNETS
+from pcam_scan.wording import first_line
 
 TIATOOLBOX_MPP_UM_PX = 1.0
 """`input_resolutions: [{"resolution": 1.0, "units": "mpp"}]` of every `*-pcam` entry."""
@@ -61,9 +61,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"{path} holds more than tensors: torch.load(weights_only=True) refused it ({first})"
+            f"{path} holds more than tensors: torch.load(weights_only=True) refused it ({first_line(err)})"
         ) from None
     except (RuntimeError, EOFError, ValueError, OSError) as err:
         raise CheckpointError(f"{path} is not a PyTorch weights file ({type(err).__name__}: {err})") from None
@@ -98,20 +97,17 @@ def tiatoolbox_metadata(backbone: str, source: Path, source_sha256: str) -> Mode
         mpp_um_px=TIATOOLBOX_MPP_UM_PX,
         normalisation=NO_NORMALISATION,
         label_rule="pcam-any",
-        provenance=Provenance(
-            data=f"PatchCamelyon (TIAToolbox's {backbone}-pcam weights, imported)",
-            date=datetime.now(UTC).isoformat(timespec="seconds"),
-            details={
-                "imported_from": "tiatoolbox",
-                "source_file": source.name,
-                "source_sha256": source_sha256,
-                "source_layout": f"tiatoolbox vanilla.CNNModel(backbone={backbone}, num_classes=2)",
-                "input_scaling": "RGB / 255 in [0, 1], no mean/std (TIAToolbox's pcam preproc: ToTensor)",
-                "output": "softmax over 2 classes (in CNNModel.forward; the scanner applies it to the logits)",
-                "input_resolution": f"{TIATOOLBOX_PATCH_PX} x {TIATOOLBOX_PATCH_PX} px at "
-                f"{TIATOOLBOX_MPP_UM_PX} um/px (TIAToolbox ioconfig)",
-                "label": "PatchCamelyon: any tumour in the centre 32 x 32 px; class 1 = tumour",
-            },
+        provenance=Provenance.imported(
+            f"PatchCamelyon (TIAToolbox's {backbone}-pcam weights, imported)",
+            "tiatoolbox",
+            source.name,
+            source_sha256,
+            source_layout=f"tiatoolbox vanilla.CNNModel(backbone={backbone}, num_classes=2)",
+            input_scaling="RGB / 255 in [0, 1], no mean/std (TIAToolbox's pcam preproc: ToTensor)",
+            output="softmax over 2 classes (in CNNModel.forward; the scanner applies it to the logits)",
+            input_resolution=f"{TIATOOLBOX_PATCH_PX} x {TIATOOLBOX_PATCH_PX} px at {TIATOOLBOX_MPP_UM_PX} um/px "
+            "(TIAToolbox ioconfig)",
+            label="PatchCamelyon: any tumour in the centre 32 x 32 px; class 1 = tumour",
         ),
     )
 

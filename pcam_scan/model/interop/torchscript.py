@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from pcam_scan.errors import CheckpointError
+from pcam_scan.wording import first_line
 
 
 @contextmanager
@@ -41,6 +42,5 @@ def load_scripted(path: Path) -> torch.jit.ScriptModule:
         with _jit_deprecation_silenced():
             module: torch.jit.ScriptModule = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
     except (RuntimeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a TorchScript model ({first})") from None
+        raise CheckpointError(f"{path} is not a TorchScript model ({first_line(err)})") from None
     return module.eval()

@@ -19,7 +19,6 @@ own label square and rule (config key `pcam_scan`).
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -32,6 +31,7 @@ from pcam_scan.model.checkpoint import check_weights_fit, save_checkpoint
 from pcam_scan.model.interop.torchscript import load_scripted
 from pcam_scan.model.interop.wsinfer_config import CONFIG_NAME, TORCHSCRIPT_NAME, WsinferModel, read_config
 from pcam_scan.model.metadata import ModelMetadata, Provenance
+from pcam_scan.wording import first_line
 
 MAX_DELTA_P = 1e-5
 """Largest |delta p| (fp32) between the TorchScript and the rebuilt network on the check patches."""
@@ -65,17 +65,14 @@ def wsinfer_metadata(model: WsinferModel, folder: Path, source_sha256: str) -> M
         mpp_um_px=model.mpp_um_px,
         normalisation=model.normalisation,
         label_rule=model.label_rule,
-        provenance=Provenance(
-            data=f"unknown: WSInfer model folder {folder.name}, imported (see its model card)",
-            date=datetime.now(UTC).isoformat(timespec="seconds"),
-            details={
-                "imported_from": "wsinfer",
-                "source_folder": folder.name,
-                "source_sha256": source_sha256,
-                "label": "as exported by pcam-scan"
-                if model.exported_by_pcam_scan
-                else f"the whole patch ({model.label_px} px), rule not stated by WSInfer: taken as {model.label_rule}",
-            },
+        provenance=Provenance.imported(
+            f"unknown: WSInfer model folder {folder.name}, imported (see its model card)",
+            "wsinfer",
+            folder.name,
+            source_sha256,
+            label="as exported by pcam-scan"
+            if model.exported_by_pcam_scan
+            else f"the whole patch ({model.label_px} px), rule not stated by WSInfer: taken as {model.label_rule}",
         ),
     )
 
@@ -114,8 +111,7 @@ def _max_delta_p(script: torch.jit.ScriptModule, network: torch.nn.Module, model
         try:
             theirs = script(x).float()
         except RuntimeError as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"the TorchScript fails on {model.fed_px} px patches ({first})") from None
+            raise CheckpointError(f"the TorchScript fails on {model.fed_px} px patches ({first_line(err)})") from None
         y = x
         if model.input_px != model.fed_px:
             y = F.interpolate(x, size=(model.input_px,) * 2, mode="bilinear", antialias=True, align_corners=False)
