@@ -90,6 +90,7 @@ def tia_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path
     folder = tmp_path_factory.mktemp("tiatoolbox")
     made = {}
     for seed, backbone in enumerate(BACKBONES):
+        torch.manual_seed(seed)  # torchvision's init draws from the global generator
         reference = _randomised(TiatoolboxCNNModel(backbone), seed)
         path = folder / f"{backbone}-pcam.pth"
         torch.save(reference.state_dict(), path)  # what TIAToolbox publishes: a plain state dict
@@ -293,6 +294,7 @@ ZOO_CONFIG = {
 def test_a_zoo_resnet_is_scanned_at_its_own_geometry_one_cell_per_patch(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    torch.manual_seed(5)
     network = _randomised(models.resnet18(weights=None, num_classes=2), seed=5)
     folder = _zoo_folder(tmp_path / "zoo", network, ZOO_CONFIG)
     out = tmp_path / "zoo.safetensors"
