@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "compare",
     "fit_aggregator",
     "export",
+    "export_model",
+    "import_model",
     "synth",
     "scan",
     "submit",

@@ -48,3 +48,9 @@ VALID_FRACTION = 0.2
 HARD_NEGATIVE_FRACTION = 0.5
 HARD_NEGATIVE_POOL_PER_SLIDE = 4000
 HARD_NEGATIVE_MIN_PROBABILITY = 0.5
+
+# QuPath heatmap tiles (`export --format qupath-tiles`)
+QUPATH_TILES_MAX_FEATURES = 100_000
+"""Without --level, the finest pyramid level whose whole cell grid (tissue or not) has at most
+this many cells: a Camelyon16-size slide (about 100k x 200k px at 0.243 um/px, 781 x 1562 cells)
+gets level 2 (196 x 391 cells, 124 um tiles), few enough features for QuPath to stay responsive."""

@@ -174,6 +174,25 @@ BAD_INPUTS: list[tuple[str, ...]] = [
     ("export", "{missing}", "--format", "asap", "--out", "{out}/lesions"),
     ("export", "{dir}", "--format", "pdf", "--out", "{out}/lesions"),
     ("export", "{dir}", "--format", "geojson", "--out", "{out}/lesions", "--threshold", "-0.1"),
+    ("export", "{dir}", "--format", "qupath-tiles", "--out", "{out}/tiles", "--level", "-1"),
+    ("export", "{dir}", "--format", "qupath-tiles", "--out", "{out}/tiles", "--level", "x"),
+    ("export", "{dir}", "--format", "asap", "--out", "{out}/lesions", "--level", "1"),
+    ("export-model", "{missing}", "--format", "wsinfer", "{out}/ws"),
+    ("export-model", "{text}", "--format", "wsinfer", "{out}/ws"),
+    ("export-model", "{ckpt}", "--format", "onnx", "{out}/ws"),
+    ("export-model", "{ckpt}", "--format", "wsinfer"),
+    ("import-model", "--from", "tiatoolbox", "{missing}", "--arch", "resnet50", "--out", "{out}/m.safetensors"),
+    ("import-model", "--from", "tiatoolbox", "{text}", "--arch", "resnet50", "--out", "{out}/m.safetensors"),
+    ("import-model", "--from", "tiatoolbox", "{pickle}", "--arch", "resnet18", "--out", "{out}/m.safetensors"),
+    ("import-model", "--from", "tiatoolbox", "{foreign}", "--arch", "resnet18", "--out", "{out}/m.safetensors"),
+    ("import-model", "--from", "tiatoolbox", "{foreign}", "--out", "{out}/m.safetensors"),
+    ("import-model", "--from", "tiatoolbox", "{foreign}", "--arch", "vgg16", "--out", "{out}/m.safetensors"),
+    ("import-model", "--from", "wsinfer", "{missing}", "--out", "{out}/m.safetensors"),
+    ("import-model", "--from", "wsinfer", "{dir}", "--out", "{out}/m.safetensors"),
+    ("import-model", "--from", "wsinfer", "{text}", "--out", "{out}/m.safetensors"),
+    ("import-model", "--from", "wsinfer", "{dir}", "--arch", "resnet18", "--out", "{out}/m.safetensors"),
+    ("import-model", "--from", "onnx", "{text}", "--out", "{out}/m.safetensors"),
+    ("import-model", "--from", "tiatoolbox", "{foreign}", "--arch", "resnet18"),
     ("synth", "{text}"),
     ("synth", "{out}/synth", "--tumor", "-1"),
     ("synth", "{out}/synth", "--mpp", "0"),
@@ -208,7 +227,19 @@ def placeholders(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path
     root = tmp_path_factory.mktemp("bad-inputs")
     (root / "notes.txt").write_text("not a slide, a checkpoint, a store or a CSV\n")
     (root / "empty").mkdir()
+    # a pickle that torch.load(weights_only=True) refuses (a date object), and a state dict in
+    # another layout than TIAToolbox's (the scanner's own tiny CNN)
+    import datetime
+
+    import torch
+
+    from pcam_scan.model.architectures import TINY_CNN, build_network
+
+    torch.save({"w": torch.zeros(2), "saved": datetime.date(2024, 1, 1)}, root / "pickle.pth")
+    torch.save(build_network(TINY_CNN, 2).state_dict(), root / "foreign.pth")
     return {
+        "pickle": str(root / "pickle.pth"),
+        "foreign": str(root / "foreign.pth"),
         "missing": str(root / "does-not-exist"),
         "text": str(root / "notes.txt"),
         "dir": str(root / "empty"),

@@ -26,7 +26,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pcam_scan.bounded_json import JsonLimitError, parse_json
@@ -103,6 +103,16 @@ class Provenance:
         # private copies (plain dicts, so the metadata pickles for Ray workers)
         object.__setattr__(self, "metrics", {k: float(v) for k, v in self.metrics.items()})
         object.__setattr__(self, "details", {k: str(v) for k, v in self.details.items()})
+
+    @classmethod
+    def imported(cls, data: str, tool: str, source_name: str, source_sha256: str, **details: str) -> Provenance:
+        """Weights converted from another tool today: the tool, the source file's name and
+        sha256 in `details` (`imported_from`, `source`, `source_sha256`), with any other details."""
+        return cls(
+            data=data,
+            date=datetime.now(UTC).isoformat(timespec="seconds"),
+            details={"imported_from": tool, "source": source_name, "source_sha256": source_sha256, **details},
+        )
 
 
 @dataclass(frozen=True)
