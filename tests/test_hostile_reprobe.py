@@ -1,0 +1,42 @@
+"""The adversarial re-probe's cases (issue 24, item 6) that are refusals of a command line: each
+is one `pcam-scan: error:` line and exit 2, given before any work, and nothing in the folder
+changes. The cases over damaged stores are in tests/hostile_cases.py's TAMPERS (so every batch
+command and the viewer meet them); the process cases in tests/test_hostile_processes.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.hostile_cases import changed, one_error_line, run_cli, snapshot
+
+# case -> (the command line given the folder, the slides and the model; what its one line says)
+REFUSALS: dict[str, tuple[Callable[[Path, Path, Path], list[object]], str]] = {
+    "N_seed_beyond_32_bits": (
+        lambda f, slides, model: [
+            "synth",
+            f / "out",
+            "--tumor",
+            "0",
+            "--normal",
+            "1",
+            "--seed",
+            "100000000000000000000",
+        ],
+        "--seed 100000000000000000000 must be an integer in 0..4294967295",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_a_refused_command_line_is_one_line_exit_2_and_changes_nothing(
+    tmp_path: Path, case: str, synth_dataset: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv, says = REFUSALS[case]
+    before = snapshot(tmp_path)
+    code, _, err = run_cli(argv(tmp_path, synth_dataset, tiny_checkpoint), capsys)
+    assert code == 2
+    assert says in one_error_line(err)
+    assert changed(before, snapshot(tmp_path)) == set()
