@@ -14,6 +14,10 @@ from tests.hostile_cases import changed, one_error_line, run_cli, snapshot
 
 # case -> (the command line given the folder, the slides and the model; what its one line says)
 REFUSALS: dict[str, tuple[Callable[[Path, Path, Path], list[object]], str]] = {
+    "H_store_at_the_root": (
+        lambda f, slides, model: ["scan", slides / "normal_001.tif", "--model", model, "--store", "/", "--in-process"],
+        "is the file system root",
+    ),
     "N_seed_beyond_32_bits": (
         lambda f, slides, model: [
             "synth",
