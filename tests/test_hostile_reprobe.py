@@ -18,6 +18,10 @@ REFUSALS: dict[str, tuple[Callable[[Path, Path, Path], list[object]], str]] = {
         lambda f, slides, model: ["scan", slides / "normal_001.tif", "--model", model, "--store", "/", "--in-process"],
         "is the file system root",
     ),
+    "K_demo_with_more_cpus_than_cores": (
+        lambda f, slides, model: ["demo", "--out", f / "demo", "--quick", "--num-cpus", "1000"],
+        "--num-cpus 1000 exceeds the",
+    ),
     "N_seed_beyond_32_bits": (
         lambda f, slides, model: [
             "synth",
