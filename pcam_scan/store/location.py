@@ -84,7 +84,7 @@ class StoreLocation:
 
 def child_array(group: zarr.Group, name: str) -> zarr.Array[Any]:
     """The array `name` under `group`; a StoreError when it is missing or not an array."""
-    return _child(group, name, zarr.Array[Any])
+    return _child(group, name, zarr.Array)  # the bare class: isinstance refuses a subscripted generic
 
 
 def child_group(group: zarr.Group, name: str) -> zarr.Group:
