@@ -85,6 +85,16 @@ def _undone(store: Path) -> None:
     _rewrite_prob(store, lambda prob: np.full_like(prob, np.nan))
 
 
+def _chunk(store: Path, *block_rc: int) -> Path:
+    """Slide a's level-0 chunk file of one block (a block is one chunk)."""
+    return store / "a" / "prob" / "0" / "c" / str(block_rc[0]) / str(block_rc[1])
+
+
+def _chunk_to_folder(store: Path) -> None:
+    _chunk(store, 0, 0).unlink()
+    _chunk(store, 0, 0).mkdir()
+
+
 def _with(
     values: np.ndarray | float, where: tuple[slice, slice] = (slice(11, 12), slice(11, 12))
 ) -> Callable[[np.ndarray], np.ndarray]:
@@ -111,6 +121,19 @@ TAMPERS: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "corrupt_chunk": (
         lambda s: (s / "a" / "prob" / "0" / "c" / "0" / "0").write_bytes(b"not zstd" * 8),
         "Zstd",
+        "data",
+    ),
+    # re-probe case A: a done block without its chunk (Zarr reads NaN), or lesion cells emptied,
+    # read "negative" although the slide is positive
+    "A_chunks_deleted": (
+        lambda s: [_chunk(s, 0, col).unlink() for col in (0, 1)],
+        "of its 300 tissue cells have no prediction",
+        "data",
+    ),
+    "A_chunk_replaced_by_folder": (_chunk_to_folder, "of its 300 tissue cells have no prediction", "data"),
+    "A_lesion_cells_nan": (
+        lambda s: _rewrite_prob(s, _with(np.nan, (slice(10, 14), slice(10, 14)))),
+        "16 of its 300 tissue cells have no prediction",
         "data",
     ),
     "complete_never_predicted": (_undone, "marked complete but 4 planned blocks were never written", "data"),

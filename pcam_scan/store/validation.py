@@ -109,13 +109,20 @@ def check_complete(
     tissue: npt.NDArray[np.bool_],
     missing_blocks: int,
 ) -> None:
-    """A `complete` slide has every planned block done and a prediction for its tissue."""
+    """A `complete` slide has every planned block done and a prediction for every tissue cell:
+    a done block whose chunk was deleted (Zarr then reads NaN) or whose lesion cells were set to
+    NaN must not be diagnosed from what is left (it read "negative" although positive)."""
     if missing_blocks:
         raise DamagedSlideError(
             slide_id, f"it is marked complete but {missing_blocks} planned blocks were never written"
         )
-    if tissue.any() and not np.isfinite(prob[tissue]).any():
-        raise DamagedSlideError(slide_id, "it is marked complete but none of its tissue cells has a prediction")
+    unpredicted = int(np.count_nonzero(~np.isfinite(prob[tissue])))
+    if unpredicted:  # every tissue cell lies in a planned block, and a done block predicts all of them
+        raise DamagedSlideError(
+            slide_id,
+            f"it is marked complete but {unpredicted} of its {int(np.count_nonzero(tissue))} tissue cells have no "
+            "prediction (a chunk missing, replaced or emptied)",
+        )
 
 
 def check_metadata_size(slide_id: str, metadata_path: Path | None) -> None:
