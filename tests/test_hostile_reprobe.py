@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile_cases import changed, one_error_line, run_cli, snapshot
+from pcam_scan.store import HeatmapStore, SlideRecord
+from pcam_scan.store.schema import SlideState
+from tests.hostile_cases import RUN, build_store, changed, one_error_line, run_cli, snapshot
 
 # case -> (the command line given the folder, the slides and the model; what its one line says)
 REFUSALS: dict[str, tuple[Callable[[Path, Path, Path], list[object]], str]] = {
@@ -48,3 +50,17 @@ def test_a_refused_command_line_is_one_line_exit_2_and_changes_nothing(
     assert code == 2
     assert says in one_error_line(err)
     assert changed(before, snapshot(tmp_path)) == set()
+
+
+def test_a_failure_after_planning_keeps_the_fingerprint_the_blocks_were_read_from(tmp_path: Path) -> None:
+    """Case G: a slide truncated mid-scan fails; its failure must not record the truncated file's
+    fingerprint over the planned one, or the resume after the file is restored says 'its file
+    changed'. A slide never planned gets its record with the failure."""
+    store = HeatmapStore.open(str(build_store(tmp_path / "s.zarr")), RUN, mode="a")
+    planned = store.stored_slide("a").record
+    store.mark_failed("a", "a block read failed", SlideRecord(planned.path, "sha256:truncated"))
+    store.mark_failed("new", "cannot open", SlideRecord("/nowhere/new.tif", "sha256:new"))
+    reopened = HeatmapStore.open(str(tmp_path / "s.zarr"))
+    assert reopened.slide_status("a").state is SlideState.FAILED
+    assert reopened.stored_slide("a").record == planned
+    assert reopened.stored_slide("new").record.fingerprint == "sha256:new"
