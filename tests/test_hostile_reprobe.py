@@ -5,6 +5,7 @@ command and the viewer meet them); the process cases in tests/test_hostile_proce
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,23 @@ import pytest
 from pcam_scan.store import HeatmapStore, SlideRecord
 from pcam_scan.store.schema import SlideState
 from tests.hostile_cases import RUN, build_store, changed, one_error_line, run_cli, snapshot
+
+
+def _sparse(path: Path, size: int = 300 * 2**20) -> Path:
+    """A file of `size` bytes that takes no disk (a hole): what matters is that it is not read."""
+    with path.open("wb") as file:
+        file.truncate(size)
+    return path
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)  # no writer: a reader that opens it blocking waits forever
+    return path
+
+
+def _diagnose(folder: Path) -> list[object]:
+    return ["diagnose", build_store(folder / "s.zarr"), "--out", folder / "d.csv"]
+
 
 # case -> (the command line given the folder, the slides and the model; what its one line says)
 REFUSALS: dict[str, tuple[Callable[[Path, Path, Path], list[object]], str]] = {
@@ -23,6 +41,14 @@ REFUSALS: dict[str, tuple[Callable[[Path, Path, Path], list[object]], str]] = {
     "K_demo_with_more_cpus_than_cores": (
         lambda f, slides, model: ["demo", "--out", f / "demo", "--quick", "--num-cpus", "1000"],
         "--num-cpus 1000 exceeds the",
+    ),
+    "L_aggregator_of_300_mb": (
+        lambda f, slides, model: [*_diagnose(f), "--aggregator", _sparse(f / "agg.json")],
+        "agg.json is 314572800 bytes, over the limit of 67108864 bytes",
+    ),
+    "D_aggregator_fifo": (
+        lambda f, slides, model: [*_diagnose(f), "--aggregator", _fifo(f / "agg.json")],
+        "agg.json is a FIFO, not a regular file",
     ),
     "N_seed_beyond_32_bits": (
         lambda f, slides, model: [
@@ -45,8 +71,9 @@ def test_a_refused_command_line_is_one_line_exit_2_and_changes_nothing(
     tmp_path: Path, case: str, synth_dataset: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv, says = REFUSALS[case]
+    args = argv(tmp_path, synth_dataset, tiny_checkpoint)  # builds the case's inputs
     before = snapshot(tmp_path)
-    code, _, err = run_cli(argv(tmp_path, synth_dataset, tiny_checkpoint), capsys)
+    code, _, err = run_cli(args, capsys)
     assert code == 2
     assert says in one_error_line(err)
     assert changed(before, snapshot(tmp_path)) == set()
