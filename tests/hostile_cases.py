@@ -136,6 +136,12 @@ TAMPERS: dict[str, tuple[Callable[[Path], None], str, str]] = {
         "16 of its 300 tissue cells have no prediction",
         "data",
     ),
+    # re-probe case I: export and evaluate exited 2 for the whole batch, the viewer answered 400
+    "I_block_cells_zero": (
+        lambda s: _edit_attrs(s, _set("block_cells", 0)),
+        "block_cells 0 is not a positive",
+        "attrs",
+    ),
     "complete_never_predicted": (_undone, "marked complete but 4 planned blocks were never written", "data"),
     "broken_zarr_json": (lambda s: (s / "a" / "zarr.json").write_text("{broken"), "JSONDecodeError", "attrs"),
     "deep_zarr_json": (

@@ -75,6 +75,7 @@ class HeatmapReader:
             status = self.stored_slide(slide_id).status
             if attrs.planned:
                 self.read_grid(slide_id)
+                self.block_cells(slide_id)
         except DamagedSlideError as err:
             return SlideStatus(SlideState.DAMAGED, err.problem)
         return status
@@ -122,12 +123,13 @@ class HeatmapReader:
     # -- block bookkeeping -----------------------------------------------------------------
 
     def block_cells(self, slide_id: str) -> int:
-        return self._planned_attrs(slide_id).block_cells()
+        attrs = self._planned_attrs(slide_id)
+        with _damaged_if_malformed(slide_id):
+            return attrs.block_cells()
 
     def planned_blocks(self, slide_id: str) -> list[Block]:
         """Every block with at least one tissue cell: the work a scan of this slide must do."""
-        attrs = self._planned_attrs(slide_id)
-        return plan_blocks(attrs.grid(), self.read_tissue(slide_id), attrs.block_cells())
+        return plan_blocks(self.read_grid(slide_id), self.read_tissue(slide_id), self.block_cells(slide_id))
 
     def done_blocks(self, slide_id: str) -> set[tuple[int, int]]:
         """(block_row, block_col) of every block whose probabilities were written whole."""
