@@ -6,6 +6,7 @@ command and the viewer meet them); the process cases in tests/test_hostile_proce
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,3 +92,28 @@ def test_a_failure_after_planning_keeps_the_fingerprint_the_blocks_were_read_fro
     assert reopened.slide_status("a").state is SlideState.FAILED
     assert reopened.stored_slide("a").record == planned
     assert reopened.stored_slide("new").record.fingerprint == "sha256:new"
+
+
+def test_a_folder_with_a_symlink_loop_and_a_fifo_scans_the_rest_and_names_each_skipped_file(
+    tmp_path: Path, synth_dataset: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Cases P (a.tif <-> b.tif scanned with exit 0 and not a word) and D (`scan` on a FIFO named
+    pipe.tif hung): each is that slide's failure, one row naming why; the good slide completes."""
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    shutil.copyfile(synth_dataset / "normal_001.tif", folder / "normal_001.tif")
+    (folder / "a.tif").symlink_to("b.tif")
+    (folder / "b.tif").symlink_to("a.tif")
+    _fifo(folder / "pipe.tif")
+    store = tmp_path / "run.zarr"
+    argv = ["scan", folder, "--model", tiny_checkpoint, "--store", store, "--in-process", "--block-cells", "16"]
+    code, out, _ = run_cli(argv, capsys)
+    assert code == 1
+    rows = {line.split()[0]: line for line in out if line.split() and line.split()[0] in {"a", "b", "pipe"}}
+    assert "symbolic links" in rows["a"] and "symbolic links" in rows["b"]
+    assert "is a FIFO, not a regular file" in rows["pipe"]
+    stored = HeatmapStore.open(str(store))
+    assert stored.slide_status("normal_001").state is SlideState.COMPLETE
+    assert {s: stored.slide_status(s).state for s in ("a", "b", "pipe")} == dict.fromkeys(
+        ("a", "b", "pipe"), SlideState.FAILED
+    )
