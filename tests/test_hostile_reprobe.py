@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -117,3 +119,28 @@ def test_a_folder_with_a_symlink_loop_and_a_fifo_scans_the_rest_and_names_each_s
     assert {s: stored.slide_status(s).state for s in ("a", "b", "pipe")} == dict.fromkeys(
         ("a", "b", "pipe"), SlideState.FAILED
     )
+
+
+FULL_DISK_CLI = (
+    "import resource, sys\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))\n"
+    "from pcam_scan.cli import main\n"
+    "sys.exit(main(sys.argv[2:]))\n"
+)
+
+
+def test_diagnose_on_a_full_disk_leaves_the_stored_diagnoses_as_they_were(tmp_path: Path) -> None:
+    """Case J: `diagnose --out` on a full disk exited 2 after the stored diagnoses were already
+    rewritten. A file-size limit (RLIMIT_FSIZE: writes past it fail as on a full disk) that a
+    slide's zarr.json fits and the CSV of 26 slides does not: the CSV is written first, fails,
+    and nothing changes."""
+    store = build_store(tmp_path / "s.zarr")
+    for index in range(24):
+        shutil.copytree(store / "b", store / f"b{index}")
+    limit = max(path.stat().st_size for path in store.rglob("zarr.json")) + 1024
+    before = snapshot(tmp_path)
+    argv = [sys.executable, "-c", FULL_DISK_CLI, str(limit), "diagnose", str(store), "--out", str(tmp_path / "d.csv")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "File too large" in one_error_line(done.stderr.splitlines())
+    assert changed(before, snapshot(tmp_path)) == set()

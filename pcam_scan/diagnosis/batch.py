@@ -63,9 +63,11 @@ class DiagnosisRow:
     diagnosis: Diagnosis | None = None
 
 
-def diagnose_store(store: HeatmapStore, scorer: Scorer) -> list[DiagnosisRow]:
-    """A row for every slide of the store, in its order; each complete slide's diagnosis is also
-    stored in its attributes. One damaged or failing slide is recorded; the others go on."""
+def diagnose_store(store: HeatmapStore, scorer: Scorer, save: bool = True) -> list[DiagnosisRow]:
+    """A row for every slide of the store, in its order; with `save`, each complete slide's
+    diagnosis is also stored in its attributes (`save_diagnoses` does it later: after the CSV is
+    written, so a full disk leaves the stored diagnoses as they were). One damaged or failing
+    slide is recorded; the others go on."""
     rows: list[DiagnosisRow] = []
     for slide_id, status in slide_statuses(store):
         if status is None:
@@ -75,7 +77,7 @@ def diagnose_store(store: HeatmapStore, scorer: Scorer) -> list[DiagnosisRow]:
             rows.append(DiagnosisRow(slide_id, status.state.value, status.message or ""))
             continue
         try:
-            diagnosis = diagnose_stored_slide(store, slide_id, scorer)
+            diagnosis = diagnose_stored_slide(store, slide_id, scorer, save)
         except DamagedSlideError as err:  # never diagnosed as if sound
             rows.append(DiagnosisRow(slide_id, "damaged", err.problem))
             continue
@@ -84,6 +86,13 @@ def diagnose_store(store: HeatmapStore, scorer: Scorer) -> list[DiagnosisRow]:
             continue
         rows.append(DiagnosisRow(slide_id, status.state.value, diagnosis=diagnosis))
     return rows
+
+
+def save_diagnoses(store: HeatmapStore, rows: Sequence[DiagnosisRow]) -> None:
+    """Store each row's diagnosis in its slide's attributes."""
+    for row in rows:
+        if row.diagnosis is not None:
+            store.set_diagnosis(row.slide_id, row.diagnosis.to_attrs())
 
 
 def tumour_area_mm2(features: Mapping[str, float], settings: FeatureSettings) -> float:
