@@ -144,3 +144,21 @@ def test_diagnose_on_a_full_disk_leaves_the_stored_diagnoses_as_they_were(tmp_pa
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "File too large" in one_error_line(done.stderr.splitlines())
     assert changed(before, snapshot(tmp_path)) == set()
+
+
+@pytest.mark.parametrize("planted", [".reference.csv.partial", ".reference.csv.tmp-{pid}"])
+def test_a_symlink_planted_at_a_temporary_name_is_never_written_through(
+    tmp_path: Path, planted: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Case B: `ln -s ../victim.txt out/.reference.csv.partial` then `synth out` overwrote the
+    victim and left reference.csv a link. Temporary files are now created exclusively."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("must survive\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / planted.format(pid=os.getpid())).symlink_to("../victim.txt")
+    argv = ["synth", out, "--tumor", "0", "--normal", "1", "--width", "5000", "--height", "5000", "--quiet"]
+    code, _, _ = run_cli(argv, capsys)
+    assert code == 0
+    assert victim.read_text() == "must survive\n"
+    assert (out / "reference.csv").is_file() and not (out / "reference.csv").is_symlink()
