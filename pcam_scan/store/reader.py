@@ -37,6 +37,7 @@ from pcam_scan.store.validation import (
     check_grid,
     check_metadata_size,
     check_prob,
+    check_shape_before_reading,
     check_tissue,
     reading_slide,
 )
@@ -97,7 +98,9 @@ class HeatmapReader:
         """The cell-grid tissue mask, checked against the grid (bool, same shape)."""
         shape = self.read_grid(slide_id).shape
         with reading_slide(slide_id, "tissue mask"):
-            tissue = np.asarray(child_array(self._slide_group(slide_id), TISSUE)[:])
+            array = child_array(self._slide_group(slide_id), TISSUE)
+            check_shape_before_reading(slide_id, "tissue", array.shape, shape)
+            tissue = np.asarray(array[:])
         check_tissue(slide_id, tissue, shape)
         return tissue
 
@@ -116,7 +119,9 @@ class HeatmapReader:
             paths = _level_paths(prob)
             if not 0 <= level < len(paths):
                 raise StoreError(f"slide {slide_id!r} has prob levels 0-{len(paths) - 1}, not {level}")
-            values = np.asarray(child_array(prob, paths[level])[:])
+            array = child_array(prob, paths[level])
+            check_shape_before_reading(slide_id, f"prob level {level}", array.shape, shape)
+            values = np.asarray(array[:])
         check_prob(slide_id, level, values, shape)
         return values.astype(np.float32, copy=False)
 

@@ -98,6 +98,23 @@ def check_prob(slide_id: str, level: int, prob: npt.NDArray[Any], shape: tuple[i
         )
 
 
+MAX_GRID_CELLS = 64 * 1024**2
+"""Cells of any one stored grid: a 10-million-pixel side at 128 px a cell is 78,125 cells, and a
+grid of 8192 x 8192 (256 MiB of float32) is already far beyond a real slide's."""
+
+
+def check_shape_before_reading(
+    slide_id: str, what: str, stored: tuple[int, ...], expected: tuple[int, int] | None
+) -> None:
+    """Refuse an array whose metadata claims a shape other than the grid's (or, for a pyramid
+    level, one too big for any grid) before it is read: a zarr.json edited to 16000 x 16000 cost
+    1.4 GB of NaN before the shape check ran on what was read."""
+    if expected is not None and tuple(stored) != tuple(expected):
+        raise DamagedSlideError(slide_id, f"{what} has shape {tuple(stored)}, the cell grid is {expected}")
+    if math.prod(stored) > MAX_GRID_CELLS:
+        raise DamagedSlideError(slide_id, f"{what} has shape {tuple(stored)}, over {MAX_GRID_CELLS} cells")
+
+
 def check_tissue(slide_id: str, tissue: npt.NDArray[Any], shape: tuple[int, int]) -> None:
     if tissue.dtype != np.bool_ or tissue.shape != shape:
         raise DamagedSlideError(slide_id, f"tissue is {tissue.dtype} {tissue.shape}, expected bool {shape}")
