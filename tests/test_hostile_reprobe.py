@@ -6,6 +6,7 @@ command and the viewer meet them); the process cases in tests/test_hostile_proce
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -162,3 +163,16 @@ def test_a_symlink_planted_at_a_temporary_name_is_never_written_through(
     assert code == 0
     assert victim.read_text() == "must survive\n"
     assert (out / "reference.csv").is_file() and not (out / "reference.csv").is_symlink()
+
+
+def test_refused_starting_weights_leave_no_report_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Case C: a failed `train --weights pickle.pt` left an empty `m_report/` behind."""
+    from tests.test_training import write_pcam_folder
+
+    write_pcam_folder(tmp_path / "pcam", {"train": 16, "valid": 8, "test": 8})
+    (tmp_path / "pickle.pt").write_bytes(pickle.dumps({"not": "tensors"}))
+    before = snapshot(tmp_path)
+    argv = ["train", "--pcam", tmp_path / "pcam", "--out", tmp_path / "m.safetensors"]
+    code, _, err = run_cli([*argv, "--weights", tmp_path / "pickle.pt", "--quiet", "--device", "cpu"], capsys)
+    assert code == 2 and "pickled objects" in one_error_line(err)
+    assert changed(before, snapshot(tmp_path)) == set()
