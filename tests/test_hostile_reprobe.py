@@ -17,7 +17,7 @@ import pytest
 
 from pcam_scan.store import HeatmapStore, SlideRecord
 from pcam_scan.store.schema import SlideState
-from tests.hostile_cases import RUN, build_store, changed, one_error_line, run_cli, snapshot
+from tests.hostile_cases import RUN, build_store, changed, damaged_store, one_error_line, run_cli, snapshot
 
 
 def _sparse(path: Path, size: int = 300 * 2**20) -> Path:
@@ -176,3 +176,17 @@ def test_refused_starting_weights_leave_no_report_folder(tmp_path: Path, capsys:
     code, _, err = run_cli([*argv, "--weights", tmp_path / "pickle.pt", "--quiet", "--device", "cpu"], capsys)
     assert code == 2 and "pickled objects" in one_error_line(err)
     assert changed(before, snapshot(tmp_path)) == set()
+
+
+def test_an_export_that_writes_nothing_leaves_no_empty_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Case J (export part): the only slide asked for is damaged, so nothing is written, and the
+    folder the export made for it is taken back."""
+    store = damaged_store(tmp_path, "prob_7.5")
+    before = snapshot(tmp_path)
+    argv = ["export", store, "--format", "asap", "--out", tmp_path / "new" / "xml", "--slides", "a"]
+    code, out, _ = run_cli(argv, capsys)
+    assert code == 1 and any(line.startswith("a: not exported, damaged") for line in out)
+    assert changed(before, snapshot(tmp_path)) == set()
+    assert not (tmp_path / "new").exists()
