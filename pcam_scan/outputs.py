@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pcam_scan.errors import ConfigError
+from pcam_scan.regular_files import file_kind
 
 OVERWRITE_HINT = "pass --overwrite to replace it"
 
@@ -39,7 +40,7 @@ def check_output_file(path: Path, overwrite: bool) -> None:
     if stat.S_ISDIR(info.st_mode):
         raise ConfigError(f"{path} is a folder; give a file to write")
     if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{path} is a {_kind(info.st_mode)}, not a regular file; refusing to write it")
+        raise ConfigError(f"{path} is {file_kind(info.st_mode)}, not a regular file; refusing to write it")
     if not overwrite:
         raise ConfigError(f"{path} exists; {OVERWRITE_HINT}")
 
@@ -162,13 +163,3 @@ def _probe(path: Path) -> None:
         exclusive_sibling(path, "probe").unlink()
     except OSError as err:
         raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    return "special file"

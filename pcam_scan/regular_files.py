@@ -20,7 +20,8 @@ class IrregularFileError(ValueError):
     """The path is not a regular file, or it is over the size limit; `str(err)` is one line."""
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not regular is, for a message: "a FIFO", "a device", ..."""
     if stat.S_ISFIFO(mode):
         return "a FIFO"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
@@ -29,12 +30,12 @@ def _kind(mode: int) -> str:
         return "a socket"
     if stat.S_ISDIR(mode):
         return "a folder"
-    return "not a regular file"
+    return "a special file"
 
 
 def _check(path: str | os.PathLike[str], info: os.stat_result, max_bytes: int | None) -> os.stat_result:
     if not stat.S_ISREG(info.st_mode):
-        raise IrregularFileError(f"{path} is {_kind(info.st_mode)}, not a regular file")
+        raise IrregularFileError(f"{path} is {file_kind(info.st_mode)}, not a regular file")
     if max_bytes is not None and info.st_size > max_bytes:
         raise IrregularFileError(
             f"{path} is {count_noun(info.st_size, 'byte')}, over the limit of {count_noun(max_bytes, 'byte')}"
