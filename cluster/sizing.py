@@ -81,6 +81,10 @@ def check_feasible(budget: PipelineBudget, resources: ClusterResources, waiting_
             raise ConfigError(f"no node of the Ray cluster can run {stage}, which needs {needs} (its nodes: {nodes})")
 
 
+RAY_DATA_TASK_CPUS = 1.0
+"""What a Ray Data task asks for when nothing says otherwise: the pipeline's repartition stage
+(which takes no CPU argument) runs such tasks, so the actors never hold the last CPU."""
+
 MIN_READ_TASKS = 2
 """Two reads at least: one's I/O overlaps another's decode."""
 
@@ -107,10 +111,13 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
     smallest = reserve + actors * cpus_per_actor + MIN_READ_TASKS * MIN_READ_TASK_CPUS
     if resources.cpus < smallest:  # a small node: every share scaled down alike, so all fit at once
         scale = resources.cpus / smallest
+        # the actors hold their share for the whole run: what they hold must leave a task of
+        # Ray Data's default CPU (its repartition stage) room to run, or that task waits for good
+        actor_cpus = min(cpus_per_actor * scale, max(0.0, resources.cpus - RAY_DATA_TASK_CPUS) / actors)
         return PipelineBudget(
             use_gpus=use_gpus,
             actors=actors,
-            cpus_per_actor=cpus_per_actor * scale,
+            cpus_per_actor=actor_cpus,
             read_tasks=MIN_READ_TASKS,
             cpus_per_read=MIN_READ_TASK_CPUS * scale,
             cpus_per_write=WRITE_TASK_CPUS * scale,

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from cluster.session import ClusterResources, NodeShape
-from cluster.sizing import WRITE_RESERVE_CPUS, WRITE_TASK_CPUS, check_feasible, plan_budget, worker_pool_size
+from cluster.sizing import (
+    RAY_DATA_TASK_CPUS,
+    WRITE_RESERVE_CPUS,
+    WRITE_TASK_CPUS,
+    check_feasible,
+    plan_budget,
+    worker_pool_size,
+)
 from pcam_scan.errors import ConfigError
 from pcam_scan.model.settings import PredictorSettings
 
@@ -52,7 +59,7 @@ def test_a_node_smaller_than_the_minimum_shares_still_fits_the_model_two_reads_a
     at_once = budget.actors * budget.cpus_per_actor + budget.read_tasks * budget.cpus_per_read
     assert at_once + 2 * budget.cpus_per_write <= cpus + 1e-9
     assert budget.read_tasks >= 2 and budget.actors == 1
-    assert min(budget.cpus_per_actor, budget.cpus_per_read, budget.cpus_per_write) > 0
+    assert min(budget.cpus_per_read, budget.cpus_per_write) > 0 and budget.cpus_per_actor >= 0
 
 
 def test_a_cluster_without_cpus_is_refused() -> None:
@@ -86,3 +93,10 @@ def test_a_stage_that_fits_no_node_is_refused_naming_what_it_needs(
     with pytest.raises(ConfigError, match="no node of the Ray cluster can run") as err:
         check_feasible(budget, resources, waiting_for_gpus=waiting)
     assert refused in str(err.value)
+
+
+@pytest.mark.parametrize("cpus", [1, 1.5, 2, 3, 16])
+def test_the_model_actors_always_leave_room_for_a_task_of_ray_datas_default_cpu(cpus: float) -> None:
+    """The repartition stage runs 1-CPU tasks: an actor holding half of one CPU starved it."""
+    budget = plan_budget(ClusterResources(cpus=cpus, gpus=0, max_node_cpus=cpus), PredictorSettings(), None)
+    assert cpus - budget.actors * budget.cpus_per_actor >= RAY_DATA_TASK_CPUS - 1e-9
