@@ -89,9 +89,10 @@ def train_and_export(
     """
     if not checkpoint_path.parent.is_dir():
         raise ConfigError(f"cannot write {checkpoint_path}: folder {checkpoint_path.parent} does not exist")
-    report_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pcam-train-") as workdir:
         result = run_recipe(data, settings, Path(workdir), progress=progress, epoch_rows=epoch_rows)
+        # only now: weights refused by the recipe (a pickle) left an empty report folder behind
+        report_dir.mkdir(parents=True, exist_ok=True)
         learn = result.learn
         predictions: dict[str, SplitPredictions] = {
             name: learner_predictions(learn, source, name) for name, source in data.named_splits() if name != "train"

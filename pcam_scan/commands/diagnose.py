@@ -77,7 +77,7 @@ def diagnosis_table(rows: Sequence[DiagnosisRow]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pcam_scan.diagnosis.batch import choose_scorer, diagnose_store, write_diagnoses_csv
+    from pcam_scan.diagnosis.batch import choose_scorer, diagnose_store, save_diagnoses, write_diagnoses_csv
     from pcam_scan.outputs import check_output_file
     from pcam_scan.store import HeatmapStore
     from pcam_scan.store.run_records import record_run, utc_now
@@ -88,10 +88,12 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     check_output_file(out, args.overwrite)
     store = HeatmapStore.open(args.store, mode="r+")
-    rows = diagnose_store(store, scorer)
+    rows = diagnose_store(store, scorer, save=False)
     if not rows:
         raise StoreError(f"the store {args.store} holds no slides")
+    # the CSV first: on a full disk the command stops with the stored diagnoses untouched
     write_diagnoses_csv(out, rows, scorer.feature_settings, args.overwrite)
+    save_diagnoses(store, rows)
     print(diagnosis_table(rows))
     print(f"diagnoses: {out} ({scorer.name}, threshold {scorer.threshold:g})", file=sys.stderr)
     code = 0 if all(row.diagnosis is not None for row in rows) else 1

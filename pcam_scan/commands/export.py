@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         lesion_contours,
     )
     from pcam_scan.lesions import RegionSettings
-    from pcam_scan.outputs import check_output_files, make_output_dir
+    from pcam_scan.outputs import check_output_files, output_folder
     from pcam_scan.store import HeatmapStore
     from pcam_scan.store.queries import (
         describe_status,
@@ -129,28 +129,28 @@ def run(args: argparse.Namespace) -> int:
         raise StoreError(f"the store {args.store} holds no slides")
     slides, skipped = chosen_slides({s: is_complete(st) for s, st in statuses.items()}, args.slides)
     targets = {slide_id: out / f"{slide_id}{suffix}" for slide_id in slides}
-    make_output_dir(out)
-    check_output_files(targets.values(), args.overwrite)
-    for slide_id in skipped:
-        print(f"{slide_id}: skipped, {describe_status(statuses[slide_id])}")
-    damaged = 0
-    for slide_id, target in targets.items():
-        try:
-            heatmap = read_heatmap(store, slide_id)
-        except DamagedSlideError as err:  # reported, never exported as if sound
-            print(f"{slide_id}: not exported, damaged: {err.problem}")
-            damaged += 1
-            continue
-        if tiles:
-            print(f"{slide_id}: {export_tiles(store, heatmap, target, args)}")
-            continue
-        contours = lesion_contours(heatmap.prob, heatmap.grid, regions)
-        annotations = contours_as_annotations(contours, tumour_group, exclusion_group)
-        if args.format == "geojson":
-            write_geojson(annotations, target, contour_measurements(contours))
-        else:
-            write_asap_xml(annotations, target)
-        print(f"{slide_id}: {count_noun(len(contours), 'lesion')} -> {target}")
+    with output_folder(out):  # taken back if nothing is written into it
+        check_output_files(targets.values(), args.overwrite)
+        for slide_id in skipped:
+            print(f"{slide_id}: skipped, {describe_status(statuses[slide_id])}")
+        damaged = 0
+        for slide_id, target in targets.items():
+            try:
+                heatmap = read_heatmap(store, slide_id)
+            except DamagedSlideError as err:  # reported, never exported as if sound
+                print(f"{slide_id}: not exported, damaged: {err.problem}")
+                damaged += 1
+                continue
+            if tiles:
+                print(f"{slide_id}: {export_tiles(store, heatmap, target, args)}")
+                continue
+            contours = lesion_contours(heatmap.prob, heatmap.grid, regions)
+            annotations = contours_as_annotations(contours, tumour_group, exclusion_group)
+            if args.format == "geojson":
+                write_geojson(annotations, target, contour_measurements(contours))
+            else:
+                write_asap_xml(annotations, target)
+            print(f"{slide_id}: {count_noun(len(contours), 'lesion')} -> {target}")
     return 1 if damaged or any(is_damaged(statuses[s]) for s in skipped) else 0
 
 

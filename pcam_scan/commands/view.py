@@ -72,7 +72,13 @@ def run(args: argparse.Namespace) -> int:
     from pcam_scan.errors import ConfigError
     from pcam_scan.viewer.app import NPM_INSTALL_HINT, create_app, openseadragon_installed
     from pcam_scan.viewer.catalog import ViewerSettings
-    from pcam_scan.viewer.server import LOOPBACK_HOSTS, bind_socket, is_loopback, make_server, remote_host_names
+    from pcam_scan.viewer.server import (
+        bind_socket,
+        is_loopback,
+        loopback_host_names,
+        make_server,
+        remote_host_names,
+    )
 
     if not openseadragon_installed():
         raise ConfigError(f"the viewer's OpenSeadragon is not installed; run: {NPM_INSTALL_HINT}")
@@ -94,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if args.server_name and loopback:
         raise ConfigError("--server-name applies only with a non-loopback --host and --allow-remote")
     app = create_app(
-        settings, allowed_hosts=LOOPBACK_HOSTS if loopback else remote_host_names(args.host, args.server_name)
+        settings,
+        allowed_hosts=loopback_host_names(args.host) if loopback else remote_host_names(args.host, args.server_name),
     )
     sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]

@@ -23,7 +23,7 @@ from pcam_scan.diagnosis.features import (
     compute_features,
 )
 from pcam_scan.diagnosis.fit import FitReport, FitSettings, fit_aggregator
-from pcam_scan.diagnosis.record import Diagnosis, Scorer, diagnose_heatmap, diagnose_stored_slide
+from pcam_scan.diagnosis.record import Diagnosis, Scorer, diagnose_stored_slide
 from pcam_scan.diagnosis.rule import DefaultRule, SizeCategory
 from pcam_scan.diagnosis.staging import PatientNode, PatientStage, stage_patients
 from pcam_scan.errors import PcamScanError
@@ -64,10 +64,11 @@ class DiagnosisRow:
     diagnosis: Diagnosis | None = None
 
 
-def diagnose_store(store: HeatmapStore, scorer: Scorer, record: bool = True) -> list[DiagnosisRow]:
-    """A row for every slide of the store, in its order; with `record` each complete slide's
-    diagnosis is also stored in its attributes (`stage` reads the store without writing to it).
-    One damaged or failing slide is recorded; the others go on."""
+def diagnose_store(store: HeatmapStore, scorer: Scorer, save: bool = True) -> list[DiagnosisRow]:
+    """A row for every slide of the store, in its order; with `save`, each complete slide's
+    diagnosis is also stored in its attributes (`save_diagnoses` does it later: after the CSV is
+    written, so a full disk leaves the stored diagnoses as they were). One damaged or failing
+    slide is recorded; the others go on."""
     rows: list[DiagnosisRow] = []
     for slide_id, status in slide_statuses(store):
         if status is None:
@@ -77,11 +78,7 @@ def diagnose_store(store: HeatmapStore, scorer: Scorer, record: bool = True) -> 
             rows.append(DiagnosisRow(slide_id, status.state.value, status.message or ""))
             continue
         try:
-            if record:
-                diagnosis = diagnose_stored_slide(store, slide_id, scorer)
-            else:
-                heatmap = read_heatmap(store, slide_id)
-                diagnosis = diagnose_heatmap(heatmap.prob, heatmap.tissue, heatmap.grid, scorer)
+            diagnosis = diagnose_stored_slide(store, slide_id, scorer, save)
         except DamagedSlideError as err:  # never diagnosed as if sound
             rows.append(DiagnosisRow(slide_id, "damaged", err.problem))
             continue
@@ -99,6 +96,13 @@ def slide_categories(rows: Sequence[DiagnosisRow]) -> dict[str, tuple[SizeCatego
         row.slide_id: (None if row.diagnosis is None else row.diagnosis.category, row.status, row.message)
         for row in rows
     }
+
+
+def save_diagnoses(store: HeatmapStore, rows: Sequence[DiagnosisRow]) -> None:
+    """Store each row's diagnosis in its slide's attributes."""
+    for row in rows:
+        if row.diagnosis is not None:
+            store.set_diagnosis(row.slide_id, row.diagnosis.to_attrs())
 
 
 def tumour_area_mm2(features: Mapping[str, float], settings: FeatureSettings) -> float:
@@ -191,5 +195,5 @@ def stage_store(
 ) -> list[PatientStage]:
     """Every patient's pN stage from the store's slides, read only (nothing is written to it)."""
     store = HeatmapStore.open(store_uri, mode="r")
-    rows = diagnose_store(store, choose_scorer(aggregator, threshold), record=False)
+    rows = diagnose_store(store, choose_scorer(aggregator, threshold), save=False)
     return stage_patients(nodes, slide_categories(rows))

@@ -128,11 +128,13 @@ def diagnose_heatmap(prob: np.ndarray, tissue: np.ndarray, grid: CellGrid, score
     return diagnose(compute_features(prob, tissue, grid, scorer.feature_settings), scorer)
 
 
-def diagnose_stored_slide(store: HeatmapStore, slide_id: str, scorer: Scorer) -> Diagnosis:
-    """Diagnose a complete slide from its heatmap and store the diagnosis in its attributes."""
+def diagnose_stored_slide(store: HeatmapStore, slide_id: str, scorer: Scorer, save: bool = True) -> Diagnosis:
+    """Diagnose a complete slide from its heatmap and (with `save`) store the diagnosis in its
+    attributes."""
     heatmap = read_heatmap(store, slide_id)
     diagnosis = diagnose_heatmap(heatmap.prob, heatmap.tissue, heatmap.grid, scorer)
-    store.set_diagnosis(slide_id, diagnosis.to_attrs())
+    if save:
+        store.set_diagnosis(slide_id, diagnosis.to_attrs())
     return diagnosis
 
 

@@ -95,8 +95,8 @@ def cell_deltas(a: HeatmapStore, b: HeatmapStore, slide_id: str) -> tuple[int, f
 
 def compare_stores(a: HeatmapStore, b: HeatmapStore, scorer: Scorer) -> tuple[list[SlideChange], list[str], list[str]]:
     """(a change per slide in both stores, slides only in A, slides only in B)."""
-    rows_a = {r.slide_id: r for r in diagnose_store(a, scorer, record=False)}
-    rows_b = {r.slide_id: r for r in diagnose_store(b, scorer, record=False)}
+    rows_a = {r.slide_id: r for r in diagnose_store(a, scorer, save=False)}
+    rows_b = {r.slide_id: r for r in diagnose_store(b, scorer, save=False)}
     shared = [s for s in rows_a if s in rows_b]
     changes = []
     for slide_id in shared:

@@ -36,7 +36,7 @@ from pcam_scan.evaluation.mask import (
 from pcam_scan.evaluation.plots import plot_froc, plot_roc
 from pcam_scan.evaluation.reference import Reference
 from pcam_scan.evaluation.slide_auc import AucResult, BootstrapSettings, slide_auc
-from pcam_scan.outputs import write_output_text
+from pcam_scan.outputs import output_folder, write_output_text
 
 METRICS_JSON = "metrics.json"
 ROC_PNG = "roc.png"
@@ -202,11 +202,10 @@ def write_report(
     inputs: Mapping[str, object] | None = None,
 ) -> Path:
     """metrics.json, roc.png and froc.png under `out_dir`; returns the metrics path."""
-    root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    plot_roc(result.auc, root / ROC_PNG)
-    plot_froc(result.curve, result.froc, root / FROC_PNG, result.curve_keeping_lowest)
-    target = root / METRICS_JSON
-    metrics = metrics_dict(result, mpp_source, inputs)
-    write_output_text(target, json.dumps(metrics, indent=2, allow_nan=False) + "\n", overwrite=True)
+    with output_folder(Path(out_dir)) as root:  # no empty folder left when a write fails
+        plot_roc(result.auc, root / ROC_PNG)
+        plot_froc(result.curve, result.froc, root / FROC_PNG, result.curve_keeping_lowest)
+        target = root / METRICS_JSON
+        metrics = metrics_dict(result, mpp_source, inputs)
+        write_output_text(target, json.dumps(metrics, indent=2, allow_nan=False) + "\n", overwrite=True)
     return target

@@ -197,14 +197,21 @@ class HeatmapStore(HeatmapReader):
         return self.stored_slide(slide_id)
 
     def mark_failed(self, slide_id: str, message: str, record: SlideRecord | None = None) -> None:
-        """Record that a slide failed, with a one-line message; its written blocks are kept."""
+        """Record that a slide failed, with a one-line message; its written blocks are kept.
+        `record` is stored only for a slide never planned: a planned slide keeps the fingerprint
+        its blocks were read from, so a file truncated mid-scan and then restored resumes (the
+        failure used to record the truncated file's fingerprint, and the resume said "its file
+        changed")."""
         self._require_writable()
         validate_slide_id(slide_id)
         one_line = " ".join(str(message).split()) or "failed without a message"
-        new_group = self._existing_attrs(slide_id) is None
-        if new_group:
+        existing = self._existing_attrs(slide_id)
+        if existing is None:
             self.location.group(slide_id, mode="a")
-        self._update_slide_attrs(slide_id, failed_attrs(one_line, record, self.run if new_group else None))
+        planned = existing is not None and existing.planned
+        self._update_slide_attrs(
+            slide_id, failed_attrs(one_line, None if planned else record, self.run if existing is None else None)
+        )
 
     def set_diagnosis(self, slide_id: str, diagnosis: Mapping[str, object]) -> None:
         """Attach (or replace) the slide-level diagnosis of a complete slide."""

@@ -9,6 +9,7 @@ together (case-insensitively, since stores may live on case-insensitive file sys
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,7 +44,8 @@ def unique_slide_ids(paths: Iterable[str | Path]) -> dict[str, Path]:
     by_folded: dict[str, Path] = {}
     for raw in paths:
         path = Path(raw)
-        if any(path.resolve() == seen.resolve() for seen in by_id.values()):
+        # realpath, not resolve: a symbolic-link loop resolves to itself here, and fails as its slide
+        if any(os.path.realpath(path) == os.path.realpath(seen) for seen in by_id.values()):
             continue  # the same file named twice (e.g. a folder and a file in it) is one slide
         slide_id = slide_id_for_path(path)
         folded = slide_id.casefold()

@@ -37,6 +37,7 @@ from pcam_scan.store.validation import (
     check_grid,
     check_metadata_size,
     check_prob,
+    check_shape_before_reading,
     check_tissue,
     reading_slide,
 )
@@ -75,6 +76,7 @@ class HeatmapReader:
             status = self.stored_slide(slide_id).status
             if attrs.planned:
                 self.read_grid(slide_id)
+                self.block_cells(slide_id)
         except DamagedSlideError as err:
             return SlideStatus(SlideState.DAMAGED, err.problem)
         return status
@@ -96,7 +98,9 @@ class HeatmapReader:
         """The cell-grid tissue mask, checked against the grid (bool, same shape)."""
         shape = self.read_grid(slide_id).shape
         with reading_slide(slide_id, "tissue mask"):
-            tissue = np.asarray(child_array(self._slide_group(slide_id), TISSUE)[:])
+            array = child_array(self._slide_group(slide_id), TISSUE)
+            check_shape_before_reading(slide_id, "tissue", array.shape, shape)
+            tissue = np.asarray(array[:])
         check_tissue(slide_id, tissue, shape)
         return tissue
 
@@ -115,19 +119,22 @@ class HeatmapReader:
             paths = _level_paths(prob)
             if not 0 <= level < len(paths):
                 raise StoreError(f"slide {slide_id!r} has prob levels 0-{len(paths) - 1}, not {level}")
-            values = np.asarray(child_array(prob, paths[level])[:])
+            array = child_array(prob, paths[level])
+            check_shape_before_reading(slide_id, f"prob level {level}", array.shape, shape)
+            values = np.asarray(array[:])
         check_prob(slide_id, level, values, shape)
         return values.astype(np.float32, copy=False)
 
     # -- block bookkeeping -----------------------------------------------------------------
 
     def block_cells(self, slide_id: str) -> int:
-        return self._planned_attrs(slide_id).block_cells()
+        attrs = self._planned_attrs(slide_id)
+        with _damaged_if_malformed(slide_id):
+            return attrs.block_cells()
 
     def planned_blocks(self, slide_id: str) -> list[Block]:
         """Every block with at least one tissue cell: the work a scan of this slide must do."""
-        attrs = self._planned_attrs(slide_id)
-        return plan_blocks(attrs.grid(), self.read_tissue(slide_id), attrs.block_cells())
+        return plan_blocks(self.read_grid(slide_id), self.read_tissue(slide_id), self.block_cells(slide_id))
 
     def done_blocks(self, slide_id: str) -> set[tuple[int, int]]:
         """(block_row, block_col) of every block whose probabilities were written whole."""

@@ -424,7 +424,12 @@ class SlideAttrs:
         return grid_from_attrs(self.raw.get(S_GRID.key))
 
     def block_cells(self) -> int:
-        return int(self.raw[S_BLOCK_CELLS.key])
+        """The block side in cells; StoreError unless a positive integer (0 divided by zero in
+        every command that reads the slide's blocks, and took the whole batch down)."""
+        value = self.raw.get(S_BLOCK_CELLS.key)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise StoreError(f"its {S_BLOCK_CELLS.key} {value!r} is not a positive integer")
+        return int(value)
 
     def planned_block_count(self) -> object:
         """The number of planned blocks as stored (for messages)."""

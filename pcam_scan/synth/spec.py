@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from numbers import Integral
 
 from pcam_scan.errors import ConfigError
+from pcam_scan.validation import check_seed
 
 # Nuclei must span a few pixels for the tumour texture to mean anything, and the scanner reads
 # at 0.972 um/px: coarser slides than this are not slides.
@@ -92,8 +93,7 @@ class SynthSpec:
             raise ConfigError("nothing to write: --tumor, --normal and --patients are all 0")
         if total > MAX_SLIDES:
             raise ConfigError(f"{total} slides asked for; at most {MAX_SLIDES} per data set")
-        if not isinstance(self.seed, Integral) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        check_seed("--seed", self.seed)  # the README's range: 0 to 2**32 - 1
 
 
 def slide_seed(dataset_seed: int, tumour: bool, index: int) -> int:
