@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "model_info",
     "evaluate",
     "diagnose",
+    "qc",
     "fit_aggregator",
     "export",
     "synth",

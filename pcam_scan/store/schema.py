@@ -27,13 +27,20 @@ from pcam_scan.geometry import CellGrid, PatchGeometry, check_label_rule
 from pcam_scan.store.identity import RunIdentity, package_versions
 
 FORMAT_NAME = "pcam-scan-heatmaps"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
+"""Version 2 adds QC (`qc_flags`, `focus`, the slide attribute `qc`); a version-1 store opens and
+reads as a store whose slides had no QC."""
 ATTRS_KEY = "pcam_scan"
 
-# Arrays of a slide group; `prob` is a group whose levels are the arrays "0", "1", ...
+# Arrays of a slide group; `prob`, `qc_flags` and `focus` are groups whose levels are "0", "1", ...
 PROB = "prob"
 TISSUE = "tissue"
 BLOCKS_DONE = "blocks_done"
+QC_FLAGS = "qc_flags"
+"""uint8 bit flags per cell (pcam_scan.qc.flags: 1 ink, 2 blur, 4 fold, 8 bubble), since version 2."""
+FOCUS = "focus"
+"""float32 focus score per cell (NaN off tissue), since version 2."""
 
 
 class Node(enum.StrEnum):
@@ -69,7 +76,10 @@ def _field(parent: AttrSpec, key: str, type_: str, meaning: str, since_version: 
 
 R_FORMAT = AttrSpec(Node.ROOT, "format", "string", f'`"{FORMAT_NAME}"`: what the store is')
 R_FORMAT_VERSION = AttrSpec(
-    Node.ROOT, "format_version", "integer", f"`{FORMAT_VERSION}`; a store of another version is refused"
+    Node.ROOT,
+    "format_version",
+    "integer",
+    f"`{FORMAT_VERSION}` (`1` before QC: read as slides without QC); a store of another version is refused",
 )
 R_MODEL_ID = AttrSpec(Node.ROOT, "model_id", "string", "the model's id (sha256 of its weights)")
 R_SETTINGS_HASH = AttrSpec(
@@ -142,7 +152,31 @@ S_DIAGNOSIS = AttrSpec(
     "the slide-level diagnosis (`pcam_scan.diagnosis.Diagnosis.to_attrs`), added after the scan",
 )
 
-P_OME = AttrSpec(Node.PROB, "ome", "object", "OME-NGFF 0.5 `multiscales` metadata (`ngff.py`), under its own key")
+S_QC = AttrSpec(
+    Node.SLIDE,
+    "qc",
+    "object",
+    "slide quality control (`pcam_scan.qc`); absent: QC was not run (a store before version 2, or `--no-qc`)",
+    since_version=2,
+)
+S_QC_SETTINGS = _field(S_QC, "settings", "object (name: number)", "the QC thresholds (`QcSettings`), at planning", 2)
+S_QC_VERDICT = _field(S_QC, "verdict", "string", "`pass`, `warn` or `not assessable`; written at finalize", 2)
+S_QC_REASON = _field(S_QC, "reason", "string", "why the verdict is not `pass` (one line, empty for `pass`)", 2)
+S_QC_SHARES = _field(
+    S_QC, "shares", "object (name: number)", "share of tissue cells per reason (`ink`, `blur`, `fold`, `bubble`)", 2
+)
+S_QC_EXCLUDED_SHARE = _field(S_QC, "excluded_share", "number", "share of tissue cells excluded (ink, fold, bubble)", 2)
+S_QC_FOCUS_REFERENCE = _field(
+    S_QC, "focus_reference", "number or null", "the slide's in-focus reference focus score (blur is relative to it)", 2
+)
+
+P_OME = AttrSpec(
+    Node.PROB,
+    "ome",
+    "object",
+    "OME-NGFF 0.5 `multiscales` metadata (`ngff.py`), under its own key; the same on `qc_flags` (OR pooling) "
+    "and `focus` (mean pooling) since version 2",
+)
 
 ATTRIBUTES: tuple[AttrSpec, ...] = tuple(value for value in list(globals().values()) if isinstance(value, AttrSpec))
 """Every attribute and field of the format, in declaration order (the table of docs/store.md)."""
@@ -246,6 +280,28 @@ class StoredSlide:
     counts: Mapping[str, int | float] = field(default_factory=dict)
     seconds: Mapping[str, float] = field(default_factory=dict)
     diagnosis: Mapping[str, object] | None = None
+    qc: Mapping[str, object] | None = None
+    """The slide's QC record (`qc_record`); None when QC was not run."""
+
+    @property
+    def qc_verdict(self) -> str | None:
+        """`pass`, `warn`, `not assessable`; None when QC was not run or not finished."""
+        verdict = (self.qc or {}).get(S_QC_VERDICT.key)
+        return None if verdict is None else str(verdict)
+
+    @property
+    def qc_reason(self) -> str:
+        return str((self.qc or {}).get(S_QC_REASON.key) or "")
+
+    @property
+    def qc_shares(self) -> dict[str, float]:
+        shares = (self.qc or {}).get(S_QC_SHARES.key)
+        return {str(k): float(v) for k, v in shares.items()} if isinstance(shares, Mapping) else {}
+
+    @property
+    def qc_excluded_share(self) -> float | None:
+        value = (self.qc or {}).get(S_QC_EXCLUDED_SHARE.key)
+        return None if value is None else float(value)  # type: ignore[arg-type]
 
     @property
     def tissue_mm2(self) -> float | None:
@@ -333,10 +389,10 @@ def check_root_attrs(uri: str, attrs: Mapping[str, Any], run: RunIdentity | None
     root = RootAttrs.from_attrs(attrs)
     if root is None:
         raise StoreError(f"{uri} is a Zarr store but not a pcam-scan heatmap store")
-    if root.format_version != FORMAT_VERSION:
+    if root.format_version not in READABLE_FORMAT_VERSIONS:
         raise StoreError(
             f"{uri} has heatmap store format version {root.format_version!r}; "
-            f"this pcam-scan reads version {FORMAT_VERSION}"
+            f"this pcam-scan reads versions {', '.join(map(str, READABLE_FORMAT_VERSIONS))}"
         )
     if run is None:
         return
@@ -405,7 +461,13 @@ class SlideAttrs:
             counts=_numbers(raw, S_COUNTS),
             seconds=_numbers(raw, S_SECONDS),
             diagnosis=_optional_mapping(raw.get(S_DIAGNOSIS.key), S_DIAGNOSIS.key),
+            qc=_optional_mapping(raw.get(S_QC.key), S_QC.key),
         )
+
+    def qc_settings(self) -> Mapping[str, object] | None:
+        """The QC thresholds recorded at planning; None when the slide was planned without QC."""
+        qc = _optional_mapping(self.raw.get(S_QC.key), S_QC.key)
+        return None if qc is None else require_mapping(qc.get(S_QC_SETTINGS.key, {}), S_QC_SETTINGS.path)
 
 
 def planned_attrs(
@@ -421,6 +483,32 @@ def planned_attrs(
         S_BLOCK_GRID.key: list(block_grid),
         S_PLANNED_BLOCKS.key: n_blocks,
         S_STATUS.key: SlideStatus(SlideState.PLANNED).to_attrs(),
+    }
+
+
+def qc_planned_attrs(settings: Mapping[str, float]) -> dict[str, object]:
+    """The QC record of a slide planned with QC: its thresholds (the verdict comes at finalize)."""
+    return {S_QC.key: {S_QC_SETTINGS.key: dict(settings)}}
+
+
+def qc_record(
+    settings: Mapping[str, object],
+    verdict: str,
+    reason: str,
+    shares: Mapping[str, float],
+    excluded_share: float,
+    focus_reference: float | None,
+) -> dict[str, object]:
+    """The QC record of a finalized slide (the attribute `qc`)."""
+    return {
+        S_QC.key: {
+            S_QC_SETTINGS.key: dict(settings),
+            S_QC_VERDICT.key: verdict,
+            S_QC_REASON.key: reason,
+            S_QC_SHARES.key: dict(shares),
+            S_QC_EXCLUDED_SHARE.key: excluded_share,
+            S_QC_FOCUS_REFERENCE.key: focus_reference,
+        }
     }
 
 
