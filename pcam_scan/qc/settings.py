@@ -1,7 +1,7 @@
 """QC's thresholds: frozen, checked when made, defaults (with their reasons) in pcam_scan.defaults.
 
 They change the QC arrays and the verdict, never `prob`, so they are recorded in the store's
-slide attributes (schema `qc.settings`), not in the run's settings hash.
+slide attributes (schema `quality_control.settings`), not in the run's settings hash.
 """
 
 from __future__ import annotations

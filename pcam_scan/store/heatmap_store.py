@@ -35,7 +35,6 @@ from pcam_scan.store.schema import (
     ATTRS_KEY,
     BLOCKS_DONE,
     FOCUS,
-    FORMAT_VERSION,
     P_OME,
     PROB,
     QC_FLAGS,
@@ -57,6 +56,7 @@ from pcam_scan.store.schema import (
     qc_record,
     replanned_attrs,
     root_attrs,
+    root_format_version,
 )
 
 OpenMode = Literal["r", "r+", "a"]
@@ -240,8 +240,7 @@ class HeatmapStore(HeatmapReader):
     # -- helpers ---------------------------------------------------------------------------
 
     def _root_format_version(self) -> int:
-        version = self.location.group(mode="r").attrs.get(ATTRS_KEY, {}).get("format_version", FORMAT_VERSION)
-        return int(version) if isinstance(version, int) else FORMAT_VERSION
+        return root_format_version(self.location.group(mode="r").attrs.asdict())
 
     def _require_writable(self) -> None:
         if not self.writable:
@@ -366,7 +365,7 @@ def finalize_qc(
     slide: zarr.Group, slide_id: str, cell_um: float, settings: Mapping[str, object], top_cells: int
 ) -> dict[str, object]:
     """The slide-level QC pass at finalize: BLUR from the stored focus scores against the slide's
-    own reference, the verdict, and the `qc_flags` / `focus` pyramids. Returns the `qc` record."""
+    own reference, the verdict, and the `qc_flags` / `focus` pyramids. Returns the `quality_control` record."""
     qc = QcSettings.from_dict(dict(settings))
     flags_group, focus_group = child_group(slide, QC_FLAGS), child_group(slide, FOCUS)
     tissue = np.asarray(child_array(slide, TISSUE)[:], dtype=bool)

@@ -154,7 +154,7 @@ S_DIAGNOSIS = AttrSpec(
 
 S_QC = AttrSpec(
     Node.SLIDE,
-    "qc",
+    "quality_control",
     "object",
     "slide quality control (`pcam_scan.qc`); absent: QC was not run (a store before version 2, or `--no-qc`)",
     since_version=2,
@@ -377,6 +377,13 @@ class RootAttrs:
             settings=dict(settings) if isinstance(settings, Mapping) else {},
             versions=dict(versions) if isinstance(versions, Mapping) else {},
         )
+
+
+def root_format_version(attrs: Mapping[str, Any]) -> int:
+    """The format version a store's root records (the current one when it records none)."""
+    root = RootAttrs.from_attrs(attrs)
+    version = FORMAT_VERSION if root is None else root.format_version
+    return version if isinstance(version, int) else FORMAT_VERSION
 
 
 def root_attrs(run: RunIdentity) -> dict[str, object]:

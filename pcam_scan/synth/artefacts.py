@@ -153,7 +153,13 @@ class SlideArtefacts:
 
     def shapes(self, kind: str) -> tuple[Stroke | Disc | Ring, ...]:
         """The shapes whose union is the true mask of `kind` (one of `KINDS`)."""
-        return {"ink": self.strokes, "blur": self.blur, "fold": self.folds, "bubble": self.rims()}[kind]
+        by_kind: dict[str, tuple[Stroke | Disc | Ring, ...]] = {
+            "ink": self.strokes,
+            "blur": self.blur,
+            "fold": self.folds,
+            "bubble": self.rims(),
+        }
+        return by_kind[kind]
 
     def margin_px(self) -> int:
         return int(math.ceil(4.0 * self.blur_sigma_px)) if self.blur else 0
