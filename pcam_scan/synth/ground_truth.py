@@ -72,5 +72,6 @@ def write_qc_truth(slide: SynthSlide, path: Path) -> SynthSlide:
     masks = slide.artefacts.cell_masks(grid.rows, grid.cols, l0_per_cell)
     path.parent.mkdir(parents=True, exist_ok=True)
     with written_atomically(path) as partial, partial.open("wb") as handle:
-        np.savez_compressed(handle, cell_um=np.float64(grid.cell_um), **masks)
+        arrays: dict[str, object] = {"cell_um": np.float64(grid.cell_um), **masks}
+        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
     return dataclasses.replace(slide, qc_truth_path=path)

@@ -84,7 +84,7 @@ def plan_artefacts(texture: SlideTexture, spec: ArtefactSpec) -> SlideArtefacts:
     def inside_tissue(l0_x: float, l0_y: float) -> bool:
         return bool(texture.labels(int(l0_x), int(l0_y), 1, 1)[0, 0] != GLASS)
 
-    return place_artefacts(spec, plan.spec.mpp_um_px, inside_tissue, box, plan.seed)  # type: ignore[arg-type]
+    return place_artefacts(spec, plan.spec.mpp_um_px, inside_tissue, box, plan.seed)
 
 
 def _level0_strips(
