@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from pcam_scan.cli import main
 from pcam_scan.qc.block import measure_block
-from pcam_scan.qc.flags import BLUR, BUBBLE, EXCLUDING, FOLD, INK, blur_flags
+from pcam_scan.qc.flags import BLUR, BUBBLE, EXCLUDING, FOLD, INK, INK_NEARBY, blur_flags, excluded_cells
 from pcam_scan.qc.measures import eosin_density
 from pcam_scan.qc.settings import QcSettings
 from pcam_scan.qc.verdict import NOT_ASSESSABLE, PASS, slide_verdict
@@ -63,9 +64,13 @@ def test_a_marker_stroke_of_each_colour_flags_the_cells_it_covers_and_no_other(
     clean = measure_block(region, tissue, HALO_PX, CELL_PX, 0.0, QcSettings())
     inked = measure_block(painted, tissue, HALO_PX, CELL_PX, 0.0, QcSettings())
     share = cell_share(artefacts, "ink", x0, y0, 8)
-    assert not (clean.flags & INK).any()
+    assert not (clean.flags & (INK | INK_NEARBY)).any()
     assert ((inked.flags & INK) != 0)[share >= 0.5].all()
     assert not ((inked.flags & INK) != 0)[share == 0].any()
+    # the cells beside the stroke have it in their patch: excluded too, though not ink themselves
+    beside = ndimage.binary_dilation(share >= 0.2) & (share == 0)
+    assert beside.any() and ((inked.flags & INK_NEARBY) != 0)[beside].all()
+    assert excluded_cells(inked.flags)[beside].all()
 
 
 def test_a_fold_doubles_the_eosin_density_and_is_flagged_against_the_slide_reference(texture: SlideTexture) -> None:

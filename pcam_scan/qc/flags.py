@@ -19,9 +19,12 @@ INK = 1
 BLUR = 2
 FOLD = 4
 BUBBLE = 8
+INK_NEARBY = 16
+"""Ink in the cell's patch but not on the cell: the model saw it, so the cell is excluded too
+(reported within the excluded share, not as ink: the ink mask is where the ink is)."""
 REASONS: dict[str, int] = {"ink": INK, "blur": BLUR, "fold": FOLD, "bubble": BUBBLE}
 """Each reason by name (the store's, qc.csv's and the viewer's spelling) and its bit."""
-EXCLUDING = INK | FOLD | BUBBLE
+EXCLUDING = INK | FOLD | BUBBLE | INK_NEARBY
 
 FlagCells = npt.NDArray[np.uint8]
 
@@ -35,6 +38,7 @@ def block_flags(
     flags = np.zeros(on_tissue.shape, dtype=np.uint8)
     ink = measures.ink >= settings.ink_min_fraction
     flags[ink] |= INK
+    flags[~ink & (measures.ink_patch >= settings.ink_nearby_fraction)] |= INK_NEARBY
     if eosin_reference > 0:
         flags[~ink & (measures.eosin >= settings.fold_od_ratio * eosin_reference)] |= FOLD
     flags[~ink & (measures.rim >= settings.bubble_min_fraction)] |= BUBBLE

@@ -17,6 +17,7 @@ class QcSettings:
     """The per-cell rules and the slide verdict's limits (shares of tissue in [0, 1])."""
 
     ink_min_fraction: float = defaults.QC_INK_MIN_FRACTION
+    ink_nearby_fraction: float = defaults.QC_INK_NEARBY_FRACTION
     fold_od_ratio: float = defaults.QC_FOLD_OD_RATIO
     bubble_min_fraction: float = defaults.QC_BUBBLE_MIN_FRACTION
     blur_ratio: float = defaults.QC_BLUR_RATIO
@@ -26,7 +27,14 @@ class QcSettings:
     warn_share: float = defaults.QC_WARN_SHARE
 
     def __post_init__(self) -> None:
-        for name in ("ink_min_fraction", "bubble_min_fraction", "blur_ratio", "max_excluded_share", "max_blur_share"):
+        for name in (
+            "ink_min_fraction",
+            "ink_nearby_fraction",
+            "bubble_min_fraction",
+            "blur_ratio",
+            "max_excluded_share",
+            "max_blur_share",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"QC {name} {getattr(self, name)} must lie in [0, 1]")
         if not 0.0 <= self.warn_share <= 1.0:

@@ -38,7 +38,7 @@ PROB = "prob"
 TISSUE = "tissue"
 BLOCKS_DONE = "blocks_done"
 QC_FLAGS = "qc_flags"
-"""uint8 bit flags per cell (pcam_scan.qc.flags: 1 ink, 2 blur, 4 fold, 8 bubble), since version 2."""
+"""uint8 bit flags per cell (pcam_scan.qc.flags: 1 ink, 2 blur, 4 fold, 8 bubble, 16 ink nearby), since version 2."""
 FOCUS = "focus"
 """float32 focus score per cell (NaN off tissue), since version 2."""
 

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from pcam_scan.errors import ConfigError, SlideError
-from pcam_scan.qc.flags import REASONS
+from pcam_scan.qc.flags import BLUR, BUBBLE, FOLD, INK, INK_NEARBY
 from pcam_scan.render.heatmap_image import HeatmapPyramid, HeatmapStyle, colourise
 from pcam_scan.slide_backends import open_slide_file
 
@@ -111,14 +111,15 @@ def heatmap_tile_png(
     return buffer.getvalue()
 
 
-QC_RGBA: dict[str, tuple[int, int, int, int]] = {
-    "ink": (30, 90, 255, 170),
-    "fold": (255, 140, 0, 170),
-    "bubble": (0, 200, 200, 170),
-    "blur": (190, 60, 220, 120),
+QC_RGBA: dict[int, tuple[int, int, int, int]] = {
+    INK: (30, 90, 255, 170),
+    INK_NEARBY: (120, 160, 255, 110),
+    FOLD: (255, 140, 0, 170),
+    BUBBLE: (0, 200, 200, 170),
+    BLUR: (190, 60, 220, 120),
 }
 """One colour per QC reason (the viewer's legend spells the same); a cell with several reasons
-shows the first of ink, fold, bubble, blur (excluding reasons first)."""
+shows the first of ink, ink nearby, fold, bubble, blur (excluding reasons first)."""
 
 
 def qc_tile_png(pyramid: HeatmapPyramid, grid: DeepZoomGrid, level: int, col: int, row: int) -> bytes:
@@ -128,8 +129,8 @@ def qc_tile_png(pyramid: HeatmapPyramid, grid: DeepZoomGrid, level: int, col: in
     flags = pyramid.sample_qc((x0 * scale, y0 * scale), scale, (x1 - x0, y1 - y0))
     rgba = np.zeros((*flags.shape, 4), dtype=np.uint8)
     painted = np.zeros(flags.shape, dtype=bool)
-    for name, colour in QC_RGBA.items():
-        mask = ((flags & REASONS[name]) != 0) & ~painted
+    for bit, colour in QC_RGBA.items():
+        mask = ((flags & bit) != 0) & ~painted
         rgba[mask] = colour
         painted |= mask
     buffer = io.BytesIO()
