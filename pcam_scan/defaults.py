@@ -45,10 +45,11 @@ HARD_NEGATIVE_MIN_PROBABILITY = 0.5
 QC_INK_MIN_FRACTION = 0.25
 """A cell is ink when at least this share of its pixels is marker colour: a stroke's soft edge
 (a few ink pixels) does not exclude the tissue beside it, a stroke across the cell does."""
-QC_INK_NEARBY_FRACTION = 0.03
-"""A cell is also excluded when this share of its whole patch (the 96 px the model sees) is ink:
-on the demo's model, ink one cell away turned normal tissue positive (bench/qc.py); 3% is a
-stroke's edge crossing the patch, far above the stray dark pixels of clean tissue."""
+QC_INK_NEARBY_FRACTION = 0.25
+"""A cell is also excluded when a cell within its patch (the 96 px the model sees) has this share
+of ink: on the demo's model, ink one cell away turned normal tissue positive (bench/qc.py). The
+same share as an ink cell, so scattered dark or bluish nuclei of a real slide (CMU-1) do not
+exclude their neighbours, as a 3% share of the whole patch did."""
 QC_FOLD_OD_RATIO = 1.5
 """A cell is a fold when its eosin density is at least this times the slide's typical tissue
 eosin (the median of its planning thumbnail): two layers double it (measured 1.8-1.9 on folds of

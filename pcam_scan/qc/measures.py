@@ -10,8 +10,8 @@ is a mean over those pixels, so a cell is judged by what its label covers:
 - `rim`: share of pixels on a dark grey rim (unstained, so not tissue: an air bubble's meniscus);
 - `focus`: mean squared Laplacian of the grey image over its variance (+ a floor for glass), a
   contrast-free sharpness: blur removes the fine detail faster than the coarse contrast;
-- `ink_patch`: share of marker pixels over the cell's whole patch (cell and halo): ink beside a
-  cell is in what the model sees, and turns its probability as surely as ink on it.
+- `ink_patch`: the ink share of the most inked cell within the cell's patch (cell and halo): ink
+  beside a cell is in what the model sees, and turns its probability as surely as ink on it.
 
 Marker colours in HSV (hue in degrees), chosen against H&E: haematoxylin is purple (hue 260-300)
 and eosin pink (300-350), both never green, never cyan-blue, never grey-black, and never the
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 
 FloatCells = npt.NDArray[np.float32]
 
@@ -37,8 +38,8 @@ GREY_FLOOR = 25.0
 
 @dataclass(frozen=True)
 class CellMeasures:
-    """The measures of a block's cells, each (n_rows, n_cols) float32. `ink_patch` is the share of
-    marker pixels over each cell's whole patch (the cell and its halo: what the model sees)."""
+    """The measures of a block's cells, each (n_rows, n_cols) float32. `ink_patch` is the ink
+    share of the most inked cell in each cell's patch (the cell and its halo: what the model sees)."""
 
     ink: FloatCells
     eosin: FloatCells
@@ -105,14 +106,18 @@ def _cell_sums(image: npt.NDArray[np.generic], n_rows: int, n_cols: int, side: i
     return sums
 
 
-def _window_shares(mask: npt.NDArray[np.bool_], n_rows: int, n_cols: int, step: int, window: int) -> FloatCells:
-    """Share of True in each `window` x `window` box at (r, c) * `step`: an integral image."""
+def _window_shares(
+    mask: npt.NDArray[np.bool_], n_rows: int, n_cols: int, step: int, window: int, origin: int = 0
+) -> FloatCells:
+    """Share of True in each `window` x `window` box at `origin` + (r, c) * `step` (clipped to the
+    image): an integral image."""
     integral = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int32)
     np.cumsum(np.cumsum(mask, axis=0, dtype=np.int32), axis=1, out=integral[1:, 1:])
-    r0 = np.arange(n_rows) * step
-    c0 = np.arange(n_cols) * step
-    r1 = np.minimum(r0 + window, mask.shape[0])
-    c1 = np.minimum(c0 + window, mask.shape[1])
+    r_start = origin + np.arange(n_rows) * step
+    c_start = origin + np.arange(n_cols) * step
+    r0, c0 = np.clip(r_start, 0, mask.shape[0]), np.clip(c_start, 0, mask.shape[1])
+    r1 = np.clip(r_start + window, 0, mask.shape[0])
+    c1 = np.clip(c_start + window, 0, mask.shape[1])
     total = integral[np.ix_(r1, c1)] - integral[np.ix_(r0, c1)] - integral[np.ix_(r1, c0)] + integral[np.ix_(r0, c0)]
     area = np.outer(r1 - r0, c1 - c0)
     shares: FloatCells = (total / np.maximum(area, 1)).astype(np.float32)
@@ -132,7 +137,12 @@ def cell_measures(region: npt.NDArray[np.uint8], halo_px: int, cell_px: int, n_r
 
     ink_all = ink_pixels(sampled)
     ink = (_cell_sums(ink_all[core], n_rows, n_cols, cell_s) / n_samples).astype(np.float32)
-    ink_patch = _window_shares(ink_all, n_rows, n_cols, cell_s, cell_s + 2 * halo_s)
+    # the most inked cell of each patch: cells of the block and of its halo ring (`reach` cells)
+    reach = -(-halo_s // cell_s)
+    ring = _window_shares(ink_all, n_rows + 2 * reach, n_cols + 2 * reach, cell_s, cell_s, halo_s - reach * cell_s)
+    ink_patch = ndimage.maximum_filter(ring, size=2 * reach + 1, mode="constant")[
+        reach : reach + n_rows, reach : reach + n_cols
+    ]
     rim = (_cell_sums(rim_pixels(sampled[core]), n_rows, n_cols, cell_s) / n_samples).astype(np.float32)
     mean_rg = np.stack(
         [_cell_sums(sampled[core][..., channel], n_rows, n_cols, cell_s) / n_samples for channel in range(2)], axis=-1
