@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stage",
     "history",
     "compare",
+    "qc",
     "fit_aggregator",
     "export",
     "export_model",

@@ -55,23 +55,29 @@ def add_scorer_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def diagnosis_table(rows: Sequence[DiagnosisRow]) -> str:
-    """A fixed-width summary: slide, status, probability, call, category, sizes, message."""
-    header = f"{'slide':<24} {'status':<9} {'prob':>6} {'call':<8} {'category':<9} {'largest um':>10}  message"
+    """A fixed-width summary: slide, status, probability, call, category, sizes, QC, message."""
+    header = (
+        f"{'slide':<24} {'status':<9} {'prob':>6} {'call':<14} {'category':<9} {'largest um':>10} {'QC':<14}  message"
+    )
     lines = [header, "-" * len(header)]
     for row in rows:
         d = row.diagnosis
+        qc = row.qc_verdict or "not run"
         if d is None:
-            lines.append(f"{row.slide_id[:24]:<24} {row.status:<9} {'':>6} {'':<8} {'':<9} {'':>10}  {row.message}")
+            lines.append(
+                f"{row.slide_id[:24]:<24} {row.status:<9} {'':>6} {'':<14} {'':<9} {'':>10} {'':<14}  {row.message}"
+            )
             continue
         lines.append(
-            f"{row.slide_id[:24]:<24} {row.status:<9} {d.probability:>6.3f} {d.call:<8} "
-            f"{d.category:<9} {d.largest_lesion_um:>10.0f}  {row.message}"
+            f"{row.slide_id[:24]:<24} {row.status:<9} {d.probability:>6.3f} {d.call:<14} "
+            f"{d.category:<9} {d.largest_lesion_um:>10.0f} {qc:<14}  {row.message}"
         )
     diagnosed = [r.diagnosis for r in rows if r.diagnosis is not None]
     positive = sum(d.is_positive for d in diagnosed)
+    negative = sum(d.call == "negative" for d in diagnosed)
     lines.append(
-        f"{count_noun(len(rows), 'slide')}: {positive} positive, {len(diagnosed) - positive} negative, "
-        f"{len(rows) - len(diagnosed)} without a diagnosis"
+        f"{count_noun(len(rows), 'slide')}: {positive} positive, {negative} negative, "
+        f"{len(diagnosed) - positive - negative} not assessable, {len(rows) - len(diagnosed)} without a diagnosis"
     )
     return "\n".join(lines)
 

@@ -197,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_files(evaluation_outputs(args.out, reference.names), args.overwrite)
     bootstrap = BootstrapSettings(n_replicates=args.bootstrap, seed=args.seed)
     truth = TruthSources(masks_dir=args.masks, annotations_dir=args.annotations)
-    result, metrics_path = run_evaluation(reference, read_predictions(args, reference), truth, bootstrap, args.out)
+    predictions = read_predictions(args, reference)
+    result, metrics_path = run_evaluation(reference, predictions, truth, bootstrap, args.out)
     auc = result.auc
     print(
         f"slides {len(reference.entries)} ({reference.n_tumour} tumour), excluded "
@@ -208,6 +209,14 @@ def run(args: argparse.Namespace) -> int:
         f"FROC score {result.froc.score:.4f} over {count_noun(result.curve.n_lesions, 'lesion')}: "
         + ", ".join(f"{r:g} FP {s:.3f}" for r, s in zip(result.froc.fp_rates, result.froc.sensitivities))
     )
+    qc = predictions.inputs.get("qc")
+    if isinstance(qc, dict):
+        not_assessable = qc.get("not_assessable") or []
+        names = f": {', '.join(not_assessable)}" if not_assessable else ""
+        print(
+            f"QC: {len(not_assessable)} not assessable slide(s){names} "
+            "(scored by the probability of their assessable tissue, kept in the AUC)"
+        )
     print(f"metrics {metrics_path}")
     if args.store is not None:
         from pcam_scan.store.run_records import record_run

@@ -56,6 +56,11 @@ def add_scan_arguments(
         help="stride in px at the model MPP (default: the model's label size, every cell: 32 for PCam)",
     )
     parser.add_argument("--tta", action="store_true", help="mean over the 8 flips/rotations")
+    parser.add_argument(
+        "--no-qc",
+        action="store_true",
+        help="no slide quality control (ink, blur, folds, bubbles are then neither flagged nor excluded)",
+    )
     parser.add_argument("--mpp", type=float, default=None, help="override the slides' um/px")
     parser.add_argument(
         "--batch-size",

@@ -66,20 +66,49 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=defaults.mpp_um_px,
         help=f"level-0 um/px (default {defaults.mpp_um_px}, Camelyon16's main scanner)",
     )
+    artefacts = parser.add_argument_group(
+        "artefacts (QC's ground truth: drawn on every slide, true masks in OUT_DIR/qc/<slide>_qc.npz)"
+    )
+    artefacts.add_argument("--ink-strokes", type=int, default=0, metavar="N", help="marker strokes per slide")
+    artefacts.add_argument(
+        "--ink-colours", default="blue,green,black,red", metavar="C,C", help="their colours, in turn"
+    )
+    artefacts.add_argument("--ink-width-um", type=float, default=80.0, metavar="UM", help="stroke width (default 80)")
+    artefacts.add_argument("--blur-discs", type=int, default=0, metavar="N", help="out-of-focus discs per slide")
+    artefacts.add_argument(
+        "--blur-sigma-um", type=float, default=2.0, metavar="UM", help="their Gaussian blur sigma (default 2)"
+    )
+    artefacts.add_argument(
+        "--blur-radius-um", type=float, default=500.0, metavar="UM", help="their radius (default 500)"
+    )
+    artefacts.add_argument("--folds", type=int, default=0, metavar="N", help="tissue folds per slide")
+    artefacts.add_argument("--bubbles", type=int, default=0, metavar="N", help="air bubbles per slide")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_overwrite_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pcam_scan.synth.artefacts import ArtefactSpec
     from pcam_scan.synth.dataset import write_synthetic_dataset
 
+    artefacts = ArtefactSpec(
+        ink_strokes=args.ink_strokes,
+        ink_colours=tuple(colour.strip() for colour in args.ink_colours.split(",") if colour.strip()),
+        ink_width_um=args.ink_width_um,
+        blur_discs=args.blur_discs,
+        blur_radius_um=args.blur_radius_um,
+        blur_sigma_um=args.blur_sigma_um,
+        folds=args.folds,
+        bubbles=args.bubbles,
+    )
     spec = SynthSpec(
         slide=SlideSpec(width_px=args.width, height_px=args.height, mpp_um_px=args.mpp),
         tumour_count=args.tumour,
         normal_count=args.normal,
         seed=args.seed,
         patient_count=args.patients,
+        artefacts=artefacts if artefacts.any else None,
     )
     reporter = None if args.quiet else ProgressReporter(sys.stderr)
     slides = write_synthetic_dataset(args.out_dir, spec, reporter, overwrite=args.overwrite)

@@ -37,6 +37,7 @@ HEADLINE_COLUMNS = (
     "status",
     "probability",
     "call",
+    "qc_verdict",
     "threshold",
     "category",
     "largest_lesion_um",
@@ -62,6 +63,8 @@ class DiagnosisRow:
     status: str
     message: str = ""
     diagnosis: Diagnosis | None = None
+    qc_verdict: str | None = None
+    """The slide's QC verdict (pass, warn, not assessable); None when QC was not run."""
 
 
 def diagnose_store(store: HeatmapStore, scorer: Scorer, save: bool = True) -> list[DiagnosisRow]:
@@ -85,7 +88,8 @@ def diagnose_store(store: HeatmapStore, scorer: Scorer, save: bool = True) -> li
         except PcamScanError as err:
             rows.append(DiagnosisRow(slide_id, "error", str(err)))
             continue
-        rows.append(DiagnosisRow(slide_id, status.state.value, diagnosis=diagnosis))
+        verdict = store.stored_slide(slide_id).qc_verdict
+        rows.append(DiagnosisRow(slide_id, status.state.value, diagnosis=diagnosis, qc_verdict=verdict))
     return rows
 
 
@@ -116,7 +120,7 @@ def tumour_area_mm2(features: Mapping[str, float], settings: FeatureSettings) ->
 def csv_record(row: DiagnosisRow, settings: FeatureSettings) -> dict[str, object]:
     """The row's CSV fields: the headline columns, then every feature ('' without a diagnosis)."""
     record: dict[str, object] = {name: "" for name in (*HEADLINE_COLUMNS, *settings.names())}
-    record.update(slide_id=row.slide_id, status=row.status, message=row.message)
+    record.update(slide_id=row.slide_id, status=row.status, message=row.message, qc_verdict=row.qc_verdict or "")
     diagnosis = row.diagnosis
     if diagnosis is not None:
         record.update(

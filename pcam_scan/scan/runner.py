@@ -16,6 +16,7 @@ from pathlib import Path
 from pcam_scan.errors import ConfigError
 from pcam_scan.model.checkpoint import load_checkpoint
 from pcam_scan.model.settings import SCAN_CPU_THREADS, PredictorSettings
+from pcam_scan.qc.settings import QcSettings
 from pcam_scan.scan.driver import Executor, SlideJob, scan_slides
 from pcam_scan.scan.inputs import collect_slides
 from pcam_scan.scan.outcome import SlideOutcome
@@ -63,7 +64,11 @@ class ScanRequest:
             cpu_threads=SCAN_CPU_THREADS,
         )
         settings = ScanSettings(
-            stride_px=args.stride, block_cells=args.block_cells, mpp_override_um_px=args.mpp, predictor=predictor
+            stride_px=args.stride,
+            block_cells=args.block_cells,
+            mpp_override_um_px=args.mpp,
+            predictor=predictor,
+            qc=None if args.no_qc else QcSettings(),
         )
         placement = Placement(args.address, args.num_cpus, args.gpus, args.in_process)
         return cls(tuple(str(p) for p in slides), args.model, args.store, settings, placement)

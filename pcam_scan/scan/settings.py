@@ -17,6 +17,7 @@ from pcam_scan.defaults import BLOCK_CELLS
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.settings import SCAN_CPU_THREADS, PredictorSettings
+from pcam_scan.qc.settings import QcSettings
 from pcam_scan.tissue import TissueSettings
 from pcam_scan.validation import check_mpp
 
@@ -35,6 +36,9 @@ class ScanSettings:
 
     `stride_px` None means the model's label size: every cell of the model's label grid (32 px
     for PCam), the faithful default; a coarser stride is faster.
+
+    `qc` None turns slide quality control off (`--no-qc`). QC adds arrays beside `prob` and never
+    changes it, so its settings go into the store's slide attributes, not into the identity.
     """
 
     stride_px: int | None = None
@@ -42,6 +46,7 @@ class ScanSettings:
     mpp_override_um_px: float | None = None
     tissue: TissueSettings = field(default_factory=TissueSettings)
     predictor: PredictorSettings = field(default_factory=_scan_predictor)
+    qc: QcSettings | None = field(default_factory=QcSettings)
 
     def __post_init__(self) -> None:
         if self.predictor.cpu_threads is None:
@@ -60,7 +65,9 @@ class ScanSettings:
         tissue = dict(values.pop("tissue"))  # type: ignore[call-overload]
         tissue["otsu_band"] = tuple(tissue["otsu_band"])
         predictor = PredictorSettings(**values.pop("predictor"))  # type: ignore[arg-type]
-        return cls(**values, tissue=TissueSettings(**tissue), predictor=predictor)  # type: ignore[arg-type]
+        qc_doc = values.pop("qc", {})
+        qc = QcSettings.from_dict(dict(qc_doc)) if isinstance(qc_doc, dict) else None
+        return cls(**values, tissue=TissueSettings(**tissue), predictor=predictor, qc=qc)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

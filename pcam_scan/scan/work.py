@@ -14,6 +14,7 @@ import numpy as np
 
 from pcam_scan.errors import describe_error
 from pcam_scan.geometry import Block, PatchGeometry
+from pcam_scan.qc.block import BlockQc, measure_block
 from pcam_scan.scan.planning import PlanFailure, SlidePlan, plan_into_store
 from pcam_scan.scan.reading import read_block_region, scatter_block_probs
 from pcam_scan.scan.settings import ScanRun
@@ -32,6 +33,8 @@ class BlockWork:
     read_plan: ReadPlan
     block: Block
     tissue: np.ndarray = field(repr=False)
+    eosin_reference: float = 0.0
+    """The slide's typical tissue eosin density (planning thumbnail): QC's fold reference."""
 
     @property
     def n_patches(self) -> int:
@@ -98,6 +101,7 @@ def block_work_items(plan: SlidePlan, blocks: Iterable[Block], mpp_override: flo
             read_plan=plan.read_plan,
             block=block,
             tissue=np.ascontiguousarray(plan.tissue.cells[block.cell_slices()]),
+            eosin_reference=plan.tissue.eosin_reference,
         )
         for block in blocks
     ]
@@ -132,8 +136,16 @@ def read_works(
             slide.close()
 
 
-def write_work(writer: ProbChunkWriter, work: BlockWork, probs: np.ndarray) -> float:
-    """Write a block's probabilities as its one chunk; returns the seconds it took."""
+def block_qc(work: BlockWork, region: np.ndarray, run: ScanRun) -> BlockQc | None:
+    """The block's QC from the region read for its patches (no other read); None with QC off."""
+    if run.settings.qc is None:
+        return None
+    geometry = run.geometry
+    return measure_block(region, work.tissue, geometry.halo_px, geometry.cell_px, work.eosin_reference, run.settings.qc)
+
+
+def write_work(writer: ProbChunkWriter, work: BlockWork, probs: np.ndarray, qc: BlockQc | None = None) -> float:
+    """Write a block's probabilities (and its QC) as its one chunk each; returns the seconds."""
     started = time.perf_counter()
-    writer.write(work.block, scatter_block_probs(work.block, work.tissue, probs))
+    writer.write(work.block, scatter_block_probs(work.block, work.tissue, probs), qc)
     return time.perf_counter() - started

@@ -85,8 +85,8 @@ class StoreLocation:
 
 def child_array(group: zarr.Group, name: str) -> zarr.Array[Any]:
     """The array `name` under `group`; a StoreError when it is missing or not an array."""
-    # the bare class: isinstance refuses a subscripted generic (zarr.Array[Any]) with a TypeError
-    return _child(group, name, zarr.Array)
+    array: zarr.Array[Any] = _child(group, name, zarr.Array)  # isinstance needs the bare class
+    return array
 
 
 def child_group(group: zarr.Group, name: str) -> zarr.Group:

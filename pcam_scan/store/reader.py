@@ -24,8 +24,10 @@ from pcam_scan.store.prob_chunks import done_block_rcs
 from pcam_scan.store.schema import (
     ATTRS_KEY,
     BLOCKS_DONE,
+    FOCUS,
     P_OME,
     PROB,
+    QC_FLAGS,
     TISSUE,
     SlideAttrs,
     SlideState,
@@ -124,6 +126,31 @@ class HeatmapReader:
             values = np.asarray(array[:])
         check_prob(slide_id, level, values, shape)
         return values.astype(np.float32, copy=False)
+
+    def has_qc(self, slide_id: str) -> bool:
+        """Whether the slide was scanned with QC (its `qc_flags` and `focus` arrays exist)."""
+        slide = self._slide_group(slide_id)
+        return QC_FLAGS in slide and FOCUS in slide
+
+    def read_qc(self, slide_id: str, level: int = 0) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]] | None:
+        """One level of the QC flags (uint8) and focus scores (float32, NaN off tissue); None when
+        the slide has no QC (a store written before QC, or a scan with `--no-qc`)."""
+        if not self.has_qc(slide_id):
+            return None
+        slide = self._slide_group(slide_id)
+        shape = self.read_grid(slide_id).shape if level == 0 else None
+        with reading_slide(slide_id, f"qc level {level}"):
+            arrays = []
+            for name in (QC_FLAGS, FOCUS):
+                group = child_group(slide, name)
+                paths = _level_paths(group)
+                if not 0 <= level < len(paths):
+                    raise StoreError(f"slide {slide_id!r} has {name} levels 0-{len(paths) - 1}, not {level}")
+                arrays.append(np.asarray(child_array(group, paths[level])[:]))
+        flags, focus = arrays
+        if flags.dtype != np.uint8 or (shape is not None and (flags.shape != shape or focus.shape != shape)):
+            raise DamagedSlideError(slide_id, f"its QC arrays do not match its grid {shape}")
+        return flags, focus.astype(np.float32, copy=False)
 
     # -- block bookkeeping -----------------------------------------------------------------
 

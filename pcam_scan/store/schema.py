@@ -28,18 +28,22 @@ from pcam_scan.store.identity import RunIdentity, package_versions
 
 FORMAT_NAME = "pcam-scan-heatmaps"
 FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-"""Version 2 added run records (`runs/`); a version-1 store opens, its history empty until a
-command records a run in it."""
+READABLE_FORMAT_VERSIONS = (1, 2)
+"""Version 2 added run records (`runs/`) and QC (`qc_flags`, `focus`, the slide attribute
+`quality_control`); a version-1 store opens, its history empty and its slides without QC."""
 ATTRS_KEY = "pcam_scan"
 RUNS_PREFIX = "runs"
 """Run records live as `runs/<started>-<host>-<pid>-<token>.json`, one JSON document per run,
 plain objects beside the Zarr nodes (no `zarr.json`, so they are not a slide)."""
 
-# Arrays of a slide group; `prob` is a group whose levels are the arrays "0", "1", ...
+# Arrays of a slide group; `prob`, `qc_flags` and `focus` are groups whose levels are "0", "1", ...
 PROB = "prob"
 TISSUE = "tissue"
 BLOCKS_DONE = "blocks_done"
+QC_FLAGS = "qc_flags"
+"""uint8 bit flags per cell (pcam_scan.qc.flags: 1 ink, 2 blur, 4 fold, 8 bubble, 16 ink nearby), since version 2."""
+FOCUS = "focus"
+"""float32 focus score per cell (NaN off tissue), since version 2."""
 
 
 class Node(enum.StrEnum):
@@ -79,7 +83,7 @@ R_FORMAT_VERSION = AttrSpec(
     Node.ROOT,
     "format_version",
     "integer",
-    f"`{FORMAT_VERSION}` (version 1 stores still open); any other version is refused",
+    f"`{FORMAT_VERSION}` (`1` before run records and QC: still read); any other version is refused",
 )
 R_MODEL_ID = AttrSpec(Node.ROOT, "model_id", "string", "the model's id (sha256 of its weights)")
 R_SETTINGS_HASH = AttrSpec(
@@ -177,7 +181,31 @@ RUN_ATTEMPT_SLIDE = _field(RUN_ATTEMPTS, "slide", "string", "the slide id", 2)
 RUN_ATTEMPT_STATE = _field(RUN_ATTEMPTS, "state", "string", "what the run did with it (e.g. `complete`, `failed`)", 2)
 RUN_ATTEMPT_MESSAGE = _field(RUN_ATTEMPTS, "message", "string", "why, in one line ('' when done)", 2)
 
-P_OME = AttrSpec(Node.PROB, "ome", "object", "OME-NGFF 0.5 `multiscales` metadata (`ngff.py`), under its own key")
+S_QC = AttrSpec(
+    Node.SLIDE,
+    "quality_control",
+    "object",
+    "slide quality control (`pcam_scan.qc`); absent: QC was not run (a store before version 2, or `--no-qc`)",
+    since_version=2,
+)
+S_QC_SETTINGS = _field(S_QC, "settings", "object (name: number)", "the QC thresholds (`QcSettings`), at planning", 2)
+S_QC_VERDICT = _field(S_QC, "verdict", "string", "`pass`, `warn` or `not assessable`; written at finalize", 2)
+S_QC_REASON = _field(S_QC, "reason", "string", "why the verdict is not `pass` (one line, empty for `pass`)", 2)
+S_QC_SHARES = _field(
+    S_QC, "shares", "object (name: number)", "share of tissue cells per reason (`ink`, `blur`, `fold`, `bubble`)", 2
+)
+S_QC_EXCLUDED_SHARE = _field(S_QC, "excluded_share", "number", "share of tissue cells excluded (ink, fold, bubble)", 2)
+S_QC_FOCUS_REFERENCE = _field(
+    S_QC, "focus_reference", "number or null", "the slide's in-focus reference focus score (blur is relative to it)", 2
+)
+
+P_OME = AttrSpec(
+    Node.PROB,
+    "ome",
+    "object",
+    "OME-NGFF 0.5 `multiscales` metadata (`ngff.py`), under its own key; the same on `qc_flags` (OR pooling) "
+    "and `focus` (mean pooling) since version 2",
+)
 
 ATTRIBUTES: tuple[AttrSpec, ...] = tuple(value for value in list(globals().values()) if isinstance(value, AttrSpec))
 """Every attribute and field of the format, in declaration order (the table of docs/store.md)."""
@@ -283,6 +311,28 @@ class StoredSlide:
     counts: Mapping[str, int | float] = field(default_factory=dict)
     seconds: Mapping[str, float] = field(default_factory=dict)
     diagnosis: Mapping[str, object] | None = None
+    qc: Mapping[str, object] | None = None
+    """The slide's QC record (`qc_record`); None when QC was not run."""
+
+    @property
+    def qc_verdict(self) -> str | None:
+        """`pass`, `warn`, `not assessable`; None when QC was not run or not finished."""
+        verdict = (self.qc or {}).get(S_QC_VERDICT.key)
+        return None if verdict is None else str(verdict)
+
+    @property
+    def qc_reason(self) -> str:
+        return str((self.qc or {}).get(S_QC_REASON.key) or "")
+
+    @property
+    def qc_shares(self) -> dict[str, float]:
+        shares = (self.qc or {}).get(S_QC_SHARES.key)
+        return {str(k): float(v) for k, v in shares.items()} if isinstance(shares, Mapping) else {}
+
+    @property
+    def qc_excluded_share(self) -> float | None:
+        value = (self.qc or {}).get(S_QC_EXCLUDED_SHARE.key)
+        return None if value is None else float(value)  # type: ignore[arg-type]
 
     @property
     def tissue_mm2(self) -> float | None:
@@ -360,6 +410,13 @@ class RootAttrs:
         )
 
 
+def root_format_version(attrs: Mapping[str, Any]) -> int:
+    """The format version a store's root records (the current one when it records none)."""
+    root = RootAttrs.from_attrs(attrs)
+    version = FORMAT_VERSION if root is None else root.format_version
+    return version if isinstance(version, int) else FORMAT_VERSION
+
+
 def root_attrs(run: RunIdentity) -> dict[str, object]:
     """The root group's attributes of a new store for `run`."""
     return RootAttrs.for_run(run).to_attrs()
@@ -370,10 +427,10 @@ def check_root_attrs(uri: str, attrs: Mapping[str, Any], run: RunIdentity | None
     root = RootAttrs.from_attrs(attrs)
     if root is None:
         raise StoreError(f"{uri} is a Zarr store but not a pcam-scan heatmap store")
-    if root.format_version not in READABLE_VERSIONS:
+    if root.format_version not in READABLE_FORMAT_VERSIONS:
         raise StoreError(
             f"{uri} has heatmap store format version {root.format_version!r}; "
-            f"this pcam-scan reads versions {', '.join(map(str, READABLE_VERSIONS))}"
+            f"this pcam-scan reads versions {', '.join(map(str, READABLE_FORMAT_VERSIONS))}"
         )
     if run is None:
         return
@@ -447,7 +504,13 @@ class SlideAttrs:
             counts=_numbers(raw, S_COUNTS),
             seconds=_numbers(raw, S_SECONDS),
             diagnosis=_optional_mapping(raw.get(S_DIAGNOSIS.key), S_DIAGNOSIS.key),
+            qc=_optional_mapping(raw.get(S_QC.key), S_QC.key),
         )
+
+    def qc_settings(self) -> Mapping[str, object] | None:
+        """The QC thresholds recorded at planning; None when the slide was planned without QC."""
+        qc = _optional_mapping(self.raw.get(S_QC.key), S_QC.key)
+        return None if qc is None else require_mapping(qc.get(S_QC_SETTINGS.key, {}), S_QC_SETTINGS.path)
 
 
 def planned_attrs(
@@ -463,6 +526,32 @@ def planned_attrs(
         S_BLOCK_GRID.key: list(block_grid),
         S_PLANNED_BLOCKS.key: n_blocks,
         S_STATUS.key: SlideStatus(SlideState.PLANNED).to_attrs(),
+    }
+
+
+def qc_planned_attrs(settings: Mapping[str, float]) -> dict[str, object]:
+    """The QC record of a slide planned with QC: its thresholds (the verdict comes at finalize)."""
+    return {S_QC.key: {S_QC_SETTINGS.key: dict(settings)}}
+
+
+def qc_record(
+    settings: Mapping[str, object],
+    verdict: str,
+    reason: str,
+    shares: Mapping[str, float],
+    excluded_share: float,
+    focus_reference: float | None,
+) -> dict[str, object]:
+    """The QC record of a finalized slide (the attribute `qc`)."""
+    return {
+        S_QC.key: {
+            S_QC_SETTINGS.key: dict(settings),
+            S_QC_VERDICT.key: verdict,
+            S_QC_REASON.key: reason,
+            S_QC_SHARES.key: dict(shares),
+            S_QC_EXCLUDED_SHARE.key: excluded_share,
+            S_QC_FOCUS_REFERENCE.key: focus_reference,
+        }
     }
 
 

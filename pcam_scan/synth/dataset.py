@@ -3,6 +3,7 @@
     OUT_DIR/tumor_001.tif ... normal_001.tif ...   slides (pyramidal JPEG TIFF)
     OUT_DIR/annotations/tumor_001.xml ...           ASAP XML, Camelyon16 style (`_0`, `_2`)
     OUT_DIR/masks/tumor_001_Mask.tif ...            level-5 lesion masks
+    OUT_DIR/qc/tumor_001_qc.npz ...                 with artefacts: their true masks on the cell grid
     OUT_DIR/reference.csv                           Camelyon16 layout, no header
     OUT_DIR/synth.json                              the lesions (centre, size, category) for tests
 
@@ -24,7 +25,7 @@ from pcam_scan.diagnosis.rule import SizeCategory
 from pcam_scan.errors import ConfigError
 from pcam_scan.outputs import check_output_files
 from pcam_scan.synth.files import written_atomically
-from pcam_scan.synth.ground_truth import MASK_DOWNSAMPLE, MASK_LEVEL, write_ground_truth
+from pcam_scan.synth.ground_truth import MASK_DOWNSAMPLE, MASK_LEVEL, write_ground_truth, write_qc_truth
 from pcam_scan.synth.layout import Category, SlidePlan, plan_slide
 from pcam_scan.synth.patients import PATIENTS_CSV, REFERENCE_STAGES_CSV, PatientPlan, plan_patients, write_patient_files
 from pcam_scan.synth.slide_writer import SynthSlide, write_planned_slide
@@ -84,7 +85,14 @@ def dataset_files(out: Path, spec: SynthSpec) -> list[Path]:
         files.append(out / f"{name}.tif")
         if tumour:
             files += [out / "annotations" / f"{name}.xml", out / "masks" / f"{name}_Mask.tif"]
+        if spec.artefacts is not None and spec.artefacts.any:
+            files.append(qc_truth_path(out, name))
     return files
+
+
+def qc_truth_path(out: Path, name: str) -> Path:
+    """Where a slide's true artefact masks on the cell grid go."""
+    return out / "qc" / f"{name}_qc.npz"
 
 
 def write_synthetic_dataset(
@@ -115,7 +123,9 @@ def write_synthetic_dataset(
         if on_progress is not None:
             on_rows = _slide_progress(on_progress, name, index, len(jobs))
         try:
-            slide = write_planned_slide(out / f"{name}.tif", plan, on_rows)
+            slide = write_planned_slide(out / f"{name}.tif", plan, on_rows, spec.artefacts)
+            if spec.artefacts is not None and spec.artefacts.any:
+                slide = write_qc_truth(slide, qc_truth_path(out, name))
             if tumour:
                 slide = write_ground_truth(
                     slide, out / "annotations" / f"{name}.xml", out / "masks" / f"{name}_Mask.tif"
@@ -202,6 +212,13 @@ def write_manifest(path: Path, spec: SynthSpec, slides: list[SynthSlide], out: P
                 "annotation": relative(slide.xml_path),
                 "mask": relative(slide.mask_path),
                 "lesions": lesions,
+                "qc_truth": relative(slide.qc_truth_path),
+                "artefacts": {
+                    "ink": [stroke.colour for stroke in slide.artefacts.strokes],
+                    "blur_discs": len(slide.artefacts.blur),
+                    "folds": len(slide.artefacts.folds),
+                    "bubbles": len(slide.artefacts.bubbles),
+                },
             }
         )
     manifest = {

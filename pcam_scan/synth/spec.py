@@ -9,9 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from numbers import Integral
+from typing import TYPE_CHECKING
 
 from pcam_scan.errors import ConfigError
 from pcam_scan.validation import check_seed
+
+if TYPE_CHECKING:
+    from pcam_scan.synth.artefacts import ArtefactSpec
 
 # Nuclei must span a few pixels for the tumour texture to mean anything, and the scanner reads
 # at 0.972 um/px: coarser slides than this are not slides.
@@ -77,6 +81,8 @@ class SynthSpec:
     seed: int = 0
     patient_count: int = 0
     """Camelyon17-style patients of known pN stage, five node slides each (pcam_scan.synth.patients)."""
+    artefacts: ArtefactSpec | None = None
+    """Artefacts drawn on every slide, with their true masks on the cell grid (QC's ground truth)."""
 
     def __post_init__(self) -> None:
         for name, value in (("--tumor", self.tumour_count), ("--normal", self.normal_count)):

@@ -114,6 +114,9 @@
       cell(row, slide.largest_lesion_um ? fmt(slide.largest_lesion_um / 1000, 2) : "\u2013", "num");
       cell(row, fmt(slide.tumour_area_mm2, 3), "num");
       cell(row, fmt(slide.tissue_mm2, 1), "num");
+      const qc = badge(slide.qc_verdict || "not run", "qc-" + (slide.qc_verdict || "not-run").replace(/ /g, "-"));
+      if (slide.qc_reason) qc.title = slide.qc_reason;
+      cell(row, qc);
       return row;
     }
   }
