@@ -40,3 +40,15 @@ VALID_FRACTION = 0.2
 HARD_NEGATIVE_FRACTION = 0.5
 HARD_NEGATIVE_POOL_PER_SLIDE = 4000
 HARD_NEGATIVE_MIN_PROBABILITY = 0.5
+
+# calibration (issue 22)
+CALIBRATION_BINS = 15
+"""ECE bins: Guo et al. 2017's 15, so figures compare with the literature."""
+TEMPERATURE_RANGE = (0.05, 20.0)
+"""The temperatures the fit searches: wider than any network trained with cross-entropy needs
+(Guo et al. report 1.1-3.6); a fit at a bound says the labels or the logits are wrong."""
+
+# stain
+HED_AUGMENT_SIGMA = 0.05
+"""Tellez et al.'s "HED-light" jitter (alpha ~ U(1 - s, 1 + s), beta ~ U(-s, s) per channel):
+moves colour like another lab without inventing new stains."""
