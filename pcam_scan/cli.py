@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "scan",
     "submit",
     "train",
+    "calibrate",
     "view",
     "render",
 )

@@ -63,7 +63,12 @@ class ScanRequest:
             cpu_threads=SCAN_CPU_THREADS,
         )
         settings = ScanSettings(
-            stride_px=args.stride, block_cells=args.block_cells, mpp_override_um_px=args.mpp, predictor=predictor
+            stride_px=args.stride,
+            block_cells=args.block_cells,
+            mpp_override_um_px=args.mpp,
+            predictor=predictor,
+            stain_normalise=args.stain_normalise,
+            stain_reference=args.stain_reference,
         )
         placement = Placement(args.address, args.num_cpus, args.gpus, args.in_process)
         return cls(tuple(str(p) for p in slides), args.model, args.store, settings, placement)
@@ -91,7 +96,7 @@ def resolve_run(request: ScanRequest) -> ScanRun:
     """The request's scan resolved against its checkpoint, once: the model's id and geometry
     with the scan's stride. A bad checkpoint or stride is refused before the store is touched."""
     loaded = load_checkpoint(request.checkpoint, "cpu")
-    model = ModelRef(str(Path(request.checkpoint).resolve()), loaded.model_id)
+    model = ModelRef(str(Path(request.checkpoint).resolve()), loaded.model_id, loaded.metadata.temperature)
     return ScanRun.resolve(request.settings, model, loaded.metadata.geometry())
 
 
