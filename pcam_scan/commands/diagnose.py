@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from pcam_scan.diagnosis.batch import choose_scorer, diagnose_store, write_diagnoses_csv
     from pcam_scan.outputs import check_output_file
     from pcam_scan.store import HeatmapStore
+    from pcam_scan.store.queries import model_calibration
 
     scorer = choose_scorer(args.aggregator, args.threshold)
     out: Path = args.out
@@ -90,5 +91,6 @@ def run(args: argparse.Namespace) -> int:
         raise StoreError(f"the store {args.store} holds no slides")
     write_diagnoses_csv(out, rows, scorer.feature_settings, args.overwrite)
     print(diagnosis_table(rows))
+    print(model_calibration(store))
     print(f"diagnoses: {out} ({scorer.name}, threshold {scorer.threshold:g})", file=sys.stderr)
     return 0 if all(row.diagnosis is not None for row in rows) else 1

@@ -27,6 +27,7 @@ from pcam_scan.store.schema import (
     P_OME,
     PROB,
     TISSUE,
+    RootAttrs,
     SlideAttrs,
     SlideState,
     SlideStatus,
@@ -53,6 +54,11 @@ class HeatmapReader:
     @property
     def uri(self) -> str:
         return self.location.uri
+
+    def run_settings(self) -> Mapping[str, object]:
+        """The resolved settings the store was created with (its root record), as stored."""
+        record = RootAttrs.from_attrs(self.location.group(mode="r").attrs.asdict())
+        return {} if record is None else record.settings
 
     # -- slides ----------------------------------------------------------------------------
 

@@ -300,6 +300,7 @@
       ["Tumour area", summary.tumour_area_mm2, (v) => `${v.toFixed(3)} mm\u00b2 (p \u2265 ${summary.tumour_area_threshold.toFixed(2)})`],
       ["Tissue", summary.tissue_mm2, (v) => `${v.toFixed(1)} mm\u00b2`],
       ["Method", summary.method, (v) => v],
+      ["Calibration", info && info.calibration, (v) => v],
     ];
     const list = $("diagnosis-facts");
     list.replaceChildren();
