@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import tempfile
 import time
@@ -79,6 +80,11 @@ def reference_tile(train_dir: Path, path: Path, settings: MiningSettings) -> Pat
     raise SystemExit("no tumour slide with 16 positive patches to make a reference")
 
 
+def _row(row: tuple[str, str, float, float, float, float, int, int]) -> str:
+    recipe, centre, auc, slide_auc, e, e_raw, n, n_pos = row
+    return f"{recipe:8s} {centre:4s} {auc:9.4f} {slide_auc:9.3f} {e:8.4f} {e_raw:8.4f}  {n} ({n_pos} tumour)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir")
@@ -92,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse", action="store_true", help="test the models an earlier run left in --workdir")
     args = parser.parse_args(argv)
     from training.run import train_and_export
 
@@ -134,12 +141,14 @@ def main(argv: list[str] | None = None) -> int:
             stain_augment_sigma=HED_AUGMENT_SIGMA if hed else 0.0,
         )  # fmt: skip
         t0 = time.perf_counter()
-        outcome = train_and_export(
-            train_data, settings, work / f"{recipe}.safetensors", work / f"{recipe}_report", progress=False
-        )
-        stages = outcome.metrics["stages"]
+        checkpoint, report = work / f"{recipe}.safetensors", work / f"{recipe}_report"
+        if args.reuse and (report / "metrics.json").exists():
+            metrics = json.loads((report / "metrics.json").read_text())  # a model an earlier run trained
+        else:
+            metrics = train_and_export(train_data, settings, checkpoint, report, progress=False).metrics
+        stages = metrics["stages"]
         speeds[recipe] = sum(s["train_images_per_s"] * s["seconds"] for s in stages) / sum(s["seconds"] for s in stages)
-        loaded = load_checkpoint(outcome.checkpoint)
+        loaded = load_checkpoint(checkpoint)
         temperature = loaded.metadata.temperature or 1.0
         print(f"{recipe}: trained in {time.perf_counter() - t0:.0f} s, T = {temperature:.3f}", flush=True)
         for centre, slides in tests.items():
@@ -158,11 +167,12 @@ def main(argv: list[str] | None = None) -> int:
                 recipe, centre, roc_auc_score(y_all, p_all), roc_auc_score(slide_y, slide_p),
                 ece(p_all, y_all), ece(np.concatenate(probs_raw), y_all), len(y_all), int(y_all.sum()),
             ))  # fmt: skip
+            print("  " + _row(rows[-1]), flush=True)  # as it comes: a long run shows progress
     print()
     print("train on centre A; test on held-out slides of centres A, B, C (same tissue, other stain)")
     print(f"{'recipe':8s} {'test':4s} {'patch AUC':>9s} {'slide AUC':>9s} {'ECE (T)':>8s} {'ECE raw':>8s}  patches")
-    for recipe, centre, auc, slide_auc, e, e_raw, n, n_pos in rows:
-        print(f"{recipe:8s} {centre:4s} {auc:9.4f} {slide_auc:9.3f} {e:8.4f} {e_raw:8.4f}  {n} ({n_pos} tumour)")
+    for row in rows:
+        print(_row(row))
     print()
     for recipe in args.recipes:
         drop = {c: r[2] for r in rows if r[0] == recipe for c in [r[1]]}

@@ -211,7 +211,7 @@ def calibration_report(
     tail = (1.0 - settings.level) / 2.0 * 100.0
     figures = {}
     for scheme in ("width", "mass"):
-        fine = bin_index(p, n_bins * FINE_PER_BIN, scheme)  # type: ignore[arg-type]
+        fine = bin_index(p, n_bins * FINE_PER_BIN, scheme)
         group = fine * 2 + y.astype(np.int64)
         n_groups = n_bins * FINE_PER_BIN * 2
         counts = np.bincount(group, minlength=n_groups)
