@@ -16,7 +16,8 @@ import time
 import torch
 
 from pcam_scan.defaults import HED_AUGMENT_SIGMA
-from pcam_scan.model.architectures import TINY_CNN, build_network
+from pcam_scan.model.architectures import build_network
+from pcam_scan.model.names import TINY_CNN
 from training.data import hed_jitter
 
 
