@@ -33,9 +33,9 @@ from sklearn.metrics import roc_auc_score
 
 from pcam_scan.defaults import HED_AUGMENT_SIGMA
 from pcam_scan.evaluation.calibration import ece
-from pcam_scan.model.names import TINY_CNN
 from pcam_scan.model.calibrate import network_logits, probabilities
 from pcam_scan.model.checkpoint import load_checkpoint
+from pcam_scan.model.names import TINY_CNN
 from pcam_scan.stain import StainNormaliser, fit_stain_target
 from pcam_scan.synth.dataset import write_synthetic_dataset
 from pcam_scan.synth.spec import STAIN_PRESET_NAMES, SlideSpec, SynthSpec
