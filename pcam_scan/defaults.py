@@ -52,3 +52,5 @@ TEMPERATURE_RANGE = (0.05, 20.0)
 HED_AUGMENT_SIGMA = 0.05
 """Tellez et al.'s "HED-light" jitter (alpha ~ U(1 - s, 1 + s), beta ~ U(-s, s) per channel):
 moves colour like another lab without inventing new stains."""
+STAIN_METHODS = ("macenko",)
+"""`scan --stain-normalise` choices (default: off): Macenko, torchstain's maintained implementation."""

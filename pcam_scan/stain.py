@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from pcam_scan.defaults import STAIN_METHODS
 from pcam_scan.errors import ConfigError
 
-STAIN_METHODS = ("macenko",)
 MACENKO_IO = 240  # torchstain's transmitted light intensity
 MACENKO_BETA = 0.15  # torchstain's OD threshold of a tissue pixel
 MACENKO_MIN_TISSUE_FRACTION = 0.05

@@ -11,10 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from pcam_scan.defaults import BLOCK_CELLS
+from pcam_scan.defaults import BLOCK_CELLS, STAIN_METHODS
 from pcam_scan.model.names import DEVICE_HELP, is_device_name
 from pcam_scan.model.settings import DEFAULT_BATCH_SIZE
-from pcam_scan.stain import STAIN_METHODS
 
 SCAN_DESCRIPTION = """\
 Tile each slide into blocks of 96 px patches at the model's um/px, predict every tissue cell

@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass, field
 
-from pcam_scan.defaults import BLOCK_CELLS
+from pcam_scan.defaults import BLOCK_CELLS, STAIN_METHODS
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.settings import SCAN_CPU_THREADS, PredictorSettings
-from pcam_scan.stain import STAIN_METHODS, StainTarget
+from pcam_scan.stain import StainTarget
 from pcam_scan.tissue import TissueSettings
 from pcam_scan.validation import check_mpp
 
