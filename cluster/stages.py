@@ -54,7 +54,7 @@ def read_blocks(columns: Columns, run: ScanRun) -> Columns:
     empty = np.zeros((0, 0, 3), dtype=np.uint8)
     is_block = [item != NO_BYTES for item in columns["work"]]
     unpacked = [pickle.loads(item) for item, block in zip(columns["work"], is_block) if block]
-    reads = iter(read_works(unpacked, run.geometry))
+    reads = iter(read_works(unpacked, run.geometry, run.stain))
     regions, qcs, seconds, errors = [], [], [], []
     for block in is_block:
         work, region, read_s, error = next(reads) if block else (None, None, 0.0, None)

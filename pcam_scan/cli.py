@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "scan",
     "submit",
     "train",
+    "calibrate",
     "view",
     "render",
 )

@@ -87,3 +87,17 @@ QC_MAX_BLUR_SHARE = 0.25
 a quarter of a node unreadable can hide a macro-metastasis (>= 2 mm)."""
 QC_WARN_SHARE = 0.05
 """A slide with more than this share of its tissue flagged for any reason gets `warn`."""
+
+# calibration (issue 22)
+CALIBRATION_BINS = 15
+"""ECE bins: Guo et al. 2017's 15, so figures compare with the literature."""
+TEMPERATURE_RANGE = (0.05, 20.0)
+"""The temperatures the fit searches: wider than any network trained with cross-entropy needs
+(Guo et al. report 1.1-3.6); a fit at a bound says the labels or the logits are wrong."""
+
+# stain
+HED_AUGMENT_SIGMA = 0.05
+"""Tellez et al.'s "HED-light" jitter (alpha ~ U(1 - s, 1 + s), beta ~ U(-s, s) per channel):
+moves colour like another lab without inventing new stains."""
+STAIN_METHODS = ("macenko",)
+"""`scan --stain-normalise` choices (default: off): Macenko, torchstain's maintained implementation."""

@@ -160,7 +160,13 @@ def build_learner(
         )
         batch_size = min(batch_size, max(2, len(data.train)))
     dls: DataLoaders = build_dataloaders(
-        data, batch_size, settings.input_px, settings.crop_min_area, device, settings.num_workers
+        data,
+        batch_size,
+        settings.input_px,
+        settings.crop_min_area,
+        device,
+        settings.num_workers,
+        hed_sigma=settings.stain_augment_sigma,
     )
     learn = Learner(
         dls,

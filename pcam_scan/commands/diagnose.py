@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from pcam_scan.diagnosis.batch import choose_scorer, diagnose_store, save_diagnoses, write_diagnoses_csv
     from pcam_scan.outputs import check_output_file
     from pcam_scan.store import HeatmapStore
+    from pcam_scan.store.queries import model_calibration
     from pcam_scan.store.run_records import record_run, utc_now
     from pcam_scan.store.schema import SlideAttempt
 
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     write_diagnoses_csv(out, rows, scorer.feature_settings, args.overwrite)
     save_diagnoses(store, rows)
     print(diagnosis_table(rows))
+    print(model_calibration(store))
     print(f"diagnoses: {out} ({scorer.name}, threshold {scorer.threshold:g})", file=sys.stderr)
     code = 0 if all(row.diagnosis is not None for row in rows) else 1
     attempts = [SlideAttempt(r.slide_id, "diagnosed" if r.diagnosis else r.status, r.message) for r in rows]

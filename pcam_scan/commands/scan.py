@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pcam_scan.defaults import BLOCK_CELLS
+from pcam_scan.defaults import BLOCK_CELLS, STAIN_METHODS
 from pcam_scan.model.names import DEVICE_HELP, is_device_name
 from pcam_scan.model.settings import DEFAULT_BATCH_SIZE
 
@@ -84,6 +84,19 @@ def add_scan_arguments(
         "(on CUDA also cuDNN deterministic); --no-deterministic fills batches across blocks and slides "
         "(a GPU never waits on a padded batch; the last float bits may vary). Default: on for CPU "
         "models, off on a GPU",
+    )
+    parser.add_argument(
+        "--stain-normalise",
+        choices=STAIN_METHODS,
+        default=None,
+        help="normalise each block's stain before the model (Macenko, torchstain; needs --stain-reference); "
+        "recorded in the store's settings hash (default: off)",
+    )
+    parser.add_argument(
+        "--stain-reference",
+        metavar="FILE",
+        default=None,
+        help="a tissue-rich H&E image (PNG, JPEG, TIFF) whose stain the regions are normalised to",
     )
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     parser.add_argument(

@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 from pcam_scan.commands.options import add_overwrite_option
-from pcam_scan.synth.spec import SlideSpec, SynthSpec
+from pcam_scan.synth.spec import STAIN_PRESET_NAMES, SlideSpec, SynthSpec
 
 if TYPE_CHECKING:
     from pcam_scan.synth.dataset import SynthProgress
@@ -66,6 +66,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=defaults.mpp_um_px,
         help=f"level-0 um/px (default {defaults.mpp_um_px}, Camelyon16's main scanner)",
     )
+    parser.add_argument(
+        "--stain-preset",
+        default=defaults.stain_preset,
+        metavar="NAME",
+        help=f"the lab's H&E stain: {', '.join(STAIN_PRESET_NAMES)} (default {defaults.stain_preset}; README, Stain)",
+    )
     artefacts = parser.add_argument_group(
         "artefacts (QC's ground truth: drawn on every slide, true masks in OUT_DIR/qc/<slide>_qc.npz)"
     )
@@ -103,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         bubbles=args.bubbles,
     )
     spec = SynthSpec(
-        slide=SlideSpec(width_px=args.width, height_px=args.height, mpp_um_px=args.mpp),
+        slide=SlideSpec(width_px=args.width, height_px=args.height, mpp_um_px=args.mpp, stain_preset=args.stain_preset),
         tumour_count=args.tumour,
         normal_count=args.normal,
         seed=args.seed,

@@ -51,7 +51,7 @@ class InProcessExecutor:
 
     def _run(self, works: Sequence[BlockWork], writer: ProbChunkWriter) -> Iterator[BlockResult]:
         geometry = self.run.geometry
-        for work, region, read_s, error in read_works(works, geometry):
+        for work, region, read_s, error in read_works(works, geometry, self.run.stain):
             rc = work.block.block_rc
             if region is None:
                 yield BlockResult(work.slide_id, rc, 0, read_s, error=error)

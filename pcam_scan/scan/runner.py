@@ -69,6 +69,8 @@ class ScanRequest:
             mpp_override_um_px=args.mpp,
             predictor=predictor,
             qc=None if args.no_qc else QcSettings(),
+            stain_normalise=args.stain_normalise,
+            stain_reference=args.stain_reference,
         )
         placement = Placement(args.address, args.num_cpus, args.gpus, args.in_process)
         return cls(tuple(str(p) for p in slides), args.model, args.store, settings, placement)
@@ -96,7 +98,7 @@ def resolve_run(request: ScanRequest) -> ScanRun:
     """The request's scan resolved against its checkpoint, once: the model's id and geometry
     with the scan's stride. A bad checkpoint or stride is refused before the store is touched."""
     loaded = load_checkpoint(request.checkpoint, "cpu")
-    model = ModelRef(str(Path(request.checkpoint).resolve()), loaded.model_id)
+    model = ModelRef(str(Path(request.checkpoint).resolve()), loaded.model_id, loaded.metadata.temperature)
     return ScanRun.resolve(request.settings, model, loaded.metadata.geometry())
 
 

@@ -19,6 +19,7 @@ from pcam_scan.scan.planning import PlanFailure, SlidePlan, plan_into_store
 from pcam_scan.scan.reading import read_block_region, scatter_block_probs
 from pcam_scan.scan.settings import ScanRun
 from pcam_scan.slide import ReadPlan, Slide, open_slide
+from pcam_scan.stain import StainNormaliser, StainTarget
 from pcam_scan.store import HeatmapStore
 from pcam_scan.store.prob_chunks import ProbChunkWriter
 
@@ -108,15 +109,17 @@ def block_work_items(plan: SlidePlan, blocks: Iterable[Block], mpp_override: flo
 
 
 def read_works(
-    works: Iterable[BlockWork], geometry: PatchGeometry
+    works: Iterable[BlockWork], geometry: PatchGeometry, stain: StainTarget | None = None
 ) -> Iterator[tuple[BlockWork, np.ndarray | None, float, str | None]]:
-    """The region of each work item, `(work, region, seconds, error)`, one slide open at a time.
+    """The region of each work item, `(work, region, seconds, error)`, one slide open at a time;
+    with a `stain` target each region is stain-normalised as read (`pcam_scan.stain`).
 
     A read that fails yields the error text instead of a region, so one bad slide does not stop
     the others (the error becomes that slide's failed status).
     """
     open_path: str | None = None
     slide: Slide | None = None
+    normalise = None if stain is None else StainNormaliser(stain)
     try:
         for work in works:
             started = time.perf_counter()
@@ -127,6 +130,8 @@ def read_works(
                     slide, open_path = None, work.path
                     slide = open_slide(work.path, work.mpp_override_um_px)
                 region = read_block_region(slide, work.read_plan, geometry, work.block)
+                if normalise is not None:
+                    region = normalise(region)
             except Exception as err:  # recorded as the slide's failure, never swallowed
                 yield work, None, time.perf_counter() - started, describe_error(err)
                 continue

@@ -117,3 +117,15 @@ def listed(names: Sequence[str], limit: int = 5) -> str:
     """`a, b, c and 4 more`: names for a one-line message."""
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def model_calibration(store: HeatmapReader) -> str:
+    """Whether the store's model was calibrated, in words: the temperature its scan recorded
+    (the settings hash holds it only for a calibrated checkpoint), or that it was not."""
+    temperature = store.run_settings().get("temperature")
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+        return (
+            f"calibrated model: P(tumour) = softmax(logits / {temperature:.4g}) (temperature scaling; "
+            "`pcam-scan model-info` on the checkpoint says on what data)"
+        )
+    return "uncalibrated model: P(tumour) is the raw softmax, not checked as a probability"

@@ -29,6 +29,7 @@ from pcam_scan.store.schema import (
     PROB,
     QC_FLAGS,
     TISSUE,
+    RootAttrs,
     SlideAttrs,
     SlideState,
     SlideStatus,
@@ -56,6 +57,11 @@ class HeatmapReader:
     @property
     def uri(self) -> str:
         return self.location.uri
+
+    def run_settings(self) -> Mapping[str, object]:
+        """The resolved settings the store was created with (its root record), as stored."""
+        record = RootAttrs.from_attrs(self.location.group(mode="r").attrs.asdict())
+        return {} if record is None else record.settings
 
     # -- slides ----------------------------------------------------------------------------
 

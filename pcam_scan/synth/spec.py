@@ -25,6 +25,8 @@ MAX_MPP_UM_PX = 2.0
 MIN_SIDE_UM = 1000.0
 MAX_SIDE_PX = 400_000
 MAX_SLIDES = 10_000
+STAIN_PRESET_NAMES = ("default", "centre-b", "centre-c")
+"""The keys of `pcam_scan.synth.stains.STAIN_PRESETS` (spelled here so `synth --help` needs no numpy)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class SlideSpec:
     mpp_um_px: float = 0.243
     tile_px: int = 256
     jpeg_quality: int = 90
+    stain_preset: str = "default"
+    """The lab's stain (`pcam_scan.synth.stains.STAIN_PRESETS`): default is centre A."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.mpp_um_px, (int, float)) and math.isfinite(self.mpp_um_px)):
@@ -61,6 +65,8 @@ class SlideSpec:
             raise ConfigError(f"tile size {self.tile_px} px must be a multiple of 16 in 64..2048")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"JPEG quality {self.jpeg_quality} must be in 1..100")
+        if self.stain_preset not in STAIN_PRESET_NAMES:
+            raise ConfigError(f"--stain-preset {self.stain_preset!r} is not one of {', '.join(STAIN_PRESET_NAMES)}")
 
     @property
     def width_um(self) -> float:

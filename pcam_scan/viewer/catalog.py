@@ -30,6 +30,7 @@ from pcam_scan.render.style_defaults import DEFAULT_COLORMAP, DEFAULT_THRESHOLD
 from pcam_scan.render.summary import SlideSummary, summarise
 from pcam_scan.store import HeatmapStore, SlideState, StoredSlide
 from pcam_scan.store.identity import canonical_json
+from pcam_scan.store.queries import model_calibration
 from pcam_scan.store.validation import DamagedSlideError
 from pcam_scan.validation import check_probability
 from pcam_scan.viewer.lru import LruCache
@@ -238,6 +239,7 @@ class SlideCatalog:
             slide_problem = str(err)
         return {
             "summary": summarise(view.stored).to_json(),
+            "calibration": model_calibration(self.store),
             "version": view.version,
             "complete": view.complete,
             "l0_width": grid.l0_width,

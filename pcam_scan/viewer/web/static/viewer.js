@@ -317,6 +317,7 @@
       ["Tissue", summary.tissue_mm2, (v) => `${v.toFixed(1)} mm\u00b2`],
       ["Method", summary.method, (v) => v],
       ["QC", summary.qc_verdict || "not run", (v) => v + (summary.qc_reason ? ` (${summary.qc_reason})` : "")],
+      ["Calibration", info && info.calibration, (v) => v],
     ];
     const list = $("diagnosis-facts");
     list.replaceChildren();
