@@ -34,7 +34,10 @@ def test_diagnose_reports_a_damaged_slide_and_diagnoses_the_intact_one(
     assert " damaged " in row_a and _reason(tamper) in row_a
     row_b = next(line for line in out if line.startswith("b "))
     assert "complete" in row_b and "negative" in row_b
-    assert changed(before, snapshot(tmp_path)) == {"d.csv", "store.zarr/b/zarr.json"}  # b's diagnosis
+    written = changed(before, snapshot(tmp_path))
+    records = {name for name in written if name.startswith("store.zarr/runs/")}
+    assert len(records) == 1  # diagnose records its run (pcam_scan/store/run_records.py)
+    assert written - records == {"d.csv", "store.zarr/b/zarr.json"}  # b's diagnosis
     csv_a = next(line for line in (tmp_path / "d.csv").read_text().splitlines() if line.startswith("a,"))
     assert csv_a.startswith("a,damaged,,")
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from soak import TARGET_GROWTH_MB, growth, make_slides, run_soak  # noqa: E402
@@ -25,6 +27,7 @@ FD_NOISE = 2
 was seen at 61, 61, 60 and at 53, 54); a leak of one descriptor a slide would be +75."""
 
 
+@pytest.mark.slow  # 2-4 min of Ray: run with `bash test.sh -m slow`; the suite must stay under 15 min
 def test_no_memory_or_descriptor_growth_over_a_batch_of_slides(tmp_path: Path) -> None:
     make_slides(tmp_path, SLIDES, distinct=2, width_px=1152, mpp_um_px=0.972)
     snapshots, failed = run_soak(tmp_path / "slides", tmp_path / "soak.zarr", EVERY, num_cpus=2, on_snapshot=print)

@@ -352,7 +352,7 @@ def test_diagnose_command_writes_csv_and_attributes_and_lists_unfinished_slides(
         assert area == pytest.approx(float(row["tumour_area_mm2_ge_0.50"]))
         truth_mm2 = case.tumour_fraction.sum() * case.grid.cell_area_mm2
         assert area == pytest.approx(truth_mm2, rel=0.1, abs=1e-9)
-    assert "6 slides: 2 positive, 2 negative, 2 without a diagnosis" in capsys.readouterr().out
+    assert "6 slides: 2 positive, 2 negative, 0 not assessable, 2 without a diagnosis" in capsys.readouterr().out
 
 
 def test_diagnose_command_refuses_bad_input_in_one_line(tmp_path: Path, store_copy: Path, capsys) -> None:
