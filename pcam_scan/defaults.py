@@ -101,3 +101,11 @@ HED_AUGMENT_SIGMA = 0.05
 moves colour like another lab without inventing new stains."""
 STAIN_METHODS = ("macenko",)
 """`scan --stain-normalise` choices (default: off): Macenko, torchstain's maintained implementation."""
+
+# synthetic artefacts (`synth --ink-strokes ...`, QC's ground truth)
+SYNTH_INK_WIDTH_UM = 80.0
+"""A marker stroke's width: a fine-tip marker on a slide, the issue's reproduction."""
+SYNTH_BLUR_SIGMA_UM = 2.0
+"""An out-of-focus disc's Gaussian sigma: clearly unreadable at 0.972 um/px."""
+SYNTH_BLUR_RADIUS_UM = 500.0
+"""An out-of-focus disc's radius: a patch of a few hundred cells."""

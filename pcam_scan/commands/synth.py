@@ -8,6 +8,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from pcam_scan import defaults as user_defaults
 from pcam_scan.commands.options import add_overwrite_option
 from pcam_scan.synth.spec import STAIN_PRESET_NAMES, SlideSpec, SynthSpec
 
@@ -79,13 +80,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     artefacts.add_argument(
         "--ink-colours", default="blue,green,black,red", metavar="C,C", help="their colours, in turn"
     )
-    artefacts.add_argument("--ink-width-um", type=float, default=80.0, metavar="UM", help="stroke width (default 80)")
+    artefacts.add_argument(
+        "--ink-width-um",
+        type=float,
+        default=user_defaults.SYNTH_INK_WIDTH_UM,
+        metavar="UM",
+        help=f"stroke width (default {user_defaults.SYNTH_INK_WIDTH_UM:g})",
+    )
     artefacts.add_argument("--blur-discs", type=int, default=0, metavar="N", help="out-of-focus discs per slide")
     artefacts.add_argument(
-        "--blur-sigma-um", type=float, default=2.0, metavar="UM", help="their Gaussian blur sigma (default 2)"
+        "--blur-sigma-um",
+        type=float,
+        default=user_defaults.SYNTH_BLUR_SIGMA_UM,
+        metavar="UM",
+        help=f"their Gaussian blur sigma (default {user_defaults.SYNTH_BLUR_SIGMA_UM:g})",
     )
     artefacts.add_argument(
-        "--blur-radius-um", type=float, default=500.0, metavar="UM", help="their radius (default 500)"
+        "--blur-radius-um",
+        type=float,
+        default=user_defaults.SYNTH_BLUR_RADIUS_UM,
+        metavar="UM",
+        help=f"their radius (default {user_defaults.SYNTH_BLUR_RADIUS_UM:g})",
     )
     artefacts.add_argument("--folds", type=int, default=0, metavar="N", help="tissue folds per slide")
     artefacts.add_argument("--bubbles", type=int, default=0, metavar="N", help="air bubbles per slide")

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from pcam_scan.defaults import SYNTH_BLUR_RADIUS_UM, SYNTH_BLUR_SIGMA_UM, SYNTH_INK_WIDTH_UM
 from pcam_scan.errors import ConfigError
 
 INK_RGB: dict[str, tuple[int, int, int]] = {
@@ -47,10 +48,10 @@ class ArtefactSpec:
 
     ink_strokes: int = 0
     ink_colours: tuple[str, ...] = tuple(INK_RGB)
-    ink_width_um: float = 80.0
+    ink_width_um: float = SYNTH_INK_WIDTH_UM
     blur_discs: int = 0
-    blur_radius_um: float = 500.0
-    blur_sigma_um: float = 2.0
+    blur_radius_um: float = SYNTH_BLUR_RADIUS_UM
+    blur_sigma_um: float = SYNTH_BLUR_SIGMA_UM
     folds: int = 0
     bubbles: int = 0
     bubble_radius_um: float = 300.0
