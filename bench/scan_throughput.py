@@ -228,9 +228,7 @@ def run_child(
         "--deterministic" if args.deterministic else "--no-deterministic",
         *(["--num-cpus", str(args.num_cpus)] if args.num_cpus else []),
     ]
-    run = run_monitored(command)
-    if run.returncode != 0 and "timed out during startup" in run.stdout:  # an overloaded machine
-        run = run_monitored(command)
+    run = run_monitored(command)  # a local Ray that starts slowly is retried by cluster.session
     lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
     if run.returncode != 0 or not lines:
         raise SystemExit(f"scan {tag} failed ({run.returncode}):\n{run.stdout[-3000:]}")

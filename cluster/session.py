@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,34 @@ class NodeShape:
         return f"{self.cpus:g} CPU, {self.gpus:g} GPU, {self.memory_bytes / 2**20:.0f} MiB"
 
 
+LOCAL_START_ATTEMPTS = 3
+"""How often a local Ray is started before the run gives up: Ray waits a fixed 30 s for its own
+raylet to register, which a loaded laptop or CI machine can miss while nothing is wrong."""
+
+
+def start_local_ray(
+    start: Callable[[], object], stop: Callable[[], None], attempts: int = LOCAL_START_ATTEMPTS
+) -> None:
+    """Call `start` until the local node comes up, stopping the half-started node between tries.
+
+    Only Ray's startup timeout is retried; any other error is the user's to see at once.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            start()
+            return
+        except Exception as err:  # Ray raises a bare Exception for this one
+            if "timed out during startup" not in str(err) or attempt == attempts:
+                raise
+            stop()
+            print(
+                f"pcam-scan: the local Ray node did not start within Ray's 30 s (machine busy?); "
+                f"starting it again ({attempt + 1}/{attempts})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 @contextmanager
 def ray_session(
     address: str | None, num_cpus: int | None = None, worker_pool: int | None = None
@@ -65,7 +94,10 @@ def ray_session(
             ray.init(address=address, **kwargs)
         else:  # "local": a cluster of our own, even when `ray start` left one running here
             system = {"num_workers_soft_limit": worker_pool} if worker_pool else None
-            ray.init(address="local", num_cpus=num_cpus, _system_config=system, **kwargs)
+            start_local_ray(
+                lambda: ray.init(address="local", num_cpus=num_cpus, _system_config=system, **kwargs),
+                stop=ray.shutdown,
+            )
     except ConnectionError as err:
         raise ConfigError(f"cannot reach a Ray cluster at {address}: {err}") from None
     try:

@@ -33,7 +33,12 @@ def test_cpu_report_runs_every_step_and_writes_one_table(tmp_path: Path) -> None
         text=True,
         timeout=880,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    failed_logs = "".join(
+        f"\n--- {log.name} (tail)\n{log.read_text()[-2500:]}"
+        for log in sorted((tmp_path / "logs").glob("*.log"))
+        if f"{log.stem}: FAILED" in done.stdout
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + failed_logs
     table = (tmp_path / "gpu_report.md").read_text()
     rows = {
         line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ") and "---" not in line
