@@ -85,7 +85,7 @@ class StoreLocation:
 def child_array(group: zarr.Group, name: str) -> zarr.Array[Any]:
     """The array `name` under `group`; a StoreError when it is missing or not an array."""
     # the bare class: isinstance refuses a subscripted generic (`zarr.Array[Any]`)
-    return cast("zarr.Array[Any]", _child(group, name, zarr.Array))
+    return _child(group, name, zarr.Array)
 
 
 def child_group(group: zarr.Group, name: str) -> zarr.Group:
