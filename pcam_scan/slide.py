@@ -4,7 +4,7 @@ Two jobs kept apart from the rest of the code: turning what a backend reports in
 `SlideInfo` (vendor, levels, MPP and where it came from), and reading a region of a plane of a
 chosen MPP (`ReadPlan`), from the finest pyramid level at or below that MPP, resampled with an
 antialiasing filter, with unscanned pixels white. The file itself is opened by
-`pcam_scan.slide_backends` (the one door to slide files; OpenSlide today).
+`pcam_scan.slide_backends` (the one door to slide files: OpenSlide or tiffslide, chosen per slide).
 
 A slide is opened and closed where it is read (a Ray worker gets a path, never an open slide).
 """
@@ -49,6 +49,7 @@ class SlideInfo:
     """What a slide is: checked dimensions, levels and MPP, with the MPP's source."""
 
     path: str
+    backend: str
     vendor: str
     l0_width: int
     l0_height: int
@@ -64,6 +65,7 @@ class SlideInfo:
     def to_dict(self) -> dict[str, object]:
         return {
             "path": self.path,
+            "backend": self.backend,
             "vendor": self.vendor,
             "l0_width": self.l0_width,
             "l0_height": self.l0_height,
@@ -143,6 +145,7 @@ def slide_info(metadata: BackendMetadata, path: str, mpp_override_um_px: float |
     check_slide_extent(path, width, height, mpp)
     return SlideInfo(
         path=path,
+        backend=metadata.backend,
         vendor=metadata.vendor,
         l0_width=width,
         l0_height=height,
@@ -203,7 +206,7 @@ class Slide:
         self,
         path: str | os.PathLike[str],
         mpp_override_um_px: float | None = None,
-        backend: type[SlideBackend] | None = None,
+        backend: str | type[SlideBackend] = "auto",
     ):
         self.path = Path(path)
         self._file = open_slide_file(self.path, backend)
@@ -290,6 +293,7 @@ def check_slide_extent(path: str, l0_width: int, l0_height: int, mpp_um_px: floa
         )
 
 
-def open_slide(path: str | os.PathLike[str], mpp_override_um_px: float | None = None) -> Slide:
-    """Open a slide for reading; raises `SlideError` / `MissingMppError` with one clear line."""
-    return Slide(path, mpp_override_um_px)
+def open_slide(path: str | os.PathLike[str], mpp_override_um_px: float | None = None, backend: str = "auto") -> Slide:
+    """Open a slide for reading with `backend` (a name from `pcam_scan.slide_backends.SLIDE_BACKENDS`);
+    raises `SlideError` / `MissingMppError` with one clear line."""
+    return Slide(path, mpp_override_um_px, backend)

@@ -95,6 +95,7 @@ class TifffileBackend:
         self._levels = levels
         l0_h, l0_w = levels[0].shape[:2]
         self.metadata = BackendMetadata(
+            backend="tifffile",
             vendor="tifffile",
             level_wh=tuple((a.shape[1], a.shape[0]) for a in levels),
             level_downsamples=tuple((l0_w / a.shape[1] + l0_h / a.shape[0]) / 2 for a in levels),
@@ -157,7 +158,7 @@ def test_a_second_backend_is_one_class_and_reads_what_openslide_reads(tmp_path: 
         grid = CellGrid(1536, 1024, 0.243, 0.972, PatchGeometry())
         tissue = [detect_tissue(s, grid, TissueSettings()).cells for s in (by_openslide, by_tifffile)]
         assert np.array_equal(*tissue)
-    files = [open_slide_file(path, backend) for backend in (None, TifffileBackend)]
+    files = [open_slide_file(path, backend) for backend in ("openslide", TifffileBackend)]
     try:
         assert all(isinstance(f, SlideBackend) for f in files)
         grid = DeepZoomGrid(1536, 1024)

@@ -4,6 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from pcam_scan.defaults import SLIDE_BACKEND, SLIDE_BACKENDS
+
+
+def add_slide_backend_option(parser: argparse.ArgumentParser) -> None:
+    """--slide-backend: the library that decodes the slides (the heatmaps are the same)."""
+    parser.add_argument(
+        "--slide-backend",
+        choices=SLIDE_BACKENDS,
+        default=SLIDE_BACKEND,
+        help=f"library that reads the slides (default {SLIDE_BACKEND}: tiffslide for SVS and generic TIFF "
+        "it reads exactly as OpenSlide does, at about a third of the CPU; OpenSlide for the rest)",
+    )
+
 
 def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
     """--overwrite: without it, a command refuses to replace a file that already exists."""

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pcam_scan.commands.options import add_slide_backend_option
 from pcam_scan.defaults import BLOCK_CELLS
 from pcam_scan.model.names import DEVICE_HELP, is_device_name
 from pcam_scan.model.settings import DEFAULT_BATCH_SIZE
@@ -57,6 +58,7 @@ def add_scan_arguments(
     )
     parser.add_argument("--tta", action="store_true", help="mean over the 8 flips/rotations")
     parser.add_argument("--mpp", type=float, default=None, help="override the slides' um/px")
+    add_slide_backend_option(parser)
     parser.add_argument(
         "--batch-size",
         type=int,

@@ -63,7 +63,11 @@ class ScanRequest:
             cpu_threads=SCAN_CPU_THREADS,
         )
         settings = ScanSettings(
-            stride_px=args.stride, block_cells=args.block_cells, mpp_override_um_px=args.mpp, predictor=predictor
+            stride_px=args.stride,
+            block_cells=args.block_cells,
+            mpp_override_um_px=args.mpp,
+            slide_backend=args.slide_backend,
+            predictor=predictor,
         )
         placement = Placement(args.address, args.num_cpus, args.gpus, args.in_process)
         return cls(tuple(str(p) for p in slides), args.model, args.store, settings, placement)

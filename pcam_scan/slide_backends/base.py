@@ -1,7 +1,7 @@
 """What a slide-reading library must offer pcam-scan: the `SlideBackend` protocol.
 
-A backend is one class that opens a slide file with one library (OpenSlide today; tiffslide or
-cuCIM would fit) and answers in no library's vocabulary: level sizes and downsamples, what the
+A backend is one class that opens a slide file with one library (OpenSlide, tiffslide; cuCIM
+would fit) and answers in no library's vocabulary: level sizes and downsamples, what the
 file records about its pixel size (`RecordedMpp`, checked later by `pcam_scan.slide.resolve_mpp`),
 opaque RGB(A) pixels of a level, a thumbnail, and deep-zoom tiles for the viewer. It maps its
 library's errors to `pcam_scan.errors.SlideError` itself, so no caller sees them.
@@ -36,8 +36,10 @@ class RecordedMpp:
 
 @dataclass(frozen=True)
 class BackendMetadata:
-    """A slide file's pyramid and labels as a backend reads them (level 0 first)."""
+    """A slide file's pyramid and labels as a backend reads them (level 0 first); `backend`
+    names the library that read them (recorded in the store's provenance)."""
 
+    backend: str
     vendor: str
     level_wh: tuple[tuple[int, int], ...]
     level_downsamples: tuple[float, ...]
@@ -51,7 +53,7 @@ class BackendMetadata:
 
 DeepZoomTiles = Callable[[int, int, int], Image.Image]
 """`tiles(dz_level, col, row)`: the RGB Deep Zoom tile at (col, row) of level `dz_level`, on the
-grid `pcam_scan.viewer.tiles.DeepZoomGrid` describes (no bounds limit: level-0 size = the
+grid `pcam_scan.slide_backends.deepzoom.DeepZoomGrid` describes (no bounds limit: level-0 size = the
 slide's, levels halving with rounding up); SlideError when unreadable."""
 
 

@@ -64,14 +64,25 @@ def on_white_glass(region: Image.Image) -> Image.Image:
     return Image.alpha_composite(Image.new("RGBA", region.size, (255, 255, 255, 255)), region)
 
 
+def detect_vendor(path: Path) -> str | None:
+    """OpenSlide's name for the file's format (`aperio`, `generic-tiff`, ...), None if it reads none."""
+    try:
+        return openslide.OpenSlide.detect_format(str(path))
+    except (openslide.OpenSlideError, OSError):
+        return None
+
+
 class OpenSlideBackend:
     """A slide file opened with OpenSlide (thread-safe reads)."""
+
+    name = SOURCE
 
     def __init__(self, path: Path, osr: openslide.OpenSlide) -> None:
         self.path = path
         self._osr = osr
         properties = dict(osr.properties)
         self.metadata = BackendMetadata(
+            backend=SOURCE,
             vendor=properties.get("openslide.vendor", "unknown"),
             level_wh=tuple((int(w), int(h)) for w, h in osr.level_dimensions),
             level_downsamples=tuple(float(ds) for ds in osr.level_downsamples),

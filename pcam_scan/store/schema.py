@@ -27,7 +27,10 @@ from pcam_scan.geometry import CellGrid, PatchGeometry, check_label_rule
 from pcam_scan.store.identity import RunIdentity, package_versions
 
 FORMAT_NAME = "pcam-scan-heatmaps"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
+"""Versions this pcam-scan opens: version 2 added `slide.backend`; a version-1 store opens (and
+resumes) as it is, its slides reading back with no backend recorded."""
 ATTRS_KEY = "pcam_scan"
 
 # Arrays of a slide group; `prob` is a group whose levels are the arrays "0", "1", ...
@@ -69,7 +72,10 @@ def _field(parent: AttrSpec, key: str, type_: str, meaning: str, since_version: 
 
 R_FORMAT = AttrSpec(Node.ROOT, "format", "string", f'`"{FORMAT_NAME}"`: what the store is')
 R_FORMAT_VERSION = AttrSpec(
-    Node.ROOT, "format_version", "integer", f"`{FORMAT_VERSION}`; a store of another version is refused"
+    Node.ROOT,
+    "format_version",
+    "integer",
+    f"`{FORMAT_VERSION}` (`1` still opens: it lacks `slide.backend`); a store of another version is refused",
 )
 R_MODEL_ID = AttrSpec(Node.ROOT, "model_id", "string", "the model's id (sha256 of its weights)")
 R_SETTINGS_HASH = AttrSpec(
@@ -92,6 +98,14 @@ R_VERSIONS = AttrSpec(
 S_SLIDE = AttrSpec(Node.SLIDE, "slide", "object", "the slide file (`SlideRecord`)")
 S_SLIDE_PATH = _field(S_SLIDE, "path", "string", "the slide file's path as given to the scan")
 S_SLIDE_FINGERPRINT = _field(S_SLIDE, "fingerprint", "string", "its content fingerprint (see below)")
+S_SLIDE_BACKEND = _field(
+    S_SLIDE,
+    "backend",
+    "string",
+    "the library that read its pixels at planning (`openslide` or `tiffslide`; `--slide-backend`); "
+    "absent in version-1 stores",
+    since_version=2,
+)
 S_MODEL_ID = AttrSpec(Node.SLIDE, "model_id", "string", "the model id the slide was scanned with")
 S_SETTINGS_HASH = AttrSpec(Node.SLIDE, "settings_hash", "string", "the settings hash it was scanned with")
 S_GRID = AttrSpec(Node.SLIDE, "grid", "object", "the cell grid of the heatmap (`CellGrid`); present once planned")
@@ -200,13 +214,18 @@ class SlideStatus:
 
 @dataclass(frozen=True)
 class SlideRecord:
-    """Where a slide's heatmap came from: the file path as given and its content fingerprint."""
+    """Where a slide's heatmap came from: the file path as given, its content fingerprint, and
+    the library that read it (None: not recorded, a version-1 store or a slide that never opened)."""
 
     path: str
     fingerprint: str
+    backend: str | None = None
 
     def to_attrs(self) -> dict[str, object]:
-        return {S_SLIDE_PATH.key: self.path, S_SLIDE_FINGERPRINT.key: self.fingerprint}
+        attrs: dict[str, object] = {S_SLIDE_PATH.key: self.path, S_SLIDE_FINGERPRINT.key: self.fingerprint}
+        if self.backend is not None:
+            attrs[S_SLIDE_BACKEND.key] = self.backend
+        return attrs
 
     @classmethod
     def from_attrs(cls, raw: object) -> SlideRecord:
@@ -215,6 +234,7 @@ class SlideRecord:
         return cls(
             path=str(raw.get(S_SLIDE_PATH.key, "")),
             fingerprint=str(raw.get(S_SLIDE_FINGERPRINT.key, "")),
+            backend=_optional_str(raw.get(S_SLIDE_BACKEND.key)),
         )
 
 
@@ -333,10 +353,10 @@ def check_root_attrs(uri: str, attrs: Mapping[str, Any], run: RunIdentity | None
     root = RootAttrs.from_attrs(attrs)
     if root is None:
         raise StoreError(f"{uri} is a Zarr store but not a pcam-scan heatmap store")
-    if root.format_version != FORMAT_VERSION:
+    if root.format_version not in READABLE_FORMAT_VERSIONS:
         raise StoreError(
             f"{uri} has heatmap store format version {root.format_version!r}; "
-            f"this pcam-scan reads version {FORMAT_VERSION}"
+            f"this pcam-scan reads versions {', '.join(map(str, READABLE_FORMAT_VERSIONS))}"
         )
     if run is None:
         return
