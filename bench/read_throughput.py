@@ -5,8 +5,9 @@ Prints patches/s of both paths at stride 32 (every PCam cell) and 96 (no overlap
 slide made for the run. Then, for each slide given with `--slide` (e.g. a Camelyon16-size generic
 TIFF from bench/camelyon_slide.py and an Aperio SVS from tests/data) and each backend (OpenSlide,
 tiffslide) on the same blocks, alternating: read CPU-seconds per 1,000 cells and cells per
-read-CPU-second (the scanner's block read, `read_block_region`, one thread, CPU time of that
-thread), the cores needed to feed a GPU at 65.7k and 104k patches/s at that rate, and tiffslide's
+read-CPU-second (the scanner's block read, `read_block_region`, called from one thread; the
+CPU time of the whole process, so decoder threads a library starts are counted), the cores
+needed to feed a GPU at 65.7k and 104k patches/s at that rate, and tiffslide's
 CPU per cell relative to OpenSlide's. A benchmark: prints figures, asserts nothing.
 
     python bench/read_throughput.py [--width 12288 --height 12288 --mpp 0.243] [--max-patches 3000]
@@ -44,15 +45,15 @@ def plan_for_stride(path: Path, stride_px: int, slide_backend: str = "auto") -> 
 
 
 def backend_read_cpu(path: Path, plan: SlidePlan, backend: str, max_cells: int) -> tuple[int, float]:
-    """(tissue cells, CPU-seconds of this thread) reading the plan's blocks with `backend`, in
+    """(tissue cells, CPU-seconds of this process) reading the plan's blocks with `backend`, in
     plan order, until `max_cells` tissue cells are read."""
     tissue = plan.tissue.cells
     with open_slide(path, backend=backend) as slide:
         cells, cpu_s = 0, 0.0
         for block in plan.blocks:
-            started = time.thread_time()
+            started = time.process_time()
             read_block_region(slide, plan.read_plan, plan.grid.geometry, block)
-            cpu_s += time.thread_time() - started
+            cpu_s += time.process_time() - started
             cells += int(np.count_nonzero(tissue[block.cell_slices()]))
             if cells >= max_cells:
                 break

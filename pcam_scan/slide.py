@@ -22,7 +22,7 @@ from PIL import Image
 
 from pcam_scan.errors import MissingMppError, SlideError
 from pcam_scan.geometry import CellGrid, PatchGeometry
-from pcam_scan.slide_backends import BackendMetadata, RecordedMpp, SlideBackend, open_slide_file
+from pcam_scan.slide_backends import BackendMetadata, RecordedMpp, SlideBackend, is_url, open_slide_file
 from pcam_scan.validation import check_mpp, is_plausible_mpp
 
 SLIDE_SUFFIXES = frozenset({".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"})
@@ -208,7 +208,7 @@ class Slide:
         mpp_override_um_px: float | None = None,
         backend: str | type[SlideBackend] = "auto",
     ):
-        self.path = Path(path)
+        self.path: str | Path = os.fspath(path) if is_url(path) else Path(path)
         self._file = open_slide_file(self.path, backend)
         try:
             self.info = slide_info(self._file.metadata, str(self.path), mpp_override_um_px)
@@ -229,6 +229,12 @@ class Slide:
 
     def close(self) -> None:
         self._file.close()
+
+    @property
+    def bytes_fetched(self) -> int | None:
+        """Bytes fetched from object storage so far (a remote slide); None for a local file."""
+        fetched = getattr(self._file, "bytes_fetched", None)
+        return None if fetched is None else int(fetched)
 
     def _read_level(self, level: int, level_xy: tuple[int, int], size: tuple[int, int]) -> Image.Image:
         """Pixels of `level` starting at level pixel `level_xy`, on white outside the slide."""

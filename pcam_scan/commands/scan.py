@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from pcam_scan.commands.options import add_slide_backend_option
 from pcam_scan.defaults import BLOCK_CELLS
@@ -107,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from pcam_scan.store.location import StoreLocation
     from pcam_scan.store.scan_lock import scan_lock
 
-    request = ScanRequest.from_args(args, [Path(p) for p in args.slides])
+    request = ScanRequest.from_args(args, list(args.slides))
     check_worker_count("--num-cpus", args.num_cpus)
     with scan_lock(StoreLocation(request.store_uri)):  # one scan per local store at a time
         outcomes = run_scan(request, choose_executor(request.placement.in_process))

@@ -52,7 +52,7 @@ class ScanRequest:
     placement: Placement = field(default_factory=Placement)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, slides: Sequence[Path]) -> ScanRequest:
+    def from_args(cls, args: argparse.Namespace, slides: Sequence[str | Path]) -> ScanRequest:
         """The request of `scan` / `submit` options: the one place they become settings."""
         predictor = PredictorSettings(
             device=args.device,

@@ -7,6 +7,8 @@ one class satisfying `SlideBackend` (see `base`): OpenSlide (`openslide_backend`
 the files it reads exactly as OpenSlide does (Aperio SVS and generic tiled TIFF in JPEG, LZW,
 Deflate or no compression; about a third of the CPU per read) and OpenSlide the rest, and falls
 back to OpenSlide when tiffslide refuses a file; a backend class may also be passed directly.
+A slide on object storage (`s3://...`, any fsspec URL; `remote`) is read by tiffslide with range
+requests, whatever `auto` would pick for a local copy.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from pcam_scan.defaults import SLIDE_BACKEND, SLIDE_BACKENDS
 from pcam_scan.errors import ConfigError, SlideError
 from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp, SlideBackend
+from pcam_scan.slide_backends.remote import is_url
 
 __all__ = [
     "DEFAULT_SLIDE_BACKEND",
@@ -26,6 +29,7 @@ __all__ = [
     "RecordedMpp",
     "SlideBackend",
     "check_backend_name",
+    "is_url",
     "open_slide_file",
 ]
 
@@ -69,9 +73,21 @@ def _open_auto(path: Path) -> SlideBackend:
     return OpenSlideBackend.open(path)
 
 
+def _open_remote(url: str, backend: str | type[SlideBackend]) -> SlideBackend:
+    """A slide on object storage: tiffslide, the backend that reads through fsspec."""
+    if backend == OPENSLIDE or not isinstance(backend, str):
+        raise SlideError(f"{url}: OpenSlide reads local files only; use --slide-backend auto or tiffslide")
+    check_backend_name(backend)
+    from pcam_scan.slide_backends.tiffslide_backend import TiffSlideBackend
+
+    return TiffSlideBackend.open(url)
+
+
 def open_slide_file(path: str | os.PathLike[str], backend: str | type[SlideBackend] = AUTO) -> SlideBackend:
     """The slide file at `path`, open with `backend` (a name from `SLIDE_BACKENDS` or a backend
     class); SlideError with one clear line when it cannot be."""
+    if is_url(path):
+        return _open_remote(str(path), backend)
     checked = Path(path)
     _check_slide_path(checked)
     if not isinstance(backend, str):

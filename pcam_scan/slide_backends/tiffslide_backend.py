@@ -25,6 +25,7 @@ from tifffile import COMPRESSION, PHOTOMETRIC, TiffFile
 from pcam_scan.errors import SlideError
 from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp
 from pcam_scan.slide_backends.deepzoom import DeepZoomGrid
+from pcam_scan.slide_backends.remote import CountingFile, is_url, open_remote
 
 SOURCE = "tiffslide"
 
@@ -97,9 +98,10 @@ class TiffSlideBackend:
 
     name = SOURCE
 
-    def __init__(self, path: str, ts: tiffslide.TiffSlide) -> None:
+    def __init__(self, path: str, ts: tiffslide.TiffSlide, remote: CountingFile | None = None) -> None:
         self.path = path
         self._ts = ts
+        self._remote = remote
         properties = ts.properties
         self.metadata = BackendMetadata(
             backend=SOURCE,
@@ -111,17 +113,25 @@ class TiffSlideBackend:
         )
 
     @classmethod
-    def open(cls, path: str | Path, storage_options: Mapping[str, Any] | None = None) -> TiffSlideBackend:
-        """Open a local path or an fsspec URL (`storage_options` go to fsspec)."""
+    def open(cls, path: str | Path) -> TiffSlideBackend:
+        """Open a local path, or an fsspec URL read with range requests (`remote.open_remote`)."""
         path = str(path)
+        remote = open_remote(path) if is_url(path) else None
         with _slide_errors(path, "open slide"):
             try:
-                ts = tiffslide.TiffSlide(path, storage_options=dict(storage_options or {}))
+                ts = tiffslide.TiffSlide(remote if remote is not None else path)
             except Exception as err:  # tifffile's TiffFileError is no OSError: refused as not a slide
+                if remote is not None:
+                    remote.close()
                 if isinstance(err, OSError):
                     raise
                 raise SlideError(f"{path}: not a whole-slide image that tiffslide can read ({err})") from None
-        return cls(path, ts)
+        return cls(path, ts, remote)
+
+    @property
+    def bytes_fetched(self) -> int | None:
+        """Bytes read from a remote slide so far (headers and tiles); None for a local file."""
+        return None if self._remote is None else self._remote.bytes_read
 
     def serves_exactly(self) -> bool:
         """Whether this file's pixels match OpenSlide's bit for bit: codecs `serves` accepts, and
@@ -186,3 +196,5 @@ class TiffSlideBackend:
 
     def close(self) -> None:
         self._ts.close()
+        if self._remote is not None:
+            self._remote.close()

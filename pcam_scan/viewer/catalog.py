@@ -40,7 +40,7 @@ class ViewerSettings:
     """What `pcam-scan view` serves and how."""
 
     store_uri: str
-    slides_dir: Path | None = None
+    slides_dir: Path | str | None = None
     tile_px: int = DEFAULT_TILE_PX
     overlap_px: int = DEFAULT_OVERLAP_PX
     jpeg_quality: int = 85

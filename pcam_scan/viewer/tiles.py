@@ -42,7 +42,9 @@ class SlideTiles:
     Backend reads are thread-safe, so one instance serves concurrent requests.
     """
 
-    def __init__(self, path: Path, grid: DeepZoomGrid, jpeg_quality: int, backend: str = DEFAULT_SLIDE_BACKEND) -> None:
+    def __init__(
+        self, path: Path | str, grid: DeepZoomGrid, jpeg_quality: int, backend: str = DEFAULT_SLIDE_BACKEND
+    ) -> None:
         slide_file = open_slide_file(path, backend)
         if slide_file.metadata.l0_wh != (grid.l0_width, grid.l0_height):
             slide_file.close()
