@@ -23,6 +23,7 @@ from PIL import Image
 from pcam_scan.errors import MissingMppError, SlideError
 from pcam_scan.geometry import CellGrid, PatchGeometry
 from pcam_scan.slide_backends import BackendMetadata, RecordedMpp, SlideBackend, is_url, open_slide_file
+from pcam_scan.slide_backends.base import rgb_array
 from pcam_scan.validation import check_mpp, is_plausible_mpp
 
 SLIDE_SUFFIXES = frozenset({".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"})
@@ -189,16 +190,6 @@ def plan_grid(info: SlideInfo, geometry: PatchGeometry) -> tuple[ReadPlan, CellG
     return plan, CellGrid(info.l0_width, info.l0_height, info.mpp_um_px, plan.px_mpp_um_px, geometry)
 
 
-def rgb_array(image: Image.Image) -> np.ndarray:
-    """A read-only uint8 (height, width, 3) array of an RGB(A) image's colour channels.
-
-    PIL packs RGB from RGBA in C, several times faster than dropping the alpha channel of a
-    numpy array; callers copy what they keep (the patches).
-    """
-    width, height = image.size
-    return np.frombuffer(image.tobytes("raw", "RGB"), dtype=np.uint8).reshape(height, width, 3)
-
-
 class Slide:
     """An open whole-slide image with a checked MPP; use as a context manager so the file is closed."""
 
@@ -251,7 +242,9 @@ class Slide:
         if width <= 0 or height <= 0:
             raise SlideError(f"region size {px_size} must be positive")
         if not plan.resamples:
-            return rgb_array(self._read_level(plan.level, px_xy, (width, height)))
+            downsample = self.info.levels[plan.level].downsample
+            l0_xy = (round(px_xy[0] * downsample), round(px_xy[1] * downsample))
+            return self._file.read_region_rgb(l0_xy, plan.level, (width, height))
         scale = plan.level_px_per_px
         src_x0, src_y0 = px_xy[0] * scale, px_xy[1] * scale
         src_x1, src_y1 = (px_xy[0] + width) * scale, (px_xy[1] + height) * scale

@@ -123,6 +123,9 @@ class TifffileBackend:
         out[max(-y0, 0) : max(-y0, 0) + src.shape[0], max(-x0, 0) : max(-x0, 0) + src.shape[1]] = src
         return Image.fromarray(out)
 
+    def read_region_rgb(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> np.ndarray:
+        return np.asarray(self.read_region(l0_xy, level, size_wh))
+
     def thumbnail(self, max_wh: tuple[int, int]) -> Image.Image:
         image = Image.fromarray(self._levels[-1])
         image.thumbnail(max_wh)

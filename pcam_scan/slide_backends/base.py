@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 from PIL import Image
 
 
@@ -57,6 +58,16 @@ grid `pcam_scan.slide_backends.deepzoom.DeepZoomGrid` describes (no bounds limit
 slide's, levels halving with rounding up); SlideError when unreadable."""
 
 
+def rgb_array(image: Image.Image) -> np.ndarray:
+    """A read-only uint8 (height, width, 3) array of an RGB(A) image's colour channels.
+
+    PIL packs RGB from RGBA in C, several times faster than dropping the alpha channel of a
+    numpy array; callers copy what they keep (the patches).
+    """
+    width, height = image.size
+    return np.frombuffer(image.tobytes("raw", "RGB"), dtype=np.uint8).reshape(height, width, 3)
+
+
 @runtime_checkable
 class SlideBackend(Protocol):
     """An open slide file. Reads are thread-safe (the viewer serves requests from one instance)."""
@@ -71,6 +82,11 @@ class SlideBackend(Protocol):
     def read_region(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> Image.Image:
         """`size_wh` pixels of `level` whose top-left lies at level-0 pixel `l0_xy`, as an opaque
         RGB or RGBA image; pixels outside the scanned area (or the slide) are white glass."""
+        ...
+
+    def read_region_rgb(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> np.ndarray:
+        """The same pixels as `read_region`, as a read-only uint8 (height, width, 3) array (the
+        scanner's path: a backend that decodes to numpy skips the image round trip)."""
         ...
 
     def thumbnail(self, max_wh: tuple[int, int]) -> Image.Image:

@@ -12,12 +12,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import openslide
 from openslide.deepzoom import DeepZoomGenerator
 from PIL import Image
 
 from pcam_scan.errors import SlideError
-from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp
+from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp, rgb_array
 
 SOURCE = "openslide"
 
@@ -100,6 +101,9 @@ class OpenSlideBackend:
         with _slide_errors(self.path, "read pixels"):
             region = self._osr.read_region(l0_xy, level, size_wh)
         return on_white_glass(region)
+
+    def read_region_rgb(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> np.ndarray:
+        return rgb_array(self.read_region(l0_xy, level, size_wh))
 
     def thumbnail(self, max_wh: tuple[int, int]) -> Image.Image:
         with _slide_errors(self.path, "read pixels"):

@@ -12,6 +12,7 @@ system's) become one SlideError line (`_slide_errors`).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import tiffslide
 from PIL import Image
-from tifffile import COMPRESSION, PHOTOMETRIC, TiffFile
+from tifffile import COMPRESSION, PHOTOMETRIC, PLANARCONFIG, TiffFile, TiffPage
 
 from pcam_scan.errors import SlideError
 from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp
@@ -56,7 +57,9 @@ def serves(tif: TiffFile) -> bool:
     series = tif.series[0]
     for level in series.levels:
         page = level.keyframe
-        if not page.is_tiled or page.samplesperpixel != 3:
+        if not page.is_tiled or page.samplesperpixel != 3 or page.bitspersample != 8:
+            return False
+        if page.planarconfig != PLANARCONFIG.CONTIG or len(level.pages) != 1:
             return False
         if page.compression not in SERVED_COMPRESSIONS or page.photometric not in SERVED_PHOTOMETRICS:
             return False
@@ -102,6 +105,8 @@ class TiffSlideBackend:
         self.path = path
         self._ts = ts
         self._remote = remote
+        self._direct: tuple[TiffPage, ...] | None = None
+        self._read_lock = threading.Lock()
         properties = ts.properties
         self.metadata = BackendMetadata(
             backend=SOURCE,
@@ -139,7 +144,45 @@ class TiffSlideBackend:
         read at the fractional level position `l0 / downsample` and interpolates; this backend
         reads whole level pixels. docs/slides.md gives the measured difference.)"""
         whole = all(abs(ds - round(ds)) < 1e-9 for ds in self.metadata.level_downsamples)
-        return whole and serves(self._ts.ts_tifffile)
+        return whole and self._direct_pages() is not None
+
+    def _direct_pages(self) -> tuple[TiffPage, ...] | None:
+        """The level pages when every level is tiled 8-bit RGB in a served codec (`serves`): then
+        reads decode the tiles straight from the file, else they go through tiffslide's zarr view."""
+        if self._direct is None:
+            tif = self._ts.ts_tifffile
+            if self._ts.properties.get("tiffslide.series-index", 0) == 0 and serves(tif):
+                self._direct = tuple(level.keyframe for level in tif.series[0].levels)
+            else:
+                self._direct = ()
+        return self._direct or None
+
+    def _decode_box(self, page: TiffPage, box: tuple[int, int, int, int]) -> np.ndarray:
+        """Level pixels [x0, x1) x [y0, y1) (inside the level), decoded tile by tile with
+        tifffile and imagecodecs: one read per tile, no zarr view, no thread pool."""
+        x0, y0, x1, y1 = box
+        tile_w, tile_h = page.tilewidth, page.tilelength
+        cols = -(-page.imagewidth // tile_w)
+        out = np.full((y1 - y0, x1 - x0, 3), 255, dtype=np.uint8)
+        handle = self._ts.ts_tifffile.filehandle
+        for row in range(y0 // tile_h, (y1 - 1) // tile_h + 1):
+            for col in range(x0 // tile_w, (x1 - 1) // tile_w + 1):
+                index = row * cols + col
+                offset, count = page.dataoffsets[index], page.databytecounts[index]
+                if not count:
+                    continue  # a tile never scanned: white glass, as OpenSlide shows it
+                with self._read_lock:
+                    handle.seek(offset)
+                    data = handle.read(count)
+                decoded = page.decode(data, index, jpegtables=page.jpegtables)[0]
+                if decoded is None:
+                    continue
+                tile = decoded[0]
+                tx0, ty0 = col * tile_w, row * tile_h
+                sx0, sy0 = max(x0, tx0), max(y0, ty0)
+                sx1, sy1 = min(x1, tx0 + tile_w), min(y1, ty0 + tile_h)
+                out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = tile[sy0 - ty0 : sy1 - ty0, sx0 - tx0 : sx1 - tx0, :3]
+        return out
 
     def _level_location(self, level_xy: tuple[int, int], level: int) -> tuple[int, int]:
         """The level-0 location tiffslide maps back onto `level_xy` of `level` (it truncates
@@ -156,6 +199,9 @@ class TiffSlideBackend:
         return (location[0], location[1])
 
     def read_region(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> Image.Image:
+        return Image.fromarray(self.read_region_rgb(l0_xy, level, size_wh))
+
+    def read_region_rgb(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> np.ndarray:
         downsample = self.metadata.level_downsamples[level]
         level_w, level_h = self.metadata.level_wh[level]
         x0, y0 = round(l0_xy[0] / downsample), round(l0_xy[1] / downsample)
@@ -163,13 +209,17 @@ class TiffSlideBackend:
         out = np.full((height, width, 3), 255, dtype=np.uint8)
         cx0, cy0 = max(x0, 0), max(y0, 0)
         cx1, cy1 = min(x0 + width, level_w), min(y0 + height, level_h)
-        if cx1 > cx0 and cy1 > cy0:
+        pages = self._direct_pages()
+        if cx1 > cx0 and cy1 > cy0 and pages is not None:
+            with _slide_errors(self.path, "read pixels"):
+                out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = self._decode_box(pages[level], (cx0, cy0, cx1, cy1))
+        elif cx1 > cx0 and cy1 > cy0:
             with _slide_errors(self.path, "read pixels"):
                 inside = self._ts.read_region(
                     self._level_location((cx0, cy0), level), level, (cx1 - cx0, cy1 - cy0), as_array=True, padding=False
                 )
             out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = inside[..., :3]
-        return Image.fromarray(out)
+        return out
 
     def thumbnail(self, max_wh: tuple[int, int]) -> Image.Image:
         with _slide_errors(self.path, "read pixels"):
