@@ -5,7 +5,7 @@ report's thumbnail all come through here; no other module imports a slide librar
 one class satisfying `SlideBackend` (see `base`): OpenSlide (`openslide_backend`) and tiffslide
 (`tiffslide_backend`). The backend is chosen per slide (`SLIDE_BACKENDS`): `auto` gives tiffslide
 the files it reads exactly as OpenSlide does (Aperio SVS and generic tiled TIFF in JPEG, LZW,
-Deflate or no compression; about a third of the CPU per read) and OpenSlide the rest, and falls
+Deflate or no compression; about 0.4x the CPU per read) and OpenSlide the rest, and falls
 back to OpenSlide when tiffslide refuses a file; a backend class may also be passed directly.
 A slide on object storage (`s3://...`, any fsspec URL; `remote`) is read by tiffslide with range
 requests, whatever `auto` would pick for a local copy.

@@ -1,7 +1,7 @@
 """The tiffslide backend: the only module of pcam-scan that imports `tiffslide`.
 
 tiffslide reads TIFF-based slides through tifffile and decodes tiles with imagecodecs
-(libjpeg-turbo), about a third of OpenSlide's CPU per region on JPEG slides
+(libjpeg-turbo), about 0.4x OpenSlide's CPU per region on JPEG slides
 (bench/read_throughput.py), bit-identical to OpenSlide's pixels on the formats `serves` accepts
 (tests/test_slide_backends.py). It reads any fsspec URL (`s3://...`) with range requests, which
 OpenSlide cannot. Its reads are clipped to the level and laid on white glass here, so pixels
