@@ -14,7 +14,7 @@ from typing import Any
 
 from cluster.pipeline import run_scan_pipeline
 from cluster.session import ray_session
-from cluster.sizing import PipelineBudget, plan_budget, worker_pool_size
+from cluster.sizing import PipelineBudget, check_feasible, plan_budget, worker_pool_size
 from pcam_scan.errors import ConfigError, PcamScanError, describe_error
 from pcam_scan.scan.driver import SlideJob
 from pcam_scan.scan.finalize import finalize_slide
@@ -78,7 +78,9 @@ def ray_executor(run: ScanRun, placement: Placement) -> Iterator[RayExecutor]:
             raise ConfigError(
                 f"--device {predictor.device}: the Ray cluster has no GPUs (add --gpus N to wait for some)"
             )
-        yield RayExecutor(run, plan_budget(resources, predictor, placement.gpus))
+        budget = plan_budget(resources, predictor, placement.gpus)
+        check_feasible(budget, resources, waiting_for_gpus=placement.gpus is not None)
+        yield RayExecutor(run, budget)
 
 
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$", re.M)

@@ -16,7 +16,7 @@ import functools
 import pickle
 from collections.abc import Iterator, Sequence
 
-from cluster.sizing import PipelineBudget
+from cluster.sizing import READ_TASK_MEMORY_BYTES, PipelineBudget
 from cluster.stages import PredictBlocks, plan_slides, read_blocks, write_blocks
 from pcam_scan.scan.settings import ScanRun
 from pcam_scan.scan.work import BlockResult, SlideReady
@@ -33,12 +33,6 @@ def configure_ray_data() -> None:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
-
-
-READ_TASK_MEMORY_BYTES = 256 * 1024**2
-"""What one read task may hold: a block's region (about 4 MB for 32x32 cells of 96 px), the
-decoded tiles and OpenSlide's cache. Declaring it also keeps Ray Data from fusing the reads
-into the model actors: reads run in their own tasks, overlapping with prediction."""
 
 
 MAX_PLAN_BLOCKS = 1000

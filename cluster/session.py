@@ -19,6 +19,24 @@ class ClusterResources:
     gpus: float
     max_node_cpus: float
     nodes: int = 1
+    node_shapes: tuple[NodeShape, ...] = ()
+    """Each live node's resources (empty: not known, nothing is checked against them)."""
+
+
+@dataclass(frozen=True)
+class NodeShape:
+    """What one node offers: a stage's request must fit one node whole."""
+
+    cpus: float
+    gpus: float
+    memory_bytes: float
+
+    def fits(self, cpus: float, gpus: float, memory_bytes: float) -> bool:
+        slack = 1e-9
+        return cpus <= self.cpus + slack and gpus <= self.gpus + slack and memory_bytes <= self.memory_bytes + slack
+
+    def __str__(self) -> str:
+        return f"{self.cpus:g} CPU, {self.gpus:g} GPU, {self.memory_bytes / 2**20:.0f} MiB"
 
 
 @contextmanager
@@ -54,12 +72,16 @@ def ray_session(
         # ray's own annotations leave cluster_resources and nodes untyped
         resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
         nodes = ray.nodes()  # type: ignore[no-untyped-call]
-        node_cpus = [float(n["Resources"].get("CPU", 0)) for n in nodes if n.get("Alive")]
+        alive = [node["Resources"] for node in nodes if node.get("Alive")]
         yield ClusterResources(
             cpus=float(resources.get("CPU", 0)),
             gpus=float(resources.get("GPU", 0)),
-            max_node_cpus=max(node_cpus, default=0.0),
-            nodes=max(1, len(node_cpus)),
+            max_node_cpus=max((float(node.get("CPU", 0)) for node in alive), default=0.0),
+            nodes=max(1, len(alive)),
+            node_shapes=tuple(
+                NodeShape(float(node.get("CPU", 0)), float(node.get("GPU", 0)), float(node.get("memory", 0)))
+                for node in alive
+            ),
         )
     finally:
         ray.shutdown()

@@ -4,7 +4,10 @@ Policy (docs/design-notes.md, "CPU budget"): writes are small and on the path to
 so each node keeps `WRITE_RESERVE_CPUS` for them; GPU actors take one CPU each (the feeder
 loop); CPU actors take their fixed thread count, and get half of what is left; reads get the
 rest, as a bounded number of tasks (two at least), so they never take the CPUs the writes and
-the model need.
+the model need. A cluster smaller than those minimum shares (one CPU: a small pod, a 1-vCPU VM,
+a GPU node with one CPU) gets every share scaled down by the same factor, so that the model, two
+reads and the writes still fit at once: Ray shares are reservations, not threads, and a share
+that does not fit would leave its stage waiting forever.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from cluster.session import ClusterResources
+from cluster.session import ClusterResources, NodeShape
 from pcam_scan.errors import ConfigError
 from pcam_scan.model.settings import PredictorSettings
 
@@ -53,8 +56,43 @@ class PipelineBudget:
     calls_per_actor: int = CALLS_PER_ACTOR
 
 
+READ_TASK_MEMORY_BYTES = 256 * 1024**2
+"""What one read task may hold: a block's region (about 4 MB for 32x32 cells of 96 px), the
+decoded tiles and OpenSlide's cache. Declaring it also keeps Ray Data from fusing the reads
+into the model actors: reads run in their own tasks, overlapping with prediction."""
+
+
+def check_feasible(budget: PipelineBudget, resources: ClusterResources, waiting_for_gpus: bool) -> None:
+    """Refuse at once, naming what it needs, a stage whose request fits no node of the cluster:
+    Ray would queue it forever (the scan sat at "slides 0/2" for good). `waiting_for_gpus` (the
+    user's --gpus N) lets an autoscaling cluster add the GPU nodes it has not started yet."""
+    if not resources.node_shapes:
+        return
+    model_gpus = 1.0 if budget.use_gpus and not waiting_for_gpus else 0.0
+    stages = (
+        ("the model actor", budget.cpus_per_actor, model_gpus, 0.0),
+        ("a read task", budget.cpus_per_read, 0.0, float(READ_TASK_MEMORY_BYTES)),
+        ("a write task", budget.cpus_per_write, 0.0, 0.0),
+    )
+    for stage, cpus, gpus, memory_bytes in stages:
+        if not any(node.fits(cpus, gpus, memory_bytes) for node in resources.node_shapes):
+            needs = NodeShape(cpus, gpus, memory_bytes)
+            nodes = "; ".join(str(node) for node in resources.node_shapes[:4])
+            raise ConfigError(f"no node of the Ray cluster can run {stage}, which needs {needs} (its nodes: {nodes})")
+
+
+RAY_DATA_TASK_CPUS = 1.0
+"""What a Ray Data task asks for when nothing says otherwise: the pipeline's repartition stage
+(which takes no CPU argument) runs such tasks, so the actors never hold the last CPU."""
+
+MIN_READ_TASKS = 2
+"""Two reads at least: one's I/O overlaps another's decode."""
+
+
 def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int | None) -> PipelineBudget:
     """The budget for this cluster; `gpus` asks for that many GPU actors (autoscaling)."""
+    if resources.cpus <= 0:
+        raise ConfigError("the Ray cluster has no CPUs: the scan's planning, reads and writes need some")
     reserve = WRITE_RESERVE_CPUS * max(1, resources.nodes)
     use_gpus = gpus is not None or resources.gpus >= 1
     if use_gpus:
@@ -70,8 +108,23 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
         actors = max(1, math.floor((resources.cpus - reserve) / 2 / threads))
         cpus_per_actor = float(threads)
         blocks_per_call = 4
-    read_cpus = max(MIN_READ_TASK_CPUS, resources.cpus - reserve - actors * cpus_per_actor)
-    read_tasks = max(2, math.floor(read_cpus))  # two at least: one's I/O overlaps another's decode
+    smallest = reserve + actors * cpus_per_actor + MIN_READ_TASKS * MIN_READ_TASK_CPUS
+    if resources.cpus < smallest:  # a small node: every share scaled down alike, so all fit at once
+        scale = resources.cpus / smallest
+        # the actors hold their share for the whole run: what they hold must leave a task of
+        # Ray Data's default CPU (its repartition stage) room to run, or that task waits for good
+        actor_cpus = min(cpus_per_actor * scale, max(0.0, resources.cpus - RAY_DATA_TASK_CPUS) / actors)
+        return PipelineBudget(
+            use_gpus=use_gpus,
+            actors=actors,
+            cpus_per_actor=actor_cpus,
+            read_tasks=MIN_READ_TASKS,
+            cpus_per_read=MIN_READ_TASK_CPUS * scale,
+            cpus_per_write=WRITE_TASK_CPUS * scale,
+            blocks_per_call=blocks_per_call,
+        )
+    read_cpus = resources.cpus - reserve - actors * cpus_per_actor
+    read_tasks = max(MIN_READ_TASKS, math.floor(read_cpus))
     return PipelineBudget(
         use_gpus=use_gpus,
         actors=actors,

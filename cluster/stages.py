@@ -20,7 +20,7 @@ import numpy as np
 
 from pcam_scan.errors import describe_error
 from pcam_scan.scan.settings import ScanRun
-from pcam_scan.scan.work import BlockWork, plan_slide_work, read_works, write_work
+from pcam_scan.scan.work import BlockWork, block_qc, plan_slide_work, read_works, write_work
 from pcam_scan.store import HeatmapStore
 from pcam_scan.store.prob_chunks import ProbChunkWriter
 
@@ -49,21 +49,33 @@ def plan_slides(columns: Columns, run: ScanRun, store: HeatmapStore) -> Columns:
 
 def read_blocks(columns: Columns, run: ScanRun) -> Columns:
     """Columns `work`, `slide` -> the same plus `region` (the block's uint8 H x W x 3 region,
-    never cut into patches: the model stage does that where it runs), `read_s`, `error`."""
+    never cut into patches: the model stage does that where it runs), `qc` (the block's pickled
+    QC, measured here from the same region; empty with QC off), `read_s` (read plus QC), `error`."""
     empty = np.zeros((0, 0, 3), dtype=np.uint8)
     is_block = [item != NO_BYTES for item in columns["work"]]
     unpacked = [pickle.loads(item) for item, block in zip(columns["work"], is_block) if block]
-    reads = iter(read_works(unpacked, run.geometry))
-    regions, seconds, errors = [], [], []
+    reads = iter(read_works(unpacked, run.geometry, run.stain))
+    regions, qcs, seconds, errors = [], [], [], []
     for block in is_block:
-        _, region, read_s, error = next(reads) if block else (None, None, 0.0, None)
+        work, region, read_s, error = next(reads) if block else (None, None, 0.0, None)
+        qc_bytes = NO_BYTES
+        if work is not None and region is not None:
+            started = time.perf_counter()
+            try:
+                qc = block_qc(work, region, run)
+                qc_bytes = NO_BYTES if qc is None else pickle.dumps(qc, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as err:  # recorded as the slide's failure, never swallowed
+                error = describe_error(err)
+            read_s += time.perf_counter() - started
         regions.append(empty if region is None else region)
+        qcs.append(qc_bytes)
         seconds.append(read_s)
         errors.append(error or "")
     return {
         "work": columns["work"],
         "slide": columns["slide"],
         "region": regions,
+        "qc": np.array(qcs, dtype=object),
         "read_s": np.array(seconds),
         "error": np.array(errors, dtype=object),
     }
@@ -105,6 +117,7 @@ class PredictBlocks:
         return {
             "work": columns["work"],
             "slide": columns["slide"],
+            "qc": columns["qc"],
             "probs": probs,
             "read_s": columns["read_s"],
             "predict_s": np.array([elapsed * len(p) / total for p in probs]),
@@ -123,12 +136,12 @@ def write_blocks(columns: Columns, store: HeatmapStore) -> Columns:
     errors = list(columns["error"])
     writers: dict[str, ProbChunkWriter] = {}
     write_s = []
-    for index, (work, probs) in enumerate(zip(works, columns["probs"])):
+    for index, (work, probs, qc) in enumerate(zip(works, columns["probs"], columns["qc"])):
         seconds = 0.0
         if work is not None and not errors[index]:
             try:
                 writer = writers.setdefault(work.slide_id, ProbChunkWriter(store.location, work.slide_id))
-                seconds = write_work(writer, work, np.asarray(probs))
+                seconds = write_work(writer, work, np.asarray(probs), pickle.loads(qc) if qc != NO_BYTES else None)
             except Exception as err:  # recorded as the slide's failure, never swallowed
                 errors[index] = describe_error(err)
         write_s.append(seconds)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 from typing import NoReturn
 
 from pcam_scan import __version__
@@ -19,12 +23,19 @@ COMMAND_MODULES: tuple[str, ...] = (
     "model_info",
     "evaluate",
     "diagnose",
+    "stage",
+    "history",
+    "compare",
+    "qc",
     "fit_aggregator",
     "export",
+    "export_model",
+    "import_model",
     "synth",
     "scan",
     "submit",
     "train",
+    "calibrate",
     "view",
     "render",
 )
@@ -33,6 +44,30 @@ EXIT_OK = 0
 EXIT_SLIDES_FAILED = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process ended by SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C is, so that every `finally` runs (the scan
+    lock is removed, temporary files go) instead of the process vanishing with the lock left."""
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While a command runs in the main thread, SIGTERM raises `Terminated`; the handler that
+    was there before is put back afterwards (tests run many commands in one process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -48,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pcam-scan",
         description="Scan whole-slide images for metastases with a PatchCamelyon ResNet50.",
         epilog="Exit codes: 0 success; 1 some slides failed (scan); 2 a user error (one line "
-        "'pcam-scan: error: ...'); 130 interrupted. 'pcam-scan COMMAND --help' describes a command.",
+        "'pcam-scan: error: ...'); 130 interrupted; 143 terminated (SIGTERM). "
+        "'pcam-scan COMMAND --help' describes a command.",
     )
     parser.add_argument("--version", action="version", version=f"pcam-scan {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -64,11 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code = args.func(args)
+        with _sigterm_as_interrupt():
+            code = args.func(args)
     except PcamScanError as err:
         return _user_error(str(err))
     except OSError as err:  # a path the system refuses: missing, unwritable, a full disk
         return _user_error(_describe_os_error(err))
+    except Terminated:
+        print("pcam-scan: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("pcam-scan: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -35,6 +35,14 @@ DETECTION_MIN_DISTANCE_CELLS = 3.0
 # evaluation
 BOOTSTRAP_REPLICATES = 2000
 
+# patients
+STAGES_FILE = "stages.csv"
+"""`pcam-scan stage` writes its table here unless --out says otherwise (beside the caller)."""
+COMPARISON_DIR = "comparison"
+"""`pcam-scan compare` writes its CSV, JSON and PNG in this folder unless --out says otherwise."""
+NODES_PER_PATIENT = 5
+"""Camelyon17's artificial patients have five lymph nodes (one slide each); `synth --patients`."""
+
 # fitting the learned aggregator
 AGGREGATOR_FOLDS = 5
 AGGREGATOR_C = 1.0
@@ -47,3 +55,56 @@ VALID_FRACTION = 0.2
 HARD_NEGATIVE_FRACTION = 0.5
 HARD_NEGATIVE_POOL_PER_SLIDE = 4000
 HARD_NEGATIVE_MIN_PROBABILITY = 0.5
+
+# QuPath heatmap tiles (`export --format qupath-tiles`)
+QUPATH_TILES_MAX_FEATURES = 100_000
+"""Without --level, the finest pyramid level whose whole cell grid (tissue or not) has at most
+this many cells: a Camelyon16-size slide (about 100k x 200k px at 0.243 um/px, 781 x 1562 cells)
+gets level 2 (196 x 391 cells, 124 um tiles), few enough features for QuPath to stay responsive."""
+# slide quality control (pcam_scan.qc): per-cell artefact rules and the slide verdict
+QC_INK_MIN_FRACTION = 0.25
+"""A cell is ink when at least this share of its pixels is marker colour: a stroke's soft edge
+(a few ink pixels) does not exclude the tissue beside it, a stroke across the cell does."""
+QC_INK_NEARBY_FRACTION = 0.25
+"""A cell is also excluded when a cell within its patch (the 96 px the model sees) has this share
+of ink: on the demo's model, ink one cell away turned normal tissue positive (bench/qc.py). The
+same share as an ink cell, so scattered dark or bluish nuclei of a real slide (CMU-1) do not
+exclude their neighbours, as a 3% share of the whole patch did."""
+QC_FOLD_OD_RATIO = 1.5
+"""A cell is a fold when its eosin density is at least this times the slide's typical tissue
+eosin (the median of its planning thumbnail): two layers double it (measured 1.8-1.9 on folds of
+synthetic slides, the unmixing of a cell's mean colour loses some), while 99% of unfolded tissue
+cells, tumour included, stay below 1.4."""
+QC_BUBBLE_MIN_FRACTION = 0.04
+"""A cell is a bubble edge when at least this share of its pixels lies on a dark, grey (unstained)
+rim: the meniscus of trapped air; stained tissue and nuclei are never grey."""
+QC_BLUR_RATIO = 0.15
+"""A tissue cell is out of focus when its focus score is below this share of the slide's own
+in-focus reference (`QC_FOCUS_REFERENCE_PERCENTILE` of its tissue cells); relative, so a pale or
+sparse slide is not all blur. A Gaussian blur of 2 um sigma drops the score to about 0.02-0.05 of
+the reference; 99% of sharp tissue cells stay above 0.15."""
+QC_FOCUS_REFERENCE_PERCENTILE = 90.0
+"""The slide's in-focus reference: this percentile of its tissue cells' focus scores (a high
+percentile, so half a slide out of focus still has a sharp reference)."""
+QC_MAX_EXCLUDED_SHARE = 0.5
+"""A slide with more than this share of its tissue excluded (ink, fold, bubble) is not assessable
+as negative: too little tissue was looked at to rule a metastasis out."""
+QC_MAX_BLUR_SHARE = 0.25
+"""A slide with more than this share of its tissue out of focus is not assessable as negative:
+a quarter of a node unreadable can hide a macro-metastasis (>= 2 mm)."""
+QC_WARN_SHARE = 0.05
+"""A slide with more than this share of its tissue flagged for any reason gets `warn`."""
+
+# calibration (issue 22)
+CALIBRATION_BINS = 15
+"""ECE bins: Guo et al. 2017's 15, so figures compare with the literature."""
+TEMPERATURE_RANGE = (0.05, 20.0)
+"""The temperatures the fit searches: wider than any network trained with cross-entropy needs
+(Guo et al. report 1.1-3.6); a fit at a bound says the labels or the logits are wrong."""
+
+# stain
+HED_AUGMENT_SIGMA = 0.05
+"""Tellez et al.'s "HED-light" jitter (alpha ~ U(1 - s, 1 + s), beta ~ U(-s, s) per channel):
+moves colour like another lab without inventing new stains."""
+STAIN_METHODS = ("macenko",)
+"""`scan --stain-normalise` choices (default: off): Macenko, torchstain's maintained implementation."""

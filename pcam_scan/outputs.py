@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pcam_scan.errors import ConfigError
+from pcam_scan.regular_files import file_kind
 
 OVERWRITE_HINT = "pass --overwrite to replace it"
 
@@ -39,7 +40,7 @@ def check_output_file(path: Path, overwrite: bool) -> None:
     if stat.S_ISDIR(info.st_mode):
         raise ConfigError(f"{path} is a folder; give a file to write")
     if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{path} is a {_kind(info.st_mode)}, not a regular file; refusing to write it")
+        raise ConfigError(f"{path} is {file_kind(info.st_mode)}, not a regular file; refusing to write it")
     if not overwrite:
         raise ConfigError(f"{path} exists; {OVERWRITE_HINT}")
 
@@ -66,12 +67,35 @@ def check_output_dir(path: Path) -> None:
         _check_parent(path)
 
 
-def make_output_dir(path: Path) -> None:
+def make_output_dir(path: Path) -> list[Path]:
+    """Create the output folder (and missing parents); returns the folders it created, deepest
+    first (for `output_folder` to take back)."""
     check_output_dir(path)
+    created = []
+    ancestor = path
+    while not ancestor.exists() and not ancestor.is_symlink() and ancestor != ancestor.parent:
+        created.append(ancestor)
+        ancestor = ancestor.parent
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot create {path}: {err.strerror or err}") from None
+    return created
+
+
+@contextmanager
+def output_folder(path: Path) -> Iterator[Path]:
+    """The output folder for the block; the folders this made are removed again when the block
+    leaves them empty (a failure, a full disk, every slide damaged): no empty folder is left."""
+    created = make_output_dir(path)
+    try:
+        yield path
+    finally:
+        for folder in created:
+            try:
+                folder.rmdir()  # only an empty folder goes
+            except OSError:
+                break
 
 
 @contextmanager
@@ -79,23 +103,20 @@ def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary sibling of `path` to write; it replaces `path` only when the block ends
     without an error (checked again then, so nothing created meanwhile is clobbered)."""
     check_output_file(path, overwrite)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"cannot create {path.parent}: {err.strerror or err}") from None
-    try:
-        tmp = exclusive_sibling(path, "tmp")
-    except OSError as err:
-        raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
-    try:
-        yield tmp
-        check_output_file(path, overwrite)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
-    finally:
-        if tmp.exists() or tmp.is_symlink():
-            tmp.unlink()
+    with output_folder(path.parent):
+        try:
+            tmp = exclusive_sibling(path, "tmp")
+        except OSError as err:
+            raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
+        try:
+            yield tmp
+            check_output_file(path, overwrite)
+            os.replace(tmp, path)
+        except OSError as err:
+            raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
+        finally:
+            if tmp.exists() or tmp.is_symlink():
+                tmp.unlink()
 
 
 def write_output_bytes(path: Path, data: bytes, overwrite: bool) -> None:
@@ -142,13 +163,3 @@ def _probe(path: Path) -> None:
         exclusive_sibling(path, "probe").unlink()
     except OSError as err:
         raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    return "special file"

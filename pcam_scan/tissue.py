@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import CellGrid
+from pcam_scan.qc.measures import eosin_density
 from pcam_scan.slide import ReadPlan, Slide, choose_read_plan
 
 
@@ -49,11 +50,13 @@ class TissueSettings:
 
 @dataclass(frozen=True)
 class TissueGrid:
-    """Boolean cell grid of tissue, the tissue area, and the saturation threshold used."""
+    """Boolean cell grid of tissue, the tissue area, the saturation threshold used, and the
+    median eosin density of the tissue pixels (QC's fold reference, from the same thumbnail)."""
 
     cells: np.ndarray
     area_mm2: float
     saturation_threshold: float
+    eosin_reference: float = 0.0
 
     @property
     def n_cells(self) -> int:
@@ -146,7 +149,8 @@ def tissue_grid_from_map(rgb: np.ndarray, map_mpp_um_px: float, grid: CellGrid, 
     cells = (fraction >= settings.min_cell_fraction) & (patch_max_saturation >= settings.pcam_min_max_saturation)
     cells &= counts > 0
     area_mm2 = float(mask.sum()) * (map_mpp_um_px / 1000.0) ** 2
-    return TissueGrid(cells=cells, area_mm2=area_mm2, saturation_threshold=threshold)
+    eosin_reference = float(np.median(eosin_density(rgb[mask]))) if mask.any() else 0.0
+    return TissueGrid(cells=cells, area_mm2=area_mm2, saturation_threshold=threshold, eosin_reference=eosin_reference)
 
 
 def read_tissue_map(slide: Slide, grid: CellGrid, settings: TissueSettings) -> tuple[np.ndarray, ReadPlan]:

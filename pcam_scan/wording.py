@@ -1,4 +1,5 @@
-"""Counts in messages a person reads: "1 slide", "2 slides", never "1 slides"."""
+"""Wording of messages a person reads: counts ("1 slide", "2 slides", never "1 slides"), and
+another library's exception as the one line it can give."""
 
 from __future__ import annotations
 
@@ -14,3 +15,10 @@ def _plural(noun: str) -> str:
     if noun.endswith(("s", "x", "ch", "sh")):
         return noun + "es"
     return noun + "s"
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type's name when it has none
+    (for one-line errors that quote another library)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__

@@ -85,6 +85,34 @@ def _undone(store: Path) -> None:
     _rewrite_prob(store, lambda prob: np.full_like(prob, np.nan))
 
 
+def _chunk(store: Path, *block_rc: int) -> Path:
+    """Slide a's level-0 chunk file of one block (a block is one chunk)."""
+    return store / "a" / "prob" / "0" / "c" / str(block_rc[0]) / str(block_rc[1])
+
+
+def _chunk_to_folder(store: Path) -> None:
+    _chunk(store, 0, 0).unlink()
+    _chunk(store, 0, 0).mkdir()
+
+
+def _edit_prob_shape(store: Path) -> None:
+    meta = store / "a" / "prob" / "0" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["shape"] = [16000, 16000]
+    meta.write_text(json.dumps(doc))
+
+
+def _zstd_bomb(store: Path) -> None:
+    """A zstd frame whose header declares 1 GiB (single segment, 8-byte content size)."""
+    header = b"\x28\xb5\x2f\xfd" + bytes([0xE0]) + (2**30).to_bytes(8, "little")
+    _chunk(store, 0, 0).write_bytes(header + b"\x00" * 64)
+
+
+def _replace(path: Path, make: Callable[[Path], None]) -> None:
+    path.unlink()
+    make(path)
+
+
 def _with(
     values: np.ndarray | float, where: tuple[slice, slice] = (slice(11, 12), slice(11, 12))
 ) -> Callable[[np.ndarray], np.ndarray]:
@@ -111,6 +139,43 @@ TAMPERS: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "corrupt_chunk": (
         lambda s: (s / "a" / "prob" / "0" / "c" / "0" / "0").write_bytes(b"not zstd" * 8),
         "Zstd",
+        "data",
+    ),
+    # re-probe case A: a done block without its chunk (Zarr reads NaN), or lesion cells emptied,
+    # read "negative" although the slide is positive
+    "A_chunks_deleted": (
+        lambda s: [_chunk(s, 0, col).unlink() for col in (0, 1)],
+        "of its 300 tissue cells have no prediction",
+        "data",
+    ),
+    "A_chunk_replaced_by_folder": (_chunk_to_folder, "of its 300 tissue cells have no prediction", "data"),
+    "A_lesion_cells_nan": (
+        lambda s: _rewrite_prob(s, _with(np.nan, (slice(10, 14), slice(10, 14)))),
+        "16 of its 300 tissue cells have no prediction",
+        "data",
+    ),
+    # re-probe case I: export and evaluate exited 2 for the whole batch, the viewer answered 400
+    "I_block_cells_zero": (
+        lambda s: _edit_attrs(s, _set("block_cells", 0)),
+        "block_cells 0 is not a positive",
+        "attrs",
+    ),
+    # re-probe case E: memory spent before validation
+    "E_prob_shape_16000": (
+        _edit_prob_shape,
+        "prob level 0 has shape (16000, 16000), the cell grid is (24, 32)",
+        "data",
+    ),
+    "E_zstd_bomb_1_gib": (_zstd_bomb, "would expand to 1073741824 bytes, over the limit", "data"),
+    "E_chunk_dev_zero": (
+        lambda s: _replace(_chunk(s, 0, 0), lambda p: p.symlink_to("/dev/zero")),
+        "is a device, not a regular file",
+        "data",
+    ),
+    # re-probe case D: a FIFO in place of an array's zarr.json hung every reader
+    "D_fifo_zarr_json": (
+        lambda s: _replace(s / "a" / "prob" / "0" / "zarr.json", lambda p: os.mkfifo(p)),
+        "is a FIFO, not a regular file",
         "data",
     ),
     "complete_never_predicted": (_undone, "marked complete but 4 planned blocks were never written", "data"),

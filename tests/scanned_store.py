@@ -24,6 +24,7 @@ from pcam_scan.geometry import CellGrid, PatchGeometry
 from pcam_scan.scan.planning import plan_slide
 from pcam_scan.scan.settings import ModelRef, ScanRun, ScanSettings
 from pcam_scan.store import HeatmapStore, RunIdentity, SlideRecord, slide_fingerprint
+from pcam_scan.store.pyramid import DEFAULT_TOP_CELLS
 from pcam_scan.synth import SlideSpec, SynthSlide, write_synthetic_slide
 
 MPP_UM_PX = 0.75
@@ -66,8 +67,8 @@ def truth_probabilities(slide: SynthSlide, grid: CellGrid, tissue: np.ndarray) -
     return np.where(tissue | lesion, prob, np.nan).astype(np.float32)
 
 
-def scan_into(store: HeatmapStore, slide: SynthSlide) -> ScannedSlide:
-    """Plan, write every block, finalize and diagnose one slide in `store`."""
+def scan_into(store: HeatmapStore, slide: SynthSlide, top_cells: int = DEFAULT_TOP_CELLS) -> ScannedSlide:
+    """Plan, write every block, finalize (pyramid up to `top_cells`) and diagnose one slide in `store`."""
     run = ScanRun.resolve(ScanSettings(block_cells=BLOCK_CELLS), ModelRef("", "planning-only"), PatchGeometry())
     plan = plan_slide(slide.name, str(slide.path), run)
     # the ideal heatmap lights the cells whose centre lies in the lesion: the majority rule
@@ -81,16 +82,19 @@ def scan_into(store: HeatmapStore, slide: SynthSlide) -> ScannedSlide:
     store.plan_slide(slide.name, record, grid, tissue, BLOCK_CELLS)
     for block in store.pending_blocks(slide.name):
         store.write_block(slide.name, block, prob[block.cell_slices()])
-    store.finalize_slide(slide.name, {"predict": 1.0})
+    store.finalize_slide(slide.name, {"predict": 1.0}, top_cells=top_cells)
     diagnosis = diagnose_heatmap(prob, tissue, grid, DefaultRule())
     store.set_diagnosis(slide.name, diagnosis.to_attrs())
     return ScannedSlide(slide, grid, tissue, prob)
 
 
 def build_store(
-    folder: Path, tumour_seeds: tuple[int, ...] = (7,), normal_seeds: tuple[int, ...] = ()
+    folder: Path,
+    tumour_seeds: tuple[int, ...] = (7,),
+    normal_seeds: tuple[int, ...] = (),
+    top_cells: int = DEFAULT_TOP_CELLS,
 ) -> tuple[Path, list[ScannedSlide]]:
-    """Synthetic slides in `folder/slides`, scanned into `folder/run.zarr`."""
+    """Synthetic slides in `folder/slides`, scanned into `folder/run.zarr` (pyramids up to `top_cells`)."""
     slides_dir = folder / "slides"
     slides_dir.mkdir(parents=True, exist_ok=True)
     synth = [
@@ -102,4 +106,4 @@ def build_store(
     ]
     store_path = folder / "run.zarr"
     store = HeatmapStore.open(str(store_path), RUN, mode="a")
-    return store_path, [scan_into(store, slide) for slide in synth]
+    return store_path, [scan_into(store, slide, top_cells) for slide in synth]

@@ -169,3 +169,44 @@ def test_submitted_job_scans_the_batch(
     without_token = {k: v for k, v in env.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     refused = _cli({**without_token, "HOME": str(tmp_path)}, "status", job_id, "--address", address)
     assert refused.returncode == 2 and "RAY_AUTH_TOKEN" in refused.stderr
+
+
+HANG_DEADLINE_S = 900  # a guard against the scan waiting forever, not a timing assertion
+
+
+def test_a_local_ray_of_one_cpu_scans_two_slides_to_completion(
+    slides: list[str], tiny_checkpoint: Path, reference_store: Path, tmp_path: Path
+) -> None:
+    """Issue 24 item 5: `--num-cpus 1` sat at "slides 0/2 blocks 0/0" for good."""
+    store = tmp_path / "one_cpu.zarr"
+    argv = [sys.executable, "-m", "pcam_scan.cli", *scan_args(slides, tiny_checkpoint, store, "--num-cpus", "1")]
+    done = subprocess.run([*argv, *SLIDES_ARGS], capture_output=True, text=True, timeout=HANG_DEADLINE_S)
+    assert done.returncode == 0, done.stderr[-2000:]
+    stored = HeatmapStore.open(str(store))
+    assert all(stored.slide_status(s).state is SlideState.COMPLETE for s in GOOD)
+    assert_same_heatmaps(reference_store, store, GOOD)
+
+
+def test_a_cluster_whose_nodes_cannot_host_a_stage_is_refused_in_one_line(
+    slides: list[str], tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A head without CPUs and one GPU-less worker of 64 MiB: no node can run the GPU model actor
+    or a read task (256 MiB), so the scan says which at once instead of waiting forever."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1, num_gpus=0, memory=64 * 2**20)
+        cluster.wait_for_nodes()
+        for extra, names in ((("--device", "cuda"), "GPUs"), ((), "a read task, which needs")):
+            store = tmp_path / f"refused{len(extra)}.zarr"
+            argv = scan_args(slides, tiny_checkpoint, store, "--address", cluster.address, *SLIDES_ARGS, *extra)
+            run = subprocess.run(
+                [sys.executable, "-m", "pcam_scan.cli", *argv], capture_output=True, text=True, timeout=HANG_DEADLINE_S
+            )
+            errors = [line for line in run.stderr.splitlines() if line.startswith("pcam-scan: error:")]
+            assert run.returncode == 2 and len(errors) == 1 and names in errors[0], run.stderr[-2000:]
+            assert "Traceback" not in run.stderr
+            assert not store.exists() or HeatmapStore.open(str(store)).list_slides() == []  # no slide touched
+    finally:
+        cluster.shutdown()

@@ -106,10 +106,12 @@ def test_every_scan_option_given_reaches_the_request() -> None:
     argv = ["scan", "a.tif", "--model", "m", "--store", "s", "--stride", "64", "--block-cells", "16"]
     argv += ["--batch-size", "64", "--device", "cpu", "--tta", "--compile", "--no-deterministic", "--mpp", "0.5"]
     argv += ["--address", "auto", "--num-cpus", "3", "--gpus", "2", "--in-process"]
+    argv += ["--stain-normalise", "macenko", "--stain-reference", "ref.png"]
     request = ScanRequest.from_args(build_parser().parse_args(argv), [Path("a.tif")])
     settings, predictor, placement = request.settings, request.settings.predictor, request.placement
     assert (settings.stride_px, settings.block_cells, settings.mpp_override_um_px) == (64, 16, 0.5)
     assert (predictor.batch_size, predictor.device, predictor.tta, predictor.compile) == (64, "cpu", True, True)
     assert predictor.deterministic is False
+    assert (settings.stain_normalise, settings.stain_reference) == ("macenko", "ref.png")
     assert (placement.address, placement.num_cpus, placement.gpus, placement.in_process) == ("auto", 3, 2, True)
     assert ScanRequest.from_json(request.to_json()) == request

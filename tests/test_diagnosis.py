@@ -182,6 +182,11 @@ def test_fit_reports_cross_validated_auc_and_matches_scikit_learn():
     agg = report.aggregator
     assert agg.training["cv_auc"] == report.cv_auc
     assert agg.training["n_slides"] == 24 and agg.training["n_positive"] == 12
+    # calibration of the out-of-fold probabilities, the held-out view of the aggregator
+    y = np.asarray(labels, dtype=float)
+    oof = np.asarray(report.oof_probabilities)
+    assert report.calibration.brier.value == pytest.approx(float(np.mean((oof - y) ** 2)))
+    assert agg.training["cv_calibration"]["n"] == 24  # type: ignore[index]
     names = settings.names()
     x = np.array([[r[n] for n in names] for r in rows])
     reference = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))

@@ -282,8 +282,13 @@ def test_evaluate_command_end_to_end(tmp_path, capsys):
     assert unofficial["note"].startswith("NOT the official score")
     # keeping 0 as a threshold adds the point (FP 3/4, TP 1/2): the same sensitivities here
     assert unofficial["froc_score"] == pytest.approx(0.5)
-    for png in ("roc.png", "froc.png"):
+    for png in ("roc.png", "froc.png", "reliability_slides.png"):
         assert (out / png).read_bytes()[:8] == PNG_MAGIC
+    # slide calibration: S1, S2 tumour at 0.9, 0.7; S3, S4 normal at 0.8, 0.1
+    calibration = metrics["slide_calibration"]
+    assert calibration["brier"]["value"] == pytest.approx((0.1**2 + 0.3**2 + 0.8**2 + 0.1**2) / 4)
+    # 15 equal-width bins: 0.1 (rate 0), 0.7 (1), 0.8 (0), 0.9 (1), one slide each
+    assert calibration["ece_equal_width"]["value"] == pytest.approx((0.1 + 0.3 + 0.8 + 0.1) / 4)
     assert (out / "slide_probabilities.csv").read_text().splitlines() == [
         "S1,0.9",
         "S2,0.7",

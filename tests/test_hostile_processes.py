@@ -184,3 +184,33 @@ def test_a_worker_that_asked_to_die_with_its_parent_does_when_the_parent_gets_si
     if alive:
         os.kill(child, signal.SIGKILL)
     assert not alive
+
+
+def test_sigterm_to_an_in_process_scan_exits_143_with_one_line_and_removes_the_lock(
+    tmp_path: Path, synth_dataset: Path, tiny_checkpoint: Path
+) -> None:
+    """Re-probe case O: it exited -15 and left STORE.lock behind. The scan resumes afterwards."""
+    store = tmp_path / "run.zarr"
+    argv = [*CLI, *_scan_argv(synth_dataset, tiny_checkpoint, store)]
+    argv[argv.index("16")] = "4"  # small blocks: many chunks, so the scan is still running when stopped
+    scan = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + HANG_DEADLINE_S
+    while scan.poll() is None and time.monotonic() < deadline and not _some_block_done(store):
+        time.sleep(0.1)
+    running = scan.poll() is None
+    scan.send_signal(signal.SIGTERM)
+    _, err = scan.communicate(timeout=HANG_DEADLINE_S)
+    assert running, "the scan finished before it could be stopped"
+    assert scan.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    assert not (tmp_path / "run.zarr.lock").exists()
+    resumed = subprocess.run(argv, capture_output=True, text=True, timeout=HANG_DEADLINE_S)
+    assert resumed.returncode == 0, resumed.stderr
+    assert HeatmapStore.open(str(store)).slide_status("normal_001").state.value == "complete"
+
+
+def _some_block_done(store: Path) -> bool:
+    try:
+        return bool(HeatmapStore.open(str(store)).done_blocks("normal_001"))
+    except Exception:  # not planned yet
+        return False

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from pcam_scan.viewer.app import create_app, openseadragon_installed
 from pcam_scan.viewer.catalog import ViewerSettings
-from pcam_scan.viewer.server import LOOPBACK_HOSTS, remote_host_names
+from pcam_scan.viewer.server import LOOPBACK_HOSTS, loopback_host_names, remote_host_names
 from tests.hostile_cases import build_store, one_error_line, run_cli
 
 pytestmark = pytest.mark.skipif(not openseadragon_installed(), reason="the viewer's OpenSeadragon is not installed")
@@ -56,3 +56,15 @@ def test_a_remote_viewer_still_checks_the_host_header(
     for name in refused:
         response = client.get("/api/slides", headers={"host": name})
         assert response.status_code == 400 and "own host names" in response.json()["error"], name
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "::1"])
+def test_a_loopback_viewer_on_another_loopback_address_answers_to_its_own_name(tmp_path: Path, host: str) -> None:
+    """Re-probe case M: `view --host 127.0.0.2` refused its own Host header."""
+    allowed = loopback_host_names(host)
+    app = create_app(ViewerSettings(str(build_store(tmp_path / "s.zarr"))), allowed_hosts=allowed)
+    client = TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False)
+    own = f"[{host}]:8000" if ":" in host else f"{host}:8000"
+    for name in (own, "localhost:8000", "127.0.0.1"):
+        assert client.get("/api/slides", headers={"host": name}).status_code == 200, name
+    assert client.get("/api/slides", headers={"host": "evil.example"}).status_code == 400

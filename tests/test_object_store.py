@@ -76,6 +76,20 @@ def test_in_process_scan_into_s3_equals_a_local_scan(
         assert_same_slide(store, local_store, slide_id)
 
 
+def test_an_s3_scan_records_its_run_and_writes_its_summary_inside(s3_bucket: str, in_process_url: str) -> None:
+    from pcam_scan.store.location import StoreLocation
+    from pcam_scan.store.run_records import read_run_records
+    from pcam_scan.store.schema import RunRecord
+
+    keys = object_keys(s3_bucket, "in-process/run.zarr/")
+    assert "in-process/run.zarr/summary.md" in keys  # no folder "beside" an object-store prefix
+    assert any(k.startswith("in-process/run.zarr/runs/") and k.endswith(".json") for k in keys)
+    records = read_run_records(StoreLocation(in_process_url))
+    assert records and all(isinstance(r, RunRecord) and r.command == "scan" for r in records)
+    first = records[0]
+    assert isinstance(first, RunRecord) and {a.slide_id for a in first.attempts} == set(SLIDE_IDS)
+
+
 def test_scanning_an_s3_store_again_skips_its_complete_slides(
     in_process_url: str, slides: list[str], tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.session import ClusterResources
-from cluster.sizing import WRITE_RESERVE_CPUS, WRITE_TASK_CPUS, plan_budget, worker_pool_size
+from cluster.session import ClusterResources, NodeShape
+from cluster.sizing import (
+    RAY_DATA_TASK_CPUS,
+    WRITE_RESERVE_CPUS,
+    WRITE_TASK_CPUS,
+    check_feasible,
+    plan_budget,
+    worker_pool_size,
+)
 from pcam_scan.errors import ConfigError
 from pcam_scan.model.settings import PredictorSettings
 
@@ -41,3 +48,55 @@ def test_a_local_ray_keeps_a_worker_for_every_task_the_budget_runs_at_once(cpus:
     # the actors, planning and reads (two pools of read_tasks), writes and finalizing (the reserve)
     at_once = budget.actors + 2 * budget.read_tasks + round(WRITE_RESERVE_CPUS / WRITE_TASK_CPUS)
     assert worker_pool_size(cpus) >= at_once
+
+
+@pytest.mark.parametrize(("cpus", "gpus"), [(1, 0), (1, 1), (1.5, 0), (2, 1)])
+def test_a_node_smaller_than_the_minimum_shares_still_fits_the_model_two_reads_and_the_writes(
+    cpus: float, gpus: int
+) -> None:
+    """Issue 24 item 5: on one CPU the model actor took a whole CPU and the reads waited forever."""
+    budget = plan_budget(ClusterResources(cpus=cpus, gpus=gpus, max_node_cpus=cpus), PredictorSettings(), None)
+    at_once = budget.actors * budget.cpus_per_actor + budget.read_tasks * budget.cpus_per_read
+    assert at_once + 2 * budget.cpus_per_write <= cpus + 1e-9
+    assert budget.read_tasks >= 2 and budget.actors == 1
+    assert min(budget.cpus_per_read, budget.cpus_per_write) > 0 and budget.cpus_per_actor >= 0
+
+
+def test_a_cluster_without_cpus_is_refused() -> None:
+    with pytest.raises(ConfigError, match="no CPUs"):
+        plan_budget(ClusterResources(cpus=0, gpus=1, max_node_cpus=0), PredictorSettings(), None)
+
+
+SMALL_MEMORY = NodeShape(cpus=4, gpus=0, memory_bytes=64 * 2**20)
+GPU_LESS = NodeShape(cpus=4, gpus=0, memory_bytes=8 * 2**30)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "gpus", "waiting", "refused"),
+    [
+        ((SMALL_MEMORY,), 0, False, "a read task, which needs 1.25 CPU, 0 GPU, 256 MiB"),
+        ((NodeShape(0, 0, 8 * 2**30), SMALL_MEMORY), 0, False, "a read task"),
+        ((GPU_LESS,), 1, False, "the model actor, which needs 1 CPU, 1 GPU"),
+        ((GPU_LESS,), 1, True, None),  # --gpus N: an autoscaling cluster may add the GPU node
+        ((GPU_LESS,), 0, False, None),
+    ],
+)
+def test_a_stage_that_fits_no_node_is_refused_naming_what_it_needs(
+    nodes: tuple[NodeShape, ...], gpus: int, waiting: bool, refused: str | None
+) -> None:
+    cpus = sum(node.cpus for node in nodes)
+    resources = ClusterResources(cpus, gpus, max(n.cpus for n in nodes), len(nodes), node_shapes=nodes)
+    budget = plan_budget(resources, PredictorSettings(), 1 if waiting else None)
+    if refused is None:
+        check_feasible(budget, resources, waiting_for_gpus=waiting)
+        return
+    with pytest.raises(ConfigError, match="no node of the Ray cluster can run") as err:
+        check_feasible(budget, resources, waiting_for_gpus=waiting)
+    assert refused in str(err.value)
+
+
+@pytest.mark.parametrize("cpus", [1, 1.5, 2, 3, 16])
+def test_the_model_actors_always_leave_room_for_a_task_of_ray_datas_default_cpu(cpus: float) -> None:
+    """The repartition stage runs 1-CPU tasks: an actor holding half of one CPU starved it."""
+    budget = plan_budget(ClusterResources(cpus=cpus, gpus=0, max_node_cpus=cpus), PredictorSettings(), None)
+    assert cpus - budget.actors * budget.cpus_per_actor >= RAY_DATA_TASK_CPUS - 1e-9

@@ -378,8 +378,11 @@ def test_fit_aggregator_then_diagnose_with_it(tmp_path: Path, store_copy: Path, 
     assert "fitted on 4 slides (2 tumour, 2 normal); 2-fold CV AUC 1.0000" in printed
     aggregator = load_aggregator(agg)
     assert aggregator.training["n_slides"] == 4 and aggregator.training["cv_auc"] == 1.0
+    assert "out-of-fold calibration: Brier" in printed
+    assert (tmp_path / "agg_reliability.png").read_bytes()[:4] == b"\x89PNG"
     out = tmp_path / "d.csv"
     assert main(["diagnose", str(store_copy), "--aggregator", str(agg), "--out", str(out)]) == 0
+    assert "uncalibrated model" in capsys.readouterr().out  # the store's scan recorded no temperature
     rows = read_csv_rows(out)
     for case in cases:
         assert rows[case.slide_id]["method"] == aggregator.name

@@ -35,6 +35,8 @@ OTHER_FORMATS: dict[tuple[str, str], str] = {
     ("pcam_scan/viewer/catalog.py", "counts"): "the viewer's slide JSON",
     ("pcam_scan/viewer/app.py", "status"): "an ASGI message",
     ("pcam_scan/diagnosis/batch.py", "status"): "a diagnoses.csv column",
+    ("pcam_scan/qc/report.py", "status"): "a qc.csv column",
+    ("pcam_scan/qc/report.py", "tissue_mm2"): "a qc.csv column",
     ("pcam_scan/scan/runner.py", "settings"): "the scan request JSON a Ray job carries",
     ("pcam_scan/scan/settings.py", "block_cells"): "the settings document (free-form inside `settings`)",
     ("cluster/pipeline.py", "slide"): "a Ray Data batch column",
@@ -159,7 +161,8 @@ def test_the_schema_table_is_complete_and_consistent() -> None:
 
 def test_the_committed_store_holds_exactly_the_declared_attributes() -> None:
     """Every key the version-1 store was written with is declared, and every key declared since
-    version 1 is there (the fixture's slide is complete and diagnosed, so it has them all)."""
+    version 1 is there (the fixture's slide is complete and diagnosed, so it has them all; QC's,
+    since version 2, it cannot have)."""
     import json
 
     store = REPO_ROOT / "tests" / "data" / "store-v1" / "store"
@@ -179,7 +182,7 @@ def test_the_committed_store_holds_exactly_the_declared_attributes() -> None:
         (Node.PROB, next(iter(json.loads((store / "tumor_001" / "prob" / "zarr.json").read_text())["attributes"])))
     )
     free_form = {"counts", "seconds", "diagnosis", "settings", "versions"}  # their own names inside
-    declared = {(spec.node, spec.path) for spec in ATTRIBUTES if spec.since_version == 1}  # a version-1 store
+    declared = {(spec.node, spec.path) for spec in ATTRIBUTES if spec.since_version == 1}  # the fixture's version
     written_declarable = {(n, p) for n, p in written if p.split(".")[0] not in free_form or "." not in p}
     computed_counts = {(spec.node, spec.path) for spec in ATTRIBUTES if spec.parent is S_COUNTS}
     assert written_declarable == declared - computed_counts

@@ -118,6 +118,8 @@ def test_pcam_train_cli_writes_a_checkpoint_the_scanner_loads_and_a_full_report(
         "confusion_matrix_valid.png",
         "confusion_matrix_test.png",
         "top_losses_gradcam.png",
+        "reliability_valid.png",
+        "reliability_test.png",
     ):
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     metrics = json.loads((report / "metrics.json").read_text())
@@ -144,6 +146,15 @@ def test_pcam_train_cli_writes_a_checkpoint_the_scanner_loads_and_a_full_report(
     assert metrics["stages"][1]["lr"].startswith("slice(")
     assert metrics["round_trip_max_abs_diff"] <= 1e-4
     assert str(data_dir) in meta.provenance.data
+    # temperature scaling on the valid split: stored, reported, applied (the round trip above)
+    assert meta.calibration is not None and "valid split, 24 patches" in meta.calibration.data
+    calibration = metrics["calibration"]
+    assert calibration["temperature"] == pytest.approx(meta.calibration.temperature)
+    for split in ("valid", "test"):
+        for side in ("before", "after"):
+            figures = calibration["splits"][split][side]
+            assert figures["ece_equal_width"]["ci_low"] <= figures["ece_equal_width"]["ci_high"]
+            assert 0.0 <= figures["brier"]["value"] <= 1.0
 
 
 def write_kaggle_folder(folder: Path, n: int) -> tuple[list[str], np.ndarray]:

@@ -106,6 +106,25 @@ def test_slide_list_has_status_diagnosis_and_tumour_area(client, scanned) -> Non
     assert normal["tumour_area_mm2"] == 0.0
 
 
+def test_slide_list_groups_by_patient_with_a_patients_file(scanned, tmp_path: Path) -> None:
+    """With `--patients`, each slide names its patient and node, and each patient its pN stage;
+    a node missing from the store leaves its patient pN? (never staged as if negative)."""
+    patients = tmp_path / "patients.csv"
+    patients.write_text("slide_id,patient,node\ntumor_001,A,0\nnormal_001,B,0\nghost_002,B,1\n", encoding="utf-8")
+    client = TestClient(create_app(ViewerSettings(str(scanned[0]), patients_file=patients)), base_url=BASE_URL)
+    data = client.get("/api/slides").json()
+    by_id = {s["slide_id"]: s for s in data["slides"]}
+    assert (by_id["tumor_001"]["patient"], by_id["tumor_001"]["node"]) == ("A", "0")
+    stages = {p["patient"]: p for p in data["patients"]}
+    assert stages["A"]["stage"] == "pN1mi"  # one node with a micro-metastasis (0.77 mm), no macro
+    assert (stages["B"]["stage"], stages["B"]["at_least"]) == ("pN?", "pN0")
+    assert stages["B"]["unassessed"] == ["ghost_002 (missing)"]
+    assert (
+        "patients"
+        not in TestClient(create_app(ViewerSettings(str(scanned[0]))), base_url=BASE_URL).get("/api/slides").json()
+    )
+
+
 def test_slide_info_gives_geometry_from_the_store(client, scanned) -> None:
     tumour = scanned[1]
     info = client.get("/api/slides/tumor_001").json()

@@ -1,9 +1,10 @@
 """fastai DataLoaders over patch sources: uint8 patches in, augmented normalised batches out.
 
 Items stay uint8 until they reach the device; every transform runs on the batch there:
-- train: D4 (each patch one of the 8 flips/rotations at random: PCam has no orientation), a random
-  square crop of at least `crop_min_area` of the patch (the label region always stays inside)
-  resized to the input size, ImageNet normalisation;
+- train: D4 (each patch one of the 8 flips/rotations at random: PCam has no orientation), with
+  `--stain-augment` Tellez's HED colour jitter (`RandomHed`), a random square crop of at least
+  `crop_min_area` of the patch (the label region always stays inside) resized to the input
+  size, ImageNet normalisation;
 - valid and test: the whole patch resized to the input size exactly as the scanner's
   `PatchScorer` does (bilinear, antialiased), the same normalisation. So the learner's
   validation probabilities are the scanner's, which the export round trip checks.
@@ -68,6 +69,47 @@ class RandomD4(Transform):  # type: ignore[misc]  # fasttransform is untyped: Tr
         return TensorImage(torch.where(pick[2], plain.flip(2), plain))
 
 
+# Ruifrok & Johnston's stain matrix, as skimage.color.rgb2hed has it: rows are the OD of one unit
+# of haematoxylin, eosin and DAB (R, G, B).
+RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64)
+HED_FROM_RGB = torch.linalg.inv(RGB_FROM_HED)
+MIN_INTENSITY = 1e-6  # skimage's floor before the log
+
+
+class RandomHed(Transform):  # type: ignore[misc]  # fasttransform is untyped: Transform is Any
+    """Tellez et al.'s HED colour augmentation (train only): each image's pixels go to optical
+    density, are unmixed into haematoxylin, eosin and DAB by the Ruifrok matrix, each stain's
+    amount becomes alpha * c + beta with alpha ~ U(1 - s, 1 + s) and beta ~ U(-s, s) drawn per
+    image and stain, and the result is mixed back to RGB and clipped to [0, 1].
+
+    Amounts are in plain optical-density units: skimage >= 0.19 divides OD by -log(1e-6) = 13.8
+    before the jitter, where a bias of 0.05 would be an OD shift of 0.7 (a slide turned grey).
+    With alpha = 1 and beta = 0 the transform gives back its input (no clipping of the amounts).
+    """
+
+    split_idx, order = TRAIN, 20  # after IntToFloatTensor (pixels in [0, 1]), before Normalize
+
+    def __init__(self, sigma: float):
+        super().__init__()
+        self.sigma = sigma
+
+    def encodes(self, x: TensorImage) -> TensorImage:
+        plain = x.as_subclass(torch.Tensor)
+        return TensorImage(hed_jitter(plain, self.sigma))
+
+
+def hed_jitter(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`RandomHed` on a float NCHW batch in [0, 1] (any device)."""
+    n = x.shape[0]
+    to_hed = HED_FROM_RGB.to(x.device, x.dtype)
+    to_rgb = RGB_FROM_HED.to(x.device, x.dtype)
+    od = -torch.log(x.clamp_min(MIN_INTENSITY))
+    hed = torch.einsum("nihw,ij->njhw", od, to_hed)
+    draws = torch.rand((2, n, 3, 1, 1), device=x.device, dtype=x.dtype, generator=generator) * 2.0 - 1.0
+    hed = hed * (1.0 + sigma * draws[0]) + sigma * draws[1]
+    return torch.exp(-torch.einsum("njhw,ji->nihw", hed, to_rgb)).clamp_(0.0, 1.0)
+
+
 class ResizeToInput(Transform):  # type: ignore[misc]  # fasttransform is untyped: Transform is Any
     """The whole patch to `size` px the way `pcam_scan.model.scoring.PatchScorer` resizes (valid only)."""
 
@@ -83,11 +125,13 @@ class ResizeToInput(Transform):  # type: ignore[misc]  # fasttransform is untype
         return F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
 
 
-def batch_transforms(input_px: int, crop_min_area: float, on_cuda: bool) -> list[Transform]:
-    """The batch pipeline shared by every split (each transform knows its split)."""
+def batch_transforms(input_px: int, crop_min_area: float, on_cuda: bool, hed_sigma: float = 0.0) -> list[Transform]:
+    """The batch pipeline shared by every split (each transform knows its split); `hed_sigma`
+    above 0 adds the HED colour jitter to the training batches."""
     return [
         IntToFloatTensor(),
         RandomD4(),
+        *([RandomHed(hed_sigma)] if hed_sigma > 0 else []),
         RandomResizedCropGPU(input_px, min_scale=crop_min_area, ratio=(1.0, 1.0), split_idx=TRAIN),
         ResizeToInput(input_px),
         Normalize.from_stats(IMAGENET_MEAN, IMAGENET_STD, cuda=on_cuda),
@@ -106,6 +150,7 @@ def build_dataloaders(
     crop_min_area: float,
     device: torch.device,
     num_workers: int | None = None,
+    hed_sigma: float = 0.0,
 ) -> DataLoaders:
     """Train (shuffled, last partial batch dropped) and valid loaders on `device`."""
     if len(data.train) < batch_size:
@@ -126,7 +171,7 @@ def build_dataloaders(
             pin_memory=on_cuda,
             persistent_workers=workers > 0,
             wif=die_with_parent,  # no orphan loaders when the run is killed (fastai's worker-init hook)
-            after_batch=batch_transforms(input_px, crop_min_area, on_cuda),
+            after_batch=batch_transforms(input_px, crop_min_area, on_cuda, hed_sigma),
             device=device,
         )
 

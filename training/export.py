@@ -17,7 +17,14 @@ import numpy as np
 import torch
 
 from pcam_scan.model.checkpoint import save_checkpoint
-from pcam_scan.model.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMetadata, Normalisation, Provenance
+from pcam_scan.model.metadata import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Calibration,
+    ModelMetadata,
+    Normalisation,
+    Provenance,
+)
 from pcam_scan.model.predictor import Predictor, PredictorSettings
 from training.data import eval_loader
 from training.fastai_api import Learner
@@ -26,17 +33,27 @@ from training.settings import TrainSettings
 from training.sources import CLASSES, TUMOUR_INDEX, ArraySource, PatchSource, TrainingData
 
 
-def learner_predictions(learn: Learner, source: PatchSource, name: str) -> SplitPredictions:
-    """P(tumour), labels and losses of every patch of `source` through the learner's validation
-    pipeline (the whole patch resized as the scanner does, normalised, softmax)."""
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def learner_predictions(
+    learn: Learner, source: PatchSource, name: str, temperature: float | None = None
+) -> SplitPredictions:
+    """P(tumour), labels, losses and raw logits of every patch of `source` through the learner's
+    validation pipeline (the whole patch resized as the scanner does, normalised, then softmax of
+    the logits divided by `temperature` when given, as the scorer of a calibrated checkpoint)."""
     loader = eval_loader(learn.dls, source)
     with learn.no_bar():
-        probs, targets, losses = learn.get_preds(dl=loader, with_loss=True)
+        logits, targets, losses = learn.get_preds(dl=loader, with_loss=True, act=_identity)
+    logits = logits.float()
+    scaled = logits if temperature is None else logits * (1.0 / temperature)
     return SplitPredictions(
         name=name,
-        probs=probs[:, TUMOUR_INDEX].float().numpy(),
+        probs=scaled.softmax(dim=1)[:, TUMOUR_INDEX].numpy(),
         targets=targets.numpy().astype(np.int64),
         losses=losses.float().numpy(),
+        logits=logits.numpy(),
     )
 
 
@@ -45,6 +62,7 @@ def checkpoint_metadata(
     data: TrainingData,
     metrics: Mapping[str, float],
     details: Mapping[str, str],
+    calibration: Calibration | None = None,
 ) -> ModelMetadata:
     """The scanner metadata of a model trained by the recipe on `data`."""
     geometry = data.geometry
@@ -64,6 +82,7 @@ def checkpoint_metadata(
             metrics=dict(metrics),
             details=dict(details),
         ),
+        calibration=calibration,
     )
 
 
@@ -73,11 +92,16 @@ def export_checkpoint(learn: Learner, path: str | os.PathLike[str], metadata: Mo
 
 
 def round_trip_max_abs_diff(
-    learn: Learner, checkpoint: str | os.PathLike[str], patches: np.ndarray, device: str = "cpu"
+    learn: Learner,
+    checkpoint: str | os.PathLike[str],
+    patches: np.ndarray,
+    device: str = "cpu",
+    temperature: float | None = None,
 ) -> float:
-    """Largest |P_learner - P_scanner| over `patches` (uint8 NHWC) for an exported checkpoint."""
+    """Largest |P_learner - P_scanner| over `patches` (uint8 NHWC) for an exported checkpoint
+    (the learner's logits divided by the checkpoint's `temperature`, when it has one)."""
     source = ArraySource(patches, np.zeros(len(patches), dtype=np.int64))
-    ours = learner_predictions(learn, source, "round_trip").probs
+    ours = learner_predictions(learn, source, "round_trip", temperature).probs
     predictor = Predictor.from_checkpoint(checkpoint, PredictorSettings(device=device))
     with torch.no_grad():
         theirs = predictor.predict(np.ascontiguousarray(patches))

@@ -20,6 +20,8 @@ class SplitPredictions:
     probs: np.ndarray
     targets: np.ndarray
     losses: np.ndarray
+    logits: np.ndarray | None = None
+    """(N, C) raw logits, before any temperature: what temperature scaling is fitted on."""
 
     @property
     def predicted(self) -> np.ndarray:

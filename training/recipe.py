@@ -113,6 +113,8 @@ def layer_groups(architecture: str) -> Callable[[nn.Module], list[list[nn.Parame
 def build_network_for(settings: TrainSettings, start: StartingWeights | None) -> nn.Sequential:
     """The scanner's network with a kaiming-initialised head and the starting weights loaded."""
     network = build_network(settings.architecture, N_CLASSES)
+    # the trainable architectures are (body, head) Sequentials (TrainSettings checks the name)
+    assert isinstance(network, nn.Sequential), settings.architecture
     apply_init(network[1], nn.init.kaiming_normal_)
     if start is not None:
         load_starting_weights(network, start, settings.architecture)
@@ -158,7 +160,13 @@ def build_learner(
         )
         batch_size = min(batch_size, max(2, len(data.train)))
     dls: DataLoaders = build_dataloaders(
-        data, batch_size, settings.input_px, settings.crop_min_area, device, settings.num_workers
+        data,
+        batch_size,
+        settings.input_px,
+        settings.crop_min_area,
+        device,
+        settings.num_workers,
+        hed_sigma=settings.stain_augment_sigma,
     )
     learn = Learner(
         dls,

@@ -1,8 +1,9 @@
 """One training run end to end: recipe, evaluation, checkpoint, report.
 
 The checkpoint's metadata carries the same metrics as `metrics.json` (accuracy, ROC AUC and
-loss on valid and, when present, test; the valid accuracy after the frozen stage), so a model
-file always says how good it was when it was made and on what data.
+loss on valid and, when present, test; the valid accuracy after the frozen stage; the valid ECE
+before and after temperature scaling), so a model file always says how good it was when it was
+made and on what data. The temperature is fitted on the valid split (`training.calibration`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from pcam_scan.errors import ConfigError
+from training.calibration import fit_calibration, plot_calibration
 from training.export import checkpoint_metadata, export_checkpoint, learner_predictions, round_trip_max_abs_diff
 from training.fastai_api import FASTAI_VERSION
 from training.metrics import SplitPredictions
@@ -89,9 +91,10 @@ def train_and_export(
     """
     if not checkpoint_path.parent.is_dir():
         raise ConfigError(f"cannot write {checkpoint_path}: folder {checkpoint_path.parent} does not exist")
-    report_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pcam-train-") as workdir:
         result = run_recipe(data, settings, Path(workdir), progress=progress, epoch_rows=epoch_rows)
+        # only now: weights refused by the recipe (a pickle) left an empty report folder behind
+        report_dir.mkdir(parents=True, exist_ok=True)
         learn = result.learn
         predictions: dict[str, SplitPredictions] = {
             name: learner_predictions(learn, source, name) for name, source in data.named_splits() if name != "train"
@@ -100,10 +103,17 @@ def train_and_export(
         for split in predictions.values():
             metrics.update(split.checkpoint_metrics())
         metrics.update(_frozen_accuracy(result))
-        metadata = checkpoint_metadata(settings, data, metrics, _details(settings, data, result))
+        calibrated = fit_calibration(predictions, data.description)
+        metrics.update(calibrated.valid_ece())
+        metadata = checkpoint_metadata(
+            settings, data, metrics, _details(settings, data, result), calibrated.calibration
+        )
         model_id = export_checkpoint(learn, checkpoint_path, metadata)
         sample = data.valid.patches(np.arange(min(ROUND_TRIP_PATCHES, len(data.valid))))
-        round_trip = round_trip_max_abs_diff(learn, checkpoint_path, sample, device=str(result.device))
+        round_trip = round_trip_max_abs_diff(
+            learn, checkpoint_path, sample, device=str(result.device), temperature=metadata.temperature
+        )
+        plot_calibration(calibrated, report_dir)
         if result.lr_find is not None:
             plot_lr_find(result.lr_find, result.lr, report_dir / LR_FIND_PNG)
         plot_losses(result.stages, report_dir / LOSSES_PNG)
@@ -127,6 +137,7 @@ def train_and_export(
         "data": {"description": data.description, "split_rule": data.split_rule, "counts": data.counts()},
         "splits": {name: split.summary() for name, split in predictions.items()},
         "checkpoint_metrics": metrics,
+        "calibration": calibrated.to_dict(),
         "lr": result.lr,
         "lr_find": None if result.lr_find is None else {"suggestion": result.lr_find.suggestion},
         "stages": [

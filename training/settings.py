@@ -6,6 +6,7 @@ flips, random crop, `fit_one_cycle` frozen then unfrozen with `slice(lr/10, lr)`
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 # A random crop must keep the label region (the centre 32 of 96 px) inside the patch: the crop
 # side is at least (96 + 32) / 2 px, so its area is at least 4/9 of the patch.
 MIN_CROP_AREA = 4.0 / 9.0
+MAX_HED_SIGMA = 0.5
+"""Beyond this the jitter can flip a stain's sign: colours no lab makes (Tellez's strong is 0.2)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class TrainSettings:
     seed: int = 0
     top_losses: int = 16
     max_batch_size: int = 1024
+    stain_augment_sigma: float = 0.0
+    """HED colour jitter strength s (`training.data.RandomHed`); 0 trains without it."""
 
     def __post_init__(self) -> None:
         if self.architecture not in TRAINABLE_ARCHITECTURES:
@@ -77,6 +82,8 @@ class TrainSettings:
         check_seed("--seed", self.seed)
         if self.top_losses < 0:
             raise ConfigError("top losses must not be negative")
+        if not (math.isfinite(self.stain_augment_sigma) and 0.0 <= self.stain_augment_sigma <= MAX_HED_SIGMA):
+            raise ConfigError(f"--stain-augment {self.stain_augment_sigma} must lie in [0, {MAX_HED_SIGMA}]")
         if self.weights_path is not None and not self.pretrained:
             raise ConfigError("--weights and --no-pretrained contradict each other")
         if self.pretrained and self.architecture != DEFAULT_ARCHITECTURE and self.weights_path is None:

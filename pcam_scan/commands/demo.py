@@ -189,9 +189,12 @@ def run_demo(
     """Run every step; returns the evaluation metrics. A failing step stops the demo with its
     error (the steps' own outputs stay in `out_dir`). A demo stopped before its scan starts
     again from the beginning; once its store exists, `out_dir` holds a run and is refused."""
+    from pcam_scan.resources import check_worker_count
+
     run_command = run_command or run_step
     if num_cpus is not None and num_cpus < 1:
         raise ConfigError(f"--num-cpus {num_cpus} must be at least 1")
+    check_worker_count("--num-cpus", num_cpus)  # the scan step would refuse it, after synth and train
     paths = DemoPaths(Path(out_dir).resolve())
     if paths.store.exists():
         raise ConfigError(f"{paths.root} already holds a demo run; choose another --out or remove it")

@@ -55,40 +55,56 @@ def add_scorer_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def diagnosis_table(rows: Sequence[DiagnosisRow]) -> str:
-    """A fixed-width summary: slide, status, probability, call, category, sizes, message."""
-    header = f"{'slide':<24} {'status':<9} {'prob':>6} {'call':<8} {'category':<9} {'largest um':>10}  message"
+    """A fixed-width summary: slide, status, probability, call, category, sizes, QC, message."""
+    header = (
+        f"{'slide':<24} {'status':<9} {'prob':>6} {'call':<14} {'category':<9} {'largest um':>10} {'QC':<14}  message"
+    )
     lines = [header, "-" * len(header)]
     for row in rows:
         d = row.diagnosis
+        qc = row.qc_verdict or "not run"
         if d is None:
-            lines.append(f"{row.slide_id[:24]:<24} {row.status:<9} {'':>6} {'':<8} {'':<9} {'':>10}  {row.message}")
+            lines.append(
+                f"{row.slide_id[:24]:<24} {row.status:<9} {'':>6} {'':<14} {'':<9} {'':>10} {'':<14}  {row.message}"
+            )
             continue
         lines.append(
-            f"{row.slide_id[:24]:<24} {row.status:<9} {d.probability:>6.3f} {d.call:<8} "
-            f"{d.category:<9} {d.largest_lesion_um:>10.0f}  {row.message}"
+            f"{row.slide_id[:24]:<24} {row.status:<9} {d.probability:>6.3f} {d.call:<14} "
+            f"{d.category:<9} {d.largest_lesion_um:>10.0f} {qc:<14}  {row.message}"
         )
     diagnosed = [r.diagnosis for r in rows if r.diagnosis is not None]
     positive = sum(d.is_positive for d in diagnosed)
+    negative = sum(d.call == "negative" for d in diagnosed)
     lines.append(
-        f"{count_noun(len(rows), 'slide')}: {positive} positive, {len(diagnosed) - positive} negative, "
-        f"{len(rows) - len(diagnosed)} without a diagnosis"
+        f"{count_noun(len(rows), 'slide')}: {positive} positive, {negative} negative, "
+        f"{len(diagnosed) - positive - negative} not assessable, {len(rows) - len(diagnosed)} without a diagnosis"
     )
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pcam_scan.diagnosis.batch import choose_scorer, diagnose_store, write_diagnoses_csv
+    from pcam_scan.diagnosis.batch import choose_scorer, diagnose_store, save_diagnoses, write_diagnoses_csv
     from pcam_scan.outputs import check_output_file
     from pcam_scan.store import HeatmapStore
+    from pcam_scan.store.queries import model_calibration
+    from pcam_scan.store.run_records import record_run, utc_now
+    from pcam_scan.store.schema import SlideAttempt
 
+    started = utc_now()
     scorer = choose_scorer(args.aggregator, args.threshold)
     out: Path = args.out
     check_output_file(out, args.overwrite)
     store = HeatmapStore.open(args.store, mode="r+")
-    rows = diagnose_store(store, scorer)
+    rows = diagnose_store(store, scorer, save=False)
     if not rows:
         raise StoreError(f"the store {args.store} holds no slides")
+    # the CSV first: on a full disk the command stops with the stored diagnoses untouched
     write_diagnoses_csv(out, rows, scorer.feature_settings, args.overwrite)
+    save_diagnoses(store, rows)
     print(diagnosis_table(rows))
+    print(model_calibration(store))
     print(f"diagnoses: {out} ({scorer.name}, threshold {scorer.threshold:g})", file=sys.stderr)
-    return 0 if all(row.diagnosis is not None for row in rows) else 1
+    code = 0 if all(row.diagnosis is not None for row in rows) else 1
+    attempts = [SlideAttempt(r.slide_id, "diagnosed" if r.diagnosis else r.status, r.message) for r in rows]
+    record_run(args.store, "diagnose", vars(args), started, code, attempts)
+    return code

@@ -12,6 +12,12 @@ The predictions come from one of two places:
 Ground truth is mask TIFFs (--masks) and/or annotation files (--annotations). Writes under
 --out: the challenge artefacts as the official scripts read them, metrics.json (with `inputs`
 saying where the predictions came from), roc.png and froc.png.
+
+Camelyon17 patients instead: `pcam-scan evaluate STORE --patients patients.csv --stages
+reference_stages.csv --out DIR` stages every patient (as `pcam-scan stage`) and scores the stages
+with the official metric, quadratic weighted kappa with the stages in pN order, with a bootstrap
+CI over patients; writes DIR/stages.csv and DIR/kappa.json. A patient left `pN?` (a node not
+assessable) is not scored and is listed.
 """
 
 from __future__ import annotations
@@ -20,9 +26,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pcam_scan.commands.options import add_exclude_option, add_overwrite_option, split_names
+from pcam_scan.commands.options import add_bootstrap_options, add_exclude_option, add_overwrite_option, split_names
 from pcam_scan.defaults import (
-    BOOTSTRAP_REPLICATES,
     DETECTION_MIN_DISTANCE_CELLS,
     DETECTION_SIGMA_CELLS,
     DETECTION_THRESHOLD,
@@ -47,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("store", nargs="?", default=None, help="heatmap store (or give prediction files)")
-    parser.add_argument("--reference", required=True, type=Path, help="Camelyon16 reference.csv")
+    parser.add_argument("--reference", type=Path, default=None, help="Camelyon16 reference.csv (slide AUC and FROC)")
     parser.add_argument("--annotations", type=Path, default=None, help="folder of annotation files")
     parser.add_argument("--masks", type=Path, default=None, help="folder of ground-truth mask TIFFs")
     parser.add_argument(
@@ -58,13 +63,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "overrides what the slides or the store record",
     )
     add_exclude_option(parser)
-    parser.add_argument(
-        "--bootstrap",
-        type=int,
-        default=BOOTSTRAP_REPLICATES,
-        help=f"bootstrap replicates for the AUC CI (default {BOOTSTRAP_REPLICATES})",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_bootstrap_options(parser, "AUC CI (and the kappa CI with --stages)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     add_overwrite_option(parser)
     store = parser.add_argument_group("predictions from a heatmap store")
@@ -84,6 +83,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help=f"least distance between two detections, in cells (default {DETECTION_MIN_DISTANCE_CELLS:g})",
     )
+    patients = parser.add_argument_group("Camelyon17 patient stages (instead of --reference)")
+    patients.add_argument("--stages", type=Path, default=None, help="reference stages, Camelyon17 layout")
+    patients.add_argument("--patients", type=Path, default=None, help="CSV: slide_id,patient,node")
     files = parser.add_argument_group("predictions from files")
     files.add_argument("--probabilities", type=Path, help="CSV of name,probability rows")
     files.add_argument("--detections", type=Path, help="folder of <slide>.csv files of Confidence,X,Y rows")
@@ -124,17 +126,79 @@ def read_predictions(args: argparse.Namespace, reference: Reference) -> Predicti
     return predictions_from_store(store, reference, scorer, detection, mpp)
 
 
+def run_stages(args: argparse.Namespace) -> int:
+    """`--stages`: every patient staged from the store, scored by weighted kappa."""
+    import json
+
+    from pcam_scan.defaults import STAGES_FILE
+    from pcam_scan.diagnosis.batch import stage_store
+    from pcam_scan.diagnosis.patient_files import read_patients, read_reference_stages, write_stages_csv
+    from pcam_scan.evaluation import BootstrapSettings
+    from pcam_scan.evaluation.stage_kappa import stage_kappa
+    from pcam_scan.outputs import check_output_files, make_output_dir, write_output_text
+    from pcam_scan.store.run_records import record_run, utc_now
+    from pcam_scan.store.schema import SlideAttempt
+
+    wrong = [
+        opt
+        for opt, value in (
+            ("--reference", args.reference),
+            ("--annotations", args.annotations),
+            ("--masks", args.masks),
+        )
+        if value is not None
+    ]
+    if wrong:
+        raise ConfigError(f"{', '.join(wrong)} apply to slide evaluation, not to --stages")
+    if args.store is None or args.patients is None:
+        raise ConfigError("--stages needs a heatmap STORE and --patients FILE")
+    reference = read_reference_stages(args.stages)
+    nodes = read_patients(args.patients)
+    outputs = [args.out / STAGES_FILE, args.out / "kappa.json"]
+    check_output_files(outputs, args.overwrite)
+    bootstrap = BootstrapSettings(n_replicates=args.bootstrap, seed=args.seed)
+    started = utc_now()
+    stages = stage_store(args.store, nodes, args.aggregator, None)
+    result = stage_kappa(reference, {s.patient: s.stage for s in stages}, bootstrap)
+    make_output_dir(args.out)
+    write_stages_csv(outputs[0], stages, args.overwrite)
+    write_output_text(outputs[1], json.dumps(result.to_json(), indent=2) + "\n", args.overwrite)
+    print(
+        f"patients {len(reference)}: {len(result.scored)} scored, {len(result.unstaged)} not staged "
+        f"({', '.join(result.unstaged) or 'none'})"
+    )
+    print(
+        f"quadratic weighted kappa {result.kappa:.4f} "
+        f"({round(result.level * 100)}% CI {result.ci_low:.4f}-{result.ci_high:.4f})"
+    )
+    print(f"metrics {outputs[1]}")
+    attempts = [
+        SlideAttempt(n.slide_id, "staged" if n.category else n.status, n.message) for s in stages for n in s.nodes
+    ]
+    record_run(args.store, "evaluate", vars(args), started, 0, attempts)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from pcam_scan.evaluation import BootstrapSettings, TruthSources, read_reference
     from pcam_scan.evaluation.run import evaluation_outputs, run_evaluation
     from pcam_scan.outputs import check_output_files
+    from pcam_scan.store.run_records import utc_now
 
+    if args.stages is not None:
+        return run_stages(args)
+    if args.patients is not None:
+        raise ConfigError("--patients goes with --stages (Camelyon17 patient evaluation)")
+    if args.reference is None:
+        raise ConfigError("give --reference reference.csv (slides) or --stages FILE (patients)")
     check_source(args)
+    started = utc_now()
     reference = read_reference(args.reference, split_names(args.exclude))
     check_output_files(evaluation_outputs(args.out, reference.names), args.overwrite)
     bootstrap = BootstrapSettings(n_replicates=args.bootstrap, seed=args.seed)
     truth = TruthSources(masks_dir=args.masks, annotations_dir=args.annotations)
-    result, metrics_path = run_evaluation(reference, read_predictions(args, reference), truth, bootstrap, args.out)
+    predictions = read_predictions(args, reference)
+    result, metrics_path = run_evaluation(reference, predictions, truth, bootstrap, args.out)
     auc = result.auc
     print(
         f"slides {len(reference.entries)} ({reference.n_tumour} tumour), excluded "
@@ -145,5 +209,19 @@ def run(args: argparse.Namespace) -> int:
         f"FROC score {result.froc.score:.4f} over {count_noun(result.curve.n_lesions, 'lesion')}: "
         + ", ".join(f"{r:g} FP {s:.3f}" for r, s in zip(result.froc.fp_rates, result.froc.sensitivities))
     )
+    qc = predictions.inputs.get("qc")
+    if isinstance(qc, dict):
+        not_assessable = qc.get("not_assessable") or []
+        names = f": {', '.join(not_assessable)}" if not_assessable else ""
+        print(
+            f"QC: {len(not_assessable)} not assessable slide(s){names} "
+            "(scored by the probability of their assessable tissue, kept in the AUC)"
+        )
     print(f"metrics {metrics_path}")
+    if args.store is not None:
+        from pcam_scan.store.run_records import record_run
+        from pcam_scan.store.schema import SlideAttempt
+
+        attempts = [SlideAttempt(name, "evaluated") for name in reference.names]
+        record_run(args.store, "evaluate", vars(args), started, 0, attempts)
     return 0

@@ -48,6 +48,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
+def reliability_path(out: Path) -> Path:
+    """The out-of-fold reliability diagram beside the aggregator: `agg.json` -> `agg_reliability.png`."""
+    return out.with_name(out.stem + "_reliability.png")
+
+
 def run(args: argparse.Namespace) -> int:
     from pcam_scan.diagnosis.aggregator import save_aggregator
     from pcam_scan.diagnosis.batch import fit_on_store
@@ -59,19 +64,29 @@ def run(args: argparse.Namespace) -> int:
 
     fit_settings = FitSettings(folds=args.folds, c=args.c, seed=args.seed, threshold=args.threshold)
     out: Path = args.out
+    reliability = reliability_path(out)
     check_output_file(out, args.overwrite)
+    check_output_file(reliability, args.overwrite)
     reference = read_reference(args.reference, split_names(args.exclude))
     store = HeatmapStore.open(args.store, mode="r")
     labels = {entry.name: entry.is_tumour for entry in reference.entries}
     fit = fit_on_store(store, labels, fit_settings, str(args.store), str(args.reference))
     report = fit.report
     save_aggregator(report.aggregator, out, overwrite=args.overwrite)
+    from pcam_scan.evaluation.plots import plot_reliability
+
+    plot_reliability({"out-of-fold": report.calibration}, reliability, "Aggregator, cross-validated slides")
     if fit.missing:
         print(f"not in the store (or not complete), left out: {listed(fit.missing)}")
     print(
         f"fitted on {count_noun(fit.n_tumour + fit.n_normal, 'slide')} ({fit.n_tumour} tumour, "
         f"{fit.n_normal} normal); {report.folds}-fold CV AUC {report.cv_auc:.4f} "
         f"(folds: {', '.join(f'{a:.3f}' for a in report.fold_aucs)})"
+    )
+    cal = report.calibration
+    print(
+        f"out-of-fold calibration: Brier {cal.brier.value:.4f}, ECE {cal.ece_width.value:.4f} "
+        f"(95% CI {cal.ece_width.ci_low:.4f}-{cal.ece_width.ci_high:.4f}); reliability diagram {reliability}"
     )
     print(f"aggregator: {out}")
     return 0

@@ -48,6 +48,7 @@ def _table(info: dict[str, Any]) -> str:
         ("patches", f"{meta['patch_px']} px at {meta['mpp_um_px']} um/px, label = centre {meta['label_px']} px"),
         ("network input", f"{meta['input_px']} px"),
         ("normalisation", f"mean {norm['mean']} std {norm['std']} (pixels in [0, 1])"),
+        ("calibration", _calibration(meta)),
         ("trained on", prov["data"]),
         ("date", prov["date"]),
         ("metrics", ", ".join(f"{k}={v:g}" for k, v in sorted(prov["metrics"].items())) or "-"),
@@ -55,6 +56,13 @@ def _table(info: dict[str, Any]) -> str:
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _calibration(meta: dict[str, Any]) -> str:
+    cal = meta.get("calibration")
+    if cal is None:
+        return "none: P(tumour) is the raw softmax (uncalibrated)"
+    return f"temperature {cal['temperature']:.4g} (logits / T), fitted on {cal['data']} ({cal['date']})"
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pcam_scan.defaults import SLIDE_BACKEND, SLIDE_BACKENDS
+from pcam_scan.defaults import BOOTSTRAP_REPLICATES, SLIDE_BACKEND, SLIDE_BACKENDS
 
 
 def add_slide_backend_option(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +25,17 @@ def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace output files that already exist (default: refuse, so no result is lost)",
     )
+
+
+def add_bootstrap_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """--bootstrap and --seed: the replicates and seed of a bootstrap interval (`what` it is for)."""
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=BOOTSTRAP_REPLICATES,
+        help=f"bootstrap replicates for the {what} (default {BOOTSTRAP_REPLICATES})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
 
 DEFAULT_EXCLUDE: str | None = None

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from pcam_scan.commands.options import add_slide_backend_option
-from pcam_scan.defaults import BLOCK_CELLS
+from pcam_scan.defaults import BLOCK_CELLS, STAIN_METHODS
 from pcam_scan.model.names import DEVICE_HELP, is_device_name
 from pcam_scan.model.settings import DEFAULT_BATCH_SIZE
 
@@ -56,6 +56,11 @@ def add_scan_arguments(
         help="stride in px at the model MPP (default: the model's label size, every cell: 32 for PCam)",
     )
     parser.add_argument("--tta", action="store_true", help="mean over the 8 flips/rotations")
+    parser.add_argument(
+        "--no-qc",
+        action="store_true",
+        help="no slide quality control (ink, blur, folds, bubbles are then neither flagged nor excluded)",
+    )
     parser.add_argument("--mpp", type=float, default=None, help="override the slides' um/px")
     add_slide_backend_option(parser)
     parser.add_argument(
@@ -81,6 +86,19 @@ def add_scan_arguments(
         "(a GPU never waits on a padded batch; the last float bits may vary). Default: on for CPU "
         "models, off on a GPU",
     )
+    parser.add_argument(
+        "--stain-normalise",
+        choices=STAIN_METHODS,
+        default=None,
+        help="normalise each block's stain before the model (Macenko, torchstain; needs --stain-reference); "
+        "recorded in the store's settings hash (default: off)",
+    )
+    parser.add_argument(
+        "--stain-reference",
+        metavar="FILE",
+        default=None,
+        help="a tissue-rich H&E image (PNG, JPEG, TIFF) whose stain the regions are normalised to",
+    )
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     parser.add_argument(
         "--gpus",
@@ -104,15 +122,22 @@ def run(args: argparse.Namespace) -> int:
     from pcam_scan.scan.outcome import summary_table
     from pcam_scan.scan.runner import ScanRequest, run_scan
     from pcam_scan.store.location import StoreLocation
+    from pcam_scan.store.run_records import record_run, summary_markdown, utc_now, write_summary
     from pcam_scan.store.scan_lock import scan_lock
+    from pcam_scan.store.schema import SlideAttempt
 
     request = ScanRequest.from_args(args, list(args.slides))
     check_worker_count("--num-cpus", args.num_cpus)
+    started = utc_now()
     with scan_lock(StoreLocation(request.store_uri)):  # one scan per local store at a time
         outcomes = run_scan(request, choose_executor(request.placement.in_process))
+        code = 1 if any(o.failed for o in outcomes) else 0
+        attempts = [SlideAttempt(o.slide_id, o.state, o.message or "") for o in outcomes]
+        record = record_run(request.store_uri, "scan", vars(args), started, code, attempts)
+        summary = write_summary(StoreLocation(request.store_uri), summary_markdown(record, request.store_uri))
     print(summary_table(outcomes))
-    print(f"store: {args.store}", file=sys.stderr)
-    return 1 if any(o.failed for o in outcomes) else 0
+    print(f"store: {args.store} (summary {summary}; runs: pcam-scan history)", file=sys.stderr)
+    return code
 
 
 def choose_executor(in_process: bool):  # type: ignore[no-untyped-def]

@@ -182,6 +182,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.top_losses,
         help=f"patches in the top-losses figure (default {d.top_losses})",
     )
+    recipe.add_argument(
+        "--stain-augment",
+        type=float,
+        nargs="?",
+        const=defaults.HED_AUGMENT_SIGMA,
+        default=d.stain_augment_sigma,
+        metavar="SIGMA",
+        help=(
+            "HED colour jitter of the training batches (Tellez et al.), strength SIGMA "
+            f"(default off; the flag alone: {defaults.HED_AUGMENT_SIGMA}, HED-light)"
+        ),
+    )
     recipe.add_argument("--quiet", action="store_true", help="no progress bars")
     recipe.add_argument(
         "--overwrite",
@@ -209,6 +221,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         num_workers=args.workers,
         seed=args.seed,
         top_losses=args.top_losses,
+        stain_augment_sigma=args.stain_augment,
     )
 
 

@@ -57,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument(
+        "--patients",
+        metavar="FILE",
+        type=Path,
+        help="CSV slide_id,patient,node: the slide list groups slides by patient with each one's pN stage",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="no access log (one line per request on stderr); errors are still logged"
     )
     add_overlay_options(parser)
@@ -68,7 +74,13 @@ def run(args: argparse.Namespace) -> int:
     from pcam_scan.errors import ConfigError
     from pcam_scan.viewer.app import NPM_INSTALL_HINT, create_app, openseadragon_installed
     from pcam_scan.viewer.catalog import ViewerSettings
-    from pcam_scan.viewer.server import LOOPBACK_HOSTS, bind_socket, is_loopback, make_server, remote_host_names
+    from pcam_scan.viewer.server import (
+        bind_socket,
+        is_loopback,
+        loopback_host_names,
+        make_server,
+        remote_host_names,
+    )
 
     if not openseadragon_installed():
         raise ConfigError(f"the viewer's OpenSeadragon is not installed; run: {NPM_INSTALL_HINT}")
@@ -79,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         colormap=args.colormap,
         annotations_dir=args.annotations,
         slide_backend=args.slide_backend,
+        patients_file=args.patients,
     )
     loopback = is_loopback(args.host)
     if not loopback and not args.allow_remote:
@@ -90,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     if args.server_name and loopback:
         raise ConfigError("--server-name applies only with a non-loopback --host and --allow-remote")
     app = create_app(
-        settings, allowed_hosts=LOOPBACK_HOSTS if loopback else remote_host_names(args.host, args.server_name)
+        settings,
+        allowed_hosts=loopback_host_names(args.host) if loopback else remote_host_names(args.host, args.server_name),
     )
     sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]

@@ -29,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pcam_scan.bounded_json import JsonLimitError, parse_json
+from pcam_scan.bounded_json import DEFAULT_LIMITS, JsonLimitError, parse_json
 from pcam_scan.defaults import DECISION_THRESHOLD
 from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.errors import ConfigError, PcamScanError
 from pcam_scan.outputs import write_output_text
+from pcam_scan.regular_files import IrregularFileError, read_regular_file
 from pcam_scan.validation import check_probability
 from pcam_scan.wording import count_noun
 
@@ -176,14 +177,16 @@ def save_aggregator(aggregator: Aggregator, path: str | Path, overwrite: bool = 
 def load_aggregator(path: str | Path) -> Aggregator:
     """Read an aggregator JSON file; every problem is one `AggregatorError` line."""
     source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
+    try:  # the size is checked before reading: a 300 MB file cost 681 MB before the limit refused it
+        data_bytes = read_regular_file(source, DEFAULT_LIMITS.max_bytes)
     except FileNotFoundError:
         raise AggregatorError(f"{source}: no such aggregator file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise AggregatorError(f"{source}: cannot read the aggregator: {err}") from None
+    except IrregularFileError as err:
+        raise AggregatorError(f"cannot read the aggregator: {err}") from None
+    except OSError as err:
+        raise AggregatorError(f"{source}: cannot read the aggregator: {err.strerror or err}") from None
     try:
-        data = parse_json(text)
+        data = parse_json(data_bytes)
     except JsonLimitError as err:
         raise AggregatorError(f"{source}: {err}") from None
     try:

@@ -24,7 +24,8 @@ from pcam_scan.diagnosis.features import (
 )
 from pcam_scan.diagnosis.fit import FitReport, FitSettings, fit_aggregator
 from pcam_scan.diagnosis.record import Diagnosis, Scorer, diagnose_stored_slide
-from pcam_scan.diagnosis.rule import DefaultRule
+from pcam_scan.diagnosis.rule import DefaultRule, SizeCategory
+from pcam_scan.diagnosis.staging import PatientNode, PatientStage, stage_patients
 from pcam_scan.errors import PcamScanError
 from pcam_scan.outputs import atomic_output
 from pcam_scan.store import HeatmapReader, HeatmapStore
@@ -36,6 +37,7 @@ HEADLINE_COLUMNS = (
     "status",
     "probability",
     "call",
+    "qc_verdict",
     "threshold",
     "category",
     "largest_lesion_um",
@@ -61,11 +63,15 @@ class DiagnosisRow:
     status: str
     message: str = ""
     diagnosis: Diagnosis | None = None
+    qc_verdict: str | None = None
+    """The slide's QC verdict (pass, warn, not assessable); None when QC was not run."""
 
 
-def diagnose_store(store: HeatmapStore, scorer: Scorer) -> list[DiagnosisRow]:
-    """A row for every slide of the store, in its order; each complete slide's diagnosis is also
-    stored in its attributes. One damaged or failing slide is recorded; the others go on."""
+def diagnose_store(store: HeatmapStore, scorer: Scorer, save: bool = True) -> list[DiagnosisRow]:
+    """A row for every slide of the store, in its order; with `save`, each complete slide's
+    diagnosis is also stored in its attributes (`save_diagnoses` does it later: after the CSV is
+    written, so a full disk leaves the stored diagnoses as they were). One damaged or failing
+    slide is recorded; the others go on."""
     rows: list[DiagnosisRow] = []
     for slide_id, status in slide_statuses(store):
         if status is None:
@@ -75,15 +81,32 @@ def diagnose_store(store: HeatmapStore, scorer: Scorer) -> list[DiagnosisRow]:
             rows.append(DiagnosisRow(slide_id, status.state.value, status.message or ""))
             continue
         try:
-            diagnosis = diagnose_stored_slide(store, slide_id, scorer)
+            diagnosis = diagnose_stored_slide(store, slide_id, scorer, save)
         except DamagedSlideError as err:  # never diagnosed as if sound
             rows.append(DiagnosisRow(slide_id, "damaged", err.problem))
             continue
         except PcamScanError as err:
             rows.append(DiagnosisRow(slide_id, "error", str(err)))
             continue
-        rows.append(DiagnosisRow(slide_id, status.state.value, diagnosis=diagnosis))
+        verdict = store.stored_slide(slide_id).qc_verdict
+        rows.append(DiagnosisRow(slide_id, status.state.value, diagnosis=diagnosis, qc_verdict=verdict))
     return rows
+
+
+def slide_categories(rows: Sequence[DiagnosisRow]) -> dict[str, tuple[SizeCategory | None, str, str]]:
+    """slide -> (size category, or None when it has no diagnosis; status; message): what
+    patient staging reads (pcam_scan.diagnosis.staging)."""
+    return {
+        row.slide_id: (None if row.diagnosis is None else row.diagnosis.category, row.status, row.message)
+        for row in rows
+    }
+
+
+def save_diagnoses(store: HeatmapStore, rows: Sequence[DiagnosisRow]) -> None:
+    """Store each row's diagnosis in its slide's attributes."""
+    for row in rows:
+        if row.diagnosis is not None:
+            store.set_diagnosis(row.slide_id, row.diagnosis.to_attrs())
 
 
 def tumour_area_mm2(features: Mapping[str, float], settings: FeatureSettings) -> float:
@@ -97,7 +120,7 @@ def tumour_area_mm2(features: Mapping[str, float], settings: FeatureSettings) ->
 def csv_record(row: DiagnosisRow, settings: FeatureSettings) -> dict[str, object]:
     """The row's CSV fields: the headline columns, then every feature ('' without a diagnosis)."""
     record: dict[str, object] = {name: "" for name in (*HEADLINE_COLUMNS, *settings.names())}
-    record.update(slide_id=row.slide_id, status=row.status, message=row.message)
+    record.update(slide_id=row.slide_id, status=row.status, message=row.message, qc_verdict=row.qc_verdict or "")
     diagnosis = row.diagnosis
     if diagnosis is not None:
         record.update(
@@ -169,3 +192,12 @@ def fit_on_store(
         source=f"store {store_name}; reference {labels_name}",
     )
     return StoreFit(report, n_tumour, n_normal, missing)
+
+
+def stage_store(
+    store_uri: str, nodes: Sequence[PatientNode], aggregator: Path | None = None, threshold: float | None = None
+) -> list[PatientStage]:
+    """Every patient's pN stage from the store's slides, read only (nothing is written to it)."""
+    store = HeatmapStore.open(store_uri, mode="r")
+    rows = diagnose_store(store, choose_scorer(aggregator, threshold), save=False)
+    return stage_patients(nodes, slide_categories(rows))

@@ -20,6 +20,7 @@ from pcam_scan.defaults import AGGREGATOR_C, AGGREGATOR_FOLDS, DECISION_THRESHOL
 from pcam_scan.diagnosis.aggregator import Aggregator, AggregatorError
 from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.errors import ConfigError
+from pcam_scan.evaluation.calibration import CalibrationReport, calibration_report
 from pcam_scan.validation import check_probability, check_seed
 from pcam_scan.wording import count_noun
 
@@ -58,6 +59,8 @@ class FitReport:
     fold_aucs: tuple[float, ...]
     folds: int
     oof_probabilities: tuple[float, ...]
+    calibration: CalibrationReport
+    """Brier and ECE of the pooled out-of-fold probabilities (a held-out view of the model)."""
 
 
 def _feature_matrix(rows: Sequence[Mapping[str, float]], names: tuple[str, ...]) -> np.ndarray:
@@ -113,6 +116,7 @@ def fit_aggregator(
         oof[test_idx] = model.predict_proba(x[test_idx])[:, 1]
         fold_aucs.append(float(roc_auc_score(y[test_idx], oof[test_idx])))
     cv_auc = float(roc_auc_score(y, oof))
+    calibration = calibration_report(oof, y)
 
     final = new_model()
     final.fit(x, y)
@@ -133,6 +137,7 @@ def fit_aggregator(
             "cv_folds": folds,
             "cv_auc": cv_auc,
             "cv_fold_aucs": fold_aucs,
+            "cv_calibration": _calibration_summary(calibration),
             "c": settings.c,
             "seed": settings.seed,
             "source": source,
@@ -146,4 +151,11 @@ def fit_aggregator(
         fold_aucs=tuple(fold_aucs),
         folds=folds,
         oof_probabilities=tuple(float(v) for v in oof),
+        calibration=calibration,
     )
+
+
+def _calibration_summary(report: CalibrationReport) -> dict[str, object]:
+    """Brier and both ECEs with their intervals (the bins stay out of the aggregator file)."""
+    doc = report.to_dict()
+    return {k: doc[k] for k in ("n", "brier", "ece_equal_width", "ece_equal_mass", "n_bins", "convention", "bootstrap")}

@@ -7,10 +7,15 @@ Category and call agree by construction: a negative call is category "negative" 
 lesions; a positive call takes the category of its largest lesion, and a positive call without
 any lesion region at the lesion threshold (possible only when the decision threshold lies below
 the lesion threshold) is "itc": tumour evidence smaller than one measurable region.
+
+A slide whose QC verdict is "not assessable" (too much tissue excluded or out of focus) is never
+called negative: its call becomes "not assessable" (category "negative": no lesion was found on
+the tissue that could be read). A positive call on the assessable tissue stands.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +30,8 @@ from pcam_scan.geometry import CellGrid
 from pcam_scan.store import HeatmapReader, HeatmapStore
 from pcam_scan.store.queries import read_heatmap
 
-Call = Literal["positive", "negative"]
+Call = Literal["positive", "negative", "not assessable"]
+NOT_ASSESSABLE: Call = "not assessable"
 
 
 class Scorer(Protocol):
@@ -78,8 +84,8 @@ class Diagnosis:
         category = attrs.get("category")
         method = attrs.get("method")
         features = attrs.get("features")
-        if call not in ("positive", "negative"):
-            raise StoreError(f"diagnosis call {call!r} is not positive or negative")
+        if call not in ("positive", "negative", NOT_ASSESSABLE):
+            raise StoreError(f"diagnosis call {call!r} is not positive, negative or not assessable")
         if category not in SIZE_CATEGORIES:
             raise StoreError(f"diagnosis category {category!r} is not one of {SIZE_CATEGORIES}")
         if not isinstance(method, str):
@@ -128,11 +134,22 @@ def diagnose_heatmap(prob: np.ndarray, tissue: np.ndarray, grid: CellGrid, score
     return diagnose(compute_features(prob, tissue, grid, scorer.feature_settings), scorer)
 
 
-def diagnose_stored_slide(store: HeatmapStore, slide_id: str, scorer: Scorer) -> Diagnosis:
-    """Diagnose a complete slide from its heatmap and store the diagnosis in its attributes."""
+def with_qc_verdict(diagnosis: Diagnosis, qc_verdict: str | None) -> Diagnosis:
+    """The diagnosis as QC allows it: a negative call on a slide QC found not assessable becomes
+    "not assessable"; a positive call, or any call on an assessable slide, is unchanged."""
+    if qc_verdict == NOT_ASSESSABLE and diagnosis.call == "negative":
+        return dataclasses.replace(diagnosis, call=NOT_ASSESSABLE)
+    return diagnosis
+
+
+def diagnose_stored_slide(store: HeatmapStore, slide_id: str, scorer: Scorer, save: bool = True) -> Diagnosis:
+    """Diagnose a complete slide from its heatmap (QC's excluded cells left out) and its QC
+    verdict, and (with `save`) store the diagnosis in its attributes."""
     heatmap = read_heatmap(store, slide_id)
     diagnosis = diagnose_heatmap(heatmap.prob, heatmap.tissue, heatmap.grid, scorer)
-    store.set_diagnosis(slide_id, diagnosis.to_attrs())
+    diagnosis = with_qc_verdict(diagnosis, store.stored_slide(slide_id).qc_verdict)
+    if save:
+        store.set_diagnosis(slide_id, diagnosis.to_attrs())
     return diagnosis
 
 

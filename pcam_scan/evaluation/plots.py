@@ -1,4 +1,4 @@
-"""PNG plots of the slide-level ROC and the lesion-level FROC.
+"""PNG plots of the slide-level ROC, the lesion-level FROC and reliability diagrams.
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, no display, no global figure
 state), so plotting works on headless machines and from any thread.
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pcam_scan.evaluation.calibration import CalibrationReport
 from pcam_scan.evaluation.froc import OFFICIAL_SWEEP_RULE, FrocCurve, FrocScore, froc_score
 from pcam_scan.evaluation.slide_auc import AucResult
 from pcam_scan.outputs import atomic_output
@@ -135,3 +136,42 @@ def _wrap(text: str, width: int) -> str:
     import textwrap
 
     return "\n".join(textwrap.wrap(text, width))
+
+
+def plot_reliability(curves: dict[str, CalibrationReport], path: str | Path, title: str) -> Path:
+    """Reliability diagram: per equal-width bin, the tumour rate against the mean P(tumour), one
+    line per curve (e.g. before / after temperature scaling), ECE and Brier in the legend; the
+    diagonal is perfect calibration. Points are sized by the bin's share of the predictions."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 5.5), dpi=100)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle=":", color="#999999", label="perfect calibration")
+    for (name, report), colour in zip(curves.items(), ("#c0392b", "#1f4e79", "#27ae60", "#8e44ad")):
+        bins = report.bins_width
+        keep = [i for i, c in enumerate(bins.counts) if c]
+        share = np.asarray([bins.counts[i] for i in keep], np.float64) / report.n
+        ece, brier = report.ece_width, report.brier
+        ax.plot(
+            [bins.mean_probability[i] for i in keep],
+            [bins.positive_rate[i] for i in keep],
+            "-",
+            color=colour,
+            label=f"{name}: ECE {ece.value:.3f} ({ece.ci_low:.3f}-{ece.ci_high:.3f}), Brier {brier.value:.3f}",
+        )
+        ax.scatter(
+            [bins.mean_probability[i] for i in keep],
+            [bins.positive_rate[i] for i in keep],
+            s=15 + 400 * share,
+            color=colour,
+            zorder=3,
+            clip_on=False,
+        )
+    ax.set_xlim(-0.03, 1.03)
+    n = next(iter(curves.values())).n if curves else 0
+    labels = (
+        "Mean P(tumour) in the bin (15 equal-width bins)",
+        "Tumour rate in the bin",
+        f"{title} ({count_noun(n, 'prediction')})",
+    )
+    return _finish(fig, ax, labels, path)

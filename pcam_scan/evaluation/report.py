@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from pcam_scan.evaluation.calibration import CalibrationReport, calibration_report
 from pcam_scan.evaluation.errors import EvaluationError
 from pcam_scan.evaluation.froc import (
     FP_RATES_PER_SLIDE,
@@ -33,14 +36,15 @@ from pcam_scan.evaluation.mask import (
     OFFICIAL_L0_MPP_UM_PX,
     EvaluationMask,
 )
-from pcam_scan.evaluation.plots import plot_froc, plot_roc
+from pcam_scan.evaluation.plots import plot_froc, plot_reliability, plot_roc
 from pcam_scan.evaluation.reference import Reference
 from pcam_scan.evaluation.slide_auc import AucResult, BootstrapSettings, slide_auc
-from pcam_scan.outputs import write_output_text
+from pcam_scan.outputs import output_folder, write_output_text
 
 METRICS_JSON = "metrics.json"
 ROC_PNG = "roc.png"
 FROC_PNG = "froc.png"
+RELIABILITY_SLIDES_PNG = "reliability_slides.png"
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,7 @@ def metrics_dict(
             "n_replicates": result.auc.n_replicates,
             "seed": result.auc.seed,
         },
+        "slide_calibration": _calibration_dict(slide_calibration(result)),
         "lesion_level": {
             "froc_score": result.froc.score,
             "sweep_rule": OFFICIAL_SWEEP_RULE,
@@ -178,6 +183,23 @@ def metrics_dict(
         "ignored_predictions": list(result.ignored_predictions),
         **({"inputs": dict(inputs)} if inputs is not None else {}),
     }
+
+
+def slide_calibration(result: EvaluationResult) -> CalibrationReport | None:
+    """Brier and ECE of the slide probabilities against the reference's tumour labels; None
+    when a slide's score is not a probability in [0, 1] (a user's file may rank by any score)."""
+    entries = result.reference.entries
+    probs = np.asarray([result.probabilities[e.name] for e in entries], np.float64)
+    if not (np.isfinite(probs).all() and (probs >= 0).all() and (probs <= 1).all()):
+        return None
+    bootstrap = BootstrapSettings(n_replicates=result.auc.n_replicates, level=result.auc.level, seed=result.auc.seed)
+    return calibration_report(probs, np.asarray([int(e.is_tumour) for e in entries]), bootstrap)
+
+
+def _calibration_dict(report: CalibrationReport | None) -> dict[str, object]:
+    if report is None:
+        return {"note": "not computed: a slide score is not a probability in [0, 1]"}
+    return report.to_dict()
 
 
 def _keeping_lowest(result: EvaluationResult) -> dict[str, object]:
@@ -202,11 +224,15 @@ def write_report(
     inputs: Mapping[str, object] | None = None,
 ) -> Path:
     """metrics.json, roc.png and froc.png under `out_dir`; returns the metrics path."""
-    root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    plot_roc(result.auc, root / ROC_PNG)
-    plot_froc(result.curve, result.froc, root / FROC_PNG, result.curve_keeping_lowest)
-    target = root / METRICS_JSON
-    metrics = metrics_dict(result, mpp_source, inputs)
-    write_output_text(target, json.dumps(metrics, indent=2, allow_nan=False) + "\n", overwrite=True)
+    with output_folder(Path(out_dir)) as root:  # no empty folder left when a write fails
+        plot_roc(result.auc, root / ROC_PNG)
+        plot_froc(result.curve, result.froc, root / FROC_PNG, result.curve_keeping_lowest)
+        calibration = slide_calibration(result)
+        if calibration is not None:
+            plot_reliability(
+                {"slides": calibration}, root / RELIABILITY_SLIDES_PNG, "Slide probability vs reference.csv"
+            )
+        target = root / METRICS_JSON
+        metrics = metrics_dict(result, mpp_source, inputs)
+        write_output_text(target, json.dumps(metrics, indent=2, allow_nan=False) + "\n", overwrite=True)
     return target

@@ -11,6 +11,7 @@ from pcam_scan.evaluation.reference import Reference
 from pcam_scan.evaluation.report import (
     FROC_PNG,
     METRICS_JSON,
+    RELIABILITY_SLIDES_PNG,
     ROC_PNG,
     EvaluationResult,
     evaluate,
@@ -23,7 +24,9 @@ from pcam_scan.evaluation.truth import TruthSources, load_evaluation_masks
 
 def evaluation_outputs(out_dir: Path, names: Sequence[str]) -> list[Path]:
     """Every file `run_evaluation` writes under `out_dir` for these slides, to check first."""
-    fixed = [out_dir / name for name in (SLIDE_PROBABILITIES_CSV, METRICS_JSON, ROC_PNG, FROC_PNG)]
+    fixed = [
+        out_dir / name for name in (SLIDE_PROBABILITIES_CSV, METRICS_JSON, ROC_PNG, FROC_PNG, RELIABILITY_SLIDES_PNG)
+    ]
     return fixed + [out_dir / DETECTIONS_DIR / f"{name}.csv" for name in names]
 
 

@@ -98,8 +98,10 @@ def predictions_from_store(
     scales: dict[str, SlideScale] = {}
     by_method: dict[str, list[str]] = {}
     n_stored = 0
+    qc_verdicts: dict[str, str] = {}
     for name in reference.names:
         heatmap = read_heatmap(store, slide_ids[name])
+        qc_verdicts[name] = store.stored_slide(heatmap.slide_id).qc_verdict or "not run"
         diagnosis = None if scorer is not None else stored_diagnosis(store, heatmap.slide_id)
         if diagnosis is None:
             rule = scorer if scorer is not None else DefaultRule()
@@ -133,5 +135,25 @@ def predictions_from_store(
             "probabilities_stored": n_stored,
             "probabilities_computed": len(reference.names) - n_stored,
             "detection": dataclasses.asdict(detection),
+            "qc": qc_inputs(qc_verdicts),
         },
     )
+
+
+QC_CONVENTION = (
+    "slides QC found not assessable are kept and scored by the probability of their assessable "
+    "tissue (QC's excluded cells left out), so the AUC covers every reference slide and is not "
+    "flattered by dropping the hard ones; their count is reported beside it"
+)
+
+
+def qc_inputs(verdicts: dict[str, str]) -> dict[str, object]:
+    """How many reference slides had each QC verdict, which were not assessable, and the convention."""
+    counts: dict[str, int] = {}
+    for verdict in verdicts.values():
+        counts[verdict] = counts.get(verdict, 0) + 1
+    return {
+        "verdicts": counts,
+        "not_assessable": sorted(name for name, verdict in verdicts.items() if verdict == "not assessable"),
+        "convention": QC_CONVENTION,
+    }

@@ -10,6 +10,12 @@ and a model trained in `training/` runs in the scanner without fastai installed.
 out, the same fastai head) for fast tests, demos and pipeline benchmarks; it is a registered
 architecture of the checkpoint format like any other, not a test double.
 
+`torchvision-resnet18|34|50` are torchvision's ResNets (no pretrained weights) with an fc of
+`n_out` logits: the layout of TIAToolbox's PCam classifiers (`vanilla.CNNModel`: `feat_extract` =
+torchvision's children up to layer4, global average pool, `classifier` = the fc; its forward ends
+in a softmax, which the scanner applies itself) and of WSInfer zoo ResNets. They are imported
+(`pcam-scan import-model`, `pcam_scan/model/interop/`), not trained here.
+
 `null` costs no compute: it scores a patch by its mean (normalised) intensity, darker means more
 tumour. It measures the pipeline around the model (reads, transfers, batching, writes) in
 benchmarks; it is not a classifier and is never trained.
@@ -23,7 +29,7 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
-from pcam_scan.model.names import NULL_MODEL, RESNET50_FASTAI, TINY_CNN
+from pcam_scan.model.names import NULL_MODEL, RESNET50_FASTAI, TINY_CNN, TORCHVISION_RESNETS
 
 FASTAI_HIDDEN_FEATURES = 512
 
@@ -104,12 +110,30 @@ def null_model(n_out: int) -> nn.Sequential:
     return nn.Sequential(MeanIntensity(), linear)
 
 
-ARCHITECTURES: Mapping[str, Callable[[int], nn.Sequential]] = MappingProxyType(
-    {RESNET50_FASTAI: resnet50_fastai_head, TINY_CNN: tiny_cnn, NULL_MODEL: null_model}
+def torchvision_resnet(depth_name: str) -> Callable[[int], nn.Module]:
+    """The builder of torchvision's `depth_name` ("resnet18", ...) with an fc of n_out logits:
+    state-dict names conv1, bn1, layer1..layer4, fc, as torchvision spells them."""
+
+    def build(n_out: int) -> nn.Module:
+        from torchvision import models
+
+        network: nn.Module = getattr(models, depth_name)(weights=None, num_classes=n_out)
+        return network
+
+    return build
+
+
+ARCHITECTURES: Mapping[str, Callable[[int], nn.Module]] = MappingProxyType(
+    {
+        RESNET50_FASTAI: resnet50_fastai_head,
+        TINY_CNN: tiny_cnn,
+        NULL_MODEL: null_model,
+        **{name: torchvision_resnet(depth) for depth, name in TORCHVISION_RESNETS.items()},
+    }
 )
 
 
-def build_network(architecture: str, n_out: int) -> nn.Sequential:
+def build_network(architecture: str, n_out: int) -> nn.Module:
     """A freshly initialised network of a registered architecture with `n_out` logits.
 
     Raises KeyError for an unknown name; the checkpoint reader checks names before calling this.

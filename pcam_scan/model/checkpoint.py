@@ -71,10 +71,13 @@ def weights_sha256(state: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(network: nn.Module, path: str | os.PathLike[str], metadata: ModelMetadata) -> str:
+def save_checkpoint(
+    network: nn.Module, path: str | os.PathLike[str], metadata: ModelMetadata, *, overwrite: bool = True
+) -> str:
     """Write weights + metadata atomically (temp file, then rename); returns the model id.
 
-    The weights must fit `metadata.architecture` exactly, so what is saved always loads.
+    The weights must fit `metadata.architecture` exactly, so what is saved always loads. With
+    `overwrite` False an existing file is refused (the importers' default).
     """
     state = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
     _check_state_fits(metadata, {k: (tuple(v.shape), _dtype_tag(k, v.dtype)) for k, v in state.items()})
@@ -83,7 +86,7 @@ def save_checkpoint(network: nn.Module, path: str | os.PathLike[str], metadata: 
     if not target.parent.is_dir():
         raise CheckpointError(f"cannot write checkpoint {target}: folder {target.parent} does not exist")
     # bytes through our own file: safetensors' save_file would create it 0600, whatever the umask
-    write_output_bytes(target, save(state, metadata={METADATA_KEY: metadata.to_json()}), overwrite=True)
+    write_output_bytes(target, save(state, metadata={METADATA_KEY: metadata.to_json()}), overwrite=overwrite)
     return weights_sha256(state)
 
 
@@ -141,6 +144,15 @@ def _dtype_tag(name: str, dtype: torch.dtype) -> str:
     if dtype not in _DTYPE_TAGS:
         raise CheckpointError(f"weight {name} has unsupported dtype {dtype}")
     return _DTYPE_TAGS[dtype]
+
+
+def check_weights_fit(metadata: ModelMetadata, state: Mapping[str, torch.Tensor], what: str) -> None:
+    """Refuse a state dict (from another tool) that does not fit `metadata.architecture` by
+    name, shape or dtype: one CheckpointError line that starts with `what`."""
+    try:
+        _check_state_fits(metadata, {k: (tuple(v.shape), _dtype_tag(k, v.dtype)) for k, v in state.items()})
+    except CheckpointError as err:
+        raise CheckpointError(f"{what}: {err}") from None
 
 
 def _check_state_fits(metadata: ModelMetadata, specs: Mapping[str, tuple[tuple[int, ...], str]]) -> None:

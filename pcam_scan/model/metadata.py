@@ -9,14 +9,17 @@ safetensors metadata is a flat dict[str, str]; the scanner keeps one JSON docume
      "label_rule": "pcam-any",
      "normalisation": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
      "provenance": {"data": "...", "date": "2024-05-01T12:00:00+00:00",
-                    "metrics": {"valid_auc": 0.96}, "details": {"recipe": "..."}}}
+                    "metrics": {"valid_auc": 0.96}, "details": {"recipe": "..."}},
+     "calibration": {"temperature": 1.8, "data": "...", "date": "..."}}
 
 `patch_px`, `label_px` and `mpp_um_px` describe the patches the model was trained on (what the
 slide reader must cut); `label_rule` says how the label was defined from the centre `label_px`
 square ("pcam-any": any tumour pixel, PatchCamelyon's rule and what a document without the field
 means; "centre-majority": tumour over half of it), which lesion geometry needs; `input_px` is
 what the network sees (the predictor resizes patch_px to input_px on the device: 96 native, 224
-for the original fastai recipe). Mean and std apply to pixels scaled to [0, 1]. Every field is
+for the original fastai recipe). `calibration` is optional (issue 22): a temperature the scorer
+divides the logits by, and what it was fitted on; without it the model is uncalibrated and scores
+as before. Mean and std apply to pixels scaled to [0, 1]. Every field is
 checked; an unknown or missing field is refused, so a typo never passes silently.
 """
 
@@ -26,10 +29,11 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pcam_scan.bounded_json import JsonLimitError, parse_json
+from pcam_scan.defaults import TEMPERATURE_RANGE
 from pcam_scan.errors import CheckpointError, ConfigError
 from pcam_scan.geometry import (
     PCAM_LABEL_PX,
@@ -61,6 +65,7 @@ _TOP_FIELDS = frozenset(
         "mpp_um_px",
         "normalisation",
         "provenance",
+        "calibration",
     }
 )
 
@@ -104,6 +109,40 @@ class Provenance:
         object.__setattr__(self, "metrics", {k: float(v) for k, v in self.metrics.items()})
         object.__setattr__(self, "details", {k: str(v) for k, v in self.details.items()})
 
+    @classmethod
+    def imported(cls, data: str, tool: str, source_name: str, source_sha256: str, **details: str) -> Provenance:
+        """Weights converted from another tool today: the tool, the source file's name and
+        sha256 in `details` (`imported_from`, `source`, `source_sha256`), with any other details."""
+        return cls(
+            data=data,
+            date=datetime.now(UTC).isoformat(timespec="seconds"),
+            details={"imported_from": tool, "source": source_name, "source_sha256": source_sha256, **details},
+        )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Temperature scaling: the scorer divides the logits by `temperature` before the softmax
+    (Guo et al. 2017); `data` says which labelled patches it was fitted on, `date` when."""
+
+    temperature: float
+    data: str
+    date: str
+
+    def __post_init__(self) -> None:
+        low, high = TEMPERATURE_RANGE
+        if not (math.isfinite(self.temperature) and low <= self.temperature <= high):
+            raise CheckpointError(f"calibration temperature {self.temperature} must lie in [{low}, {high}]")
+        if not self.data.strip():
+            raise CheckpointError("calibration.data must say which patches the temperature was fitted on")
+        try:
+            datetime.fromisoformat(self.date)
+        except ValueError:
+            raise CheckpointError(f"calibration.date {self.date!r} is not an ISO 8601 date") from None
+
+    def describe(self) -> str:
+        return f"temperature {self.temperature:.4g}, fitted on {self.data} ({self.date})"
+
 
 @dataclass(frozen=True)
 class ModelMetadata:
@@ -119,6 +158,8 @@ class ModelMetadata:
     mpp_um_px: float = PCAM_MPP_UM_PX
     normalisation: Normalisation = Normalisation()
     label_rule: LabelRule = "pcam-any"
+    calibration: Calibration | None = None
+    """None: uncalibrated, the softmax of the raw logits (every checkpoint before issue 22)."""
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -136,6 +177,11 @@ class ModelMetadata:
             self.geometry()
         except ConfigError as err:
             raise CheckpointError(f"inconsistent patch geometry: {err}") from None
+
+    @property
+    def temperature(self) -> float | None:
+        """The calibration temperature, None when the model is not calibrated."""
+        return None if self.calibration is None else self.calibration.temperature
 
     @property
     def n_classes(self) -> int:
@@ -157,6 +203,16 @@ class ModelMetadata:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        doc = self._base_dict()
+        if self.calibration is not None:  # absent, the document is what older versions wrote
+            doc["calibration"] = {
+                "temperature": self.calibration.temperature,
+                "data": self.calibration.data,
+                "date": self.calibration.date,
+            }
+        return doc
+
+    def _base_dict(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
             "architecture": self.architecture,
@@ -219,7 +275,21 @@ class ModelMetadata:
                 metrics={k: float(v) for k, v in _map_of(prov, "metrics", float).items()},
                 details=_map_of(prov, "details", str),
             ),
+            calibration=_calibration(doc),
         )
+
+
+def _calibration(doc: Mapping[str, Any]) -> Calibration | None:
+    """The document's temperature scaling; a checkpoint without one is uncalibrated."""
+    if "calibration" not in doc:
+        return None
+    cal = _mapping(doc["calibration"], "calibration")
+    _no_unknown(cal, frozenset({"temperature", "data", "date"}), "calibration")
+    return Calibration(
+        temperature=float(_get(cal, "temperature", float)),
+        data=_get(cal, "data", str),
+        date=_get(cal, "date", str),
+    )
 
 
 def _label_rule(doc: Mapping[str, Any]) -> LabelRule:

@@ -1,9 +1,9 @@
 """uint8 patches in, P(tumour) out: the whole on-device computation as one torch module.
 
-Normalisation, the resize to the network's input size, the network, the softmax and the optional
-D4 test-time augmentation live in one `nn.Module`, so the CPU and GPU paths compute the same
-thing, `torch.compile` sees (and fuses) all of it, and the model-only benchmark measures exactly
-what the predictor runs.
+Normalisation, the resize to the network's input size, the network, the calibration temperature
+(when the checkpoint has one), the softmax and the optional D4 test-time augmentation live in one
+`nn.Module`, so the CPU and GPU paths compute the same thing, `torch.compile` sees (and fuses) all
+of it, and the model-only benchmark measures exactly what the predictor runs.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ class PatchScorer(nn.Module):
         self.input_px = metadata.input_px
         self.resize = metadata.input_px != metadata.patch_px
         self.tumour_index = metadata.tumour_index
+        # temperature scaling (Guo et al. 2017): None leaves the logits untouched, bit for bit
+        self.inverse_temperature = None if metadata.temperature is None else 1.0 / metadata.temperature
         self.tta = tta
         self.channels_last = channels_last
         mean = torch.tensor(metadata.normalisation.mean, dtype=torch.float32).view(1, 3, 1, 1)
@@ -58,17 +60,27 @@ class PatchScorer(nn.Module):
         self.register_buffer("shift", (-mean / std).to(device), persistent=False)
 
     def forward(self, patches_nhwc: torch.Tensor) -> torch.Tensor:
+        x = self._network_input(patches_nhwc)
+        if not self.tta:
+            return self._probability(x)
+        # one network call on all 8 views: one graph to compile, and a larger batch for the GPU
+        views = d4_views(x)
+        return self._probability(torch.cat(views)).view(len(views), -1).mean(dim=0)
+
+    def raw_logits(self, patches_nhwc: torch.Tensor) -> torch.Tensor:
+        """float32 (N, C) logits before any temperature, no test-time augmentation: what a
+        temperature is fitted on (`pcam_scan.model.calibrate`)."""
+        x = self._network_input(patches_nhwc)
+        return self.network(x.contiguous(memory_format=self.memory_format)).float()  # type: ignore[no-any-return]
+
+    def _network_input(self, patches_nhwc: torch.Tensor) -> torch.Tensor:
         x = self._as_float(patches_nhwc)
         if self.resize:
             x = F.interpolate(
                 x, size=(self.input_px, self.input_px), mode="bilinear", antialias=True, align_corners=False
             )
         x.mul_(self.scale).add_(self.shift)  # in place: the same values as x * scale + shift
-        if not self.tta:
-            return self._probability(x)
-        # one network call on all 8 views: one graph to compile, and a larger batch for the GPU
-        views = d4_views(x)
-        return self._probability(torch.cat(views)).view(len(views), -1).mean(dim=0)
+        return x
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -84,5 +96,7 @@ class PatchScorer(nn.Module):
         return x
 
     def _probability(self, x: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.network(x.contiguous(memory_format=self.memory_format))
-        return logits.float().softmax(dim=1)[:, self.tumour_index]
+        logits: torch.Tensor = self.network(x.contiguous(memory_format=self.memory_format)).float()
+        if self.inverse_temperature is not None:
+            logits = logits * self.inverse_temperature
+        return logits.softmax(dim=1)[:, self.tumour_index]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -23,11 +24,13 @@ from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid
 from pcam_scan.render.style_defaults import DEFAULT_COLORMAP, DEFAULT_THRESHOLD
 from pcam_scan.store import HeatmapReader, SlideState
-from pcam_scan.store.pyramid import build_pyramid
-from pcam_scan.store.validation import DamagedSlideError, check_complete
+from pcam_scan.store.pyramid import build_flag_pyramid, build_pyramid
+from pcam_scan.store.queries import read_heatmap
+from pcam_scan.store.validation import DamagedSlideError
 from pcam_scan.validation import check_probability
 
 FloatImage = npt.NDArray[np.float32]
+ArrayT = TypeVar("ArrayT", np.float32, np.uint8)
 RgbaImage = npt.NDArray[np.uint8]
 
 
@@ -72,6 +75,8 @@ class HeatmapPyramid:
 
     grid: CellGrid
     levels: tuple[FloatImage, ...]
+    qc_levels: tuple[npt.NDArray[np.uint8], ...] | None = None
+    """QC bit flags per level (OR-pooled), None when the slide has no QC."""
 
     def __post_init__(self) -> None:
         if not self.levels or self.levels[0].shape != self.grid.shape:
@@ -88,9 +93,11 @@ class HeatmapPyramid:
         if status is not None and status.state is SlideState.DAMAGED:
             raise DamagedSlideError(slide_id, status.message or "unreadable")
         if status is not None and status.state is SlideState.COMPLETE:
-            levels = [reader.read_prob(slide_id, level) for level in range(n_stored)]
-            missing = len(reader.pending_blocks(slide_id))
-            check_complete(slide_id, levels[0], reader.read_tissue(slide_id), missing)
+            heatmap = read_heatmap(reader, slide_id)  # QC's excluded cells already NaN
+            if heatmap.qc_flags is not None:
+                levels = build_pyramid(heatmap.prob)
+                return cls(grid, tuple(levels), tuple(build_flag_pyramid(heatmap.qc_flags)))
+            levels = [heatmap.prob, *(reader.read_prob(slide_id, level) for level in range(1, n_stored))]
         else:
             levels = build_pyramid(reader.read_prob(slide_id, 0))
         return cls(grid, tuple(levels))
@@ -110,15 +117,33 @@ class HeatmapPyramid:
 
     def sample(self, l0_origin_xy: tuple[float, float], l0_per_out_px: float, size_wh: tuple[int, int]) -> FloatImage:
         """Probabilities on a raster (see the module doc); NaN outside the grid and off tissue."""
-        width, height = size_wh
+        out = np.full((size_wh[1], size_wh[0]), np.nan, dtype=np.float32)
+        return self._sample_into(out, self.levels, l0_origin_xy, l0_per_out_px)
+
+    def sample_qc(
+        self, l0_origin_xy: tuple[float, float], l0_per_out_px: float, size_wh: tuple[int, int]
+    ) -> npt.NDArray[np.uint8]:
+        """QC bit flags on the same raster as `sample` (0 outside the grid, or without QC)."""
+        out = np.zeros((size_wh[1], size_wh[0]), dtype=np.uint8)
+        if self.qc_levels is None:
+            return out
+        return self._sample_into(out, self.qc_levels, l0_origin_xy, l0_per_out_px)
+
+    def _sample_into(
+        self,
+        out: npt.NDArray[ArrayT],
+        levels: tuple[npt.NDArray[ArrayT], ...],
+        l0_origin_xy: tuple[float, float],
+        l0_per_out_px: float,
+    ) -> npt.NDArray[ArrayT]:
+        height, width = out.shape
         level = self.level_for(l0_per_out_px)
-        cells = self.levels[level]
+        cells = levels[level]
         l0_per_level_cell = self.l0_per_cell * 2**level
         cols = _cell_indices(l0_origin_xy[0], l0_per_out_px, width, l0_per_level_cell)
         rows = _cell_indices(l0_origin_xy[1], l0_per_out_px, height, l0_per_level_cell)
         col_ok = (cols >= 0) & (cols < cells.shape[1])
         row_ok = (rows >= 0) & (rows < cells.shape[0])
-        out = np.full((height, width), np.nan, dtype=np.float32)
         out[np.ix_(row_ok, col_ok)] = cells[np.ix_(rows[row_ok], cols[col_ok])]
         return out
 

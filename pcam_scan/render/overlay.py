@@ -22,6 +22,7 @@ from pcam_scan.diagnosis.contours import lesion_contours
 from pcam_scan.errors import PcamScanError
 from pcam_scan.lesions import RegionSettings
 from pcam_scan.outputs import atomic_output
+from pcam_scan.qc.flags import excluded_cells
 from pcam_scan.render.heatmap_image import HeatmapPyramid, HeatmapStyle, colourise
 from pcam_scan.render.slide_files import SlideLocator
 from pcam_scan.render.summary import SlideSummary, summarise
@@ -50,6 +51,8 @@ class OverlayImage:
     outlines_l0_xy: tuple[npt.NDArray[np.float64], ...]
     style: HeatmapStyle
     slide_problem: str | None = None
+    excluded: npt.NDArray[np.bool_] | None = None
+    """Pixels of cells QC excluded (ink, fold, bubble), hatched on the pictures; None without QC."""
 
     def shrunk(self, max_px: int) -> OverlayImage:
         """A smaller copy for a contact sheet (thumbnail resampled, heatmap by nearest cell)."""
@@ -62,11 +65,16 @@ class OverlayImage:
         size_wh = (max(1, round(width / factor)), max(1, round(height / factor)))
         slide = Image.fromarray(self.slide_rgb).resize(size_wh, Image.Resampling.LANCZOS)
         heatmap = Image.fromarray(self.heatmap_rgba, mode="RGBA").resize(size_wh, Image.Resampling.NEAREST)
+        excluded = None
+        if self.excluded is not None:
+            mask = Image.fromarray(self.excluded.astype(np.uint8) * 255).resize(size_wh, Image.Resampling.NEAREST)
+            excluded = np.asarray(mask) > 0
         return dataclasses.replace(
             self,
             slide_rgb=np.asarray(slide),
             heatmap_rgba=np.asarray(heatmap),
             l0_per_px=self.l0_per_px * width / size_wh[0],
+            excluded=excluded,
         )
 
     def blended(self) -> npt.NDArray[np.uint8]:
@@ -93,6 +101,9 @@ def load_overlay(
         slide_problem = str(err)
         slide_rgb = np.full((size_wh[1], size_wh[0], 3), NO_SLIDE_GREY, dtype=np.uint8)
     heatmap = colourise(pyramid.sample((0.0, 0.0), l0_per_px, size_wh), style)
+    excluded = None
+    if pyramid.qc_levels is not None:
+        excluded = excluded_cells(pyramid.sample_qc((0.0, 0.0), l0_per_px, size_wh))
     contours = lesion_contours(pyramid.levels[0], grid, RegionSettings(style.threshold))
     outlines = [ring for c in contours for ring in (c.outer_l0_xy, *c.holes_l0_xy)]
     return OverlayImage(
@@ -104,6 +115,7 @@ def load_overlay(
         outlines_l0_xy=tuple(outlines),
         style=style,
         slide_problem=slide_problem,
+        excluded=excluded,
     )
 
 
@@ -135,6 +147,7 @@ def draw_overlay(overlay: OverlayImage, out_path: Path) -> Path:
     heatmap[..., 3] = (heatmap[..., 3].astype(np.float32) * HEATMAP_ALPHA).astype(np.uint8)
     ax.imshow(heatmap, extent=extent_mm, interpolation="nearest")
     draw_outlines(ax, overlay, linewidth=1.1)
+    draw_excluded(ax, overlay, extent_mm)
     ax.set_xlim(extent_mm[0], extent_mm[1])
     ax.set_ylim(extent_mm[2], extent_mm[3])
     ax.set_axis_off()
@@ -150,6 +163,18 @@ def draw_overlay(overlay: OverlayImage, out_path: Path) -> Path:
 def _extent_mm(overlay: OverlayImage, width: int, height: int) -> tuple[float, float, float, float]:
     mm_per_px = overlay.l0_per_px * overlay.slide_mpp_um_px / 1000.0
     return (0.0, width * mm_per_px, height * mm_per_px, 0.0)
+
+
+def draw_excluded(ax: Axes, overlay: OverlayImage, extent_mm: tuple[float, float, float, float]) -> None:
+    """Hatch the areas QC excluded (ink, fold, bubble): no lesion is drawn or counted there."""
+    if overlay.excluded is None or not overlay.excluded.any():
+        return
+    height, width = overlay.excluded.shape
+    x0, x1, y0, y1 = extent_mm
+    xs = np.linspace(x0, x1, width)
+    ys = np.linspace(y1, y0, height) if y0 > y1 else np.linspace(y0, y1, height)
+    ax.contourf(xs, ys, overlay.excluded.astype(np.float32), levels=[0.5, 1.5], colors="none", hatches=["////"])
+    ax.contour(xs, ys, overlay.excluded.astype(np.float32), levels=[0.5], colors="#333333", linewidths=0.5)
 
 
 def draw_outlines(ax: Axes, overlay: OverlayImage, linewidth: float) -> None:

@@ -17,6 +17,7 @@ from pcam_scan.render.overlay import (
     HEATMAP_ALPHA,
     OverlayImage,
     draw_colour_bar,
+    draw_excluded,
     draw_outlines,
     draw_scale_bar,
 )
@@ -54,6 +55,7 @@ def draw_contact_sheet(overlays: Sequence[OverlayImage], out_path: Path, title: 
             overlay.blended(), extent=(0.0, width * mm_per_px, height * mm_per_px, 0.0), interpolation="antialiased"
         )
         draw_outlines(ax, overlay, linewidth=0.6)
+        draw_excluded(ax, overlay, (0.0, width * mm_per_px, height * mm_per_px, 0.0))
         draw_scale_bar(ax, width * mm_per_px, fontsize=6.5)
         summary = overlay.summary
         if summary.call is None:

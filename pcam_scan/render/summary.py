@@ -35,6 +35,9 @@ class SlideSummary:
     tissue_mm2: float | None = None
     method: str | None = None
     decision_threshold: float | None = None
+    qc_verdict: str | None = None
+    """QC's verdict (pass, warn, not assessable); None when QC was not run."""
+    qc_reason: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -57,7 +60,14 @@ class SlideSummary:
             parts.append(f"largest lesion {self.largest_lesion_um / 1000:.2f} mm")
         if self.tumour_area_mm2 is not None:
             parts.append(f"tumour {self.tumour_area_mm2:.2f} mm\u00b2 (p \u2265 {self.tumour_area_threshold:.2f})")
+        parts.append(self.qc_caption())
         return "; ".join(parts)
+
+    def qc_caption(self) -> str:
+        """`QC pass`, `QC not assessable (40% of the tissue out of focus)` or `QC not run`."""
+        if self.qc_verdict is None:
+            return "QC not run"
+        return f"QC {self.qc_verdict}" + (f" ({self.qc_reason})" if self.qc_reason else "")
 
 
 def summarise(stored: StoredSlide) -> SlideSummary:
@@ -65,7 +75,14 @@ def summarise(stored: StoredSlide) -> SlideSummary:
     status = stored.status
     state = status.state.value if status is not None else None
     message = status.message if status is not None else None
-    base = SlideSummary(slide_id=stored.slide_id, state=state, message=message, tissue_mm2=stored.tissue_mm2)
+    base = SlideSummary(
+        slide_id=stored.slide_id,
+        state=state,
+        message=message,
+        tissue_mm2=stored.tissue_mm2,
+        qc_verdict=stored.qc_verdict,
+        qc_reason=stored.qc_reason or None,
+    )
     if stored.diagnosis is None:
         return base
     try:

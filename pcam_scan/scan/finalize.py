@@ -49,4 +49,5 @@ def stored_outcome(
         stored.tissue_mm2 or 0.0,
         dict(seconds),
         dict(diagnosis if diagnosis is not None else stored.diagnosis or {}),
+        stored.qc_verdict,
     )

@@ -19,8 +19,10 @@ def _is_slide_name(name: str) -> bool:
 
 def collect_slides(inputs: Iterable[str]) -> list[str | Path]:
     """Files as given (a missing or broken one becomes that slide's failure); folders and object
-    store prefixes expanded to their slide files, sorted, leaving out Camelyon16 `*_Mask.tif`
-    files."""
+    store prefixes expanded to their entries named like slides, sorted, leaving out Camelyon16
+    `*_Mask.tif` files and sub-folders. A folder entry that is not a readable file (a
+    symbolic-link loop, a dangling link, a FIFO) is kept: it becomes that slide's failure, one
+    line in the table and exit 1, instead of being skipped without a word."""
     paths: list[str | Path] = []
     for item in inputs:
         if is_url(item):
@@ -37,7 +39,7 @@ def collect_slides(inputs: Iterable[str]) -> list[str | Path]:
             found = sorted(
                 p
                 for p in path.iterdir()
-                if p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES and _is_slide_name(p.name)
+                if p.suffix.lower() in SLIDE_SUFFIXES and _is_slide_name(p.name) and not p.is_dir()
             )
             if not found:
                 raise ConfigError(f"{path}: folder holds no slide files ({', '.join(sorted(SLIDE_SUFFIXES))})")

@@ -20,6 +20,8 @@ class SlideOutcome:
     tissue_mm2: float = 0.0
     seconds: dict[str, float] = field(default_factory=dict)
     diagnosis: dict[str, object] = field(default_factory=dict)
+    qc_verdict: str | None = None
+    """QC's verdict on the slide (pass, warn, not assessable); None when QC was not run."""
 
     @property
     def failed(self) -> bool:
@@ -28,10 +30,10 @@ class SlideOutcome:
 
 def summary_table(outcomes: Sequence[SlideOutcome]) -> str:
     """A fixed-width table: slide, status, patches, tissue mm2, seconds (read / predict), the
-    default-rule call, and the failure message."""
+    default-rule call, QC's verdict, and the failure message."""
     header = (
         f"{'slide':<28} {'status':<17} {'patches':>9} {'tissue mm2':>10} {'read s':>7} {'pred s':>7} "
-        f"{'total s':>8}  {'P(meta)':>7} {'call':<8} {'category':<8}  message"
+        f"{'total s':>8}  {'P(meta)':>7} {'call':<14} {'category':<8} {'QC':<14}  message"
     )
     lines = [header, "-" * len(header)]
     for o in outcomes:
@@ -41,8 +43,8 @@ def summary_table(outcomes: Sequence[SlideOutcome]) -> str:
         lines.append(
             f"{o.slide_id[:28]:<28} {o.state:<17} {o.n_patches:>9} {o.tissue_mm2:>10.2f} "
             f"{o.seconds.get('read', 0.0):>7.1f} {o.seconds.get('predict', 0.0):>7.1f} {total:>8.1f}  "
-            f"{shown:>7} {str(o.diagnosis.get('call', '-')):<8} {str(o.diagnosis.get('category', '-')):<8}  "
-            f"{o.message or ''}"
+            f"{shown:>7} {str(o.diagnosis.get('call', '-')):<14} {str(o.diagnosis.get('category', '-')):<8} "
+            f"{o.qc_verdict or ('-' if o.failed else 'not run'):<14}  {o.message or ''}"
         )
     failed = sum(o.failed for o in outcomes)
     lines.append(f"{count_noun(len(outcomes), 'slide')}: {len(outcomes) - failed} ok, {failed} failed")

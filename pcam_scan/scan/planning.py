@@ -88,7 +88,15 @@ def plan_into_store(slide_id: str, path: str, run: ScanRun, store: HeatmapStore)
         return plan
     try:
         record = SlideRecord(path=path, fingerprint=slide_fingerprint(path), backend=plan.info.backend)
-        status = store.plan_slide(slide_id, record, plan.grid, plan.tissue.cells, run.settings.block_cells)
+        qc = run.settings.qc
+        status = store.plan_slide(
+            slide_id,
+            record,
+            plan.grid,
+            plan.tissue.cells,
+            run.settings.block_cells,
+            qc.to_dict() if qc is not None else None,
+        )
         if status.state is SlideState.COMPLETE:
             return PlannedSlide(plan, (), complete=True)
         return PlannedSlide(plan, tuple(store.pending_blocks(slide_id)), complete=False)

@@ -14,4 +14,6 @@ def load_run_predictor(run: ScanRun) -> Predictor:
     predictor = Predictor.from_checkpoint(path, run.predictor)
     if predictor.model_id != run.model.model_id:
         raise CheckpointError(f"{path} changed during the run (model id {predictor.model_id})")
+    if predictor.metadata.temperature != run.model.temperature:  # same weights, other calibration
+        raise CheckpointError(f"{path} changed during the run (temperature {predictor.metadata.temperature})")
     return predictor

@@ -16,6 +16,7 @@ from pathlib import Path
 from pcam_scan.errors import ConfigError
 from pcam_scan.model.checkpoint import load_checkpoint
 from pcam_scan.model.settings import SCAN_CPU_THREADS, PredictorSettings
+from pcam_scan.qc.settings import QcSettings
 from pcam_scan.scan.driver import Executor, SlideJob, scan_slides
 from pcam_scan.scan.inputs import collect_slides
 from pcam_scan.scan.outcome import SlideOutcome
@@ -68,6 +69,9 @@ class ScanRequest:
             mpp_override_um_px=args.mpp,
             slide_backend=args.slide_backend,
             predictor=predictor,
+            qc=None if args.no_qc else QcSettings(),
+            stain_normalise=args.stain_normalise,
+            stain_reference=args.stain_reference,
         )
         placement = Placement(args.address, args.num_cpus, args.gpus, args.in_process)
         return cls(tuple(str(p) for p in slides), args.model, args.store, settings, placement)
@@ -95,7 +99,7 @@ def resolve_run(request: ScanRequest) -> ScanRun:
     """The request's scan resolved against its checkpoint, once: the model's id and geometry
     with the scan's stride. A bad checkpoint or stride is refused before the store is touched."""
     loaded = load_checkpoint(request.checkpoint, "cpu")
-    model = ModelRef(str(Path(request.checkpoint).resolve()), loaded.model_id)
+    model = ModelRef(str(Path(request.checkpoint).resolve()), loaded.model_id, loaded.metadata.temperature)
     return ScanRun.resolve(request.settings, model, loaded.metadata.geometry())
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass, field
 
-from pcam_scan.defaults import BLOCK_CELLS
+from pcam_scan.defaults import BLOCK_CELLS, STAIN_METHODS
 from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.settings import SCAN_CPU_THREADS, PredictorSettings
+from pcam_scan.qc.settings import QcSettings
 from pcam_scan.slide_backends import DEFAULT_SLIDE_BACKEND, check_backend_name
+from pcam_scan.stain import StainTarget
 from pcam_scan.tissue import TissueSettings
 from pcam_scan.validation import check_mpp
 
@@ -36,8 +38,12 @@ class ScanSettings:
 
     `stride_px` None means the model's label size: every cell of the model's label grid (32 px
     for PCam), the faithful default; a coarser stride is faster. `slide_backend` (one of
-    `pcam_scan.slide_backends.SLIDE_BACKENDS`) picks the library that decodes the slides; every choice gives the same
-    heatmaps, so it is not part of the identity (each slide's backend is recorded in the store).
+    `pcam_scan.slide_backends.SLIDE_BACKENDS`) picks the library that decodes the slides; every
+    choice gives the same heatmaps, so it is not part of the identity (each slide's backend is
+    recorded in the store).
+
+    `qc` None turns slide quality control off (`--no-qc`). QC adds arrays beside `prob` and never
+    changes it, so its settings go into the store's slide attributes, not into the identity.
     """
 
     stride_px: int | None = None
@@ -46,8 +52,16 @@ class ScanSettings:
     slide_backend: str = DEFAULT_SLIDE_BACKEND
     tissue: TissueSettings = field(default_factory=TissueSettings)
     predictor: PredictorSettings = field(default_factory=_scan_predictor)
+    qc: QcSettings | None = field(default_factory=QcSettings)
+    stain_normalise: str | None = None
+    """None: regions as read; "macenko": normalised to `stain_reference` (pcam_scan.stain)."""
+    stain_reference: str | None = None
 
     def __post_init__(self) -> None:
+        if self.stain_normalise is not None and self.stain_normalise not in STAIN_METHODS:
+            raise ConfigError(f"--stain-normalise {self.stain_normalise!r} is not one of {', '.join(STAIN_METHODS)}")
+        if (self.stain_normalise is None) != (self.stain_reference is None):
+            raise ConfigError("--stain-normalise and --stain-reference go together: give both or neither")
         if self.predictor.cpu_threads is None:
             raise ConfigError("a scan's model needs a fixed CPU thread count (results depend on it)")
         if not 1 <= self.block_cells <= MAX_BLOCK_CELLS:
@@ -65,7 +79,9 @@ class ScanSettings:
         tissue = dict(values.pop("tissue"))  # type: ignore[call-overload]
         tissue["otsu_band"] = tuple(tissue["otsu_band"])
         predictor = PredictorSettings(**values.pop("predictor"))  # type: ignore[arg-type]
-        return cls(**values, tissue=TissueSettings(**tissue), predictor=predictor)  # type: ignore[arg-type]
+        qc_doc = values.pop("qc", {})
+        qc = QcSettings.from_dict(dict(qc_doc)) if isinstance(qc_doc, dict) else None
+        return cls(**values, tissue=TissueSettings(**tissue), predictor=predictor, qc=qc)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,8 @@ class ModelRef:
 
     checkpoint_path: str
     model_id: str
+    temperature: float | None = None
+    """The checkpoint's calibration temperature: same weights (model id), other probabilities."""
 
 
 @dataclass(frozen=True)
@@ -86,13 +104,21 @@ class ScanRun:
     settings: ScanSettings
     model: ModelRef
     geometry: PatchGeometry
+    stain: StainTarget | None = None
+    """The stain normalisation's target, fitted once on the reference image; None when off."""
 
     @classmethod
     def resolve(cls, settings: ScanSettings, model: ModelRef, model_geometry: PatchGeometry) -> ScanRun:
-        """The run of these settings with this model; a stride the model's geometry cannot take
-        is refused here, before any store or cluster is touched."""
+        """The run of these settings with this model; a stride the model's geometry cannot take,
+        or a stain reference that cannot be fitted, is refused here, before any store or
+        cluster is touched."""
         stride_px = model_geometry.label_px if settings.stride_px is None else settings.stride_px
-        return cls(settings, model, dataclasses.replace(model_geometry, stride_px=stride_px))
+        stain = None
+        if settings.stain_normalise is not None and settings.stain_reference is not None:
+            from pcam_scan.stain import fit_stain_target
+
+            stain = fit_stain_target(settings.stain_normalise, settings.stain_reference)
+        return cls(settings, model, dataclasses.replace(model_geometry, stride_px=stride_px), stain)
 
     @property
     def predictor(self) -> PredictorSettings:
@@ -101,11 +127,17 @@ class ScanRun:
     def identity(self) -> dict[str, object]:
         """The settings that change what is written: with the model id, the store's run
         identity (its settings hash). The keys are those of every store written since the
-        first release, so resumes of older stores keep working."""
-        return {
+        first release, so resumes of older stores keep working; a setting added since is a key
+        only when it is not its default (an uncalibrated model, no stain normalisation)."""
+        identity: dict[str, object] = {
             "stride_px": self.geometry.stride_px,
             "block_cells": self.settings.block_cells,
             "tta": self.predictor.tta,
             "mpp_override_um_px": self.settings.mpp_override_um_px,
             "tissue": asdict(self.settings.tissue),
         }
+        if self.model.temperature is not None:
+            identity["temperature"] = self.model.temperature
+        if self.stain is not None:
+            identity["stain_normalise"] = self.stain.identity()
+        return identity

@@ -14,10 +14,12 @@ import numpy as np
 
 from pcam_scan.errors import describe_error
 from pcam_scan.geometry import Block, PatchGeometry
+from pcam_scan.qc.block import BlockQc, measure_block
 from pcam_scan.scan.planning import PlanFailure, SlidePlan, plan_into_store
 from pcam_scan.scan.reading import read_block_region, scatter_block_probs
 from pcam_scan.scan.settings import ScanRun, ScanSettings
 from pcam_scan.slide import ReadPlan, Slide, open_slide
+from pcam_scan.stain import StainNormaliser, StainTarget
 from pcam_scan.store import HeatmapStore
 from pcam_scan.store.prob_chunks import ProbChunkWriter
 
@@ -33,6 +35,8 @@ class BlockWork:
     read_plan: ReadPlan
     block: Block
     tissue: np.ndarray = field(repr=False)
+    eosin_reference: float = 0.0
+    """The slide's typical tissue eosin density (planning thumbnail): QC's fold reference."""
 
     @property
     def n_patches(self) -> int:
@@ -100,21 +104,24 @@ def block_work_items(plan: SlidePlan, blocks: Iterable[Block], settings: ScanSet
             read_plan=plan.read_plan,
             block=block,
             tissue=np.ascontiguousarray(plan.tissue.cells[block.cell_slices()]),
+            eosin_reference=plan.tissue.eosin_reference,
         )
         for block in blocks
     ]
 
 
 def read_works(
-    works: Iterable[BlockWork], geometry: PatchGeometry
+    works: Iterable[BlockWork], geometry: PatchGeometry, stain: StainTarget | None = None
 ) -> Iterator[tuple[BlockWork, np.ndarray | None, float, str | None]]:
-    """The region of each work item, `(work, region, seconds, error)`, one slide open at a time.
+    """The region of each work item, `(work, region, seconds, error)`, one slide open at a time;
+    with a `stain` target each region is stain-normalised as read (`pcam_scan.stain`).
 
     A read that fails yields the error text instead of a region, so one bad slide does not stop
     the others (the error becomes that slide's failed status).
     """
     open_path: str | None = None
     slide: Slide | None = None
+    normalise = None if stain is None else StainNormaliser(stain)
     try:
         for work in works:
             started = time.perf_counter()
@@ -125,6 +132,8 @@ def read_works(
                     slide, open_path = None, work.path
                     slide = open_slide(work.path, work.mpp_override_um_px, work.slide_backend)
                 region = read_block_region(slide, work.read_plan, geometry, work.block)
+                if normalise is not None:
+                    region = normalise(region)
             except Exception as err:  # recorded as the slide's failure, never swallowed
                 yield work, None, time.perf_counter() - started, describe_error(err)
                 continue
@@ -134,8 +143,16 @@ def read_works(
             slide.close()
 
 
-def write_work(writer: ProbChunkWriter, work: BlockWork, probs: np.ndarray) -> float:
-    """Write a block's probabilities as its one chunk; returns the seconds it took."""
+def block_qc(work: BlockWork, region: np.ndarray, run: ScanRun) -> BlockQc | None:
+    """The block's QC from the region read for its patches (no other read); None with QC off."""
+    if run.settings.qc is None:
+        return None
+    geometry = run.geometry
+    return measure_block(region, work.tissue, geometry.halo_px, geometry.cell_px, work.eosin_reference, run.settings.qc)
+
+
+def write_work(writer: ProbChunkWriter, work: BlockWork, probs: np.ndarray, qc: BlockQc | None = None) -> float:
+    """Write a block's probabilities (and its QC) as its one chunk each; returns the seconds."""
     started = time.perf_counter()
-    writer.write(work.block, scatter_block_probs(work.block, work.tissue, probs))
+    writer.write(work.block, scatter_block_probs(work.block, work.tissue, probs), qc)
     return time.perf_counter() - started

@@ -14,10 +14,12 @@ requests, whatever `auto` would pick for a local copy.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from pcam_scan.defaults import SLIDE_BACKEND, SLIDE_BACKENDS
 from pcam_scan.errors import ConfigError, SlideError
+from pcam_scan.regular_files import IrregularFileError, check_regular_file
 from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp, SlideBackend
 from pcam_scan.slide_backends.remote import is_url
 
@@ -45,12 +47,21 @@ def check_backend_name(name: str) -> str:
 
 
 def _check_slide_path(path: Path) -> None:
-    """Refuse, with one clear line, what is not a readable non-empty file."""
-    if not path.exists():
-        raise SlideError(f"{path}: no such file")
-    if path.is_dir():
+    """Refuse, with one clear line, what is not a readable non-empty regular file: a FIFO would
+    block the reader for good, a device never ends, a symbolic-link loop cannot be opened."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise SlideError(f"{path}: no such file") from None
+    except OSError as err:  # a symbolic-link loop, a path through a file
+        raise SlideError(f"{path}: {err.strerror or err}") from None
+    if stat.S_ISDIR(info.st_mode):
         raise SlideError(f"{path}: is a directory, not a slide file")
-    if path.stat().st_size == 0:
+    try:
+        check_regular_file(path)
+    except IrregularFileError as err:
+        raise SlideError(str(err)) from None
+    if info.st_size == 0:
         raise SlideError(f"{path}: empty file (0 bytes)")
     if not os.access(path, os.R_OK):
         raise SlideError(f"{path}: permission denied")

@@ -16,6 +16,7 @@ from pathlib import Path
 import fsspec
 
 from pcam_scan.errors import SlideError
+from pcam_scan.regular_files import IrregularFileError, check_regular_file
 
 FINGERPRINT_WINDOW_BYTES = 1 << 20
 FINGERPRINT_SCHEME = "ends-sha256"
@@ -28,12 +29,14 @@ def slide_fingerprint(path: str | Path) -> str:
         return _remote_fingerprint(path)
     file_path = Path(path)
     try:
-        size_bytes = file_path.stat().st_size
+        size_bytes = check_regular_file(file_path).st_size  # a FIFO would block the read for good
         digest = hashlib.sha256()
         with file_path.open("rb") as handle:
             digest.update(handle.read(FINGERPRINT_WINDOW_BYTES))
             handle.seek(max(0, size_bytes - FINGERPRINT_WINDOW_BYTES))
             digest.update(handle.read(FINGERPRINT_WINDOW_BYTES))
+    except IrregularFileError as err:
+        raise SlideError(f"cannot read slide file: {err}") from None
     except OSError as err:
         reason = err.strerror or err
         raise SlideError(f"cannot read slide file {str(file_path)!r}: {reason}") from err

@@ -11,7 +11,7 @@ blocks are kept; the pyramid and status are rewritten by the next finalize).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, SupportsFloat
 
 import numpy as np
@@ -21,18 +21,23 @@ from zarr.errors import ContainsArrayAndGroupError, ContainsArrayError, NodeNotF
 
 from pcam_scan.errors import StoreError
 from pcam_scan.geometry import Block, CellGrid, block_grid_shape, plan_blocks
+from pcam_scan.qc.flags import blur_flags
+from pcam_scan.qc.settings import QcSettings
+from pcam_scan.qc.verdict import slide_verdict
 from pcam_scan.store.identity import RunIdentity, json_copy
 from pcam_scan.store.ids import validate_slide_id
 from pcam_scan.store.location import StoreLocation, child_array, child_group, write_attr
 from pcam_scan.store.ngff import AXES, multiscales_attrs
 from pcam_scan.store.prob_chunks import ProbChunkWriter
-from pcam_scan.store.pyramid import DEFAULT_TOP_CELLS, POOLINGS, Pooling, build_pyramid
+from pcam_scan.store.pyramid import DEFAULT_TOP_CELLS, POOLINGS, Pooling, build_flag_pyramid, build_pyramid
 from pcam_scan.store.reader import HeatmapReader
 from pcam_scan.store.schema import (
     ATTRS_KEY,
     BLOCKS_DONE,
+    FOCUS,
     P_OME,
     PROB,
+    QC_FLAGS,
     TISSUE,
     PyramidRecord,
     SlideAttrs,
@@ -47,8 +52,11 @@ from pcam_scan.store.schema import (
     failed_attrs,
     finite_numbers,
     planned_attrs,
+    qc_planned_attrs,
+    qc_record,
     replanned_attrs,
     root_attrs,
+    root_format_version,
 )
 
 OpenMode = Literal["r", "r+", "a"]
@@ -90,8 +98,13 @@ class HeatmapStore(HeatmapReader):
         grid: CellGrid,
         tissue: npt.ArrayLike,
         block_cells: int,
+        qc_settings: Mapping[str, float] | None = None,
     ) -> SlideStatus:
         """Create the slide's arrays, or keep them for a resume when they match this plan.
+
+        With `qc_settings` (and a store of the current format version) the slide also gets its QC
+        arrays, `qc_flags` and `focus`, chunked like `prob`; a slide resumed keeps what it was
+        planned with.
 
         Returns the slide's status after planning: `planned`, or `complete` for a slide that is
         already done (nothing is touched then). A slide planned before with another file, grid,
@@ -136,8 +149,14 @@ class HeatmapStore(HeatmapReader):
             dimension_names=("block_row", "block_col"),
         )
         write_attr(prob, P_OME.key, multiscales_attrs(slide_id, 1, grid.cell_um, "max"))
+        with_qc = qc_settings is not None and self._root_format_version() >= 2
+        if with_qc:
+            _create_qc_arrays(slide, slide_id, grid, block_cells)
         n_blocks = len(plan_blocks(grid, tissue_mask, block_cells))
-        self._update_slide_attrs(slide_id, planned_attrs(record, run, grid, block_cells, (n_brows, n_bcols), n_blocks))
+        attrs = planned_attrs(record, run, grid, block_cells, (n_brows, n_bcols), n_blocks)
+        if with_qc and qc_settings is not None:
+            attrs.update(qc_planned_attrs(qc_settings))
+        self._update_slide_attrs(slide_id, attrs)
         return SlideStatus(SlideState.PLANNED)
 
     def chunk_writer(self, slide_id: str) -> ProbChunkWriter:
@@ -193,18 +212,29 @@ class HeatmapStore(HeatmapReader):
         _write_levels(prob, levels)
         write_attr(prob, P_OME.key, multiscales_attrs(slide_id, len(levels), grid.cell_um, pooling))
         pyramid = PyramidRecord(len(levels), pooling, top_cells)
-        self._update_slide_attrs(slide_id, completed_attrs({**computed, **extra_counts}, stage_seconds, pyramid))
+        updates = completed_attrs({**computed, **extra_counts}, stage_seconds, pyramid)
+        qc_settings = attrs.qc_settings()
+        if qc_settings is not None and QC_FLAGS in slide and FOCUS in slide:
+            updates = {**finalize_qc(slide, slide_id, grid.cell_um, qc_settings, top_cells), **updates}
+        self._update_slide_attrs(slide_id, updates)
         return self.stored_slide(slide_id)
 
     def mark_failed(self, slide_id: str, message: str, record: SlideRecord | None = None) -> None:
-        """Record that a slide failed, with a one-line message; its written blocks are kept."""
+        """Record that a slide failed, with a one-line message; its written blocks are kept.
+        `record` is stored only for a slide never planned: a planned slide keeps the fingerprint
+        its blocks were read from, so a file truncated mid-scan and then restored resumes (the
+        failure used to record the truncated file's fingerprint, and the resume said "its file
+        changed")."""
         self._require_writable()
         validate_slide_id(slide_id)
         one_line = " ".join(str(message).split()) or "failed without a message"
-        new_group = self._existing_attrs(slide_id) is None
-        if new_group:
+        existing = self._existing_attrs(slide_id)
+        if existing is None:
             self.location.group(slide_id, mode="a")
-        self._update_slide_attrs(slide_id, failed_attrs(one_line, record, self.run if new_group else None))
+        planned = existing is not None and existing.planned
+        self._update_slide_attrs(
+            slide_id, failed_attrs(one_line, None if planned else record, self.run if existing is None else None)
+        )
 
     def set_diagnosis(self, slide_id: str, diagnosis: Mapping[str, object]) -> None:
         """Attach (or replace) the slide-level diagnosis of a complete slide."""
@@ -215,6 +245,9 @@ class HeatmapStore(HeatmapReader):
         self._update_slide_attrs(slide_id, diagnosis_attrs(json_copy(dict(diagnosis))))
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _root_format_version(self) -> int:
+        return root_format_version(self.location.group(mode="r").attrs.asdict())
 
     def _require_writable(self) -> None:
         if not self.writable:
@@ -298,23 +331,66 @@ def _open_root(location: StoreLocation, create_for: RunIdentity | None) -> zarr.
 
 
 def _float_grid_array(group: zarr.Group, name: str, shape: tuple[int, int], chunks: tuple[int, int]) -> zarr.Array[Any]:
+    return _grid_array(group, name, shape, chunks, "float32")
+
+
+def _grid_array(
+    group: zarr.Group, name: str, shape: tuple[int, int], chunks: tuple[int, int], dtype: str
+) -> zarr.Array[Any]:
     return group.create_array(
         name,
         shape=shape,
         chunks=chunks,
-        dtype="float32",
-        fill_value=float("nan"),
+        dtype=dtype,
+        fill_value=float("nan") if dtype == "float32" else 0,
         dimension_names=AXES,
         overwrite=True,
     )
 
 
-def _write_levels(prob: zarr.Group, levels: list[npt.NDArray[np.float32]]) -> None:
+def _write_levels(group: zarr.Group, levels: Sequence[npt.NDArray[Any]]) -> None:
     """Write pyramid levels 1.. (level 0 holds the blocks); drop levels left by an older build."""
     for level, data in enumerate(levels[1:], start=1):
         rows, cols = data.shape
         chunks = (min(rows, PYRAMID_CHUNK_CELLS), min(cols, PYRAMID_CHUNK_CELLS))
-        _float_grid_array(prob, str(level), (rows, cols), chunks)[:] = data
-    for name in list(prob.array_keys()):
+        dtype = "uint8" if data.dtype == np.uint8 else "float32"
+        _grid_array(group, str(level), (rows, cols), chunks, dtype)[:] = data
+    for name in list(group.array_keys()):
         if name.isdigit() and int(name) >= len(levels):
-            del prob[name]
+            del group[name]
+
+
+def _create_qc_arrays(slide: zarr.Group, slide_id: str, grid: CellGrid, block_cells: int) -> None:
+    """Level 0 of `qc_flags` (uint8, 0) and `focus` (float32, NaN), chunked like `prob/0`."""
+    for name, dtype, pooling in ((QC_FLAGS, "uint8", "or"), (FOCUS, "float32", "mean")):
+        group = slide.create_group(name)
+        _grid_array(group, "0", grid.shape, (block_cells, block_cells), dtype)
+        write_attr(group, P_OME.key, multiscales_attrs(slide_id, 1, grid.cell_um, pooling))
+
+
+def finalize_qc(
+    slide: zarr.Group, slide_id: str, cell_um: float, settings: Mapping[str, object], top_cells: int
+) -> dict[str, object]:
+    """The slide-level QC pass at finalize: BLUR from the stored focus scores against the slide's
+    own reference, the verdict, and the `qc_flags` / `focus` pyramids. Returns the `quality_control` record."""
+    qc = QcSettings.from_dict(dict(settings))
+    flags_group, focus_group = child_group(slide, QC_FLAGS), child_group(slide, FOCUS)
+    tissue = np.asarray(child_array(slide, TISSUE)[:], dtype=bool)
+    focus0 = np.asarray(child_array(focus_group, "0")[:], dtype=np.float32)
+    flags0, reference = blur_flags(focus0, np.asarray(child_array(flags_group, "0")[:]), tissue, qc)
+    child_array(flags_group, "0")[:] = flags0
+    verdict = slide_verdict(flags0, tissue, qc)
+    for group, levels, pooling in (
+        (flags_group, build_flag_pyramid(flags0, top_cells), "or"),
+        (focus_group, build_pyramid(focus0, "mean", top_cells), "mean"),
+    ):
+        _write_levels(group, levels)
+        write_attr(group, P_OME.key, multiscales_attrs(slide_id, len(levels), cell_um, pooling))
+    return qc_record(
+        qc.to_dict(),
+        verdict.verdict,
+        verdict.reason,
+        verdict.shares,
+        verdict.excluded_share,
+        reference if np.isfinite(reference) else None,
+    )

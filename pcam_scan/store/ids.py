@@ -9,6 +9,7 @@ together (case-insensitively, since stores may live on case-insensitive file sys
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -38,8 +39,10 @@ def slide_id_for_path(path: str | Path) -> str:
 
 
 def _same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two inputs name one file: local paths by realpath (not resolve: a symbolic-link
+    loop resolves to itself here, and fails as its slide), URLs as written."""
     if isinstance(a, Path) and isinstance(b, Path):
-        return a.resolve() == b.resolve()
+        return os.path.realpath(a) == os.path.realpath(b)
     return str(a) == str(b)
 
 

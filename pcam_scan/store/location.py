@@ -17,9 +17,10 @@ from typing import Any, Literal, TypeVar, cast
 import zarr
 from zarr.abc.store import Store
 from zarr.core.sync import sync
-from zarr.storage import FsspecStore, LocalStore
+from zarr.storage import FsspecStore
 
 from pcam_scan.errors import ConfigError, StoreError
+from pcam_scan.store.guarded_store import GuardedLocalStore
 from pcam_scan.store.identity import json_copy
 
 AccessMode = Literal["r", "r+", "a", "w", "w-"]
@@ -55,7 +56,7 @@ class StoreLocation:
         local = self.local_path
         if local is None:
             return FsspecStore.from_url(self.uri, storage_options=dict(self.storage_options), read_only=read_only)
-        return LocalStore(local, read_only=read_only)
+        return GuardedLocalStore(local, read_only=read_only)
 
     def group(
         self, path: str = "", *, mode: AccessMode = "r", attributes: dict[str, object] | None = None
@@ -84,8 +85,8 @@ class StoreLocation:
 
 def child_array(group: zarr.Group, name: str) -> zarr.Array[Any]:
     """The array `name` under `group`; a StoreError when it is missing or not an array."""
-    # the bare class: isinstance refuses a subscripted generic (`zarr.Array[Any]`)
-    return _child(group, name, zarr.Array)
+    array: zarr.Array[Any] = _child(group, name, zarr.Array)  # isinstance needs the bare class
+    return array
 
 
 def child_group(group: zarr.Group, name: str) -> zarr.Group:

@@ -17,8 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from pcam_scan.geometry import Block
+from pcam_scan.qc.block import BlockQc
 from pcam_scan.store.location import StoreLocation, child_array, child_group
-from pcam_scan.store.schema import BLOCKS_DONE, PROB
+from pcam_scan.store.schema import BLOCKS_DONE, FOCUS, PROB, QC_FLAGS
 
 
 def done_block_rcs(blocks_done: npt.NDArray[np.uint8]) -> set[tuple[int, int]]:
@@ -30,13 +31,15 @@ class ProbChunkWriter:
 
     Picklable, for Ray workers: it travels as the store location and slide id, and opens the
     slide's arrays once in whatever process it runs in (not once per block). `probs` holds one
-    value per cell of the block, float in [0, 1], NaN for cells that were not predicted.
+    value per cell of the block, float in [0, 1], NaN for cells that were not predicted. A slide
+    planned with QC also gets the block's QC flags and focus scores, each its one chunk too,
+    before the done mark (a slide planned without QC ignores them).
     """
 
     def __init__(self, location: StoreLocation, slide_id: str) -> None:
         self.location = location
         self.slide_id = slide_id
-        self._arrays: tuple[Any, Any] | None = None
+        self._arrays: tuple[Any, Any, tuple[Any, Any] | None] | None = None
 
     def __getstate__(self) -> dict[str, object]:
         return {"location": self.location, "slide_id": self.slide_id}
@@ -44,14 +47,26 @@ class ProbChunkWriter:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["location"], state["slide_id"])  # type: ignore[misc]
 
-    def write(self, block: Block, probs: npt.ArrayLike) -> None:
+    def write(self, block: Block, probs: npt.ArrayLike, qc: BlockQc | None = None) -> None:
         if self._arrays is None:
             slide = self.location.group(self.slide_id, mode="r+")
-            self._arrays = (child_array(child_group(slide, PROB), "0"), child_array(slide, BLOCKS_DONE))
-        prob0, done = self._arrays
+            qc_arrays = None
+            if QC_FLAGS in slide and FOCUS in slide:
+                qc_arrays = (
+                    child_array(child_group(slide, QC_FLAGS), "0"),
+                    child_array(child_group(slide, FOCUS), "0"),
+                )
+            self._arrays = (child_array(child_group(slide, PROB), "0"), child_array(slide, BLOCKS_DONE), qc_arrays)
+        prob0, done, qc_arrays = self._arrays
         values = np.asarray(probs, dtype=np.float32)
         check_block_fits(block, values, prob0.shape, prob0.chunks)
         prob0[block.cell_slices()] = values
+        if qc is not None and qc_arrays is not None:
+            flags0, focus0 = qc_arrays
+            if qc.flags.shape != values.shape or qc.focus.shape != values.shape:
+                raise ValueError(f"block {block.block_rc} QC arrays do not match its {values.shape} cells")
+            flags0[block.cell_slices()] = qc.flags
+            focus0[block.cell_slices()] = qc.focus
         done[block.block_row, block.block_col] = 1
 
 

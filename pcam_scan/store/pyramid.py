@@ -67,3 +67,19 @@ def build_pyramid(
     for _ in pyramid_shapes(levels[0].shape, top_cells)[1:]:
         levels.append(downsample_2x(levels[-1], pooling))
     return levels
+
+
+FlagGrid = npt.NDArray[np.uint8]
+
+
+def build_flag_pyramid(level0: npt.ArrayLike, top_cells: int = DEFAULT_TOP_CELLS) -> list[FlagGrid]:
+    """Bit-flag levels (QC): each 2x2 window ORed, so an artefact stays visible at low zoom; the
+    same shapes as `build_pyramid`'s."""
+    levels = [np.asarray(level0, dtype=np.uint8)]
+    for rows, cols in pyramid_shapes(levels[0].shape, top_cells)[1:]:
+        below = levels[-1]
+        padded = np.zeros((rows * 2, cols * 2), dtype=np.uint8)
+        padded[: below.shape[0], : below.shape[1]] = below
+        windows = padded.reshape(rows, 2, cols, 2)
+        levels.append(np.bitwise_or.reduce(np.bitwise_or.reduce(windows, axis=3), axis=1))
+    return levels

@@ -16,6 +16,7 @@ import numpy as np
 
 from pcam_scan.errors import StoreError
 from pcam_scan.geometry import CellGrid
+from pcam_scan.qc.flags import excluded_cells
 from pcam_scan.store.reader import HeatmapReader
 from pcam_scan.store.schema import SlideState, SlideStatus
 from pcam_scan.store.validation import check_complete
@@ -23,12 +24,26 @@ from pcam_scan.store.validation import check_complete
 
 @dataclass(frozen=True)
 class StoredHeatmap:
-    """One complete slide's level-0 heatmap (float32, NaN = not predicted), tissue and grid."""
+    """One complete slide's level-0 heatmap (float32, NaN = not predicted), tissue and grid.
+
+    With QC, `prob` is NaN at the cells QC excludes (ink, fold, bubble), so no consumer (lesions,
+    detections, the slide's probability, exports, evaluation, render, the viewer) can count them;
+    `qc_flags` and `focus` are the slide's QC arrays (None when QC was not run).
+    """
 
     slide_id: str
     grid: CellGrid
     prob: np.ndarray = field(repr=False)
     tissue: np.ndarray = field(repr=False)
+    qc_flags: np.ndarray | None = field(default=None, repr=False)
+    focus: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def excluded(self) -> np.ndarray:
+        """Cells QC kept out (all False without QC)."""
+        if self.qc_flags is None:
+            return np.zeros(self.tissue.shape, dtype=bool)
+        return excluded_cells(self.qc_flags)
 
 
 def describe_status(status: SlideStatus | None) -> str:
@@ -54,20 +69,23 @@ def is_damaged(status: SlideStatus | None) -> bool:
 
 
 def read_heatmap(store: HeatmapReader, slide_id: str) -> StoredHeatmap:
-    """The slide's level-0 heatmap, tissue and grid; refused unless the slide is complete."""
+    """The slide's level-0 heatmap, tissue, grid and QC; refused unless the slide is complete.
+
+    The one place QC's exclusion is applied: the cells it excludes read as not predicted (NaN).
+    """
     status = store.slide_status(slide_id)
     if not is_complete(status):
         raise StoreError(
             f"slide {slide_id!r} in {store.uri} is not complete ({describe_status(status)}); it has no heatmap to read"
         )
-    heatmap = StoredHeatmap(
-        slide_id=slide_id,
-        grid=store.read_grid(slide_id),
-        prob=store.read_prob(slide_id, level=0),
-        tissue=store.read_tissue(slide_id),
-    )
-    check_complete(slide_id, heatmap.prob, heatmap.tissue, len(store.pending_blocks(slide_id)))
-    return heatmap
+    prob = store.read_prob(slide_id, level=0)
+    tissue = store.read_tissue(slide_id)
+    check_complete(slide_id, prob, tissue, len(store.pending_blocks(slide_id)))
+    qc = store.read_qc(slide_id, level=0)
+    flags, focus = qc if qc is not None else (None, None)
+    if flags is not None:
+        prob = np.where(excluded_cells(flags), np.float32(np.nan), prob).astype(np.float32)
+    return StoredHeatmap(slide_id, store.read_grid(slide_id), prob, tissue, flags, focus)
 
 
 def match_slide_ids(names: Iterable[str], slide_ids: Sequence[str]) -> tuple[dict[str, str], list[str]]:
@@ -99,3 +117,15 @@ def listed(names: Sequence[str], limit: int = 5) -> str:
     """`a, b, c and 4 more`: names for a one-line message."""
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def model_calibration(store: HeatmapReader) -> str:
+    """Whether the store's model was calibrated, in words: the temperature its scan recorded
+    (the settings hash holds it only for a calibrated checkpoint), or that it was not."""
+    temperature = store.run_settings().get("temperature")
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+        return (
+            f"calibrated model: P(tumour) = softmax(logits / {temperature:.4g}) (temperature scaling; "
+            "`pcam-scan model-info` on the checkpoint says on what data)"
+        )
+    return "uncalibrated model: P(tumour) is the raw softmax, not checked as a probability"

@@ -24,9 +24,12 @@ from pcam_scan.store.prob_chunks import done_block_rcs
 from pcam_scan.store.schema import (
     ATTRS_KEY,
     BLOCKS_DONE,
+    FOCUS,
     P_OME,
     PROB,
+    QC_FLAGS,
     TISSUE,
+    RootAttrs,
     SlideAttrs,
     SlideState,
     SlideStatus,
@@ -37,6 +40,7 @@ from pcam_scan.store.validation import (
     check_grid,
     check_metadata_size,
     check_prob,
+    check_shape_before_reading,
     check_tissue,
     reading_slide,
 )
@@ -53,6 +57,11 @@ class HeatmapReader:
     @property
     def uri(self) -> str:
         return self.location.uri
+
+    def run_settings(self) -> Mapping[str, object]:
+        """The resolved settings the store was created with (its root record), as stored."""
+        record = RootAttrs.from_attrs(self.location.group(mode="r").attrs.asdict())
+        return {} if record is None else record.settings
 
     # -- slides ----------------------------------------------------------------------------
 
@@ -75,6 +84,7 @@ class HeatmapReader:
             status = self.stored_slide(slide_id).status
             if attrs.planned:
                 self.read_grid(slide_id)
+                self.block_cells(slide_id)
         except DamagedSlideError as err:
             return SlideStatus(SlideState.DAMAGED, err.problem)
         return status
@@ -96,7 +106,9 @@ class HeatmapReader:
         """The cell-grid tissue mask, checked against the grid (bool, same shape)."""
         shape = self.read_grid(slide_id).shape
         with reading_slide(slide_id, "tissue mask"):
-            tissue = np.asarray(child_array(self._slide_group(slide_id), TISSUE)[:])
+            array = child_array(self._slide_group(slide_id), TISSUE)
+            check_shape_before_reading(slide_id, "tissue", array.shape, shape)
+            tissue = np.asarray(array[:])
         check_tissue(slide_id, tissue, shape)
         return tissue
 
@@ -115,19 +127,47 @@ class HeatmapReader:
             paths = _level_paths(prob)
             if not 0 <= level < len(paths):
                 raise StoreError(f"slide {slide_id!r} has prob levels 0-{len(paths) - 1}, not {level}")
-            values = np.asarray(child_array(prob, paths[level])[:])
+            array = child_array(prob, paths[level])
+            check_shape_before_reading(slide_id, f"prob level {level}", array.shape, shape)
+            values = np.asarray(array[:])
         check_prob(slide_id, level, values, shape)
         return values.astype(np.float32, copy=False)
+
+    def has_qc(self, slide_id: str) -> bool:
+        """Whether the slide was scanned with QC (its `qc_flags` and `focus` arrays exist)."""
+        slide = self._slide_group(slide_id)
+        return QC_FLAGS in slide and FOCUS in slide
+
+    def read_qc(self, slide_id: str, level: int = 0) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]] | None:
+        """One level of the QC flags (uint8) and focus scores (float32, NaN off tissue); None when
+        the slide has no QC (a store written before QC, or a scan with `--no-qc`)."""
+        if not self.has_qc(slide_id):
+            return None
+        slide = self._slide_group(slide_id)
+        shape = self.read_grid(slide_id).shape if level == 0 else None
+        with reading_slide(slide_id, f"qc level {level}"):
+            arrays = []
+            for name in (QC_FLAGS, FOCUS):
+                group = child_group(slide, name)
+                paths = _level_paths(group)
+                if not 0 <= level < len(paths):
+                    raise StoreError(f"slide {slide_id!r} has {name} levels 0-{len(paths) - 1}, not {level}")
+                arrays.append(np.asarray(child_array(group, paths[level])[:]))
+        flags, focus = arrays
+        if flags.dtype != np.uint8 or (shape is not None and (flags.shape != shape or focus.shape != shape)):
+            raise DamagedSlideError(slide_id, f"its QC arrays do not match its grid {shape}")
+        return flags, focus.astype(np.float32, copy=False)
 
     # -- block bookkeeping -----------------------------------------------------------------
 
     def block_cells(self, slide_id: str) -> int:
-        return self._planned_attrs(slide_id).block_cells()
+        attrs = self._planned_attrs(slide_id)
+        with _damaged_if_malformed(slide_id):
+            return attrs.block_cells()
 
     def planned_blocks(self, slide_id: str) -> list[Block]:
         """Every block with at least one tissue cell: the work a scan of this slide must do."""
-        attrs = self._planned_attrs(slide_id)
-        return plan_blocks(attrs.grid(), self.read_tissue(slide_id), attrs.block_cells())
+        return plan_blocks(self.read_grid(slide_id), self.read_tissue(slide_id), self.block_cells(slide_id))
 
     def done_blocks(self, slide_id: str) -> set[tuple[int, int]]:
         """(block_row, block_col) of every block whose probabilities were written whole."""

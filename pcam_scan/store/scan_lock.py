@@ -33,6 +33,8 @@ def lock_path(location: StoreLocation) -> Path | None:
     if local is None:
         return None
     local = local.resolve()
+    if not local.name:  # the file system's root: no folder to hold the lock beside, nor the store
+        raise StoreError(f"the store {location.uri!r} is the file system root: give the store a folder of its own")
     return local.with_name(local.name + LOCK_SUFFIX)
 
 

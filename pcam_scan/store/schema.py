@@ -29,14 +29,22 @@ from pcam_scan.store.identity import RunIdentity, package_versions
 FORMAT_NAME = "pcam-scan-heatmaps"
 FORMAT_VERSION = 2
 READABLE_FORMAT_VERSIONS = (1, 2)
-"""Versions this pcam-scan opens: version 2 added `slide.backend`; a version-1 store opens (and
-resumes) as it is, its slides reading back with no backend recorded."""
+"""Version 2 added run records (`runs/`), QC (`qc_flags`, `focus`, the slide attribute
+`quality_control`) and each slide's `slide.backend`; a version-1 store opens (and resumes), its
+history empty, its slides without QC and with no backend recorded."""
 ATTRS_KEY = "pcam_scan"
+RUNS_PREFIX = "runs"
+"""Run records live as `runs/<started>-<host>-<pid>-<token>.json`, one JSON document per run,
+plain objects beside the Zarr nodes (no `zarr.json`, so they are not a slide)."""
 
-# Arrays of a slide group; `prob` is a group whose levels are the arrays "0", "1", ...
+# Arrays of a slide group; `prob`, `qc_flags` and `focus` are groups whose levels are "0", "1", ...
 PROB = "prob"
 TISSUE = "tissue"
 BLOCKS_DONE = "blocks_done"
+QC_FLAGS = "qc_flags"
+"""uint8 bit flags per cell (pcam_scan.qc.flags: 1 ink, 2 blur, 4 fold, 8 bubble, 16 ink nearby), since version 2."""
+FOCUS = "focus"
+"""float32 focus score per cell (NaN off tissue), since version 2."""
 
 
 class Node(enum.StrEnum):
@@ -45,6 +53,7 @@ class Node(enum.StrEnum):
     ROOT = "root"
     SLIDE = "slide group"
     PROB = "prob group"
+    RUN = "run record"
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ R_FORMAT_VERSION = AttrSpec(
     Node.ROOT,
     "format_version",
     "integer",
-    f"`{FORMAT_VERSION}` (`1` still opens: it lacks `slide.backend`); a store of another version is refused",
+    f"`{FORMAT_VERSION}` (`1` before run records, QC and `slide.backend`: still read); any other version is refused",
 )
 R_MODEL_ID = AttrSpec(Node.ROOT, "model_id", "string", "the model's id (sha256 of its weights)")
 R_SETTINGS_HASH = AttrSpec(
@@ -156,7 +165,56 @@ S_DIAGNOSIS = AttrSpec(
     "the slide-level diagnosis (`pcam_scan.diagnosis.Diagnosis.to_attrs`), added after the scan",
 )
 
-P_OME = AttrSpec(Node.PROB, "ome", "object", "OME-NGFF 0.5 `multiscales` metadata (`ngff.py`), under its own key")
+RUN_RECORD = AttrSpec(
+    Node.RUN,
+    "run_record",
+    "object",
+    "one command's run (`RunRecord`), the whole document of `runs/*.json` (format version 2)",
+    since_version=2,
+)
+RUN_COMMAND = _field(RUN_RECORD, "command", "string", "`scan`, `diagnose` or `evaluate`", 2)
+RUN_ARGUMENTS = _field(RUN_RECORD, "arguments", "object", "the command's options as parsed (paths as text)", 2)
+RUN_VERSIONS = _field(RUN_RECORD, "versions", "object (name: string)", "package versions of the run", 2)
+RUN_HOST = _field(RUN_RECORD, "host", "string", "the host that ran it", 2)
+RUN_USER = _field(RUN_RECORD, "user", "string", "the user that ran it", 2)
+RUN_PID = _field(RUN_RECORD, "pid", "integer", "its process id", 2)
+RUN_STARTED = _field(RUN_RECORD, "started", "string", "UTC ISO 8601 start", 2)
+RUN_ENDED = _field(RUN_RECORD, "ended", "string", "UTC ISO 8601 end", 2)
+RUN_EXIT = _field(RUN_RECORD, "exit_code", "integer", "the command's exit code (0 all slides done, 1 some not)", 2)
+RUN_SLIDES = _field(RUN_RECORD, "slides", "object", "counts: `attempted`, `completed`, `failed`", 2)
+RUN_ATTEMPTED = _field(RUN_SLIDES, "attempted", "integer", "slides the run tried", 2)
+RUN_COMPLETED = _field(RUN_SLIDES, "completed", "integer", "slides it finished", 2)
+RUN_FAILED = _field(RUN_SLIDES, "failed", "integer", "slides it could not finish", 2)
+RUN_ATTEMPTS = _field(RUN_RECORD, "attempts", "[object]", "per slide: `slide`, `state`, `message`", 2)
+RUN_ATTEMPT_SLIDE = _field(RUN_ATTEMPTS, "slide", "string", "the slide id", 2)
+RUN_ATTEMPT_STATE = _field(RUN_ATTEMPTS, "state", "string", "what the run did with it (e.g. `complete`, `failed`)", 2)
+RUN_ATTEMPT_MESSAGE = _field(RUN_ATTEMPTS, "message", "string", "why, in one line ('' when done)", 2)
+
+S_QC = AttrSpec(
+    Node.SLIDE,
+    "quality_control",
+    "object",
+    "slide quality control (`pcam_scan.qc`); absent: QC was not run (a store before version 2, or `--no-qc`)",
+    since_version=2,
+)
+S_QC_SETTINGS = _field(S_QC, "settings", "object (name: number)", "the QC thresholds (`QcSettings`), at planning", 2)
+S_QC_VERDICT = _field(S_QC, "verdict", "string", "`pass`, `warn` or `not assessable`; written at finalize", 2)
+S_QC_REASON = _field(S_QC, "reason", "string", "why the verdict is not `pass` (one line, empty for `pass`)", 2)
+S_QC_SHARES = _field(
+    S_QC, "shares", "object (name: number)", "share of tissue cells per reason (`ink`, `blur`, `fold`, `bubble`)", 2
+)
+S_QC_EXCLUDED_SHARE = _field(S_QC, "excluded_share", "number", "share of tissue cells excluded (ink, fold, bubble)", 2)
+S_QC_FOCUS_REFERENCE = _field(
+    S_QC, "focus_reference", "number or null", "the slide's in-focus reference focus score (blur is relative to it)", 2
+)
+
+P_OME = AttrSpec(
+    Node.PROB,
+    "ome",
+    "object",
+    "OME-NGFF 0.5 `multiscales` metadata (`ngff.py`), under its own key; the same on `qc_flags` (OR pooling) "
+    "and `focus` (mean pooling) since version 2",
+)
 
 ATTRIBUTES: tuple[AttrSpec, ...] = tuple(value for value in list(globals().values()) if isinstance(value, AttrSpec))
 """Every attribute and field of the format, in declaration order (the table of docs/store.md)."""
@@ -166,7 +224,9 @@ def attributes_markdown() -> str:
     """`ATTRIBUTES` as the Markdown tables of docs/store.md, one per node."""
     lines: list[str] = []
     for node in Node:
-        where = f'`attributes["{ATTRS_KEY}"]`' if node is not Node.PROB else "`attributes`"
+        where = {Node.PROB: "`attributes`", Node.RUN: f"`{RUNS_PREFIX}/*.json`"}.get(
+            node, f'`attributes["{ATTRS_KEY}"]`'
+        )
         lines += ["", f"{node.value[0].upper()}{node.value[1:]}, {where}:", ""]
         lines += ["| key | type | since | meaning |", "|---|---|---|---|"]
         lines += [
@@ -266,6 +326,28 @@ class StoredSlide:
     counts: Mapping[str, int | float] = field(default_factory=dict)
     seconds: Mapping[str, float] = field(default_factory=dict)
     diagnosis: Mapping[str, object] | None = None
+    qc: Mapping[str, object] | None = None
+    """The slide's QC record (`qc_record`); None when QC was not run."""
+
+    @property
+    def qc_verdict(self) -> str | None:
+        """`pass`, `warn`, `not assessable`; None when QC was not run or not finished."""
+        verdict = (self.qc or {}).get(S_QC_VERDICT.key)
+        return None if verdict is None else str(verdict)
+
+    @property
+    def qc_reason(self) -> str:
+        return str((self.qc or {}).get(S_QC_REASON.key) or "")
+
+    @property
+    def qc_shares(self) -> dict[str, float]:
+        shares = (self.qc or {}).get(S_QC_SHARES.key)
+        return {str(k): float(v) for k, v in shares.items()} if isinstance(shares, Mapping) else {}
+
+    @property
+    def qc_excluded_share(self) -> float | None:
+        value = (self.qc or {}).get(S_QC_EXCLUDED_SHARE.key)
+        return None if value is None else float(value)  # type: ignore[arg-type]
 
     @property
     def tissue_mm2(self) -> float | None:
@@ -343,6 +425,13 @@ class RootAttrs:
         )
 
 
+def root_format_version(attrs: Mapping[str, Any]) -> int:
+    """The format version a store's root records (the current one when it records none)."""
+    root = RootAttrs.from_attrs(attrs)
+    version = FORMAT_VERSION if root is None else root.format_version
+    return version if isinstance(version, int) else FORMAT_VERSION
+
+
 def root_attrs(run: RunIdentity) -> dict[str, object]:
     """The root group's attributes of a new store for `run`."""
     return RootAttrs.for_run(run).to_attrs()
@@ -407,7 +496,12 @@ class SlideAttrs:
         return grid_from_attrs(self.raw.get(S_GRID.key))
 
     def block_cells(self) -> int:
-        return int(self.raw[S_BLOCK_CELLS.key])
+        """The block side in cells; StoreError unless a positive integer (0 divided by zero in
+        every command that reads the slide's blocks, and took the whole batch down)."""
+        value = self.raw.get(S_BLOCK_CELLS.key)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise StoreError(f"its {S_BLOCK_CELLS.key} {value!r} is not a positive integer")
+        return int(value)
 
     def planned_block_count(self) -> object:
         """The number of planned blocks as stored (for messages)."""
@@ -425,7 +519,13 @@ class SlideAttrs:
             counts=_numbers(raw, S_COUNTS),
             seconds=_numbers(raw, S_SECONDS),
             diagnosis=_optional_mapping(raw.get(S_DIAGNOSIS.key), S_DIAGNOSIS.key),
+            qc=_optional_mapping(raw.get(S_QC.key), S_QC.key),
         )
+
+    def qc_settings(self) -> Mapping[str, object] | None:
+        """The QC thresholds recorded at planning; None when the slide was planned without QC."""
+        qc = _optional_mapping(self.raw.get(S_QC.key), S_QC.key)
+        return None if qc is None else require_mapping(qc.get(S_QC_SETTINGS.key, {}), S_QC_SETTINGS.path)
 
 
 def planned_attrs(
@@ -441,6 +541,32 @@ def planned_attrs(
         S_BLOCK_GRID.key: list(block_grid),
         S_PLANNED_BLOCKS.key: n_blocks,
         S_STATUS.key: SlideStatus(SlideState.PLANNED).to_attrs(),
+    }
+
+
+def qc_planned_attrs(settings: Mapping[str, float]) -> dict[str, object]:
+    """The QC record of a slide planned with QC: its thresholds (the verdict comes at finalize)."""
+    return {S_QC.key: {S_QC_SETTINGS.key: dict(settings)}}
+
+
+def qc_record(
+    settings: Mapping[str, object],
+    verdict: str,
+    reason: str,
+    shares: Mapping[str, float],
+    excluded_share: float,
+    focus_reference: float | None,
+) -> dict[str, object]:
+    """The QC record of a finalized slide (the attribute `qc`)."""
+    return {
+        S_QC.key: {
+            S_QC_SETTINGS.key: dict(settings),
+            S_QC_VERDICT.key: verdict,
+            S_QC_REASON.key: reason,
+            S_QC_SHARES.key: dict(shares),
+            S_QC_EXCLUDED_SHARE.key: excluded_share,
+            S_QC_FOCUS_REFERENCE.key: focus_reference,
+        }
     }
 
 
@@ -563,3 +689,101 @@ def _optional_str(value: object) -> str | None:
 
 def _optional_mapping(value: object, what: str) -> Mapping[str, object] | None:
     return None if value is None else require_mapping(value, what)
+
+
+# -- run records -------------------------------------------------------------------------------
+
+
+DONE_STATES = frozenset({"complete", "already complete", "diagnosed", "evaluated", "staged"})
+"""The states a run record counts as completed; anything else (failed, damaged, planned...) failed."""
+
+
+@dataclass(frozen=True)
+class SlideAttempt:
+    """What one run did with one slide."""
+
+    slide_id: str
+    state: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One command's run over a store (TRIDENT's run manifest and WSInfer's run metadata are the
+    anchors: what ran, with which versions, where, when, and what became of each slide)."""
+
+    command: str
+    arguments: Mapping[str, object]
+    versions: Mapping[str, str]
+    host: str
+    user: str
+    pid: int
+    started: str
+    ended: str
+    exit_code: int
+    attempts: tuple[SlideAttempt, ...]
+
+    @property
+    def failed(self) -> int:
+        """Slides the run did not finish (any state but a done one)."""
+        return sum(1 for a in self.attempts if a.state not in DONE_STATES)
+
+    def to_json(self) -> dict[str, object]:
+        attempted = len(self.attempts)
+        return {
+            RUN_RECORD.key: {
+                RUN_COMMAND.key: self.command,
+                RUN_ARGUMENTS.key: dict(self.arguments),
+                RUN_VERSIONS.key: dict(self.versions),
+                RUN_HOST.key: self.host,
+                RUN_USER.key: self.user,
+                RUN_PID.key: self.pid,
+                RUN_STARTED.key: self.started,
+                RUN_ENDED.key: self.ended,
+                RUN_EXIT.key: self.exit_code,
+                RUN_SLIDES.key: {
+                    RUN_ATTEMPTED.key: attempted,
+                    RUN_COMPLETED.key: attempted - self.failed,
+                    RUN_FAILED.key: self.failed,
+                },
+                RUN_ATTEMPTS.key: [
+                    {
+                        RUN_ATTEMPT_SLIDE.key: a.slide_id,
+                        RUN_ATTEMPT_STATE.key: a.state,
+                        RUN_ATTEMPT_MESSAGE.key: a.message,
+                    }
+                    for a in self.attempts
+                ],
+            }
+        }
+
+    @classmethod
+    def from_json(cls, doc: object) -> RunRecord:
+        """The record from its document; a malformed one raises StoreError naming the field."""
+        raw = doc.get(RUN_RECORD.key) if isinstance(doc, Mapping) else None
+        if not isinstance(raw, Mapping):
+            raise StoreError(f"not a run record (no `{RUN_RECORD.key}` object)")
+        try:
+            attempts = tuple(
+                SlideAttempt(
+                    str(a[RUN_ATTEMPT_SLIDE.key]),
+                    str(a[RUN_ATTEMPT_STATE.key]),
+                    str(a.get(RUN_ATTEMPT_MESSAGE.key, "")),
+                )
+                for a in raw.get(RUN_ATTEMPTS.key, [])
+            )
+            arguments, versions = raw.get(RUN_ARGUMENTS.key, {}), raw.get(RUN_VERSIONS.key, {})
+            return cls(
+                command=str(raw[RUN_COMMAND.key]),
+                arguments=dict(arguments) if isinstance(arguments, Mapping) else {},
+                versions={str(k): str(v) for k, v in versions.items()} if isinstance(versions, Mapping) else {},
+                host=str(raw.get(RUN_HOST.key, "")),
+                user=str(raw.get(RUN_USER.key, "")),
+                pid=int(raw.get(RUN_PID.key, 0)),
+                started=str(raw[RUN_STARTED.key]),
+                ended=str(raw[RUN_ENDED.key]),
+                exit_code=int(raw.get(RUN_EXIT.key, 0)),
+                attempts=attempts,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise StoreError(f"malformed run record: {type(err).__name__}: {err}") from None

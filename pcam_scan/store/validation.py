@@ -98,6 +98,23 @@ def check_prob(slide_id: str, level: int, prob: npt.NDArray[Any], shape: tuple[i
         )
 
 
+MAX_GRID_CELLS = 64 * 1024**2
+"""Cells of any one stored grid: a 10-million-pixel side at 128 px a cell is 78,125 cells, and a
+grid of 8192 x 8192 (256 MiB of float32) is already far beyond a real slide's."""
+
+
+def check_shape_before_reading(
+    slide_id: str, what: str, stored: tuple[int, ...], expected: tuple[int, int] | None
+) -> None:
+    """Refuse an array whose metadata claims a shape other than the grid's (or, for a pyramid
+    level, one too big for any grid) before it is read: a zarr.json edited to 16000 x 16000 cost
+    1.4 GB of NaN before the shape check ran on what was read."""
+    if expected is not None and tuple(stored) != tuple(expected):
+        raise DamagedSlideError(slide_id, f"{what} has shape {tuple(stored)}, the cell grid is {expected}")
+    if math.prod(stored) > MAX_GRID_CELLS:
+        raise DamagedSlideError(slide_id, f"{what} has shape {tuple(stored)}, over {MAX_GRID_CELLS} cells")
+
+
 def check_tissue(slide_id: str, tissue: npt.NDArray[Any], shape: tuple[int, int]) -> None:
     if tissue.dtype != np.bool_ or tissue.shape != shape:
         raise DamagedSlideError(slide_id, f"tissue is {tissue.dtype} {tissue.shape}, expected bool {shape}")
@@ -109,13 +126,20 @@ def check_complete(
     tissue: npt.NDArray[np.bool_],
     missing_blocks: int,
 ) -> None:
-    """A `complete` slide has every planned block done and a prediction for its tissue."""
+    """A `complete` slide has every planned block done and a prediction for every tissue cell:
+    a done block whose chunk was deleted (Zarr then reads NaN) or whose lesion cells were set to
+    NaN must not be diagnosed from what is left (it read "negative" although positive)."""
     if missing_blocks:
         raise DamagedSlideError(
             slide_id, f"it is marked complete but {missing_blocks} planned blocks were never written"
         )
-    if tissue.any() and not np.isfinite(prob[tissue]).any():
-        raise DamagedSlideError(slide_id, "it is marked complete but none of its tissue cells has a prediction")
+    unpredicted = int(np.count_nonzero(~np.isfinite(prob[tissue])))
+    if unpredicted:  # every tissue cell lies in a planned block, and a done block predicts all of them
+        raise DamagedSlideError(
+            slide_id,
+            f"it is marked complete but {unpredicted} of its {int(np.count_nonzero(tissue))} tissue cells have no "
+            "prediction (a chunk missing, replaced or emptied)",
+        )
 
 
 def check_metadata_size(slide_id: str, metadata_path: Path | None) -> None:

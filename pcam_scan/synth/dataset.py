@@ -3,6 +3,7 @@
     OUT_DIR/tumor_001.tif ... normal_001.tif ...   slides (pyramidal JPEG TIFF)
     OUT_DIR/annotations/tumor_001.xml ...           ASAP XML, Camelyon16 style (`_0`, `_2`)
     OUT_DIR/masks/tumor_001_Mask.tif ...            level-5 lesion masks
+    OUT_DIR/qc/tumor_001_qc.npz ...                 with artefacts: their true masks on the cell grid
     OUT_DIR/reference.csv                           Camelyon16 layout, no header
     OUT_DIR/synth.json                              the lesions (centre, size, category) for tests
 
@@ -18,12 +19,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
+from pcam_scan.diagnosis.rule import SizeCategory
 from pcam_scan.errors import ConfigError
 from pcam_scan.outputs import check_output_files
 from pcam_scan.synth.files import written_atomically
-from pcam_scan.synth.ground_truth import MASK_DOWNSAMPLE, MASK_LEVEL, write_ground_truth
-from pcam_scan.synth.layout import SlidePlan, plan_slide
+from pcam_scan.synth.ground_truth import MASK_DOWNSAMPLE, MASK_LEVEL, write_ground_truth, write_qc_truth
+from pcam_scan.synth.layout import Category, SlidePlan, plan_slide
+from pcam_scan.synth.patients import PATIENTS_CSV, REFERENCE_STAGES_CSV, PatientPlan, plan_patients, write_patient_files
 from pcam_scan.synth.slide_writer import SynthSlide, write_planned_slide
 from pcam_scan.synth.spec import SynthSpec, slide_seed
 
@@ -46,21 +50,49 @@ class SynthProgress:
 ProgressCallback = Callable[[SynthProgress], None]
 
 
+PATIENT_SEED_OFFSET = 1_000_000
+"""Node slides' seeds index past any tumour or normal slide's (MAX_SLIDES), so adding patients
+changes no other slide's bytes."""
+
+
 def slide_names(spec: SynthSpec) -> list[tuple[str, bool, int]]:
-    """(name, tumour, index within its kind) per slide, in writing order, Camelyon16 names."""
+    """(name, tumour, seed index) per slide, in writing order: Camelyon16 names, then the
+    patients' node slides (Camelyon17 names)."""
     tumour = [(f"tumor_{i + 1:03d}", True, i) for i in range(spec.tumour_count)]
     normal = [(f"normal_{i + 1:03d}", False, i) for i in range(spec.normal_count)]
-    return tumour + normal
+    nodes = [
+        (name, category != "negative", PATIENT_SEED_OFFSET + i)
+        for i, (name, category) in enumerate(node_categories(spec).items())
+    ]
+    return tumour + normal + nodes
+
+
+def node_categories(spec: SynthSpec) -> dict[str, SizeCategory]:
+    """Each patient node slide's category, in writing order (none without --patients)."""
+    return {name: category for plan in patient_plans(spec) for name, category in plan.nodes}
+
+
+def patient_plans(spec: SynthSpec) -> list[PatientPlan]:
+    return plan_patients(spec.patient_count, spec.seed)
 
 
 def dataset_files(out: Path, spec: SynthSpec) -> list[Path]:
     """Every file the data set writes under `out`."""
     files = [out / "reference.csv", out / "synth.json"]
+    if spec.patient_count:
+        files += [out / PATIENTS_CSV, out / REFERENCE_STAGES_CSV]
     for name, tumour, _ in slide_names(spec):
         files.append(out / f"{name}.tif")
         if tumour:
             files += [out / "annotations" / f"{name}.xml", out / "masks" / f"{name}_Mask.tif"]
+        if spec.artefacts is not None and spec.artefacts.any:
+            files.append(qc_truth_path(out, name))
     return files
+
+
+def qc_truth_path(out: Path, name: str) -> Path:
+    """Where a slide's true artefact masks on the cell grid go."""
+    return out / "qc" / f"{name}_qc.npz"
 
 
 def write_synthetic_dataset(
@@ -80,14 +112,20 @@ def write_synthetic_dataset(
             f"{out} holds slides this data set would not list in its reference.csv "
             f"({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}); use an empty folder"
         )
-    plans = [plan_slide(spec.slide, slide_seed(spec.seed, tumour, i), tumour) for _, tumour, i in jobs]
+    nodes: dict[str, SizeCategory] = node_categories(spec)
+    plans = [
+        plan_slide(spec.slide, slide_seed(spec.seed, tumour, i), tumour, _node_lesion_kind(nodes.get(name)))
+        for name, tumour, i in jobs
+    ]
     slides = []
     for index, ((name, tumour, _), plan) in enumerate(zip(jobs, plans, strict=True)):
         on_rows = None
         if on_progress is not None:
             on_rows = _slide_progress(on_progress, name, index, len(jobs))
         try:
-            slide = write_planned_slide(out / f"{name}.tif", plan, on_rows)
+            slide = write_planned_slide(out / f"{name}.tif", plan, on_rows, spec.artefacts)
+            if spec.artefacts is not None and spec.artefacts.any:
+                slide = write_qc_truth(slide, qc_truth_path(out, name))
             if tumour:
                 slide = write_ground_truth(
                     slide, out / "annotations" / f"{name}.xml", out / "masks" / f"{name}_Mask.tif"
@@ -96,8 +134,15 @@ def write_synthetic_dataset(
             raise ConfigError(f"cannot write {name} in {out}: {err.strerror or err}") from None
         slides.append(slide)
     write_reference_csv(out / "reference.csv", slides)
+    if spec.patient_count:
+        write_patient_files(out, patient_plans(spec))
     write_manifest(out / "synth.json", spec, slides, out)
     return slides
+
+
+def _node_lesion_kind(category: SizeCategory | None) -> Category | None:
+    """The lesion a node slide holds: its category's, none for a negative node or a non-node."""
+    return None if category in (None, "negative") else cast(Category, category)
 
 
 def _slide_progress(
@@ -167,6 +212,13 @@ def write_manifest(path: Path, spec: SynthSpec, slides: list[SynthSlide], out: P
                 "annotation": relative(slide.xml_path),
                 "mask": relative(slide.mask_path),
                 "lesions": lesions,
+                "qc_truth": relative(slide.qc_truth_path),
+                "artefacts": {
+                    "ink": [stroke.colour for stroke in slide.artefacts.strokes],
+                    "blur_discs": len(slide.artefacts.blur),
+                    "folds": len(slide.artefacts.folds),
+                    "bubbles": len(slide.artefacts.bubbles),
+                },
             }
         )
     manifest = {

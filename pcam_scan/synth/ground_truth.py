@@ -17,6 +17,8 @@ import tifffile
 from pcam_scan.annotations.asap import write_asap_xml
 from pcam_scan.annotations.model import SlideAnnotations
 from pcam_scan.annotations.rasterize import rasterize_annotations
+from pcam_scan.geometry import PatchGeometry
+from pcam_scan.slide import open_slide, plan_grid
 from pcam_scan.synth.files import written_atomically
 from pcam_scan.synth.slide_writer import SynthSlide
 from pcam_scan.synth.spec import SlideSpec
@@ -58,3 +60,18 @@ def write_ground_truth(slide: SynthSlide, xml_path: Path, mask_path: Path) -> Sy
     write_asap_xml(annotations, xml_path)
     write_lesion_mask(mask_path, annotations, slide.plan.spec)
     return dataclasses.replace(slide, xml_path=xml_path, mask_path=mask_path)
+
+
+def write_qc_truth(slide: SynthSlide, path: Path) -> SynthSlide:
+    """Write the slide's true artefact masks on the cell grid a PCam scan of it uses (the grid is
+    planned from the written file, as the scan plans it): `<kind>` bool arrays (ink, blur, fold,
+    bubble) in one .npz, with `cell_um`."""
+    with open_slide(slide.path) as opened:
+        _, grid = plan_grid(opened.info, PatchGeometry())
+    l0_per_cell = grid.l0_per_px * grid.geometry.cell_px
+    masks = slide.artefacts.cell_masks(grid.rows, grid.cols, l0_per_cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with written_atomically(path) as partial, partial.open("wb") as handle:
+        arrays: dict[str, object] = {"cell_um": np.float64(grid.cell_um), **masks}
+        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
+    return dataclasses.replace(slide, qc_truth_path=path)

@@ -107,14 +107,18 @@ class SlidePlan:
         return SlideAnnotations(tumour=tuple(tumour), exclusions=tuple(exclusions))
 
 
-def plan_slide(spec: SlideSpec, seed: int, tumour: bool) -> SlidePlan:
-    """Lay out one slide from its seed: same seed and spec, same plan."""
+def plan_slide(spec: SlideSpec, seed: int, tumour: bool, node: Category | None = None) -> SlidePlan:
+    """Lay out one slide from its seed: same seed and spec, same plan. `node`: a patient's lymph
+    node of that category, holding exactly one lesion of it (pcam_scan.synth.patients)."""
     rng = np.random.default_rng([int(seed), 0x706C616E])
     tissue = _tissue_pieces(rng, spec)
     fat = _fat_lobules(rng, tissue)
     lesions: tuple[Lesion, ...] = ()
     histotype = "None"
-    if tumour:
+    if node is not None:
+        lesions = (_node_lesion(rng, spec, tissue, node),)
+        histotype = str(rng.choice(HISTOTYPES, p=HISTOTYPE_WEIGHTS))
+    elif tumour:
         lesions = _lesions(rng, spec, tissue)
         histotype = str(rng.choice(HISTOTYPES, p=HISTOTYPE_WEIGHTS))
     return SlidePlan(spec=spec, seed=int(seed), tissue=tissue, fat=fat, lesions=lesions, histotype=histotype)
@@ -180,6 +184,19 @@ def _lesions(rng: np.random.Generator, spec: SlideSpec, tissue: tuple[np.ndarray
         if lesion is not None:
             placed.append(lesion)
     return tuple(placed)
+
+
+def _node_lesion(rng: np.random.Generator, spec: SlideSpec, tissue: tuple[np.ndarray, ...], node: Category) -> Lesion:
+    """A node's one lesion, of exactly its category (its measured diameter checked)."""
+    lesion = _place(rng, spec, tissue, [], node)
+    if lesion is None or lesion.category != node:
+        low_um = DIAMETER_RANGES_UM[node][0]
+        raise ConfigError(
+            f"a {spec.width_px} x {spec.height_px} px slide at {spec.mpp_um_px} um/px has no room for a "
+            f"{node} lesion ({low_um / 1000:g} mm) in its tissue: make it larger "
+            "(patients' macro nodes need about 16384 x 16384 px at 0.243 um/px)"
+        )
+    return lesion
 
 
 def _place(

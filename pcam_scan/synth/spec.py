@@ -9,8 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from numbers import Integral
+from typing import TYPE_CHECKING
 
 from pcam_scan.errors import ConfigError
+from pcam_scan.validation import check_seed
+
+if TYPE_CHECKING:
+    from pcam_scan.synth.artefacts import ArtefactSpec
 
 # Nuclei must span a few pixels for the tumour texture to mean anything, and the scanner reads
 # at 0.972 um/px: coarser slides than this are not slides.
@@ -20,6 +25,8 @@ MAX_MPP_UM_PX = 2.0
 MIN_SIDE_UM = 1000.0
 MAX_SIDE_PX = 400_000
 MAX_SLIDES = 10_000
+STAIN_PRESET_NAMES = ("default", "centre-b", "centre-c")
+"""The keys of `pcam_scan.synth.stains.STAIN_PRESETS` (spelled here so `synth --help` needs no numpy)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,8 @@ class SlideSpec:
     mpp_um_px: float = 0.243
     tile_px: int = 256
     jpeg_quality: int = 90
+    stain_preset: str = "default"
+    """The lab's stain (`pcam_scan.synth.stains.STAIN_PRESETS`): default is centre A."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.mpp_um_px, (int, float)) and math.isfinite(self.mpp_um_px)):
@@ -56,6 +65,8 @@ class SlideSpec:
             raise ConfigError(f"tile size {self.tile_px} px must be a multiple of 16 in 64..2048")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"JPEG quality {self.jpeg_quality} must be in 1..100")
+        if self.stain_preset not in STAIN_PRESET_NAMES:
+            raise ConfigError(f"--stain-preset {self.stain_preset!r} is not one of {', '.join(STAIN_PRESET_NAMES)}")
 
     @property
     def width_um(self) -> float:
@@ -74,18 +85,27 @@ class SynthSpec:
     tumour_count: int
     normal_count: int
     seed: int = 0
+    patient_count: int = 0
+    """Camelyon17-style patients of known pN stage, five node slides each (pcam_scan.synth.patients)."""
+    artefacts: ArtefactSpec | None = None
+    """Artefacts drawn on every slide, with their true masks on the cell grid (QC's ground truth)."""
 
     def __post_init__(self) -> None:
         for name, value in (("--tumor", self.tumour_count), ("--normal", self.normal_count)):
             if not isinstance(value, Integral) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{name} must be a count of slides (0 or more), got {value!r}")
-        total = self.tumour_count + self.normal_count
+        if (
+            not isinstance(self.patient_count, Integral)
+            or isinstance(self.patient_count, bool)
+            or self.patient_count < 0
+        ):
+            raise ConfigError(f"--patients must be a count of patients (0 or more), got {self.patient_count!r}")
+        total = self.tumour_count + self.normal_count + 5 * self.patient_count
         if total == 0:
-            raise ConfigError("nothing to write: --tumor and --normal are both 0")
+            raise ConfigError("nothing to write: --tumor, --normal and --patients are all 0")
         if total > MAX_SLIDES:
             raise ConfigError(f"{total} slides asked for; at most {MAX_SLIDES} per data set")
-        if not isinstance(self.seed, Integral) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        check_seed("--seed", self.seed)  # the README's range: 0 to 2**32 - 1
 
 
 def slide_seed(dataset_seed: int, tumour: bool, index: int) -> int:

@@ -24,7 +24,7 @@ from pcam_scan.synth.nuclei import (
     max_radius_px,
     nuclei_in,
 )
-from pcam_scan.synth.stains import EOSIN_OD, GLASS_OD, HAEMATOXYLIN_OD, TISSUE_OD, density_to_rgb
+from pcam_scan.synth.stains import GLASS_OD, STAIN_PRESETS, TISSUE_OD, density_to_rgb
 
 GLASS, STROMA, FAT, TUMOUR = 0, 1, 2, 3
 
@@ -48,6 +48,7 @@ class SlideTexture:
         self._lesions = plan.annotations()
         self._lesion_boxes = [(p.l0_xy.min(axis=0), p.l0_xy.max(axis=0)) for p in self._lesions.tumour]
         self._grain = NoiseTable(plan.seed, 11)
+        self._haem_od, self._eosin_od = STAIN_PRESETS[plan.spec.stain_preset].vectors()
 
     def labels(self, l0_x: int, l0_y: int, width: int, height: int) -> np.ndarray:
         """uint8 (H, W) region per pixel: GLASS, STROMA, FAT or TUMOUR (tumour minus exclusions)."""
@@ -90,7 +91,7 @@ class SlideTexture:
         chromatin = 0.85 + 0.12 * grain
         haem += nucleus_haem * coverage * chromatin
         eosin *= 1.0 - 0.6 * coverage
-        density = haem[..., None] * HAEMATOXYLIN_OD + eosin[..., None] * EOSIN_OD
+        density = haem[..., None] * self._haem_od + eosin[..., None] * self._eosin_od
         density += np.where(labels == GLASS, np.float32(GLASS_OD), np.float32(TISSUE_OD))[..., None]
         density += ((0.008 + 0.02 * (labels != GLASS)) * grain)[..., None]
         return density_to_rgb(density)

@@ -37,7 +37,7 @@ from pcam_scan.store import validate_slide_id
 from pcam_scan.store.validation import DamagedSlideError
 from pcam_scan.viewer.catalog import SlideCatalog, SlideView, ViewerSettings, parse_threshold
 from pcam_scan.viewer.server import LOOPBACK_HOSTS
-from pcam_scan.viewer.tiles import heatmap_tile_png
+from pcam_scan.viewer.tiles import heatmap_tile_png, qc_tile_png
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 OPENSEADRAGON_DIR = WEB_DIR / "node_modules" / "openseadragon" / "build" / "openseadragon"
@@ -74,6 +74,7 @@ def create_app(settings: ViewerSettings, allowed_hosts: tuple[str, ...] = LOOPBA
         Route("/api/slides/{slide_id}/slide_files/{level}/{tile}", api.slide_tile),
         Route("/api/slides/{slide_id}/heatmap.dzi", api.heatmap_dzi),
         Route("/api/slides/{slide_id}/heatmap_files/{level}/{tile}", api.heatmap_tile),
+        Route("/api/slides/{slide_id}/qc_files/{level}/{tile}", api.qc_tile),
         Route("/api/slides/{slide_id}/lesions", api.lesions),
         Route("/api/slides/{slide_id}/reference", api.reference),
         Route("/api/slides/{slide_id}/probe", api.probe),
@@ -111,8 +112,7 @@ class _Api:
         return FileResponse(WEB_DIR / "viewer.html")
 
     def slide_list(self, request: Request) -> Response:
-        slides = [summary.to_json() for summary in self.catalog.summaries()]
-        return JSONResponse({"store": self.catalog.store.uri, "slides": slides}, headers={"cache-control": REVALIDATE})
+        return JSONResponse(self.catalog.slide_list(), headers={"cache-control": REVALIDATE})
 
     def slide_info(self, request: Request) -> Response:
         view = self._view(request)
@@ -137,6 +137,13 @@ class _Api:
         level, col, row = _tile_address(request, view, "png")
         style = self.settings.style(self._threshold(request))
         body = heatmap_tile_png(self.catalog.pyramid(view), view.deep_zoom, level, col, row, style)
+        return _cached(request, view, body, "image/png")
+
+    def qc_tile(self, request: Request) -> Response:
+        """The QC layer: one colour per reason (`tiles.QC_RGBA`); clear without QC."""
+        view = self._view(request)
+        level, col, row = _tile_address(request, view, "png")
+        body = qc_tile_png(self.catalog.pyramid(view), view.deep_zoom, level, col, row)
         return _cached(request, view, body, "image/png")
 
     def lesions(self, request: Request) -> Response:

@@ -16,8 +16,12 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
+from typing import cast
 
 from pcam_scan.diagnosis.features import FeatureSettings
+from pcam_scan.diagnosis.patient_files import read_patients
+from pcam_scan.diagnosis.rule import SizeCategory
+from pcam_scan.diagnosis.staging import stage_patients
 from pcam_scan.errors import ConfigError, PcamScanError, StoreError
 from pcam_scan.geometry import CellGrid
 from pcam_scan.render.heatmap_image import HeatmapPyramid, HeatmapStyle
@@ -27,6 +31,7 @@ from pcam_scan.render.summary import SlideSummary, summarise
 from pcam_scan.slide_backends import DEFAULT_SLIDE_BACKEND, check_backend_name
 from pcam_scan.store import HeatmapStore, SlideState, StoredSlide
 from pcam_scan.store.identity import canonical_json
+from pcam_scan.store.queries import model_calibration
 from pcam_scan.store.validation import DamagedSlideError
 from pcam_scan.validation import check_probability
 from pcam_scan.viewer.lru import LruCache
@@ -51,6 +56,8 @@ class ViewerSettings:
     """Reference annotations (ASAP XML, GeoJSON, NCRF JSON) matched by slide name."""
     slide_backend: str = DEFAULT_SLIDE_BACKEND
     """The library that reads the slides (`pcam_scan.slide_backends.SLIDE_BACKENDS`)."""
+    patients_file: Path | None = None
+    """`slide_id,patient,node` (pcam_scan.diagnosis.patient_files): the list groups by patient."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.jpeg_quality <= 100:
@@ -97,6 +104,7 @@ class SlideCatalog:
         self._tiles: LruCache[SlideTiles] = LruCache(settings.cached_slides)
         self._lesions: LruCache[dict[str, object]] = LruCache(4 * settings.cached_slides)
         self._references: LruCache[dict[str, object]] = LruCache(settings.cached_slides)
+        self.patients = None if settings.patients_file is None else read_patients(settings.patients_file)
 
     def summaries(self) -> list[SlideSummary]:
         """Every slide group of the store, in id order; an unreadable group says so."""
@@ -111,6 +119,35 @@ class SlideCatalog:
             except StoreError as err:
                 out.append(SlideSummary(slide_id, None, f"unreadable: {err}"))
         return out
+
+    def slide_list(self) -> dict[str, object]:
+        """The slide list's JSON: every slide, and with a patients file each slide's patient and
+        node and each patient's pN stage (pcam_scan.diagnosis.staging) from the stored diagnoses."""
+        summaries = self.summaries()
+        slides = [summary.to_json() for summary in summaries]
+        if self.patients is None:
+            return {"store": self.store.uri, "slides": slides}
+        where = {node.slide_id.lower(): node for node in self.patients}
+        for slide in slides:
+            node = where.get(str(slide["slide_id"]).lower())
+            slide["patient"], slide["node"] = (None, None) if node is None else (node.patient, node.node)
+        results = {
+            s.slide_id: (cast(SizeCategory, s.category) if s.call else None, s.state or "unknown", s.message or "")
+            for s in summaries
+        }
+        patients = [
+            {
+                "patient": stage.patient,
+                "stage": stage.stage,
+                "at_least": stage.at_least,
+                "at_most": stage.at_most,
+                "slides": [n.slide_id for n in stage.nodes],
+                "deciding_slides": stage.deciding_slides(),
+                "unassessed": [f"{n.slide_id} ({n.status})" for n in stage.unassessed()],
+            }
+            for stage in stage_patients(self.patients, results)
+        ]
+        return {"store": self.store.uri, "slides": slides, "patients": patients}
 
     def has_slide(self, slide_id: str) -> bool:
         """Whether the (already validated) id names a slide group of the store."""
@@ -206,6 +243,7 @@ class SlideCatalog:
             slide_problem = str(err)
         return {
             "summary": summarise(view.stored).to_json(),
+            "calibration": model_calibration(self.store),
             "version": view.version,
             "complete": view.complete,
             "l0_width": grid.l0_width,

@@ -29,6 +29,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def host_header_name(host: str) -> str:
+    """An address as a Host header names it: IPv6 in brackets, names in lower case."""
+    bare = host.strip().strip("[]").lower()
+    return f"[{bare}]" if ":" in bare else bare
+
+
+def loopback_host_names(host: str) -> tuple[str, ...]:
+    """The Host header names a loopback viewer answers to: the usual loopback names and the
+    address it is bound to (127.0.0.2 is loopback too, and its browser sends that name)."""
+    return tuple(dict.fromkeys([*LOOPBACK_HOSTS, host_header_name(host)]))
+
+
 def remote_host_names(host: str, server_names: list[str]) -> tuple[str, ...]:
     """The Host header names a viewer bound to a non-loopback address answers to: the names
     given, else the bound address (unless it is a wildcard) and this machine's names. The
@@ -37,7 +49,7 @@ def remote_host_names(host: str, server_names: list[str]) -> tuple[str, ...]:
     names = [name.strip().lower() for name in server_names if name.strip()]
     if not names:
         wildcard = host.strip("[]") in ("0.0.0.0", "::", "")
-        names = [] if wildcard else [f"[{host}]" if ":" in host.strip("[]") else host]
+        names = [] if wildcard else [host_header_name(host)]
         names += [socket.gethostname().lower(), socket.getfqdn().lower()]
     return tuple(dict.fromkeys([*names, *LOOPBACK_HOSTS]))
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from pcam_scan.errors import SlideError
+from pcam_scan.qc.flags import BLUR, BUBBLE, FOLD, INK, INK_NEARBY
 from pcam_scan.render.heatmap_image import HeatmapPyramid, HeatmapStyle, colourise
 from pcam_scan.slide_backends import DEFAULT_SLIDE_BACKEND, open_slide_file
 from pcam_scan.slide_backends.deepzoom import DEFAULT_OVERLAP_PX, DEFAULT_TILE_PX, DeepZoomGrid
@@ -33,6 +35,33 @@ def heatmap_tile_png(
     prob = pyramid.sample((x0 * scale, y0 * scale), scale, (x1 - x0, y1 - y0))
     buffer = io.BytesIO()
     Image.fromarray(colourise(prob, style), mode="RGBA").save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+QC_RGBA: dict[int, tuple[int, int, int, int]] = {
+    INK: (30, 90, 255, 170),
+    INK_NEARBY: (120, 160, 255, 110),
+    FOLD: (255, 140, 0, 170),
+    BUBBLE: (0, 200, 200, 170),
+    BLUR: (190, 60, 220, 120),
+}
+"""One colour per QC reason (the viewer's legend spells the same); a cell with several reasons
+shows the first of ink, ink nearby, fold, bubble, blur (excluding reasons first)."""
+
+
+def qc_tile_png(pyramid: HeatmapPyramid, grid: DeepZoomGrid, level: int, col: int, row: int) -> bytes:
+    """One QC tile as an RGBA PNG: each flagged cell in its reason's colour, the rest clear."""
+    x0, y0, x1, y1 = grid.tile_box(level, col, row)
+    scale = grid.l0_per_level_px(level)
+    flags = pyramid.sample_qc((x0 * scale, y0 * scale), scale, (x1 - x0, y1 - y0))
+    rgba = np.zeros((*flags.shape, 4), dtype=np.uint8)
+    painted = np.zeros(flags.shape, dtype=bool)
+    for bit, colour in QC_RGBA.items():
+        mask = ((flags & bit) != 0) & ~painted
+        rgba[mask] = colour
+        painted |= mask
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
 
 

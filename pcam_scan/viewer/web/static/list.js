@@ -1,9 +1,11 @@
-// Slide list: one row per slide of the store, sortable by any column.
+// Slide list: one row per slide of the store, sortable by any column; with a patients file
+// (`pcam-scan view --patients FILE`) the rows are grouped under each patient's pN stage.
 "use strict";
 
 (function () {
   const CATEGORY_ORDER = { macro: 3, micro: 2, itc: 1, negative: 0 };
   let slides = [];
+  let patients = null;  // [{patient, stage, at_least, at_most, slides, unassessed}] or null
   let sortKey = "probability";
   let descending = true;
 
@@ -52,7 +54,51 @@
     });
     const body = document.querySelector("#slides tbody");
     body.replaceChildren();
+    if (patients === null) {
+      slides.forEach((slide) => body.appendChild(slideRow(slide)));
+      return;
+    }
+    const byPatient = new Map(patients.map((p) => [p.patient, []]));
+    const unlisted = [];
     for (const slide of slides) {
+      const group = slide.patient === null || slide.patient === undefined ? null : byPatient.get(slide.patient);
+      if (group) group.push(slide); else unlisted.push(slide);
+    }
+    for (const patient of patients) {
+      body.appendChild(patientRow(patient));
+      byPatient.get(patient.patient).forEach((slide) => body.appendChild(slideRow(slide)));
+    }
+    if (unlisted.length) {
+      body.appendChild(groupRow("Slides of no listed patient", ""));
+      unlisted.forEach((slide) => body.appendChild(slideRow(slide)));
+    }
+  }
+
+  function groupRow(title, detail) {
+    const row = document.createElement("tr");
+    row.className = "patient";
+    const td = document.createElement("td");
+    td.colSpan = 8;
+    const strong = document.createElement("strong");
+    strong.textContent = title;
+    td.appendChild(strong);
+    if (detail) td.appendChild(document.createTextNode(" \u2014 " + detail));
+    row.appendChild(td);
+    return row;
+  }
+
+  function patientRow(patient) {
+    const stage = patient.stage === "pN?"
+      ? `pN? (incomplete: at least ${patient.at_least}, at most ${patient.at_most})`
+      : patient.stage;
+    const missing = patient.unassessed.length ? `; not assessable: ${patient.unassessed.join(", ")}` : "";
+    const row = groupRow(`${patient.patient}: ${stage}`, `${patient.slides.length} nodes${missing}`);
+    row.dataset.patient = patient.patient;
+    return row;
+  }
+
+  function slideRow(slide) {
+    {
       const row = document.createElement("tr");
       row.dataset.slideId = slide.slide_id;
       const link = document.createElement("a");
@@ -68,7 +114,10 @@
       cell(row, slide.largest_lesion_um ? fmt(slide.largest_lesion_um / 1000, 2) : "\u2013", "num");
       cell(row, fmt(slide.tumour_area_mm2, 3), "num");
       cell(row, fmt(slide.tissue_mm2, 1), "num");
-      body.appendChild(row);
+      const qc = badge(slide.qc_verdict || "not run", "qc-" + (slide.qc_verdict || "not-run").replace(/ /g, "-"));
+      if (slide.qc_reason) qc.title = slide.qc_reason;
+      cell(row, qc);
+      return row;
     }
   }
 
@@ -79,6 +128,7 @@
       const data = await response.json();
       if (!response.ok) throw new Error(data.error || response.statusText);
       slides = data.slides;
+      patients = data.patients || null;
       document.getElementById("store").textContent = data.store;
       status.textContent = `${slides.length} slide${slides.length === 1 ? "" : "s"}`;
       document.getElementById("slides").hidden = false;

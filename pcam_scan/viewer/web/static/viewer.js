@@ -69,6 +69,22 @@
     });
   }
 
+  let qcItem = null;
+
+  function toggleQc(on) {
+    if (!on) {
+      if (qcItem) viewer.world.removeItem(qcItem);
+      qcItem = null;
+      return;
+    }
+    viewer.addTiledImage({
+      tileSource: tileSource("qc", "png", `v=${info.version}`),
+      opacity: 0.8,
+      success: (event) => { qcItem = event.item; },
+      error: (event) => { state.error = "qc: " + event.message; },
+    });
+  }
+
   function currentOpacity() {
     return state.heatmapOn ? state.opacity : 0;
   }
@@ -300,6 +316,8 @@
       ["Tumour area", summary.tumour_area_mm2, (v) => `${v.toFixed(3)} mm\u00b2 (p \u2265 ${summary.tumour_area_threshold.toFixed(2)})`],
       ["Tissue", summary.tissue_mm2, (v) => `${v.toFixed(1)} mm\u00b2`],
       ["Method", summary.method, (v) => v],
+      ["QC", summary.qc_verdict || "not run", (v) => v + (summary.qc_reason ? ` (${summary.qc_reason})` : "")],
+      ["Calibration", info && info.calibration, (v) => v],
     ];
     const list = $("diagnosis-facts");
     list.replaceChildren();
@@ -334,6 +352,7 @@
     $("threshold-value").textContent = state.threshold.toFixed(2);
     $("opacity").addEventListener("input", (e) => { state.opacity = Number(e.target.value); applyOpacity(); });
     $("heatmap-on").addEventListener("change", (e) => { state.heatmapOn = e.target.checked; applyOpacity(); });
+    $("qc-on").addEventListener("change", (e) => toggleQc(e.target.checked));
     $("threshold").addEventListener("input", (e) => {
       state.threshold = Number(e.target.value);
       $("threshold-value").textContent = state.threshold.toFixed(2);

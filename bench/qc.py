@@ -1,0 +1,259 @@
+"""QC's figures on a synthetic batch with injected artefacts, side by side in one run.
+
+It writes the batch (3072 px square slides at the demo's 0.486 um/px, seeds the QC thresholds were not tuned on):
+- `ink_normal_*`: normal slides with 4 marker strokes (blue, green, black, red), 80 um wide;
+- `mixed_*`: tumour slides with 2 strokes, an out-of-focus disc (sigma 2 um), a fold, a bubble;
+- `blurred_*`: slides with a large out-of-focus disc (more than the documented share of tissue);
+- `clean_normal_*`, `clean_tumour_*`: no artefact.
+Then it prints:
+1. Dice of each QC mask against the injected truth on the cell grid (tissue cells), beside the
+   same Dice for two classical blur rules implemented from their published descriptions (copied
+   code: none): HistoQC's BlurDetectionModule (absolute Laplacian of the grey image, smoothed by
+   a Gaussian of `blur_radius` px, below `blur_threshold` = blurry; defaults 7 and 0.1) and
+   Slideflow's Gaussian filter (grey image at 4 um/px, Gaussian sigma 3, |Laplacian| below 0.02 =
+   blurry); a cell is blurry for a baseline when half its pixels are;
+2. slide verdicts, and how many normal slides with ink come out positive with the demo's trained
+   model (the issue's reproduction), QC off vs on;
+3. QC's cost: the null-model pipeline's seconds over the same slides, QC off vs on (same
+   command, alternated `--repeats` times; in process by default, `--ray` for the Ray pipeline);
+   QC reads nothing more than the scan (it measures the block regions the scan reads).
+A benchmark: prints figures, asserts nothing.
+
+    PYTHONPATH=. python bench/qc.py --num-cpus 2                 # trains the demo model first
+    PYTHONPATH=. python bench/qc.py --model demo/model.safetensors --out /tmp/qc-bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BATCH = (
+    # (prefix, count, tumour, artefacts)
+    ("ink_normal", 2, False, {"ink_strokes": 4}),
+    ("mixed", 1, True, {"ink_strokes": 2, "blur_discs": 1, "blur_radius_um": 300.0, "folds": 1, "bubbles": 1}),
+    ("blurred", 1, False, {"blur_discs": 1, "blur_radius_um": 700.0}),
+    ("clean_normal", 1, False, {}),
+    ("clean_tumour", 1, True, {}),
+)
+KINDS = ("ink", "blur", "fold", "bubble")
+
+
+def write_batch(out: Path, width: int, height: int, mpp: float) -> list[Path]:
+    from pcam_scan.synth.artefacts import ArtefactSpec
+    from pcam_scan.synth.ground_truth import write_qc_truth
+    from pcam_scan.synth.layout import plan_slide
+    from pcam_scan.synth.slide_writer import write_planned_slide
+    from pcam_scan.synth.spec import SlideSpec, slide_seed
+
+    spec = SlideSpec(width_px=width, height_px=height, mpp_um_px=mpp)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for prefix, count, tumour, fields in BATCH:
+        for index in range(count):
+            path = out / f"{prefix}_{index + 1:03d}.tif"
+            paths.append(path)
+            truth = out / "qc" / f"{path.stem}_qc.npz"
+            if path.exists() and truth.exists():
+                continue
+            plan = plan_slide(spec, slide_seed(97, tumour, index + 10 * len(prefix)), tumour)
+            slide = write_planned_slide(path, plan, None, ArtefactSpec(**fields))  # type: ignore[arg-type]
+            write_qc_truth(slide, truth)
+            print(f"  wrote {path.name}", file=sys.stderr)
+    return paths
+
+
+def train_demo_model(root: Path, num_cpus: int | None) -> Path:
+    """The demo's own training steps (`pcam-scan demo --quick`: its synthetic training slides and
+    its tiny CNN)."""
+    from pcam_scan.cli import main
+    from pcam_scan.commands.demo import QUICK, DemoPaths, demo_steps
+
+    paths = DemoPaths(root)
+    if paths.model.exists():
+        return paths.model
+    steps = dict(demo_steps(paths, QUICK, num_cpus))
+    for title in ("make synthetic training slides", "train a small CNN on patches mined from the training slides"):
+        print(f"  demo step: {title}", file=sys.stderr)
+        if main(steps[title]) != 0:
+            raise SystemExit(f"the demo step {title!r} failed")
+    return paths.model
+
+
+def scan(slides: list[Path], model: Path, store: Path, qc: bool, num_cpus: int | None, ray: bool) -> float:
+    """One scan of `slides` into a fresh `store`; the pipeline's seconds (blocks started to done)."""
+    import shutil
+
+    from pcam_scan.model.settings import SCAN_CPU_THREADS, PredictorSettings
+    from pcam_scan.qc.settings import QcSettings
+    from pcam_scan.scan.inprocess import in_process_executor
+    from pcam_scan.scan.progress import ScanProgress
+    from pcam_scan.scan.runner import Placement, ScanRequest, run_scan
+    from pcam_scan.scan.settings import ScanSettings
+
+    shutil.rmtree(store, ignore_errors=True)
+    settings = ScanSettings(
+        predictor=PredictorSettings(device="cpu", cpu_threads=SCAN_CPU_THREADS), qc=QcSettings() if qc else None
+    )
+    request = ScanRequest(
+        tuple(map(str, slides)), str(model), str(store), settings, Placement(num_cpus=num_cpus, in_process=not ray)
+    )
+    progress = ScanProgress(stream=open(os.devnull, "w"))
+    if ray:
+        from cluster.executor import ray_executor
+
+        outcomes = run_scan(request, ray_executor, progress)
+    else:
+        outcomes = run_scan(request, in_process_executor, progress)
+    failed = [o for o in outcomes if o.failed]
+    if failed:
+        raise SystemExit(f"scan failed: {failed[0].slide_id}: {failed[0].message}")
+    assert progress.blocks_started is not None and progress.finished is not None
+    return progress.finished - progress.blocks_started
+
+
+def dice(predicted: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+    """(overlap, predicted, true) cell counts, summed over slides before the ratio."""
+    return int(np.count_nonzero(predicted & truth)), int(np.count_nonzero(predicted)), int(np.count_nonzero(truth))
+
+
+def _cells_from_pixels(mask: np.ndarray, n_rows: int, n_cols: int, cell_px: int) -> np.ndarray:
+    return mask[: n_rows * cell_px, : n_cols * cell_px].reshape(n_rows, cell_px, n_cols, cell_px).mean(axis=(1, 3))
+
+
+def baseline_blur(slide_path: Path, tissue: np.ndarray) -> dict[str, np.ndarray]:
+    """The two classical blur rules on the slide, as cell masks (bench-only pixel reads)."""
+    from scipy import ndimage
+
+    from pcam_scan.geometry import PatchGeometry
+    from pcam_scan.slide import choose_read_plan, open_slide, plan_grid
+
+    with open_slide(str(slide_path)) as slide:
+        read_plan, grid = plan_grid(slide.info, PatchGeometry())
+        cell_px = grid.geometry.cell_px
+        size = (grid.cols * cell_px, grid.rows * cell_px)
+        rgb = slide.read_px_region(read_plan, (0, 0), size).astype(np.float32) / 255.0
+        coarse_plan = choose_read_plan(slide.info, 4.0)
+        scale = coarse_plan.px_mpp_um_px / grid.px_mpp_um_px
+        coarse_size = (max(1, int(size[0] / scale)), max(1, int(size[1] / scale)))
+        coarse = slide.read_px_region(coarse_plan, (0, 0), coarse_size).astype(np.float32) / 255.0
+    weights = np.array([0.2125, 0.7154, 0.0721], np.float32)  # the usual rgb -> grey luminance
+    grey = rgb @ weights
+    # HistoQC: |Laplacian| of grey, Gaussian-smoothed with sigma = blur_radius, <= threshold is blurry
+    histoqc = ndimage.gaussian_filter(np.abs(ndimage.laplace(grey)), sigma=7) <= 0.1
+    # Slideflow: grey at 4 um/px, Gaussian sigma 3, |Laplacian| <= 0.02 is blurry
+    grey_coarse = coarse @ weights
+    slideflow_coarse = np.abs(ndimage.laplace(ndimage.gaussian_filter(grey_coarse, sigma=3))) <= 0.02
+    zoom = (grey.shape[0] / slideflow_coarse.shape[0], grey.shape[1] / slideflow_coarse.shape[1])
+    slideflow = ndimage.zoom(slideflow_coarse.astype(np.float32), zoom, order=0)[: grey.shape[0], : grey.shape[1]]
+    slideflow = np.pad(slideflow, ((0, grey.shape[0] - slideflow.shape[0]), (0, grey.shape[1] - slideflow.shape[1])))
+    rows, cols = tissue.shape
+    return {
+        "HistoQC blur": (_cells_from_pixels(histoqc.astype(np.float32), rows, cols, cell_px) >= 0.5) & tissue,
+        "Slideflow Gaussian": (_cells_from_pixels(slideflow > 0.5, rows, cols, cell_px) >= 0.5) & tissue,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/pcam-qc-bench"))
+    parser.add_argument("--model", type=Path, default=None, help="a trained checkpoint (default: train the demo's)")
+    parser.add_argument("--num-cpus", type=int, default=None)
+    parser.add_argument("--width", type=int, default=3072)
+    parser.add_argument("--height", type=int, default=3072)
+    parser.add_argument("--mpp", type=float, default=0.486)
+    parser.add_argument("--repeats", type=int, default=1, help="QC off/on pipeline runs each, alternated")
+    parser.add_argument(
+        "--ray",
+        action="store_true",
+        help="time the null model on the Ray pipeline (default: the in-process executor, the same read, "
+        "QC, model and write functions in one process: steadier on a shared 2-core machine)",
+    )
+    args = parser.parse_args()
+
+    from pcam_scan.model.random_model import write_random_checkpoint
+    from pcam_scan.qc.flags import REASONS
+    from pcam_scan.store import HeatmapStore
+    from pcam_scan.store.queries import read_heatmap
+
+    started = time.perf_counter()
+    print("writing the batch ...", file=sys.stderr)
+    slides = write_batch(args.out / "slides", args.width, args.height, args.mpp)
+    model = args.model or train_demo_model(args.out / "demo", args.num_cpus)
+    null = args.out / "null.safetensors"
+    write_random_checkpoint(null, "null")
+
+    print("scanning ...", file=sys.stderr)
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(args.repeats):
+        for qc in (False, True):
+            seconds[qc].append(scan(slides, null, args.out / f"null-qc-{qc}.zarr", qc, args.num_cpus, ray=args.ray))
+    scan(slides, model, args.out / "demo-qc-False.zarr", False, args.num_cpus, ray=False)
+    scan(slides, model, args.out / "demo-qc-True.zarr", True, args.num_cpus, ray=False)
+
+    qc_store = HeatmapStore.open(str(args.out / "null-qc-True.zarr"))
+    totals: dict[str, list[int]] = {}
+    verdicts = []
+    for path in slides:
+        heatmap = read_heatmap(qc_store, path.stem)
+        truth = np.load(args.out / "slides" / "qc" / f"{path.stem}_qc.npz")
+        tissue = heatmap.tissue
+        assert heatmap.qc_flags is not None
+        for kind in KINDS:
+            counts = dice((heatmap.qc_flags & REASONS[kind]) != 0, truth[kind] & tissue)
+            totals.setdefault(f"pcam-scan QC {kind}", [0, 0, 0])
+            totals[f"pcam-scan QC {kind}"] = [a + b for a, b in zip(totals[f"pcam-scan QC {kind}"], counts)]
+        for name, mask in baseline_blur(path, tissue).items():
+            counts = dice(mask, truth["blur"] & tissue)
+            totals.setdefault(name, [0, 0, 0])
+            totals[name] = [a + b for a, b in zip(totals[name], counts)]
+        stored = qc_store.stored_slide(path.stem)
+        blur_truth = float(np.count_nonzero(truth["blur"] & tissue)) / max(int(tissue.sum()), 1)
+        verdicts.append((path.stem, stored.qc_verdict, stored.qc_reason, blur_truth))
+
+    where = f"Ray with {args.num_cpus or os.cpu_count()} CPUs" if args.ray else "the in-process executor"
+    print(
+        f"\nQC on a synthetic batch: {len(slides)} slides {args.width}x{args.height} px at {args.mpp} um/px, "
+        f"scanned on {where} ({os.cpu_count()} cores, shared); cells of 31 um"
+    )
+    print("\n1. Dice against the injected truth (cells on tissue, summed over the batch)")
+    print(f"{'mask':<28} {'Dice':>6} {'cells flagged':>14} {'cells true':>11}")
+    for name, (overlap, predicted, true) in totals.items():
+        score = 2 * overlap / (predicted + true) if predicted + true else float("nan")
+        print(f"{name:<28} {score:>6.3f} {predicted:>14} {true:>11}")
+
+    print("\n2. Slide verdicts (QC on) and calls of the demo's trained model, QC off vs on")
+    print(f"{'slide':<18} {'true blur share':>15} {'QC verdict':<15} {'call QC off':<15} {'call QC on':<15} reason")
+    off = HeatmapStore.open(str(args.out / "demo-qc-False.zarr"))
+    on = HeatmapStore.open(str(args.out / "demo-qc-True.zarr"))
+    ink_positive = {False: 0, True: 0}
+    for name, verdict, reason, blur_truth in verdicts:
+        calls = {}
+        for qc, store in ((False, off), (True, on)):
+            diagnosis = store.stored_slide(name).diagnosis or {}
+            calls[qc] = f"{diagnosis.get('call')} {float(diagnosis.get('probability', float('nan'))):.2f}"  # type: ignore[arg-type]
+            if name.startswith("ink_normal") and diagnosis.get("call") == "positive":
+                ink_positive[qc] += 1
+        print(f"{name:<18} {blur_truth:>15.1%} {str(verdict):<15} {calls[False]:<15} {calls[True]:<15} {reason}")
+    n_ink = sum(count for prefix, count, _, _ in BATCH if prefix == "ink_normal")
+    print(
+        f"normal slides with ink called positive: {ink_positive[False]}/{n_ink} QC off, "
+        f"{ink_positive[True]}/{n_ink} QC on"
+    )
+
+    print(f"\n3. QC's cost: null-model pipeline seconds over the batch on {where} (blocks started -> last done)")
+    for qc in (False, True):
+        runs = ", ".join(f"{s:.1f}" for s in seconds[qc])
+        print(f"QC {'on ' if qc else 'off'}: {runs} s (median {np.median(seconds[qc]):.1f})")
+    overhead = np.median(seconds[True]) / np.median(seconds[False]) - 1.0
+    print(f"QC overhead: {overhead:+.1%} of the pipeline; slide reads: the same block regions (QC adds none)")
+    print(f"\nbench wall time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Per-cell QC measures from a block's region: the pixels the scan reads for its patches anyway.
+
+The region of a block is its cells plus a halo at the read plane (`Block.region_px_box`); a
+cell's own pixels are the `cell_px` x `cell_px` square at the centre of its patch. Every measure
+is a mean over those pixels, so a cell is judged by what its label covers:
+- `ink`: share of pixels of marker colour (HSV rules below);
+- `eosin`: the eosin density of the cell's mean colour (Beer-Lambert optical density unmixed
+  with Ruifrok and Johnston's haematoxylin and eosin vectors, red and green channels), for folds:
+  a fold doubles it, while tumour, rich in haematoxylin, does not raise it;
+- `rim`: share of pixels on a dark grey rim (unstained, so not tissue: an air bubble's meniscus);
+- `focus`: mean squared Laplacian of the grey image over its variance (+ a floor for glass), a
+  contrast-free sharpness: blur removes the fine detail faster than the coarse contrast;
+- `ink_patch`: the ink share of the most inked cell within the cell's patch (cell and halo): ink
+  beside a cell is in what the model sees, and turns its probability as surely as ink on it.
+
+Marker colours in HSV (hue in degrees), chosen against H&E: haematoxylin is purple (hue 260-300)
+and eosin pink (300-350), both never green, never cyan-blue, never grey-black, and never the
+saturated scarlet of a red marker:
+- blue and green marker: hue 90-250, saturation >= 0.25 (over tissue too: the product of the two
+  colours keeps the marker's hue);
+- red marker: hue >= 345 or <= 15, saturation >= 0.75;
+- black marker: value <= 0.25 with saturation <= 0.6 (dark nuclei are saturated purple).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+FloatCells = npt.NDArray[np.float32]
+
+GREY_FLOOR = 25.0
+"""Added to a cell's grey variance (8-bit units squared): glass and flat cells do not divide by 0."""
+
+
+@dataclass(frozen=True)
+class CellMeasures:
+    """The measures of a block's cells, each (n_rows, n_cols) float32. `ink_patch` is the ink
+    share of the most inked cell in each cell's patch (the cell and its halo: what the model sees)."""
+
+    ink: FloatCells
+    eosin: FloatCells
+    rim: FloatCells
+    focus: FloatCells
+    ink_patch: FloatCells
+
+
+COLOUR_STEP = 2
+"""Colour rules look at every second pixel of every second row: a cell still gets 256 samples,
+at a quarter of the cost (QC must stay a few per cent of a scan)."""
+
+
+def _channels(rgb: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int16], ...]:
+    r, g, b = (rgb[..., channel].astype(np.int16) for channel in range(3))
+    return r, g, b
+
+
+def ink_pixels(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """Marker-coloured pixels of a uint8 RGB image (the rules of the module doc), in integer
+    arithmetic: each hue bound is a comparison of channel differences with the chroma."""
+    r, g, b = _channels(rgb)
+    cmax = np.maximum(np.maximum(r, g), b)
+    delta = cmax - np.minimum(np.minimum(r, g), b)
+    # hue 90..250: green dominant with 2(B - R) >= -delta, or blue dominant with 6(R - G) <= delta
+    blue_green = ((g >= r) & (g >= b) & (2 * (b - r) >= -delta)) | ((b > g) & (b >= r) & (6 * (r - g) <= delta))
+    blue_green &= 4 * delta >= cmax  # saturation >= 0.25
+    # hue >= 345 or <= 15: red dominant with |G - B| <= delta / 4; saturation >= 0.75
+    red = (r >= g) & (r >= b) & (4 * np.abs(g - b) <= delta) & (4 * delta >= 3 * cmax) & (delta > 0)
+    # value <= 0.25 and saturation <= 0.6
+    black = (4 * cmax <= 255) & (5 * delta <= 3 * cmax)
+    mask: npt.NDArray[np.bool_] = blue_green | red | black
+    return mask
+
+
+def rim_pixels(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """Dark grey pixels: unstained (saturation <= 0.12), so not tissue, and too dark for glass
+    (value 0.25..0.7): a bubble's rim."""
+    r, g, b = _channels(rgb)
+    cmax = np.maximum(np.maximum(r, g), b)
+    delta = cmax - np.minimum(np.minimum(r, g), b)
+    mask: npt.NDArray[np.bool_] = (25 * delta <= 3 * cmax) & (4 * cmax >= 255) & (10 * cmax <= 7 * 255)
+    return mask
+
+
+# Ruifrok & Johnston (2001) optical density per unit stain, red and green channels
+HAEMATOXYLIN_RG = (0.650, 0.704)
+EOSIN_RG = (0.072, 0.990)
+
+
+def eosin_density(rgb: npt.ArrayLike) -> FloatCells:
+    """Eosin density of colours (..., 2 or 3) in 0..255: the red and green optical densities
+    unmixed into haematoxylin and eosin (Beer-Lambert), eosin returned."""
+    values = np.asarray(rgb, dtype=np.float32)
+    od_r = -np.log((values[..., 0] + 1.0) / 256.0)
+    od_g = -np.log((values[..., 1] + 1.0) / 256.0)
+    (h_r, h_g), (e_r, e_g) = HAEMATOXYLIN_RG, EOSIN_RG
+    eosin: FloatCells = ((h_r * od_g - h_g * od_r) / (h_r * e_g - h_g * e_r)).astype(np.float32)
+    return eosin
+
+
+def _cell_sums(image: npt.NDArray[np.generic], n_rows: int, n_cols: int, side: int) -> npt.NDArray[np.float64]:
+    sums: npt.NDArray[np.float64] = image.reshape(n_rows, side, n_cols, side).sum(axis=(1, 3), dtype=np.float64)
+    return sums
+
+
+def _window_shares(
+    mask: npt.NDArray[np.bool_], n_rows: int, n_cols: int, step: int, window: int, origin: int = 0
+) -> FloatCells:
+    """Share of True in each `window` x `window` box at `origin` + (r, c) * `step` (clipped to the
+    image): an integral image."""
+    integral = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int32)
+    np.cumsum(np.cumsum(mask, axis=0, dtype=np.int32), axis=1, out=integral[1:, 1:])
+    r_start = origin + np.arange(n_rows) * step
+    c_start = origin + np.arange(n_cols) * step
+    r0, c0 = np.clip(r_start, 0, mask.shape[0]), np.clip(c_start, 0, mask.shape[1])
+    r1 = np.clip(r_start + window, 0, mask.shape[0])
+    c1 = np.clip(c_start + window, 0, mask.shape[1])
+    total = integral[np.ix_(r1, c1)] - integral[np.ix_(r0, c1)] - integral[np.ix_(r1, c0)] + integral[np.ix_(r0, c0)]
+    area = np.outer(r1 - r0, c1 - c0)
+    shares: FloatCells = (total / np.maximum(area, 1)).astype(np.float32)
+    return shares
+
+
+def cell_measures(region: npt.NDArray[np.uint8], halo_px: int, cell_px: int, n_rows: int, n_cols: int) -> CellMeasures:
+    """The measures of every cell of a block from its region (uint8 H x W x 3)."""
+    expected = (n_rows * cell_px + 2 * halo_px, n_cols * cell_px + 2 * halo_px)
+    if region.shape[:2] != expected:
+        raise ValueError(f"region {region.shape[:2]} is not a block of {n_rows}x{n_cols} cells plus halo")
+    step = COLOUR_STEP if cell_px % COLOUR_STEP == 0 and halo_px % COLOUR_STEP == 0 else 1
+    sampled = region[::step, ::step, :3]
+    halo_s, cell_s = halo_px // step, cell_px // step
+    core = (slice(halo_s, halo_s + n_rows * cell_s), slice(halo_s, halo_s + n_cols * cell_s))
+    n_samples = float(cell_s * cell_s)
+
+    ink_all = ink_pixels(sampled)
+    ink = (_cell_sums(ink_all[core], n_rows, n_cols, cell_s) / n_samples).astype(np.float32)
+    # the most inked cell of each patch: cells of the block and of its halo ring (`reach` cells)
+    reach = -(-halo_s // cell_s)
+    ring = _window_shares(ink_all, n_rows + 2 * reach, n_cols + 2 * reach, cell_s, cell_s, halo_s - reach * cell_s)
+    ink_patch = ndimage.maximum_filter(ring, size=2 * reach + 1, mode="constant")[
+        reach : reach + n_rows, reach : reach + n_cols
+    ]
+    rim = (_cell_sums(rim_pixels(sampled[core]), n_rows, n_cols, cell_s) / n_samples).astype(np.float32)
+    mean_rg = np.stack(
+        [_cell_sums(sampled[core][..., channel], n_rows, n_cols, cell_s) / n_samples for channel in range(2)], axis=-1
+    )
+    eosin = eosin_density(mean_rg)
+
+    # focus on the grey image (R + G + B) at full resolution; the Laplacian needs one pixel
+    # around the cells, which the halo has (a halo of 0 pads by edge)
+    lo, hi_r, hi_c = halo_px, halo_px + n_rows * cell_px, halo_px + n_cols * cell_px
+    window = region[max(lo - 1, 0) : hi_r + 1, max(lo - 1, 0) : hi_c + 1, :3]
+    green = window.sum(axis=-1, dtype=np.int32)
+    if lo == 0:
+        green = np.pad(green, ((1, 0), (1, 0)), mode="edge")
+    if green.shape != (n_rows * cell_px + 2, n_cols * cell_px + 2):
+        green = np.pad(green, ((0, 1), (0, 1)), mode="edge")
+    centre = green[1:-1, 1:-1]
+    laplacian = green[:-2, 1:-1] + green[2:, 1:-1] + green[1:-1, :-2] + green[1:-1, 2:] - 4 * centre
+    n_px = float(cell_px * cell_px)
+    grey_mean = _cell_sums(centre, n_rows, n_cols, cell_px) / n_px
+    grey_var = np.maximum(_cell_sums(centre * centre, n_rows, n_cols, cell_px) / n_px - grey_mean**2, 0.0)
+    energy = _cell_sums(laplacian * laplacian, n_rows, n_cols, cell_px) / n_px
+    focus = (energy / (grey_var + GREY_FLOOR * 9.0)).astype(np.float32)  # grey is 3x the channel mean
+    return CellMeasures(ink=ink, eosin=eosin, rim=rim, focus=focus, ink_patch=ink_patch)
