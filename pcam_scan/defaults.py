@@ -21,6 +21,13 @@ BLOCK_CELLS = 32
 # The stride's default is the model's label size (every cell; 32 px for PCam), so it is resolved
 # against the checkpoint: `pcam_scan.scan.settings.ScanSettings` (None) and `ScanRun.resolve`.
 
+# slide decoding
+SLIDE_BACKENDS = ("auto", "openslide", "tiffslide")
+"""`--slide-backend` choices: per slide (`auto`), or one library for every slide."""
+SLIDE_BACKEND = "auto"
+"""tiffslide where it decodes a file bit-identically to OpenSlide at about 0.4x the CPU, OpenSlide
+for the rest (`pcam_scan.slide_backends.open_slide_file`, docs/slides.md)."""
+
 # lesion detections, in heatmap cells
 DETECTION_SIGMA_CELLS = 1.0
 DETECTION_MIN_DISTANCE_CELLS = 3.0

@@ -4,7 +4,7 @@ Two jobs kept apart from the rest of the code: turning what a backend reports in
 `SlideInfo` (vendor, levels, MPP and where it came from), and reading a region of a plane of a
 chosen MPP (`ReadPlan`), from the finest pyramid level at or below that MPP, resampled with an
 antialiasing filter, with unscanned pixels white. The file itself is opened by
-`pcam_scan.slide_backends` (the one door to slide files; OpenSlide today).
+`pcam_scan.slide_backends` (the one door to slide files: OpenSlide or tiffslide, chosen per slide).
 
 A slide is opened and closed where it is read (a Ray worker gets a path, never an open slide).
 """
@@ -22,7 +22,8 @@ from PIL import Image
 
 from pcam_scan.errors import MissingMppError, SlideError
 from pcam_scan.geometry import CellGrid, PatchGeometry
-from pcam_scan.slide_backends import BackendMetadata, RecordedMpp, SlideBackend, open_slide_file
+from pcam_scan.slide_backends import BackendMetadata, RecordedMpp, SlideBackend, is_url, open_slide_file
+from pcam_scan.slide_backends.base import rgb_array
 from pcam_scan.validation import check_mpp, is_plausible_mpp
 
 SLIDE_SUFFIXES = frozenset({".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"})
@@ -49,6 +50,7 @@ class SlideInfo:
     """What a slide is: checked dimensions, levels and MPP, with the MPP's source."""
 
     path: str
+    backend: str
     vendor: str
     l0_width: int
     l0_height: int
@@ -64,6 +66,7 @@ class SlideInfo:
     def to_dict(self) -> dict[str, object]:
         return {
             "path": self.path,
+            "backend": self.backend,
             "vendor": self.vendor,
             "l0_width": self.l0_width,
             "l0_height": self.l0_height,
@@ -143,6 +146,7 @@ def slide_info(metadata: BackendMetadata, path: str, mpp_override_um_px: float |
     check_slide_extent(path, width, height, mpp)
     return SlideInfo(
         path=path,
+        backend=metadata.backend,
         vendor=metadata.vendor,
         l0_width=width,
         l0_height=height,
@@ -186,16 +190,6 @@ def plan_grid(info: SlideInfo, geometry: PatchGeometry) -> tuple[ReadPlan, CellG
     return plan, CellGrid(info.l0_width, info.l0_height, info.mpp_um_px, plan.px_mpp_um_px, geometry)
 
 
-def rgb_array(image: Image.Image) -> np.ndarray:
-    """A read-only uint8 (height, width, 3) array of an RGB(A) image's colour channels.
-
-    PIL packs RGB from RGBA in C, several times faster than dropping the alpha channel of a
-    numpy array; callers copy what they keep (the patches).
-    """
-    width, height = image.size
-    return np.frombuffer(image.tobytes("raw", "RGB"), dtype=np.uint8).reshape(height, width, 3)
-
-
 class Slide:
     """An open whole-slide image with a checked MPP; use as a context manager so the file is closed."""
 
@@ -203,9 +197,9 @@ class Slide:
         self,
         path: str | os.PathLike[str],
         mpp_override_um_px: float | None = None,
-        backend: type[SlideBackend] | None = None,
+        backend: str | type[SlideBackend] = "auto",
     ):
-        self.path = Path(path)
+        self.path: str | Path = os.fspath(path) if is_url(path) else Path(path)
         self._file = open_slide_file(self.path, backend)
         try:
             self.info = slide_info(self._file.metadata, str(self.path), mpp_override_um_px)
@@ -227,6 +221,12 @@ class Slide:
     def close(self) -> None:
         self._file.close()
 
+    @property
+    def bytes_fetched(self) -> int | None:
+        """Bytes fetched from object storage so far (a remote slide); None for a local file."""
+        fetched = getattr(self._file, "bytes_fetched", None)
+        return None if fetched is None else int(fetched)
+
     def _read_level(self, level: int, level_xy: tuple[int, int], size: tuple[int, int]) -> Image.Image:
         """Pixels of `level` starting at level pixel `level_xy`, on white outside the slide."""
         downsample = self.info.levels[level].downsample
@@ -242,7 +242,9 @@ class Slide:
         if width <= 0 or height <= 0:
             raise SlideError(f"region size {px_size} must be positive")
         if not plan.resamples:
-            return rgb_array(self._read_level(plan.level, px_xy, (width, height)))
+            downsample = self.info.levels[plan.level].downsample
+            l0_xy = (round(px_xy[0] * downsample), round(px_xy[1] * downsample))
+            return self._file.read_region_rgb(l0_xy, plan.level, (width, height))
         scale = plan.level_px_per_px
         src_x0, src_y0 = px_xy[0] * scale, px_xy[1] * scale
         src_x1, src_y1 = (px_xy[0] + width) * scale, (px_xy[1] + height) * scale
@@ -290,6 +292,7 @@ def check_slide_extent(path: str, l0_width: int, l0_height: int, mpp_um_px: floa
         )
 
 
-def open_slide(path: str | os.PathLike[str], mpp_override_um_px: float | None = None) -> Slide:
-    """Open a slide for reading; raises `SlideError` / `MissingMppError` with one clear line."""
-    return Slide(path, mpp_override_um_px)
+def open_slide(path: str | os.PathLike[str], mpp_override_um_px: float | None = None, backend: str = "auto") -> Slide:
+    """Open a slide for reading with `backend` (a name from `pcam_scan.slide_backends.SLIDE_BACKENDS`);
+    raises `SlideError` / `MissingMppError` with one clear line."""
+    return Slide(path, mpp_override_um_px, backend)

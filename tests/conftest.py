@@ -9,6 +9,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ("tests.s3_server",)  # the `s3_bucket` fixture: a moto S3 server
+
 
 REAL_DATA = REPO_ROOT / "tests" / "data"
 

@@ -41,7 +41,7 @@ def test_square_of_known_um_comes_out_at_the_model_mpp(tmp_path: Path, mpp: floa
 def _info(level_mpps: list[float]) -> SlideInfo:
     base = level_mpps[0]
     levels = tuple(LevelInfo(1000, 1000, m / base, m) for m in level_mpps)
-    return SlideInfo("x", "test", 1000, 1000, levels, base, "openslide", None)
+    return SlideInfo("x", "openslide", "test", 1000, 1000, levels, base, "openslide", None)
 
 
 @pytest.mark.parametrize(
@@ -127,8 +127,8 @@ def test_bad_real_files_give_one_line_and_exit_2(realdata: Path, name: str, caps
     assert main(["info", str(realdata / name)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("pcam-scan: error: ") and "\n" not in err and name.split("/")[-1] in err
-    with pytest.raises(SlideError):
-        open_slide(realdata / name).check_readable()
+    with pytest.raises(SlideError), open_slide(realdata / name) as slide:
+        slide.check_readable()
 
 
 def test_empty_file_directory_and_missing_path(tmp_path: Path, capsys) -> None:

@@ -95,6 +95,7 @@ class TifffileBackend:
         self._levels = levels
         l0_h, l0_w = levels[0].shape[:2]
         self.metadata = BackendMetadata(
+            backend="tifffile",
             vendor="tifffile",
             level_wh=tuple((a.shape[1], a.shape[0]) for a in levels),
             level_downsamples=tuple((l0_w / a.shape[1] + l0_h / a.shape[0]) / 2 for a in levels),
@@ -121,6 +122,9 @@ class TifffileBackend:
         src = level_px[max(y0, 0) : max(y0 + size_wh[1], 0), max(x0, 0) : max(x0 + size_wh[0], 0)]
         out[max(-y0, 0) : max(-y0, 0) + src.shape[0], max(-x0, 0) : max(-x0, 0) + src.shape[1]] = src
         return Image.fromarray(out)
+
+    def read_region_rgb(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> np.ndarray:
+        return np.asarray(self.read_region(l0_xy, level, size_wh))
 
     def thumbnail(self, max_wh: tuple[int, int]) -> Image.Image:
         image = Image.fromarray(self._levels[-1])
@@ -157,7 +161,7 @@ def test_a_second_backend_is_one_class_and_reads_what_openslide_reads(tmp_path: 
         grid = CellGrid(1536, 1024, 0.243, 0.972, PatchGeometry())
         tissue = [detect_tissue(s, grid, TissueSettings()).cells for s in (by_openslide, by_tifffile)]
         assert np.array_equal(*tissue)
-    files = [open_slide_file(path, backend) for backend in (None, TifffileBackend)]
+    files = [open_slide_file(path, backend) for backend in ("openslide", TifffileBackend)]
     try:
         assert all(isinstance(f, SlideBackend) for f in files)
         grid = DeepZoomGrid(1536, 1024)

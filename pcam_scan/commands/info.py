@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from pcam_scan.commands.options import add_slide_backend_option
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -19,16 +21,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("slide", help="path to a whole-slide image")
     parser.add_argument("--mpp", type=float, default=None, help="override the slide's um/px")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_slide_backend_option(parser)
     parser.set_defaults(func=run)
 
 
-def describe(slide_path: str, mpp_override: float | None) -> dict[str, object]:
+def describe(slide_path: str, mpp_override: float | None, backend: str = "auto") -> dict[str, object]:
     """Slide info plus the read plan and heatmap grid at the default PCam geometry."""
     from pcam_scan.geometry import PatchGeometry
     from pcam_scan.slide import open_slide, plan_grid
 
     geometry = PatchGeometry()
-    with open_slide(slide_path, mpp_override) as slide:
+    with open_slide(slide_path, mpp_override, backend) as slide:
         slide.check_readable()
         info = slide.info
         plan, grid = plan_grid(info, geometry)
@@ -50,7 +53,7 @@ def format_text(desc: dict[str, Any]) -> str:
     read = desc["pcam_read"]
     lines = [
         f"slide         {desc['path']}",
-        f"vendor        {desc['vendor']}",
+        f"vendor        {desc['vendor']} (read by {desc['backend']})",
         f"dimensions    {desc['l0_width']} x {desc['l0_height']} px (level 0)",
         f"mpp           {desc['mpp_um_px']:.4f} um/px ({desc['mpp_source']})",
         f"objective     {desc['objective_power'] or 'unknown'}",
@@ -68,6 +71,6 @@ def format_text(desc: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    desc = describe(args.slide, args.mpp)
+    desc = describe(args.slide, args.mpp, args.slide_backend)
     print(json.dumps(desc, indent=2) if args.json else format_text(desc))
     return 0

@@ -33,10 +33,9 @@ def add_overlay_options(parser: argparse.ArgumentParser) -> None:
     """--slides, --threshold and --colormap, shared by `render` and `view`."""
     parser.add_argument(
         "--slides",
-        type=Path,
         default=None,
         metavar="DIR",
-        help="folder holding the slides when they moved since the scan",
+        help="folder (or object store prefix, s3://bucket/slides/) holding the slides when they moved since the scan",
     )
     parser.add_argument(
         "--threshold",

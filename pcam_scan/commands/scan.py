@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from pcam_scan.commands.options import add_slide_backend_option
 from pcam_scan.defaults import BLOCK_CELLS, STAIN_METHODS
 from pcam_scan.model.names import DEVICE_HELP, is_device_name
 from pcam_scan.model.settings import DEFAULT_BATCH_SIZE
@@ -62,6 +62,7 @@ def add_scan_arguments(
         help="no slide quality control (ink, blur, folds, bubbles are then neither flagged nor excluded)",
     )
     parser.add_argument("--mpp", type=float, default=None, help="override the slides' um/px")
+    add_slide_backend_option(parser)
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     from pcam_scan.store.scan_lock import scan_lock
     from pcam_scan.store.schema import SlideAttempt
 
-    request = ScanRequest.from_args(args, [Path(p) for p in args.slides])
+    request = ScanRequest.from_args(args, list(args.slides))
     check_worker_count("--num-cpus", args.num_cpus)
     started = utc_now()
     with scan_lock(StoreLocation(request.store_uri)):  # one scan per local store at a time

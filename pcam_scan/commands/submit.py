@@ -55,7 +55,7 @@ def run_submit(args: argparse.Namespace) -> int:
     address = args.address or DEFAULT_DASHBOARD
     # files and folders travel as absolute paths and are expanded on the cluster, where they
     # are (a shared volume), so a folder of thousands of slides is one short argument
-    slides = [Path(p).absolute() for p in args.slides]
+    slides = [p if "://" in p else Path(p).absolute() for p in args.slides]
     store = args.store if "://" in args.store else str(Path(args.store).resolve())
     request = replace(ScanRequest.from_args(args, slides), checkpoint=str(Path(args.model).resolve()), store_uri=store)
     print(submit_scan(request, address))

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pcam_scan.commands.options import add_slide_backend_option
 from pcam_scan.commands.render import add_overlay_options
 
 
@@ -65,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--quiet", action="store_true", help="no access log (one line per request on stderr); errors are still logged"
     )
     add_overlay_options(parser)
+    add_slide_backend_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -88,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         default_threshold=args.threshold,
         colormap=args.colormap,
         annotations_dir=args.annotations,
+        slide_backend=args.slide_backend,
         patients_file=args.patients,
     )
     loopback = is_loopback(args.host)

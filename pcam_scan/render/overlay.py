@@ -119,7 +119,7 @@ def load_overlay(
     )
 
 
-def _thumbnail(path: Path, size_wh: tuple[int, int]) -> npt.NDArray[np.uint8]:
+def _thumbnail(path: Path | str, size_wh: tuple[int, int]) -> npt.NDArray[np.uint8]:
     """The whole slide resized to exactly `size_wh` (so pixels map to level 0 by one scale)."""
     from PIL import Image
 

@@ -1,4 +1,5 @@
-"""Which files a scan takes: slide files as given, folders expanded to their slides."""
+"""Which files a scan takes: slide files as given, folders expanded to their slides; an object
+store URL (`s3://bucket/slides/`) names a file, or a prefix expanded like a folder."""
 
 from __future__ import annotations
 
@@ -7,24 +8,38 @@ from pathlib import Path
 
 from pcam_scan.errors import ConfigError
 from pcam_scan.slide import SLIDE_SUFFIXES
+from pcam_scan.slide_backends.remote import is_url, list_remote, remote_is_folder
 
 MASK_SUFFIXES = ("_mask.tif", "_mask.tiff")  # Camelyon16 ground-truth masks beside the slides
 
 
-def collect_slides(inputs: Iterable[str]) -> list[Path]:
-    """Files as given (a missing or broken one becomes that slide's failure); folders expanded
-    to their entries named like slides, sorted, leaving out Camelyon16 `*_Mask.tif` files and
-    sub-folders. An entry that is not a readable file (a symbolic-link loop, a dangling link, a
-    FIFO) is kept: it becomes that slide's failure, one line in the table and exit 1, instead of
-    being skipped without a word."""
-    paths: list[Path] = []
+def _is_slide_name(name: str) -> bool:
+    return not name.lower().endswith(MASK_SUFFIXES)
+
+
+def collect_slides(inputs: Iterable[str]) -> list[str | Path]:
+    """Files as given (a missing or broken one becomes that slide's failure); folders and object
+    store prefixes expanded to their entries named like slides, sorted, leaving out Camelyon16
+    `*_Mask.tif` files and sub-folders. A folder entry that is not a readable file (a
+    symbolic-link loop, a dangling link, a FIFO) is kept: it becomes that slide's failure, one
+    line in the table and exit 1, instead of being skipped without a word."""
+    paths: list[str | Path] = []
     for item in inputs:
+        if is_url(item):
+            if Path(item).suffix.lower() in SLIDE_SUFFIXES or not remote_is_folder(item):
+                paths.append(item)
+                continue
+            found_urls = [url for url in list_remote(item, SLIDE_SUFFIXES) if _is_slide_name(url)]
+            if not found_urls:
+                raise ConfigError(f"{item}: prefix holds no slide files ({', '.join(sorted(SLIDE_SUFFIXES))})")
+            paths.extend(found_urls)
+            continue
         path = Path(item)
         if path.is_dir():
             found = sorted(
                 p
                 for p in path.iterdir()
-                if p.suffix.lower() in SLIDE_SUFFIXES and not p.name.lower().endswith(MASK_SUFFIXES) and not p.is_dir()
+                if p.suffix.lower() in SLIDE_SUFFIXES and _is_slide_name(p.name) and not p.is_dir()
             )
             if not found:
                 raise ConfigError(f"{path}: folder holds no slide files ({', '.join(sorted(SLIDE_SUFFIXES))})")

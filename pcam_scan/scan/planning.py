@@ -35,7 +35,7 @@ def plan_slide(slide_id: str, path: str, run: ScanRun) -> SlidePlan:
     """Open the slide, choose how to read it at the model's MPP, and plan its tissue blocks."""
     started = time.perf_counter()
     geometry, settings = run.geometry, run.settings
-    with open_slide(path, settings.mpp_override_um_px) as slide:
+    with open_slide(path, settings.mpp_override_um_px, settings.slide_backend) as slide:
         slide.check_readable()
         read_plan, grid = plan_grid(slide.info, geometry)
         tissue = detect_tissue(slide, grid, settings.tissue)
@@ -87,7 +87,7 @@ def plan_into_store(slide_id: str, path: str, run: ScanRun, store: HeatmapStore)
     if isinstance(plan, PlanFailure):
         return plan
     try:
-        record = SlideRecord(path=path, fingerprint=slide_fingerprint(path))
+        record = SlideRecord(path=path, fingerprint=slide_fingerprint(path), backend=plan.info.backend)
         qc = run.settings.qc
         status = store.plan_slide(
             slide_id,

@@ -53,7 +53,7 @@ class ScanRequest:
     placement: Placement = field(default_factory=Placement)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, slides: Sequence[Path]) -> ScanRequest:
+    def from_args(cls, args: argparse.Namespace, slides: Sequence[str | Path]) -> ScanRequest:
         """The request of `scan` / `submit` options: the one place they become settings."""
         predictor = PredictorSettings(
             device=args.device,
@@ -67,6 +67,7 @@ class ScanRequest:
             stride_px=args.stride,
             block_cells=args.block_cells,
             mpp_override_um_px=args.mpp,
+            slide_backend=args.slide_backend,
             predictor=predictor,
             qc=None if args.no_qc else QcSettings(),
             stain_normalise=args.stain_normalise,

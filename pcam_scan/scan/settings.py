@@ -18,6 +18,7 @@ from pcam_scan.errors import ConfigError
 from pcam_scan.geometry import PatchGeometry
 from pcam_scan.model.settings import SCAN_CPU_THREADS, PredictorSettings
 from pcam_scan.qc.settings import QcSettings
+from pcam_scan.slide_backends import DEFAULT_SLIDE_BACKEND, check_backend_name
 from pcam_scan.stain import StainTarget
 from pcam_scan.tissue import TissueSettings
 from pcam_scan.validation import check_mpp
@@ -36,7 +37,10 @@ class ScanSettings:
     a store scanned with a batch size of 256 can be resumed with 1024 (`ScanRun.identity`).
 
     `stride_px` None means the model's label size: every cell of the model's label grid (32 px
-    for PCam), the faithful default; a coarser stride is faster.
+    for PCam), the faithful default; a coarser stride is faster. `slide_backend` (one of
+    `pcam_scan.slide_backends.SLIDE_BACKENDS`) picks the library that decodes the slides; every
+    choice gives the same heatmaps, so it is not part of the identity (each slide's backend is
+    recorded in the store).
 
     `qc` None turns slide quality control off (`--no-qc`). QC adds arrays beside `prob` and never
     changes it, so its settings go into the store's slide attributes, not into the identity.
@@ -45,6 +49,7 @@ class ScanSettings:
     stride_px: int | None = None
     block_cells: int = BLOCK_CELLS
     mpp_override_um_px: float | None = None
+    slide_backend: str = DEFAULT_SLIDE_BACKEND
     tissue: TissueSettings = field(default_factory=TissueSettings)
     predictor: PredictorSettings = field(default_factory=_scan_predictor)
     qc: QcSettings | None = field(default_factory=QcSettings)
@@ -65,6 +70,7 @@ class ScanSettings:
             raise ConfigError(f"stride {self.stride_px} px must be at least 1")
         if self.mpp_override_um_px is not None:
             check_mpp("--mpp", self.mpp_override_um_px)
+        check_backend_name(self.slide_backend)
 
     @classmethod
     def from_dict(cls, doc: dict[str, object]) -> ScanSettings:

@@ -17,7 +17,7 @@ from pcam_scan.geometry import Block, PatchGeometry
 from pcam_scan.qc.block import BlockQc, measure_block
 from pcam_scan.scan.planning import PlanFailure, SlidePlan, plan_into_store
 from pcam_scan.scan.reading import read_block_region, scatter_block_probs
-from pcam_scan.scan.settings import ScanRun
+from pcam_scan.scan.settings import ScanRun, ScanSettings
 from pcam_scan.slide import ReadPlan, Slide, open_slide
 from pcam_scan.stain import StainNormaliser, StainTarget
 from pcam_scan.store import HeatmapStore
@@ -31,6 +31,7 @@ class BlockWork:
     slide_id: str
     path: str
     mpp_override_um_px: float | None
+    slide_backend: str
     read_plan: ReadPlan
     block: Block
     tissue: np.ndarray = field(repr=False)
@@ -79,7 +80,7 @@ def plan_slide_work(slide_id: str, path: str, run: ScanRun, store: HeatmapStore)
     planned = plan_into_store(slide_id, path, run, store)
     if isinstance(planned, PlanFailure):
         return SlideReady(slide_id, path, failure=planned.message), []
-    works = block_work_items(planned.plan, planned.pending, run.settings.mpp_override_um_px)
+    works = block_work_items(planned.plan, planned.pending, run.settings)
     ready = SlideReady(
         slide_id,
         path,
@@ -92,13 +93,14 @@ def plan_slide_work(slide_id: str, path: str, run: ScanRun, store: HeatmapStore)
     return ready, works
 
 
-def block_work_items(plan: SlidePlan, blocks: Iterable[Block], mpp_override: float | None) -> list[BlockWork]:
+def block_work_items(plan: SlidePlan, blocks: Iterable[Block], settings: ScanSettings) -> list[BlockWork]:
     """The work items of a slide's pending blocks."""
     return [
         BlockWork(
             slide_id=plan.slide_id,
             path=plan.path,
-            mpp_override_um_px=mpp_override,
+            mpp_override_um_px=settings.mpp_override_um_px,
+            slide_backend=settings.slide_backend,
             read_plan=plan.read_plan,
             block=block,
             tissue=np.ascontiguousarray(plan.tissue.cells[block.cell_slices()]),
@@ -128,7 +130,7 @@ def read_works(
                     if slide is not None:
                         slide.close()
                     slide, open_path = None, work.path
-                    slide = open_slide(work.path, work.mpp_override_um_px)
+                    slide = open_slide(work.path, work.mpp_override_um_px, work.slide_backend)
                 region = read_block_region(slide, work.read_plan, geometry, work.block)
                 if normalise is not None:
                     region = normalise(region)

@@ -1,7 +1,7 @@
 """What a slide-reading library must offer pcam-scan: the `SlideBackend` protocol.
 
-A backend is one class that opens a slide file with one library (OpenSlide today; tiffslide or
-cuCIM would fit) and answers in no library's vocabulary: level sizes and downsamples, what the
+A backend is one class that opens a slide file with one library (OpenSlide, tiffslide; cuCIM
+would fit) and answers in no library's vocabulary: level sizes and downsamples, what the
 file records about its pixel size (`RecordedMpp`, checked later by `pcam_scan.slide.resolve_mpp`),
 opaque RGB(A) pixels of a level, a thumbnail, and deep-zoom tiles for the viewer. It maps its
 library's errors to `pcam_scan.errors.SlideError` itself, so no caller sees them.
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 from PIL import Image
 
 
@@ -36,8 +37,10 @@ class RecordedMpp:
 
 @dataclass(frozen=True)
 class BackendMetadata:
-    """A slide file's pyramid and labels as a backend reads them (level 0 first)."""
+    """A slide file's pyramid and labels as a backend reads them (level 0 first); `backend`
+    names the library that read them (recorded in the store's provenance)."""
 
+    backend: str
     vendor: str
     level_wh: tuple[tuple[int, int], ...]
     level_downsamples: tuple[float, ...]
@@ -51,8 +54,18 @@ class BackendMetadata:
 
 DeepZoomTiles = Callable[[int, int, int], Image.Image]
 """`tiles(dz_level, col, row)`: the RGB Deep Zoom tile at (col, row) of level `dz_level`, on the
-grid `pcam_scan.viewer.tiles.DeepZoomGrid` describes (no bounds limit: level-0 size = the
+grid `pcam_scan.slide_backends.deepzoom.DeepZoomGrid` describes (no bounds limit: level-0 size = the
 slide's, levels halving with rounding up); SlideError when unreadable."""
+
+
+def rgb_array(image: Image.Image) -> np.ndarray:
+    """A read-only uint8 (height, width, 3) array of an RGB(A) image's colour channels.
+
+    PIL packs RGB from RGBA in C, several times faster than dropping the alpha channel of a
+    numpy array; callers copy what they keep (the patches).
+    """
+    width, height = image.size
+    return np.frombuffer(image.tobytes("raw", "RGB"), dtype=np.uint8).reshape(height, width, 3)
 
 
 @runtime_checkable
@@ -69,6 +82,11 @@ class SlideBackend(Protocol):
     def read_region(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> Image.Image:
         """`size_wh` pixels of `level` whose top-left lies at level-0 pixel `l0_xy`, as an opaque
         RGB or RGBA image; pixels outside the scanned area (or the slide) are white glass."""
+        ...
+
+    def read_region_rgb(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> np.ndarray:
+        """The same pixels as `read_region`, as a read-only uint8 (height, width, 3) array (the
+        scanner's path: a backend that decodes to numpy skips the image round trip)."""
         ...
 
     def thumbnail(self, max_wh: tuple[int, int]) -> Image.Image:

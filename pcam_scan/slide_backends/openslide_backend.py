@@ -12,12 +12,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import openslide
 from openslide.deepzoom import DeepZoomGenerator
 from PIL import Image
 
 from pcam_scan.errors import SlideError
-from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp
+from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp, rgb_array
 
 SOURCE = "openslide"
 
@@ -64,14 +65,25 @@ def on_white_glass(region: Image.Image) -> Image.Image:
     return Image.alpha_composite(Image.new("RGBA", region.size, (255, 255, 255, 255)), region)
 
 
+def detect_vendor(path: Path) -> str | None:
+    """OpenSlide's name for the file's format (`aperio`, `generic-tiff`, ...), None if it reads none."""
+    try:
+        return openslide.OpenSlide.detect_format(str(path))
+    except (openslide.OpenSlideError, OSError):
+        return None
+
+
 class OpenSlideBackend:
     """A slide file opened with OpenSlide (thread-safe reads)."""
+
+    name = SOURCE
 
     def __init__(self, path: Path, osr: openslide.OpenSlide) -> None:
         self.path = path
         self._osr = osr
         properties = dict(osr.properties)
         self.metadata = BackendMetadata(
+            backend=SOURCE,
             vendor=properties.get("openslide.vendor", "unknown"),
             level_wh=tuple((int(w), int(h)) for w, h in osr.level_dimensions),
             level_downsamples=tuple(float(ds) for ds in osr.level_downsamples),
@@ -89,6 +101,9 @@ class OpenSlideBackend:
         with _slide_errors(self.path, "read pixels"):
             region = self._osr.read_region(l0_xy, level, size_wh)
         return on_white_glass(region)
+
+    def read_region_rgb(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> np.ndarray:
+        return rgb_array(self.read_region(l0_xy, level, size_wh))
 
     def thumbnail(self, max_wh: tuple[int, int]) -> Image.Image:
         with _slide_errors(self.path, "read pixels"):

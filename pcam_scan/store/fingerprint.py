@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import fsspec
+
 from pcam_scan.errors import SlideError
 from pcam_scan.regular_files import IrregularFileError, check_regular_file
 
@@ -21,7 +23,10 @@ FINGERPRINT_SCHEME = "ends-sha256"
 
 
 def slide_fingerprint(path: str | Path) -> str:
-    """Fingerprint a local slide file (see the module docstring for the format)."""
+    """Fingerprint a slide file, local or at an fsspec URL (range reads of the two windows): a
+    copy on object storage has the same fingerprint as the local file (see the module docstring)."""
+    if isinstance(path, str) and "://" in path and not path.startswith("file://"):
+        return _remote_fingerprint(path)
     file_path = Path(path)
     try:
         size_bytes = check_regular_file(file_path).st_size  # a FIFO would block the read for good
@@ -35,4 +40,17 @@ def slide_fingerprint(path: str | Path) -> str:
     except OSError as err:
         reason = err.strerror or err
         raise SlideError(f"cannot read slide file {str(file_path)!r}: {reason}") from err
+    return f"{FINGERPRINT_SCHEME}:{size_bytes}:{digest.hexdigest()}"
+
+
+def _remote_fingerprint(url: str) -> str:
+    """The same fingerprint over two range reads of a remote file."""
+    try:
+        fs, key = fsspec.core.url_to_fs(url)
+        size_bytes = int(fs.size(key))
+        digest = hashlib.sha256()
+        digest.update(fs.cat_file(key, start=0, end=min(size_bytes, FINGERPRINT_WINDOW_BYTES)))
+        digest.update(fs.cat_file(key, start=max(0, size_bytes - FINGERPRINT_WINDOW_BYTES), end=size_bytes))
+    except (OSError, ValueError, ImportError) as err:
+        raise SlideError(f"cannot read slide file {url!r}: {err}") from err
     return f"{FINGERPRINT_SCHEME}:{size_bytes}:{digest.hexdigest()}"

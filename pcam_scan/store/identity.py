@@ -29,6 +29,7 @@ RECORDED_PACKAGES: tuple[str, ...] = (
     "torchvision",
     "openslide-python",
     "openslide-bin",
+    "tiffslide",
     "ray",
 )
 

@@ -38,14 +38,22 @@ def slide_id_for_path(path: str | Path) -> str:
         raise StoreError(f"cannot derive a slide id from {str(path)!r}: {err}") from err
 
 
-def unique_slide_ids(paths: Iterable[str | Path]) -> dict[str, Path]:
-    """Map each slide id to its file; refuse a batch in which two files would share an id."""
-    by_id: dict[str, Path] = {}
-    by_folded: dict[str, Path] = {}
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two inputs name one file: local paths by realpath (not resolve: a symbolic-link
+    loop resolves to itself here, and fails as its slide), URLs as written."""
+    if isinstance(a, Path) and isinstance(b, Path):
+        return os.path.realpath(a) == os.path.realpath(b)
+    return str(a) == str(b)
+
+
+def unique_slide_ids(paths: Iterable[str | Path]) -> dict[str, str | Path]:
+    """Map each slide id to its file (a URL stays a string); refuse a batch in which two files
+    would share an id."""
+    by_id: dict[str, str | Path] = {}
+    by_folded: dict[str, str | Path] = {}
     for raw in paths:
-        path = Path(raw)
-        # realpath, not resolve: a symbolic-link loop resolves to itself here, and fails as its slide
-        if any(os.path.realpath(path) == os.path.realpath(seen) for seen in by_id.values()):
+        path: str | Path = raw if isinstance(raw, str) and "://" in raw else Path(raw)
+        if any(_same_file(path, seen) for seen in by_id.values()):
             continue  # the same file named twice (e.g. a folder and a file in it) is one slide
         slide_id = slide_id_for_path(path)
         folded = slide_id.casefold()

@@ -29,8 +29,9 @@ from pcam_scan.store.identity import RunIdentity, package_versions
 FORMAT_NAME = "pcam-scan-heatmaps"
 FORMAT_VERSION = 2
 READABLE_FORMAT_VERSIONS = (1, 2)
-"""Version 2 added run records (`runs/`) and QC (`qc_flags`, `focus`, the slide attribute
-`quality_control`); a version-1 store opens, its history empty and its slides without QC."""
+"""Version 2 added run records (`runs/`), QC (`qc_flags`, `focus`, the slide attribute
+`quality_control`) and each slide's `slide.backend`; a version-1 store opens (and resumes), its
+history empty, its slides without QC and with no backend recorded."""
 ATTRS_KEY = "pcam_scan"
 RUNS_PREFIX = "runs"
 """Run records live as `runs/<started>-<host>-<pid>-<token>.json`, one JSON document per run,
@@ -83,7 +84,7 @@ R_FORMAT_VERSION = AttrSpec(
     Node.ROOT,
     "format_version",
     "integer",
-    f"`{FORMAT_VERSION}` (`1` before run records and QC: still read); any other version is refused",
+    f"`{FORMAT_VERSION}` (`1` before run records, QC and `slide.backend`: still read); any other version is refused",
 )
 R_MODEL_ID = AttrSpec(Node.ROOT, "model_id", "string", "the model's id (sha256 of its weights)")
 R_SETTINGS_HASH = AttrSpec(
@@ -106,6 +107,14 @@ R_VERSIONS = AttrSpec(
 S_SLIDE = AttrSpec(Node.SLIDE, "slide", "object", "the slide file (`SlideRecord`)")
 S_SLIDE_PATH = _field(S_SLIDE, "path", "string", "the slide file's path as given to the scan")
 S_SLIDE_FINGERPRINT = _field(S_SLIDE, "fingerprint", "string", "its content fingerprint (see below)")
+S_SLIDE_BACKEND = _field(
+    S_SLIDE,
+    "backend",
+    "string",
+    "the library that read its pixels at planning (`openslide` or `tiffslide`; `--slide-backend`); "
+    "absent in version-1 stores",
+    since_version=2,
+)
 S_MODEL_ID = AttrSpec(Node.SLIDE, "model_id", "string", "the model id the slide was scanned with")
 S_SETTINGS_HASH = AttrSpec(Node.SLIDE, "settings_hash", "string", "the settings hash it was scanned with")
 S_GRID = AttrSpec(Node.SLIDE, "grid", "object", "the cell grid of the heatmap (`CellGrid`); present once planned")
@@ -265,13 +274,18 @@ class SlideStatus:
 
 @dataclass(frozen=True)
 class SlideRecord:
-    """Where a slide's heatmap came from: the file path as given and its content fingerprint."""
+    """Where a slide's heatmap came from: the file path as given, its content fingerprint, and
+    the library that read it (None: not recorded, a version-1 store or a slide that never opened)."""
 
     path: str
     fingerprint: str
+    backend: str | None = None
 
     def to_attrs(self) -> dict[str, object]:
-        return {S_SLIDE_PATH.key: self.path, S_SLIDE_FINGERPRINT.key: self.fingerprint}
+        attrs: dict[str, object] = {S_SLIDE_PATH.key: self.path, S_SLIDE_FINGERPRINT.key: self.fingerprint}
+        if self.backend is not None:
+            attrs[S_SLIDE_BACKEND.key] = self.backend
+        return attrs
 
     @classmethod
     def from_attrs(cls, raw: object) -> SlideRecord:
@@ -280,6 +294,7 @@ class SlideRecord:
         return cls(
             path=str(raw.get(S_SLIDE_PATH.key, "")),
             fingerprint=str(raw.get(S_SLIDE_FINGERPRINT.key, "")),
+            backend=_optional_str(raw.get(S_SLIDE_BACKEND.key)),
         )
 
 

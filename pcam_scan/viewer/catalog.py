@@ -28,6 +28,7 @@ from pcam_scan.render.heatmap_image import HeatmapPyramid, HeatmapStyle
 from pcam_scan.render.slide_files import SlideLocator
 from pcam_scan.render.style_defaults import DEFAULT_COLORMAP, DEFAULT_THRESHOLD
 from pcam_scan.render.summary import SlideSummary, summarise
+from pcam_scan.slide_backends import DEFAULT_SLIDE_BACKEND, check_backend_name
 from pcam_scan.store import HeatmapStore, SlideState, StoredSlide
 from pcam_scan.store.identity import canonical_json
 from pcam_scan.store.queries import model_calibration
@@ -44,7 +45,7 @@ class ViewerSettings:
     """What `pcam-scan view` serves and how."""
 
     store_uri: str
-    slides_dir: Path | None = None
+    slides_dir: Path | str | None = None
     tile_px: int = DEFAULT_TILE_PX
     overlap_px: int = DEFAULT_OVERLAP_PX
     jpeg_quality: int = 85
@@ -53,6 +54,8 @@ class ViewerSettings:
     cached_slides: int = 16
     annotations_dir: Path | None = None
     """Reference annotations (ASAP XML, GeoJSON, NCRF JSON) matched by slide name."""
+    slide_backend: str = DEFAULT_SLIDE_BACKEND
+    """The library that reads the slides (`pcam_scan.slide_backends.SLIDE_BACKENDS`)."""
     patients_file: Path | None = None
     """`slide_id,patient,node` (pcam_scan.diagnosis.patient_files): the list groups by patient."""
 
@@ -65,6 +68,7 @@ class ViewerSettings:
             raise ConfigError(f"--annotations {self.annotations_dir}: not a folder")
         HeatmapStyle(self.default_threshold, self.colormap)  # validates both
         DeepZoomGrid(1, 1, self.tile_px, self.overlap_px)  # validates the tiling
+        check_backend_name(self.slide_backend)
 
     def style(self, threshold: float) -> HeatmapStyle:
         return HeatmapStyle(threshold, self.colormap)
@@ -189,7 +193,7 @@ class SlideCatalog:
 
         def open_tiles() -> SlideTiles:
             path = self.locator.locate(view.slide_id, record)
-            return SlideTiles(path, view.deep_zoom, self.settings.jpeg_quality)
+            return SlideTiles(path, view.deep_zoom, self.settings.jpeg_quality, self.settings.slide_backend)
 
         return self._tiles.get_or_make((view.slide_id, record.fingerprint), open_tiles)
 

@@ -1,0 +1,250 @@
+"""The tiffslide backend: the only module of pcam-scan that imports `tiffslide`.
+
+tiffslide reads TIFF-based slides through tifffile and decodes tiles with imagecodecs
+(libjpeg-turbo), about 0.4x OpenSlide's CPU per region on JPEG slides
+(bench/read_throughput.py), bit-identical to OpenSlide's pixels on the formats `serves` accepts
+(tests/test_slide_backends.py). It reads any fsspec URL (`s3://...`) with range requests, which
+OpenSlide cannot. Its reads are clipped to the level and laid on white glass here, so pixels
+outside the slide are white, as with OpenSlide; its errors (tifffile's, imagecodecs', the file
+system's) become one SlideError line (`_slide_errors`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tiffslide
+from PIL import Image
+from tifffile import COMPRESSION, PHOTOMETRIC, PLANARCONFIG, TiffFile, TiffPage
+
+from pcam_scan.errors import SlideError
+from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp
+from pcam_scan.slide_backends.deepzoom import DeepZoomGrid
+from pcam_scan.slide_backends.remote import CountingFile, is_url, open_remote
+
+SOURCE = "tiffslide"
+
+SERVED_VENDORS = frozenset({"aperio", "generic-tiff"})
+"""OpenSlide's names of the formats this backend serves: Aperio SVS and generic tiled TIFF."""
+
+SERVED_COMPRESSIONS = frozenset({COMPRESSION.NONE, COMPRESSION.JPEG, COMPRESSION.ADOBE_DEFLATE, COMPRESSION.LZW})
+"""Tile codecs whose pixels match OpenSlide's bit for bit. Aperio's JPEG 2000 (33003/33005) is
+left to OpenSlide: the two decoders' colour conversions differ (docs/slides.md)."""
+
+SERVED_PHOTOMETRICS = frozenset({PHOTOMETRIC.RGB, PHOTOMETRIC.YCBCR})
+
+
+@contextmanager
+def _slide_errors(path: str, doing: str) -> Iterator[None]:
+    """tiffslide's, tifffile's, imagecodecs' and the OS's errors as one SlideError line."""
+    try:
+        yield
+    except SlideError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, IndexError, NotImplementedError) as err:
+        raise SlideError(f"{path}: cannot {doing}: {err}") from None
+
+
+def serves(tif: TiffFile) -> bool:
+    """Whether every level of the file's first series is tiled RGB in a codec from
+    `SERVED_COMPRESSIONS`: the files whose pixels this backend reads exactly as OpenSlide does."""
+    series = tif.series[0]
+    for level in series.levels:
+        page = level.keyframe
+        if not page.is_tiled or page.samplesperpixel != 3 or page.bitspersample != 8:
+            return False
+        if page.planarconfig != PLANARCONFIG.CONTIG or len(level.pages) != 1:
+            return False
+        if page.compression not in SERVED_COMPRESSIONS or page.photometric not in SERVED_PHOTOMETRICS:
+            return False
+    return True
+
+
+def _float_or_none(value: object) -> float | None:
+    try:
+        return None if value is None else float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def recorded_mpp(properties: Mapping[str, Any]) -> RecordedMpp:
+    """The pixel size tiffslide's properties record: its MPP (Aperio's `MPP`, or derived from the
+    TIFF resolution tags, as OpenSlide 4 does) and the TIFF tags themselves."""
+    unit = properties.get("tiff.ResolutionUnit")
+    return RecordedMpp(
+        source=SOURCE,
+        mpp_xy_um_px=(
+            _float_or_none(properties.get("tiffslide.mpp-x")),
+            _float_or_none(properties.get("tiffslide.mpp-y")),
+        ),
+        tiff_resolution_unit=str(unit).lower() if unit else "",
+        tiff_px_per_unit_xy=(
+            _float_or_none(properties.get("tiff.XResolution")),
+            _float_or_none(properties.get("tiff.YResolution")),
+        ),
+    )
+
+
+def _objective_power(properties: Mapping[str, Any]) -> str | None:
+    power = _float_or_none(properties.get("tiffslide.objective-power"))
+    return None if power is None else f"{power:g}"
+
+
+class TiffSlideBackend:
+    """A TIFF-based slide (local path or fsspec URL) opened with tiffslide (thread-safe reads)."""
+
+    name = SOURCE
+
+    def __init__(self, path: str, ts: tiffslide.TiffSlide, remote: CountingFile | None = None) -> None:
+        self.path = path
+        self._ts = ts
+        self._remote = remote
+        self._direct: tuple[TiffPage, ...] | None = None
+        self._read_lock = threading.Lock()
+        properties = ts.properties
+        self.metadata = BackendMetadata(
+            backend=SOURCE,
+            vendor=properties.get("tiffslide.vendor") or "generic-tiff",
+            level_wh=tuple((int(w), int(h)) for w, h in ts.level_dimensions),
+            level_downsamples=tuple(float(ds) for ds in ts.level_downsamples),
+            recorded_mpp=recorded_mpp(properties),
+            objective_power=_objective_power(properties),
+        )
+
+    @classmethod
+    def open(cls, path: str | Path) -> TiffSlideBackend:
+        """Open a local path, or an fsspec URL read with range requests (`remote.open_remote`)."""
+        path = str(path)
+        remote = open_remote(path) if is_url(path) else None
+        with _slide_errors(path, "open slide"):
+            try:
+                ts = tiffslide.TiffSlide(remote if remote is not None else path)
+            except Exception as err:  # tifffile's TiffFileError is no OSError: refused as not a slide
+                if remote is not None:
+                    remote.close()
+                if isinstance(err, OSError):
+                    raise
+                raise SlideError(f"{path}: not a whole-slide image that tiffslide can read ({err})") from None
+        return cls(path, ts, remote)
+
+    @property
+    def bytes_fetched(self) -> int | None:
+        """Bytes read from a remote slide so far (headers and tiles); None for a local file."""
+        return None if self._remote is None else self._remote.bytes_read
+
+    def serves_exactly(self) -> bool:
+        """Whether this file's pixels match OpenSlide's bit for bit: codecs `serves` accepts, and
+        whole-number level downsamples. (At a downsample like Aperio's 4.0003, OpenSlide places a
+        read at the fractional level position `l0 / downsample` and interpolates; this backend
+        reads whole level pixels. docs/slides.md gives the measured difference.)"""
+        whole = all(abs(ds - round(ds)) < 1e-9 for ds in self.metadata.level_downsamples)
+        return whole and self._direct_pages() is not None
+
+    def _direct_pages(self) -> tuple[TiffPage, ...] | None:
+        """The level pages when every level is tiled 8-bit RGB in a served codec (`serves`): then
+        reads decode the tiles straight from the file, else they go through tiffslide's zarr view."""
+        if self._direct is None:
+            tif = self._ts.ts_tifffile
+            if self._ts.properties.get("tiffslide.series-index", 0) == 0 and serves(tif):
+                self._direct = tuple(level.keyframe for level in tif.series[0].levels)
+            else:
+                self._direct = ()
+        return self._direct or None
+
+    def _decode_box(self, page: TiffPage, box: tuple[int, int, int, int]) -> np.ndarray:
+        """Level pixels [x0, x1) x [y0, y1) (inside the level), decoded tile by tile with
+        tifffile and imagecodecs: one read per tile, no zarr view, no thread pool."""
+        x0, y0, x1, y1 = box
+        tile_w, tile_h = page.tilewidth, page.tilelength
+        cols = -(-page.imagewidth // tile_w)
+        out = np.full((y1 - y0, x1 - x0, 3), 255, dtype=np.uint8)
+        handle = self._ts.ts_tifffile.filehandle
+        for row in range(y0 // tile_h, (y1 - 1) // tile_h + 1):
+            for col in range(x0 // tile_w, (x1 - 1) // tile_w + 1):
+                index = row * cols + col
+                offset, count = page.dataoffsets[index], page.databytecounts[index]
+                if not count:
+                    continue  # a tile never scanned: white glass, as OpenSlide shows it
+                with self._read_lock:
+                    handle.seek(offset)
+                    data = handle.read(count)
+                decoded = page.decode(data, index, jpegtables=page.jpegtables)[0]
+                if decoded is None:
+                    continue
+                tile = decoded[0]
+                tx0, ty0 = col * tile_w, row * tile_h
+                sx0, sy0 = max(x0, tx0), max(y0, ty0)
+                sx1, sy1 = min(x1, tx0 + tile_w), min(y1, ty0 + tile_h)
+                out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = tile[sy0 - ty0 : sy1 - ty0, sx0 - tx0 : sx1 - tx0, :3]
+        return out
+
+    def _level_location(self, level_xy: tuple[int, int], level: int) -> tuple[int, int]:
+        """The level-0 location tiffslide maps back onto `level_xy` of `level` (it truncates
+        `l0 / downsample`), so a read starts exactly at the level pixel asked for."""
+        downsample = self.metadata.level_downsamples[level]
+        location = []
+        for value in level_xy:
+            l0 = math.ceil(value * downsample)
+            while int(l0 / downsample) > value:
+                l0 -= 1
+            while int(l0 / downsample) < value:
+                l0 += 1
+            location.append(l0)
+        return (location[0], location[1])
+
+    def read_region(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> Image.Image:
+        return Image.fromarray(self.read_region_rgb(l0_xy, level, size_wh))
+
+    def read_region_rgb(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> np.ndarray:
+        downsample = self.metadata.level_downsamples[level]
+        level_w, level_h = self.metadata.level_wh[level]
+        x0, y0 = round(l0_xy[0] / downsample), round(l0_xy[1] / downsample)
+        width, height = size_wh
+        out = np.full((height, width, 3), 255, dtype=np.uint8)
+        cx0, cy0 = max(x0, 0), max(y0, 0)
+        cx1, cy1 = min(x0 + width, level_w), min(y0 + height, level_h)
+        pages = self._direct_pages()
+        if cx1 > cx0 and cy1 > cy0 and pages is not None:
+            with _slide_errors(self.path, "read pixels"):
+                out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = self._decode_box(pages[level], (cx0, cy0, cx1, cy1))
+        elif cx1 > cx0 and cy1 > cy0:
+            with _slide_errors(self.path, "read pixels"):
+                inside = self._ts.read_region(
+                    self._level_location((cx0, cy0), level), level, (cx1 - cx0, cy1 - cy0), as_array=True, padding=False
+                )
+            out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = inside[..., :3]
+        return out
+
+    def thumbnail(self, max_wh: tuple[int, int]) -> Image.Image:
+        with _slide_errors(self.path, "read pixels"):
+            return self._ts.get_thumbnail(max_wh).convert("RGB")
+
+    def deep_zoom(self, tile_px: int, overlap_px: int) -> DeepZoomTiles:
+        """Tiles cut on `DeepZoomGrid` as OpenSlide's generator cuts them: each from the coarsest
+        level at least as fine as the tile, resized with a Lanczos filter."""
+        grid = DeepZoomGrid(*self.metadata.l0_wh, tile_px, overlap_px)
+        downsamples = self.metadata.level_downsamples
+
+        def tile(dz_level: int, col: int, row: int) -> Image.Image:
+            x0, y0, x1, y1 = grid.tile_box(dz_level, col, row)
+            scale = grid.l0_per_level_px(dz_level)
+            level = max(i for i, ds in enumerate(downsamples) if ds <= scale or i == 0)
+            level_px = scale / downsamples[level]
+            size = (max(1, math.ceil((x1 - x0) * level_px)), max(1, math.ceil((y1 - y0) * level_px)))
+            region = self.read_region((x0 * scale, y0 * scale), level, size)
+            if region.size == (x1 - x0, y1 - y0):
+                return region
+            return region.resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS)
+
+        return tile
+
+    def close(self) -> None:
+        self._ts.close()
+        if self._remote is not None:
+            self._remote.close()
