@@ -109,8 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def failure_of(err: BaseException) -> tuple[int, str]:
     """The exit code and the one line for a command that raised `err` (a run's record keeps
     the same, pcam_scan.store.run_records.recorded_if_raised)."""
-    if isinstance(err, Terminated):
-        return EXIT_TERMINATED, "terminated (SIGTERM)"
+    if isinstance(err, Terminated) or (isinstance(err, SystemExit) and err.code == signal.SIGTERM):
+        return EXIT_TERMINATED, "terminated (SIGTERM)"  # Ray's driver turns SIGTERM into SystemExit(15)
+    if isinstance(err, SystemExit):
+        return (err.code if isinstance(err.code, int) else EXIT_BUG), f"exited ({err.code})"
     if isinstance(err, KeyboardInterrupt):
         return EXIT_INTERRUPTED, "interrupted"
     if isinstance(err, PcamScanError):

@@ -159,3 +159,17 @@ def test_a_run_record_without_an_outcome_reads_as_completed() -> None:
     assert isinstance(body, dict)
     del body["outcome"], body["message"]
     assert RunRecord.from_json(doc) == record
+
+
+def test_a_run_stopped_by_sigterm_on_ray_is_recorded_as_terminated() -> None:
+    """Ray's driver turns SIGTERM into SystemExit(15), not the CLI's Terminated: the record and
+    the exit code say terminated all the same."""
+    import signal
+
+    from pcam_scan.cli import EXIT_TERMINATED, failure_of
+    from pcam_scan.errors import Terminated
+
+    assert (
+        failure_of(SystemExit(signal.SIGTERM)) == failure_of(Terminated()) == (EXIT_TERMINATED, "terminated (SIGTERM)")
+    )
+    assert failure_of(KeyboardInterrupt()) == (130, "interrupted")

@@ -159,7 +159,7 @@ def recorded_if_raised(
         yield
     except BaseException as err:
         exit_code, message = failure(err)
-        outcome = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        outcome = "interrupted" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "failed"
         try:
             location = StoreLocation(store_uri)
             if _store_exists(location):
