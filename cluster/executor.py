@@ -12,9 +12,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from cluster.pipeline import run_scan_pipeline
+from cluster.pipeline import run_scan_pipeline, settle_ray_data
 from cluster.session import ray_session
 from cluster.sizing import PipelineBudget, check_feasible, plan_budget, worker_pool_size
+from cluster.watchdog import AUTOSCALING_STALL_S, POLL_S, STALL_S, StallGuard, watched
 from pcam_scan.errors import ConfigError, PcamScanError, describe_error
 from pcam_scan.scan.driver import SlideJob
 from pcam_scan.scan.finalize import finalize_slide
@@ -29,10 +30,11 @@ class RayExecutor:
     """Runs the scan pipeline on Ray Data: slides plan in parallel CPU tasks (paths shipped,
     slides opened there) and their blocks stream on to the model as each slide is planned."""
 
-    def __init__(self, run: ScanRun, budget: PipelineBudget) -> None:
+    def __init__(self, run: ScanRun, budget: PipelineBudget, stall_s: float = STALL_S) -> None:
         self.run = run
         self.budget = budget
         self._finalizing: dict[Any, SlideJob] = {}  # Ray object ref -> its slide
+        self.guard = StallGuard(stall_s)  # a demand no node can host fails the run (cluster.watchdog)
 
     def scan(self, jobs: Sequence[SlideJob], store: HeatmapStore) -> Iterator[SlideReady | BlockResult]:
         """The pipeline's records; a stage that cannot run at all (the model actors fail to
@@ -41,10 +43,13 @@ class RayExecutor:
         import ray
 
         slides = [(job.slide_id, job.path) for job in jobs]
+        self.guard.progressed()
         try:
-            yield from run_scan_pipeline(slides, store, self.run, self.budget)
+            yield from watched(run_scan_pipeline(slides, store, self.run, self.budget), self.guard)
         except ray.exceptions.RayError as err:
             raise PcamScanError(f"the scan pipeline failed: {_last_error_line(err)}") from None
+        finally:
+            settle_ray_data()  # before the session ends
 
     def finalize(self, store: HeatmapStore, job: SlideJob, seconds: dict[str, float], n_blocks: int) -> None:
         """A Ray task per slide (pyramid, diagnosis), from the write reserve: off the driver."""
@@ -59,13 +64,27 @@ class RayExecutor:
         if not self._finalizing:
             return
         refs = list(self._finalizing)
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=None if wait else 0)
+        ready = self._wait_all(refs) if wait else ray.wait(refs, num_returns=len(refs), timeout=0)[0]
         for ref in ready:
             job = self._finalizing.pop(ref)
             try:
                 yield ray.get(ref)
             except ray.exceptions.RayError as err:  # its worker or node was lost for good
                 yield SlideOutcome(job.slide_id, job.path, "failed", describe_error(getattr(err, "cause", None) or err))
+
+    def _wait_all(self, refs: list[Any]) -> list[Any]:
+        """Every ref, once ended; while none ends, the guard looks (a finalize no node can host)."""
+        import ray
+
+        ready: list[Any] = []
+        while refs:
+            done, refs = ray.wait(refs, num_returns=len(refs), timeout=POLL_S)
+            if done:
+                self.guard.progressed()
+                ready += done
+            else:
+                self.guard.check()
+        return ready
 
 
 @contextmanager
@@ -80,7 +99,7 @@ def ray_executor(run: ScanRun, placement: Placement) -> Iterator[RayExecutor]:
             )
         budget = plan_budget(resources, predictor, placement.gpus)
         check_feasible(budget, resources, waiting_for_gpus=placement.gpus is not None)
-        yield RayExecutor(run, budget)
+        yield RayExecutor(run, budget, STALL_S if placement.gpus is None else AUTOSCALING_STALL_S)
 
 
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$", re.M)

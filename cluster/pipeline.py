@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+import time
 from collections.abc import Iterator, Sequence
 
 from cluster.sizing import READ_TASK_MEMORY_BYTES, PipelineBudget
@@ -33,6 +34,22 @@ def configure_ray_data() -> None:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+EXECUTOR_SETTLE_S = 30.0
+"""How long a stopped run waits for Ray Data's scheduling thread to end before Ray shuts down."""
+
+
+def settle_ray_data(timeout_s: float = EXECUTOR_SETTLE_S) -> None:
+    """Wait for Ray Data's scheduling threads (`StreamingExecutor`) to end. A pipeline stopped
+    early (the stall guard, an error, SIGTERM) is shut down by Ray Data, which gives its thread
+    only 2 s; one still inside a Ray call when the session ends dies with a traceback of its own."""
+    import threading
+
+    deadline = time.monotonic() + timeout_s
+    for thread in threading.enumerate():
+        if type(thread).__name__ == "StreamingExecutor" and thread is not threading.current_thread():
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 MAX_PLAN_BLOCKS = 1000

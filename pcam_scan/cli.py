@@ -14,7 +14,7 @@ from types import FrameType
 from typing import NoReturn
 
 from pcam_scan import __version__
-from pcam_scan.errors import PcamScanError
+from pcam_scan.errors import PcamScanError, Terminated, describe_error
 
 # Each name is a module in pcam_scan.commands with a `register(subparsers)` function.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -45,11 +45,7 @@ EXIT_SLIDES_FAILED = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process ended by SIGTERM
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread as Ctrl-C is, so that every `finally` runs (the scan
-    lock is removed, temporary files go) instead of the process vanishing with the lock left."""
+EXIT_BUG = 1  # an uncaught exception: Python's traceback and exit code
 
 
 @contextmanager
@@ -102,22 +98,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _sigterm_as_interrupt():
             code = args.func(args)
-    except PcamScanError as err:
-        return _user_error(str(err))
-    except OSError as err:  # a path the system refuses: missing, unwritable, a full disk
-        return _user_error(_describe_os_error(err))
-    except Terminated:
-        print("pcam-scan: terminated (SIGTERM)", file=sys.stderr)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        print("pcam-scan: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    # OSError: a path the system refuses (missing, unwritable, a full disk)
+    except (PcamScanError, OSError, KeyboardInterrupt) as err:
+        code, message = failure_of(err)
+        print(f"pcam-scan: {'error: ' if code == EXIT_USER_ERROR else ''}{message}", file=sys.stderr)
+        return code
     return int(code or EXIT_OK)
 
 
-def _user_error(message: str) -> int:
-    print(f"pcam-scan: error: {' '.join(message.split())}", file=sys.stderr)
-    return EXIT_USER_ERROR
+def failure_of(err: BaseException) -> tuple[int, str]:
+    """The exit code and the one line for a command that raised `err` (a run's record keeps
+    the same, pcam_scan.store.run_records.recorded_if_raised)."""
+    if isinstance(err, Terminated) or (isinstance(err, SystemExit) and err.code == signal.SIGTERM):
+        return EXIT_TERMINATED, "terminated (SIGTERM)"  # Ray's driver turns SIGTERM into SystemExit(15)
+    if isinstance(err, SystemExit):
+        return (err.code if isinstance(err.code, int) else EXIT_BUG), f"exited ({err.code})"
+    if isinstance(err, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(err, PcamScanError):
+        return EXIT_USER_ERROR, " ".join(str(err).split())
+    if isinstance(err, OSError):
+        return EXIT_USER_ERROR, " ".join(_describe_os_error(err).split())
+    return EXIT_BUG, describe_error(err)
 
 
 def _describe_os_error(err: OSError) -> str:

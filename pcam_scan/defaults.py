@@ -32,6 +32,14 @@ for the rest (`pcam_scan.slide_backends.open_slide_file`, docs/slides.md)."""
 DETECTION_SIGMA_CELLS = 1.0
 DETECTION_MIN_DISTANCE_CELLS = 3.0
 
+# the viewer (pcam_scan.viewer.isolation)
+VIEWER_READS_PER_SLIDE = 8
+"""Requests reading one slide at once: enough for a browser's parallel tile requests (six per
+host), few enough that a slide whose storage stalls holds only these threads."""
+VIEWER_READ_TIMEOUT_S = 30.0
+"""A request for a stalled slide is answered 503/504 after this; a slow network mount still
+finishes a tile well within it."""
+
 # evaluation
 BOOTSTRAP_REPLICATES = 2000
 

@@ -36,6 +36,13 @@ class ConfigError(PcamScanError):
     """A setting is out of range or settings contradict each other."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C is (pcam_scan.cli), so that every `finally`
+    runs (the scan lock is removed, temporary files go) instead of the process vanishing with the
+    lock left. Declared here, not in the CLI module: run as `python -m pcam_scan.cli`, that module
+    is loaded twice (`__main__` and `pcam_scan.cli`), and a class of each copy would differ."""
+
+
 def describe_error(err: BaseException) -> str:
     """One line for a slide's failed status: the message, with the type when it adds meaning
     (a user-facing error speaks for itself; anything else is named, as it is a bug or an

@@ -1,6 +1,6 @@
 """Processes under hostile conditions, with real processes: two scans of one store at once, a
-scan lock held by a live or a dead process, and a training run killed with SIGTERM while its
-data-loader workers run (none may outlive it)."""
+scan lock held by a live or a dead process, a scan stopped by SIGTERM (its run still recorded),
+and a training run killed with SIGTERM while its data-loader workers run (none may outlive it)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 from pcam_scan.store import HeatmapStore
+from pcam_scan.store.location import StoreLocation
+from pcam_scan.store.run_records import read_run_records
+from pcam_scan.store.schema import RunRecord
 from tests.hostile_cases import changed, one_error_line, run_cli, snapshot
 
 CLI = [sys.executable, "-m", "pcam_scan.cli"]
@@ -207,6 +210,10 @@ def test_sigterm_to_an_in_process_scan_exits_143_with_one_line_and_removes_the_l
     resumed = subprocess.run(argv, capture_output=True, text=True, timeout=HANG_DEADLINE_S)
     assert resumed.returncode == 0, resumed.stderr
     assert HeatmapStore.open(str(store)).slide_status("normal_001").state.value == "complete"
+    # the stopped run left its record too, before the resumed one's
+    records = read_run_records(StoreLocation(str(store)))
+    outcomes = [(r.outcome, r.exit_code, r.message) for r in records if isinstance(r, RunRecord)]
+    assert outcomes == [("interrupted", 143, "terminated (SIGTERM)"), ("completed", 0, "")]
 
 
 def _some_block_done(store: Path) -> bool:

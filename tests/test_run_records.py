@@ -125,3 +125,51 @@ def test_scan_records_its_run_and_writes_a_summary_beside_the_store(
     assert summary == tmp_path / "run.zarr.summary.md"
     text = summary.read_text()
     assert "1 completed, 1 failed" in text and "normal_404" in text
+
+
+def test_a_scan_that_raises_still_records_its_run_as_failed_with_its_message(
+    tmp_path: Path, synth_dataset: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The store exists and holds other settings' results: the second scan is refused (exit 2)
+    once it has opened the store, and its record says so, with the same line as the CLI."""
+    store = tmp_path / "run.zarr"
+    argv = ["scan", str(synth_dataset / "normal_001.tif"), "--model", str(tiny_checkpoint), "--store", str(store)]
+    argv += ["--in-process", "--device", "cpu"]
+    assert main([*argv, "--block-cells", "16"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--block-cells", "8"]) == 2
+    error_line = capsys.readouterr().err.strip().removeprefix("pcam-scan: error: ")
+    records = read_run_records(StoreLocation(str(store)))
+    assert [(r.command, r.outcome, r.exit_code) for r in records if isinstance(r, RunRecord)] == [
+        ("scan", "completed", 0),
+        ("scan", "failed", 2),
+    ]
+    failed = records[1]
+    assert isinstance(failed, RunRecord) and failed.message == error_line and failed.attempts == ()
+    assert failed.arguments["block_cells"] == 8 and failed.started <= failed.ended
+    assert main(["history", str(store)]) == 0
+    assert f"failed: {error_line}" in capsys.readouterr().out
+
+
+def test_a_run_record_without_an_outcome_reads_as_completed() -> None:
+    """The first version-2 records had no `outcome` or `message`: they still read."""
+    record = new_record("diagnose", {}, "2026-01-01T00:00:00+00:00", 0, [SlideAttempt("a", "diagnosed")])
+    doc = record.to_json()
+    body = doc["run_record"]
+    assert isinstance(body, dict)
+    del body["outcome"], body["message"]
+    assert RunRecord.from_json(doc) == record
+
+
+def test_a_run_stopped_by_sigterm_on_ray_is_recorded_as_terminated() -> None:
+    """Ray's driver turns SIGTERM into SystemExit(15), not the CLI's Terminated: the record and
+    the exit code say terminated all the same."""
+    import signal
+
+    from pcam_scan.cli import EXIT_TERMINATED, failure_of
+    from pcam_scan.errors import Terminated
+
+    assert (
+        failure_of(SystemExit(signal.SIGTERM)) == failure_of(Terminated()) == (EXIT_TERMINATED, "terminated (SIGTERM)")
+    )
+    assert failure_of(KeyboardInterrupt()) == (130, "interrupted")

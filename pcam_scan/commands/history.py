@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from pcam_scan.store import HeatmapStore
     from pcam_scan.store.run_records import read_run_records
+    from pcam_scan.store.schema import RUN_COMPLETED_OUTCOME
 
     store = HeatmapStore.open(args.store, mode="r")  # refuses what is not a heatmap store
     records = read_run_records(store.location)
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
             f"slides {len(record.attempts)} attempted, {done} completed, {record.failed} failed  "
             f"{record.user}@{record.host} pid {record.pid}"
         )
+        if record.outcome != RUN_COMPLETED_OUTCOME:
+            print(f"    {record.outcome}: {record.message}")
         shown = record.attempts if args.slides else [a for a in record.attempts if a.message]
         for attempt in shown:
             print(f"    {attempt.slide_id}: {attempt.state}{': ' + attempt.message if attempt.message else ''}")

@@ -14,23 +14,26 @@ from __future__ import annotations
 import datetime
 import getpass
 import json
+import logging
 import math
 import os
 import secrets
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from pcam_scan.bounded_json import JsonLimits, parse_json
-from pcam_scan.errors import PcamScanError, StoreError
+from pcam_scan.errors import PcamScanError, StoreError, describe_error
 from pcam_scan.outputs import write_output_bytes
 from pcam_scan.store.identity import package_versions
 from pcam_scan.store.location import StoreLocation
-from pcam_scan.store.schema import RUNS_PREFIX, RunRecord, SlideAttempt
+from pcam_scan.store.schema import RUN_COMPLETED_OUTCOME, RUNS_PREFIX, RunRecord, SlideAttempt
 
+LOG = logging.getLogger(__name__)
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 """A record of 100,000 slides' attempts is ~10 MB; anything larger is not ours."""
 
@@ -57,7 +60,13 @@ def _jsonable(value: object) -> object:
 
 
 def new_record(
-    command: str, arguments: Mapping[str, object], started: str, exit_code: int, attempts: Sequence[SlideAttempt]
+    command: str,
+    arguments: Mapping[str, object],
+    started: str,
+    exit_code: int,
+    attempts: Sequence[SlideAttempt],
+    outcome: str = RUN_COMPLETED_OUTCOME,
+    message: str = "",
 ) -> RunRecord:
     """A record of a run that just ended on this host, by this user and process."""
     args = {k: _jsonable(v) for k, v in arguments.items() if not callable(v)}
@@ -72,6 +81,8 @@ def new_record(
         utc_now(),
         exit_code,
         tuple(attempts),
+        outcome,
+        message,
     )
 
 
@@ -132,13 +143,48 @@ def record_run(
     return record
 
 
+Failure = Callable[[BaseException], tuple[int, str]]
+"""The exit code and the one line the command line gives a command that raised an error."""
+
+
+@contextmanager
+def recorded_if_raised(
+    store_uri: str, command: str, arguments: Mapping[str, object], started: str, failure: Failure
+) -> Iterator[None]:
+    """A run that raises, or is interrupted (Ctrl-C, SIGTERM), still appends its record to the
+    store, `failed` or `interrupted` with its one line, and the exception goes on. Nothing is
+    recorded where no store exists yet (the error came before there was one); a record that
+    cannot be written (the store's disk is full) is logged and never hides the run's own error."""
+    try:
+        yield
+    except BaseException as err:
+        exit_code, message = failure(err)
+        outcome = "interrupted" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "failed"
+        try:
+            location = StoreLocation(store_uri)
+            if _store_exists(location):
+                record = new_record(command, arguments, started, exit_code, (), outcome, message)
+                append_run_record(location, record)
+        except Exception as record_err:  # the run's own error is what the user must see
+            LOG.warning("the %s run's record could not be written: %s", command, describe_error(record_err))
+        raise
+
+
+def _store_exists(location: StoreLocation) -> bool:
+    local = location.local_path
+    if local is not None:
+        return (local / "zarr.json").is_file()
+    return bool(sync(location.zarr_store(read_only=True).exists("zarr.json")))
+
+
 def summary_markdown(record: RunRecord, store_uri: str) -> str:
     """A short Markdown page about one run: what, where, when, and each slide not done."""
     done = len(record.attempts) - record.failed
     lines = [
         f"# pcam-scan {record.command}: {store_uri}",
         "",
-        f"- started {record.started}, ended {record.ended}, exit code {record.exit_code}",
+        f"- started {record.started}, ended {record.ended}, exit code {record.exit_code}, {record.outcome}"
+        + (f": {record.message}" if record.message else ""),
         f"- host {record.host}, user {record.user}, pid {record.pid}",
         f"- slides: {len(record.attempts)} attempted, {done} completed, {record.failed} failed",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(record.versions.items())),

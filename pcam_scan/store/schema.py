@@ -165,6 +165,10 @@ S_DIAGNOSIS = AttrSpec(
     "the slide-level diagnosis (`pcam_scan.diagnosis.Diagnosis.to_attrs`), added after the scan",
 )
 
+RUN_COMPLETED_OUTCOME = "completed"
+RUN_OUTCOMES = (RUN_COMPLETED_OUTCOME, "failed", "interrupted")
+"""How a recorded run ended: it ran to its end, it raised an error, or it was interrupted."""
+
 RUN_RECORD = AttrSpec(
     Node.RUN,
     "run_record",
@@ -180,7 +184,16 @@ RUN_USER = _field(RUN_RECORD, "user", "string", "the user that ran it", 2)
 RUN_PID = _field(RUN_RECORD, "pid", "integer", "its process id", 2)
 RUN_STARTED = _field(RUN_RECORD, "started", "string", "UTC ISO 8601 start", 2)
 RUN_ENDED = _field(RUN_RECORD, "ended", "string", "UTC ISO 8601 end", 2)
-RUN_EXIT = _field(RUN_RECORD, "exit_code", "integer", "the command's exit code (0 all slides done, 1 some not)", 2)
+RUN_EXIT = _field(
+    RUN_RECORD,
+    "exit_code",
+    "integer",
+    (
+        "the command's exit code (0 all slides done, 1 some not; a run that raised: 2 an error, 130 interrupted, "
+        "143 SIGTERM)"
+    ),
+    2,
+)
 RUN_SLIDES = _field(RUN_RECORD, "slides", "object", "counts: `attempted`, `completed`, `failed`", 2)
 RUN_ATTEMPTED = _field(RUN_SLIDES, "attempted", "integer", "slides the run tried", 2)
 RUN_COMPLETED = _field(RUN_SLIDES, "completed", "integer", "slides it finished", 2)
@@ -189,6 +202,15 @@ RUN_ATTEMPTS = _field(RUN_RECORD, "attempts", "[object]", "per slide: `slide`, `
 RUN_ATTEMPT_SLIDE = _field(RUN_ATTEMPTS, "slide", "string", "the slide id", 2)
 RUN_ATTEMPT_STATE = _field(RUN_ATTEMPTS, "state", "string", "what the run did with it (e.g. `complete`, `failed`)", 2)
 RUN_ATTEMPT_MESSAGE = _field(RUN_ATTEMPTS, "message", "string", "why, in one line ('' when done)", 2)
+RUN_OUTCOME = _field(
+    RUN_RECORD,
+    "outcome",
+    "string",
+    "`completed` (the command ran to its end), `failed` (it raised: its error) or `interrupted` "
+    "(Ctrl-C or SIGTERM); absent in the first version-2 records: `completed`",
+    2,
+)
+RUN_MESSAGE = _field(RUN_RECORD, "message", "string", "why a run did not complete, in one line ('' when it did)", 2)
 
 S_QC = AttrSpec(
     Node.SLIDE,
@@ -722,6 +744,13 @@ class RunRecord:
     ended: str
     exit_code: int
     attempts: tuple[SlideAttempt, ...]
+    outcome: str = RUN_COMPLETED_OUTCOME
+    """`RUN_OUTCOMES`: whether the command ran to its end; a run that raised has no attempts."""
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if self.outcome not in RUN_OUTCOMES:
+            raise StoreError(f"run outcome {self.outcome!r} is not one of {', '.join(RUN_OUTCOMES)}")
 
     @property
     def failed(self) -> int:
@@ -741,6 +770,8 @@ class RunRecord:
                 RUN_STARTED.key: self.started,
                 RUN_ENDED.key: self.ended,
                 RUN_EXIT.key: self.exit_code,
+                RUN_OUTCOME.key: self.outcome,
+                RUN_MESSAGE.key: self.message,
                 RUN_SLIDES.key: {
                     RUN_ATTEMPTED.key: attempted,
                     RUN_COMPLETED.key: attempted - self.failed,
@@ -784,6 +815,8 @@ class RunRecord:
                 ended=str(raw[RUN_ENDED.key]),
                 exit_code=int(raw.get(RUN_EXIT.key, 0)),
                 attempts=attempts,
+                outcome=str(raw.get(RUN_OUTCOME.key, RUN_COMPLETED_OUTCOME)),
+                message=str(raw.get(RUN_MESSAGE.key, "")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise StoreError(f"malformed run record: {type(err).__name__}: {err}") from None

@@ -36,6 +36,7 @@ from pcam_scan.errors import ConfigError, PcamScanError, StoreError
 from pcam_scan.store import validate_slide_id
 from pcam_scan.store.validation import DamagedSlideError
 from pcam_scan.viewer.catalog import SlideCatalog, SlideView, ViewerSettings, parse_threshold
+from pcam_scan.viewer.isolation import SlideBusyError, SlideGate, SlideStalledError
 from pcam_scan.viewer.server import LOOPBACK_HOSTS
 from pcam_scan.viewer.tiles import heatmap_tile_png, qc_tile_png
 
@@ -65,19 +66,20 @@ def create_app(settings: ViewerSettings, allowed_hosts: tuple[str, ...] = LOOPBA
     """The viewer over one store (opened read-only now: a bad store fails here, not later)."""
     catalog = SlideCatalog(settings)
     api = _Api(catalog)
+    gated = _gated(SlideGate(settings.reads_per_slide, settings.read_timeout_s))
     routes = [
         Route("/", lambda request: FileResponse(WEB_DIR / "index.html")),
         Route("/slides/{slide_id}", api.viewer_page),
         Route("/api/slides", api.slide_list),
-        Route("/api/slides/{slide_id}", api.slide_info),
-        Route("/api/slides/{slide_id}/slide.dzi", api.slide_dzi),
-        Route("/api/slides/{slide_id}/slide_files/{level}/{tile}", api.slide_tile),
-        Route("/api/slides/{slide_id}/heatmap.dzi", api.heatmap_dzi),
-        Route("/api/slides/{slide_id}/heatmap_files/{level}/{tile}", api.heatmap_tile),
-        Route("/api/slides/{slide_id}/qc_files/{level}/{tile}", api.qc_tile),
-        Route("/api/slides/{slide_id}/lesions", api.lesions),
-        Route("/api/slides/{slide_id}/reference", api.reference),
-        Route("/api/slides/{slide_id}/probe", api.probe),
+        Route("/api/slides/{slide_id}", gated(api.slide_info)),
+        Route("/api/slides/{slide_id}/slide.dzi", gated(api.slide_dzi)),
+        Route("/api/slides/{slide_id}/slide_files/{level}/{tile}", gated(api.slide_tile)),
+        Route("/api/slides/{slide_id}/heatmap.dzi", gated(api.heatmap_dzi)),
+        Route("/api/slides/{slide_id}/heatmap_files/{level}/{tile}", gated(api.heatmap_tile)),
+        Route("/api/slides/{slide_id}/qc_files/{level}/{tile}", gated(api.qc_tile)),
+        Route("/api/slides/{slide_id}/lesions", gated(api.lesions)),
+        Route("/api/slides/{slide_id}/reference", gated(api.reference)),
+        Route("/api/slides/{slide_id}/probe", gated(api.probe)),
         Mount("/static", StaticFiles(directory=WEB_DIR / "static")),
         Mount("/vendor/openseadragon", StaticFiles(directory=OPENSEADRAGON_DIR, check_dir=False)),
     ]
@@ -85,6 +87,8 @@ def create_app(settings: ViewerSettings, allowed_hosts: tuple[str, ...] = LOOPBA
         HTTPException: _http_error,
         ConfigError: _error_json(400),
         DamagedSlideError: _error_json(409),  # shown as damaged; the other slides are served
+        SlideBusyError: _error_json(503, {"retry-after": "5"}),  # a stalled slide: only it waits
+        SlideStalledError: _error_json(504),
         StoreError: _error_json(404),
         PcamScanError: _error_json(404),
         Exception: _unexpected_error,
@@ -98,7 +102,8 @@ def openseadragon_installed() -> bool:
 
 
 class _Api:
-    """Request handlers over one catalog (plain functions run in Starlette's thread pool)."""
+    """Request handlers over one catalog (plain functions: the per-slide ones run in a thread
+    of their slide's gate, the others in Starlette's thread pool)."""
 
     def __init__(self, catalog: SlideCatalog) -> None:
         self.catalog = catalog
@@ -179,6 +184,24 @@ class _Api:
         return self.catalog.view(self._known_id(request))
 
 
+def _gated(gate: SlideGate) -> Callable[[Callable[[Request], Response]], Callable[[Request], Awaitable[Response]]]:
+    """Route handlers that read one slide, run under that slide's places of the gate
+    (pcam_scan.viewer.isolation): its stalled reads hold its own places, never the server's."""
+
+    def wrap(handler: Callable[[Request], Response]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            slide_id: str = request.path_params["slide_id"]
+            try:
+                validate_slide_id(slide_id)  # a place per well-formed id only
+            except StoreError as err:
+                raise HTTPException(400, str(err)) from None
+            return await gate.run(slide_id, lambda: handler(request))
+
+        return endpoint
+
+    return wrap
+
+
 def _coordinate(request: Request, name: str) -> float:
     """A finite level-0 coordinate from the query string; 400 otherwise."""
     raw = request.query_params.get(name, "")
@@ -233,10 +256,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-def _error_json(status: int) -> ExceptionHandler:
+def _error_json(status: int, headers: Mapping[str, str] | None = None) -> ExceptionHandler:
     async def handler(request: Request, exc: Exception) -> Response:
         _log_error(request, status, str(exc), exc)
-        return JSONResponse({"error": str(exc)}, status_code=status)
+        return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
 
     return handler
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import cast
 
+from pcam_scan.defaults import VIEWER_READ_TIMEOUT_S, VIEWER_READS_PER_SLIDE
 from pcam_scan.diagnosis.features import FeatureSettings
 from pcam_scan.diagnosis.patient_files import read_patients
 from pcam_scan.diagnosis.rule import SizeCategory
@@ -58,8 +59,16 @@ class ViewerSettings:
     """The library that reads the slides (`pcam_scan.slide_backends.SLIDE_BACKENDS`)."""
     patients_file: Path | None = None
     """`slide_id,patient,node` (pcam_scan.diagnosis.patient_files): the list groups by patient."""
+    reads_per_slide: int = VIEWER_READS_PER_SLIDE
+    """Requests reading one slide at once (pcam_scan.viewer.isolation): a stalled slide holds no more threads."""
+    read_timeout_s: float = VIEWER_READ_TIMEOUT_S
+    """How long a request waits for its slide's read before the answer is 503 or 504."""
 
     def __post_init__(self) -> None:
+        if self.reads_per_slide < 1:
+            raise ConfigError("a slide needs at least one read at a time")
+        if not 0 < self.read_timeout_s <= 3600:
+            raise ConfigError(f"read timeout {self.read_timeout_s} s must lie in (0, 3600]")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"JPEG quality {self.jpeg_quality} must lie in 1..100")
         if self.cached_slides < 1:

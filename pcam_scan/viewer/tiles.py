@@ -68,7 +68,8 @@ def qc_tile_png(pyramid: HeatmapPyramid, grid: DeepZoomGrid, level: int, col: in
 class SlideTiles:
     """JPEG deep-zoom tiles of one slide file, from its backend (`pcam_scan.slide_backends`).
 
-    Backend reads are thread-safe, so one instance serves concurrent requests.
+    Backend reads are thread-safe, so one instance serves concurrent requests. The file closes
+    when the last request holding the instance lets go of it (the cache only drops it).
     """
 
     def __init__(
@@ -81,9 +82,15 @@ class SlideTiles:
                 f"{path}: slide is {slide_file.metadata.l0_wh} px, but the store "
                 f"scanned a {grid.l0_width} x {grid.l0_height} px slide"
             )
+        self._slide_file = slide_file
         self._tiles = slide_file.deep_zoom(grid.tile_px, grid.overlap_px)
         self.grid = grid
         self.jpeg_quality = jpeg_quality
+
+    def __del__(self) -> None:
+        slide_file = getattr(self, "_slide_file", None)  # absent when the constructor failed
+        if slide_file is not None:
+            slide_file.close()
 
     def tile_jpeg(self, level: int, col: int, row: int) -> bytes:
         self.grid.tile_box(level, col, row)  # refuses addresses outside the grid
