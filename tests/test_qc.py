@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from scipy import ndimage
 
 from pcam_scan.cli import main
@@ -160,6 +161,35 @@ def test_qc_flags_the_injected_artefacts_and_never_changes_prob(artefact_scan: t
         assert np.count_nonzero(found & true) >= 0.6 * np.count_nonzero(true), kind
     assert np.isnan(focus[~tissue]).all() and np.isfinite(focus[tissue]).all()
     assert on.stored_slide("normal_001").qc_verdict in ("warn", "not assessable")
+
+
+@pytest.fixture(scope="module")
+def stain_normalised_store(artefact_scan: tuple[Path, Path, Path], tiny_checkpoint: Path) -> Path:
+    """The artefact slide scanned again with QC on and Macenko normalisation to another centre's
+    stain (`centre-b`: darker, bluer), so the model's regions differ from the read ones."""
+    root = artefact_scan[0]
+    reference_plan = plan_slide(
+        SlideSpec(width_px=1400, height_px=1400, mpp_um_px=0.972, stain_preset="centre-b"), seed=3, tumour=True
+    )
+    reference = root / "reference-centre-b.png"
+    Image.fromarray(SlideTexture(reference_plan).render(450, 450, 512, 512)).save(reference)
+    store = root / "qc-stain.zarr"
+    argv = ["scan", str(root / "slides"), "--model", str(tiny_checkpoint), "--store", str(store), "--in-process"]
+    assert main([*argv, "--device", "cpu", "--stain-normalise", "macenko", "--stain-reference", str(reference)]) == 0
+    return store
+
+
+def test_qc_measures_the_pixels_as_read_not_the_stain_normalised_ones(
+    artefact_scan: tuple[Path, Path, Path], stain_normalised_store: Path
+) -> None:
+    on = HeatmapStore.open(str(artefact_scan[1]))
+    stained = HeatmapStore.open(str(stain_normalised_store))
+    assert not np.array_equal(on.read_prob("normal_001"), stained.read_prob("normal_001"), equal_nan=True)
+    plain_qc, stained_qc = on.read_qc("normal_001"), stained.read_qc("normal_001")
+    assert plain_qc is not None and stained_qc is not None
+    assert np.array_equal(plain_qc[0], stained_qc[0])
+    assert np.array_equal(plain_qc[1], stained_qc[1], equal_nan=True)
+    assert on.stored_slide("normal_001").qc_verdict == stained.stored_slide("normal_001").qc_verdict
 
 
 def test_excluded_cells_read_as_not_predicted_for_every_consumer(artefact_scan: tuple[Path, Path, Path]) -> None:
