@@ -75,6 +75,26 @@ def test_a_marker_stroke_of_each_colour_flags_the_cells_it_covers_and_no_other(
     assert excluded_cells(inked.flags)[beside].all()
 
 
+RED_BLOOD_CELL_RGB = ((112, 28, 46), (189, 79, 99))
+"""Red blood cells as the real slides of tests/data show them (mean colours of their red-hue
+pixels): packed and dark in the TCGA frozen section, paler in CMU-1."""
+
+
+@pytest.mark.parametrize("rgb", RED_BLOOD_CELL_RGB)
+def test_a_vessel_packed_with_red_blood_cells_is_not_red_marker(texture: SlideTexture, rgb: tuple[int, ...]) -> None:
+    region, x0, y0 = tissue_region(texture)
+    vessel = Disc((x0 + HALO_PX + 4.0 * CELL_PX, y0 + HALO_PX + 4.0 * CELL_PX), 1.5 * CELL_PX)
+    ys, xs = np.mgrid[0 : region.shape[0], 0 : region.shape[1]].astype(np.float64)
+    inside = vessel.covers(xs + x0 + 0.5, ys + y0 + 0.5)
+    rng = np.random.default_rng(0)  # cell-to-cell shading of the packed cells, a few levels
+    shade = np.clip(1.0 + 0.08 * rng.standard_normal(inside.shape), 0.8, 1.2)[..., None]
+    painted = region.copy()
+    painted[inside] = np.clip(np.array(rgb, np.float64) * shade[inside], 0, 255).astype(np.uint8)
+    assert cell_share(SlideArtefacts(blur=(vessel,)), "blur", x0, y0, 8).max() == 1.0  # whole cells of blood
+    flags = measure_block(painted, np.ones((8, 8), dtype=bool), HALO_PX, CELL_PX, 0.0, QcSettings()).flags
+    assert not (flags & (INK | INK_NEARBY)).any()
+
+
 def test_a_fold_doubles_the_eosin_density_and_is_flagged_against_the_slide_reference(texture: SlideTexture) -> None:
     region, x0, y0 = tissue_region(texture)
     fold = Stroke(np.array([[x0 - 50.0, 700.0], [x0 + 400.0, 700.0]]), 60.0, "fold")
