@@ -23,6 +23,7 @@ from pcam_scan.synth.artefacts import ArtefactSpec, Disc, SlideArtefacts, Stroke
 from pcam_scan.synth.layout import plan_slide
 from pcam_scan.synth.spec import SlideSpec, SynthSpec
 from pcam_scan.synth.texture import SlideTexture
+from pcam_scan.tissue import TissueSettings, tissue_pixels
 
 CELL_PX = 32
 HALO_PX = 32
@@ -107,6 +108,48 @@ def test_a_fold_doubles_the_eosin_density_and_is_flagged_against_the_slide_refer
     assert ((flags & FOLD) != 0)[share >= 0.9].all()
     assert not ((flags & FOLD) != 0)[share == 0].any()
     assert not (measure_block(region, tissue, HALO_PX, CELL_PX, reference, QcSettings()).flags & FOLD).any()
+
+
+def test_a_fold_over_tumour_is_flagged_and_unfolded_tumour_is_not() -> None:
+    """Tumour is denser than the slide's typical tissue (more, darker nuclei) but not in eosin; a
+    fold doubles every pixel's density, tumour's too. The reference is the slide's, as planning
+    takes it: the median eosin of its tissue pixels at the thumbnail's 8x coarser plane."""
+    plan = plan_slide(SlideSpec(width_px=1400, height_px=1400, mpp_um_px=0.972), seed=3, tumour=True)
+    slide = SlideTexture(plan)
+    whole = slide.render(0, 0, 1400, 1400)
+    thumbnail = whole.reshape(175, 8, 175, 8, 3).mean(axis=(1, 3)).round().astype(np.uint8)
+    on_tissue, _, _ = tissue_pixels(thumbnail, TissueSettings(), 8 * 0.972)
+    reference = float(np.median(eosin_density(thumbnail[on_tissue])))
+    n_cells = 8
+    side = n_cells * CELL_PX + 2 * HALO_PX
+    x0, y0 = (plan.annotations().tumour[0].l0_xy.mean(axis=0) - side // 2).astype(int)
+    region = slide.render(int(x0), int(y0), side, side)
+    tumour = slide.labels(int(x0) + HALO_PX, int(y0) + HALO_PX, n_cells * CELL_PX, n_cells * CELL_PX) == 3
+    tumour_cells = tumour.reshape(n_cells, CELL_PX, n_cells, CELL_PX).mean(axis=(1, 3)) >= 0.5
+    fold = Stroke(np.array([[x0 - 50.0, y0 + side / 2], [x0 + side + 50.0, y0 + side / 2]]), 60.0, "fold")
+    artefacts = SlideArtefacts(folds=(fold,))
+    painted = artefacts.paint(region, int(x0), int(y0), slide.render)
+    tissue = np.ones((n_cells, n_cells), dtype=bool)
+    flags = measure_block(painted, tissue, HALO_PX, CELL_PX, reference, QcSettings()).flags
+    share = cell_share(artefacts, "fold", int(x0), int(y0), n_cells)
+    assert (tumour_cells & (share >= 0.9)).any() and (tumour_cells & (share == 0)).any()
+    assert ((flags & FOLD) != 0)[share >= 0.9].all()
+    assert not ((flags & FOLD) != 0)[share == 0].any()
+
+
+def test_a_bubble_over_a_fold_draws_unfolded_tissue_and_the_folds_truth_stops_there(texture: SlideTexture) -> None:
+    region, x0, y0 = tissue_region(texture)
+    fold = Stroke(np.array([[x0 - 50.0, 700.0], [x0 + 400.0, 700.0]]), 60.0, "fold")
+    bubble = Disc((x0 + HALO_PX + 6.0 * CELL_PX, 700.0), 2.0 * CELL_PX)
+    artefacts = SlideArtefacts(folds=(fold,), bubbles=(bubble,), rim_px=4.0)
+    painted = artefacts.paint(region, x0, y0, texture.render).astype(int)
+    ys, xs = np.mgrid[0 : region.shape[0], 0 : region.shape[1]].astype(np.float64)
+    inner = Disc(bubble.l0_centre_xy, bubble.radius_px - 5.0).covers(xs + x0 + 0.5, ys + y0 + 0.5)
+    under = inner & fold.covers(xs + x0 + 0.5, ys + y0 + 0.5)
+    assert under.any() and np.abs(painted[under] - region[under].astype(int)).max() <= 1  # doubled, then halved
+    truth = artefacts.cell_masks(1400 // CELL_PX, 1400 // CELL_PX, float(CELL_PX))["fold"]
+    cx, cy = (int(c // CELL_PX) for c in bubble.l0_centre_xy)
+    assert not truth[cy, cx] and truth[cy, cx - 4]
 
 
 def test_blur_is_judged_against_the_slides_own_focus_so_sharp_cells_stay_unflagged(texture: SlideTexture) -> None:
