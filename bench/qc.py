@@ -14,9 +14,12 @@ Then it prints:
    blurry); a cell is blurry for a baseline when half its pixels are;
 2. slide verdicts, and how many normal slides with ink come out positive with the demo's trained
    model (the issue's reproduction), QC off vs on;
-3. QC's cost: the null-model pipeline's seconds over the same slides, QC off vs on (same
-   command, alternated `--repeats` times; in process by default, `--ray` for the Ray pipeline);
-   QC reads nothing more than the scan (it measures the block regions the scan reads).
+3. QC's cost: the null-model pipeline over the same slides, QC off vs on (same command,
+   alternated `--repeats` times, off-on then on-off; in process by default, `--ray` for the Ray
+   pipeline): median and min-max of wall seconds and of CPU seconds, and QC's own CPU seconds
+   (`measure_block` timed alone on every block region) as a share of the QC-off pipeline's CPU
+   seconds, a figure a shared machine's load hardly moves; QC reads nothing more than the scan
+   (it measures the block regions the scan reads).
 A benchmark: prints figures, asserts nothing.
 
     PYTHONPATH=. python bench/qc.py --num-cpus 2                 # trains the demo model first
@@ -85,8 +88,12 @@ def train_demo_model(root: Path, num_cpus: int | None) -> Path:
     return paths.model
 
 
-def scan(slides: list[Path], model: Path, store: Path, qc: bool, num_cpus: int | None, ray: bool) -> float:
-    """One scan of `slides` into a fresh `store`; the pipeline's seconds (blocks started to done)."""
+def scan(
+    slides: list[Path], model: Path, store: Path, qc: bool, num_cpus: int | None, ray: bool
+) -> tuple[float, float]:
+    """One scan of `slides` into a fresh `store`: the pipeline's wall seconds (blocks started to
+    done) and this process's CPU seconds over the whole scan (all of it with the in-process
+    executor; NaN on Ray, whose workers are other processes)."""
     import shutil
 
     from pcam_scan.model.settings import SCAN_CPU_THREADS, PredictorSettings
@@ -104,6 +111,7 @@ def scan(slides: list[Path], model: Path, store: Path, qc: bool, num_cpus: int |
         tuple(map(str, slides)), str(model), str(store), settings, Placement(num_cpus=num_cpus, in_process=not ray)
     )
     progress = ScanProgress(stream=open(os.devnull, "w"))
+    cpu_started = time.process_time()
     if ray:
         from cluster.executor import ray_executor
 
@@ -114,7 +122,35 @@ def scan(slides: list[Path], model: Path, store: Path, qc: bool, num_cpus: int |
     if failed:
         raise SystemExit(f"scan failed: {failed[0].slide_id}: {failed[0].message}")
     assert progress.blocks_started is not None and progress.finished is not None
-    return progress.finished - progress.blocks_started
+    cpu_s = float("nan") if ray else time.process_time() - cpu_started
+    return progress.finished - progress.blocks_started, cpu_s
+
+
+def qc_own_cpu_seconds(slides: list[Path]) -> tuple[float, int]:
+    """QC's own CPU seconds over the batch, and its block count: `measure_block` timed alone on
+    every block region the scan reads (read first, untimed), so the figure does not move with the
+    machine's other load the way a difference of two pipeline runs does."""
+    from pcam_scan.geometry import PatchGeometry, plan_blocks
+    from pcam_scan.qc.block import measure_block
+    from pcam_scan.qc.settings import QcSettings
+    from pcam_scan.scan.reading import read_block_region
+    from pcam_scan.scan.settings import ScanSettings
+    from pcam_scan.slide import open_slide, plan_grid
+    from pcam_scan.tissue import detect_tissue
+
+    settings, geometry, total, n_blocks = ScanSettings(), PatchGeometry(), 0.0, 0
+    for path in slides:
+        with open_slide(str(path)) as slide:
+            read_plan, grid = plan_grid(slide.info, geometry)
+            tissue = detect_tissue(slide, grid, settings.tissue)
+            for block in plan_blocks(grid, tissue.cells, settings.block_cells):
+                region = read_block_region(slide, read_plan, grid.geometry, block)
+                cells = tissue.cells[block.cell_slices()]
+                started = time.process_time()
+                measure_block(region, cells, geometry.halo_px, geometry.cell_px, tissue.eosin_reference, QcSettings())
+                total += time.process_time() - started
+                n_blocks += 1
+    return total, n_blocks
 
 
 def dice(predicted: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
@@ -167,7 +203,9 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=3072)
     parser.add_argument("--height", type=int, default=3072)
     parser.add_argument("--mpp", type=float, default=0.486)
-    parser.add_argument("--repeats", type=int, default=1, help="QC off/on pipeline runs each, alternated")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="QC off/on pipeline runs each, alternated (off-on, then on-off, ...)"
+    )
     parser.add_argument(
         "--ray",
         action="store_true",
@@ -190,9 +228,13 @@ def main() -> None:
 
     print("scanning ...", file=sys.stderr)
     seconds: dict[bool, list[float]] = {False: [], True: []}
-    for _ in range(args.repeats):
-        for qc in (False, True):
-            seconds[qc].append(scan(slides, null, args.out / f"null-qc-{qc}.zarr", qc, args.num_cpus, ray=args.ray))
+    cpu_seconds: dict[bool, list[float]] = {False: [], True: []}
+    for repeat in range(args.repeats):
+        for qc in (False, True) if repeat % 2 == 0 else (True, False):  # ABBA: drift in load cancels
+            wall_s, cpu_s = scan(slides, null, args.out / f"null-qc-{qc}.zarr", qc, args.num_cpus, ray=args.ray)
+            seconds[qc].append(wall_s)
+            cpu_seconds[qc].append(cpu_s)
+    qc_cpu_s, qc_blocks = qc_own_cpu_seconds(slides)
     scan(slides, model, args.out / "demo-qc-False.zarr", False, args.num_cpus, ray=False)
     scan(slides, model, args.out / "demo-qc-True.zarr", True, args.num_cpus, ray=False)
 
@@ -246,12 +288,23 @@ def main() -> None:
         f"{ink_positive[True]}/{n_ink} QC on"
     )
 
-    print(f"\n3. QC's cost: null-model pipeline seconds over the batch on {where} (blocks started -> last done)")
+    print(f"\n3. QC's cost: null-model pipeline over the batch on {where}, QC off vs on, {args.repeats} runs each")
+    print(f"{'':<8} {'wall s median':>14} {'(min-max)':>13} {'CPU s median':>13} {'(min-max)':>13}")
     for qc in (False, True):
-        runs = ", ".join(f"{s:.1f}" for s in seconds[qc])
-        print(f"QC {'on ' if qc else 'off'}: {runs} s (median {np.median(seconds[qc]):.1f})")
-    overhead = np.median(seconds[True]) / np.median(seconds[False]) - 1.0
-    print(f"QC overhead: {overhead:+.1%} of the pipeline; slide reads: the same block regions (QC adds none)")
+        wall, cpu = np.array(seconds[qc]), np.array(cpu_seconds[qc])
+        print(
+            f"{'QC on' if qc else 'QC off':<8} {np.median(wall):>14.1f} {f'({wall.min():.1f}-{wall.max():.1f})':>13} "
+            f"{np.median(cpu):>13.1f} {f'({cpu.min():.1f}-{cpu.max():.1f})':>13}"
+        )
+    wall_overhead = np.median(seconds[True]) / np.median(seconds[False]) - 1.0
+    cpu_overhead = np.median(cpu_seconds[True]) / np.median(cpu_seconds[False]) - 1.0
+    own_share = qc_cpu_s / np.median(cpu_seconds[False])
+    print(f"QC overhead, medians of the pipeline runs: {wall_overhead:+.1%} wall, {cpu_overhead:+.1%} CPU")
+    print(
+        f"QC's own CPU time, measure_block alone on the {qc_blocks} block regions: {qc_cpu_s:.2f} s = "
+        f"{own_share:.1%} of the QC-off pipeline's median CPU seconds (the steadiest of the three figures)"
+    )
+    print("slide reads: the same block regions (QC adds none)")
     print(f"\nbench wall time {time.perf_counter() - started:.0f} s")
 
 

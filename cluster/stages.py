@@ -20,7 +20,7 @@ import numpy as np
 
 from pcam_scan.errors import describe_error
 from pcam_scan.scan.settings import ScanRun
-from pcam_scan.scan.work import BlockWork, block_qc, plan_slide_work, read_works, write_work
+from pcam_scan.scan.work import BlockWork, plan_slide_work, read_works, write_work
 from pcam_scan.store import HeatmapStore
 from pcam_scan.store.prob_chunks import ProbChunkWriter
 
@@ -49,28 +49,22 @@ def plan_slides(columns: Columns, run: ScanRun, store: HeatmapStore) -> Columns:
 
 def read_blocks(columns: Columns, run: ScanRun) -> Columns:
     """Columns `work`, `slide` -> the same plus `region` (the block's uint8 H x W x 3 region,
-    never cut into patches: the model stage does that where it runs), `qc` (the block's pickled
-    QC, measured here from the same region; empty with QC off), `read_s` (read plus QC), `error`."""
+    never cut into patches: the model stage does that where it runs; stain-normalised when the run
+    asks), `qc` (the block's pickled QC, measured here on the same region as read, before any
+    normalisation; empty with QC off), `read_s` (read, QC and normalisation), `error`."""
     empty = np.zeros((0, 0, 3), dtype=np.uint8)
     is_block = [item != NO_BYTES for item in columns["work"]]
     unpacked = [pickle.loads(item) for item, block in zip(columns["work"], is_block) if block]
-    reads = iter(read_works(unpacked, run.geometry, run.stain))
+    reads = iter(read_works(unpacked, run))
     regions, qcs, seconds, errors = [], [], [], []
     for block in is_block:
-        work, region, read_s, error = next(reads) if block else (None, None, 0.0, None)
-        qc_bytes = NO_BYTES
-        if work is not None and region is not None:
-            started = time.perf_counter()
-            try:
-                qc = block_qc(work, region, run)
-                qc_bytes = NO_BYTES if qc is None else pickle.dumps(qc, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as err:  # recorded as the slide's failure, never swallowed
-                error = describe_error(err)
-            read_s += time.perf_counter() - started
-        regions.append(empty if region is None else region)
-        qcs.append(qc_bytes)
-        seconds.append(read_s)
-        errors.append(error or "")
+        read = next(reads) if block else None
+        regions.append(empty if read is None or read.region is None else read.region)
+        qcs.append(
+            NO_BYTES if read is None or read.qc is None else pickle.dumps(read.qc, protocol=pickle.HIGHEST_PROTOCOL)
+        )
+        seconds.append(0.0 if read is None else read.seconds)
+        errors.append("" if read is None else read.error or "")
     return {
         "work": columns["work"],
         "slide": columns["slide"],

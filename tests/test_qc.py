@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from scipy import ndimage
 
 from pcam_scan.cli import main
@@ -22,6 +23,7 @@ from pcam_scan.synth.artefacts import ArtefactSpec, Disc, SlideArtefacts, Stroke
 from pcam_scan.synth.layout import plan_slide
 from pcam_scan.synth.spec import SlideSpec, SynthSpec
 from pcam_scan.synth.texture import SlideTexture
+from pcam_scan.tissue import TissueSettings, tissue_pixels
 
 CELL_PX = 32
 HALO_PX = 32
@@ -74,6 +76,26 @@ def test_a_marker_stroke_of_each_colour_flags_the_cells_it_covers_and_no_other(
     assert excluded_cells(inked.flags)[beside].all()
 
 
+RED_BLOOD_CELL_RGB = ((112, 28, 46), (189, 79, 99))
+"""Red blood cells as the real slides of tests/data show them (mean colours of their red-hue
+pixels): packed and dark in the TCGA frozen section, paler in CMU-1."""
+
+
+@pytest.mark.parametrize("rgb", RED_BLOOD_CELL_RGB)
+def test_a_vessel_packed_with_red_blood_cells_is_not_red_marker(texture: SlideTexture, rgb: tuple[int, ...]) -> None:
+    region, x0, y0 = tissue_region(texture)
+    vessel = Disc((x0 + HALO_PX + 4.0 * CELL_PX, y0 + HALO_PX + 4.0 * CELL_PX), 1.5 * CELL_PX)
+    ys, xs = np.mgrid[0 : region.shape[0], 0 : region.shape[1]].astype(np.float64)
+    inside = vessel.covers(xs + x0 + 0.5, ys + y0 + 0.5)
+    rng = np.random.default_rng(0)  # cell-to-cell shading of the packed cells, a few levels
+    shade = np.clip(1.0 + 0.08 * rng.standard_normal(inside.shape), 0.8, 1.2)[..., None]
+    painted = region.copy()
+    painted[inside] = np.clip(np.array(rgb, np.float64) * shade[inside], 0, 255).astype(np.uint8)
+    assert cell_share(SlideArtefacts(blur=(vessel,)), "blur", x0, y0, 8).max() == 1.0  # whole cells of blood
+    flags = measure_block(painted, np.ones((8, 8), dtype=bool), HALO_PX, CELL_PX, 0.0, QcSettings()).flags
+    assert not (flags & (INK | INK_NEARBY)).any()
+
+
 def test_a_fold_doubles_the_eosin_density_and_is_flagged_against_the_slide_reference(texture: SlideTexture) -> None:
     region, x0, y0 = tissue_region(texture)
     fold = Stroke(np.array([[x0 - 50.0, 700.0], [x0 + 400.0, 700.0]]), 60.0, "fold")
@@ -86,6 +108,48 @@ def test_a_fold_doubles_the_eosin_density_and_is_flagged_against_the_slide_refer
     assert ((flags & FOLD) != 0)[share >= 0.9].all()
     assert not ((flags & FOLD) != 0)[share == 0].any()
     assert not (measure_block(region, tissue, HALO_PX, CELL_PX, reference, QcSettings()).flags & FOLD).any()
+
+
+def test_a_fold_over_tumour_is_flagged_and_unfolded_tumour_is_not() -> None:
+    """Tumour is denser than the slide's typical tissue (more, darker nuclei) but not in eosin; a
+    fold doubles every pixel's density, tumour's too. The reference is the slide's, as planning
+    takes it: the median eosin of its tissue pixels at the thumbnail's 8x coarser plane."""
+    plan = plan_slide(SlideSpec(width_px=1400, height_px=1400, mpp_um_px=0.972), seed=3, tumour=True)
+    slide = SlideTexture(plan)
+    whole = slide.render(0, 0, 1400, 1400)
+    thumbnail = whole.reshape(175, 8, 175, 8, 3).mean(axis=(1, 3)).round().astype(np.uint8)
+    on_tissue, _, _ = tissue_pixels(thumbnail, TissueSettings(), 8 * 0.972)
+    reference = float(np.median(eosin_density(thumbnail[on_tissue])))
+    n_cells = 8
+    side = n_cells * CELL_PX + 2 * HALO_PX
+    x0, y0 = (plan.annotations().tumour[0].l0_xy.mean(axis=0) - side // 2).astype(int)
+    region = slide.render(int(x0), int(y0), side, side)
+    tumour = slide.labels(int(x0) + HALO_PX, int(y0) + HALO_PX, n_cells * CELL_PX, n_cells * CELL_PX) == 3
+    tumour_cells = tumour.reshape(n_cells, CELL_PX, n_cells, CELL_PX).mean(axis=(1, 3)) >= 0.5
+    fold = Stroke(np.array([[x0 - 50.0, y0 + side / 2], [x0 + side + 50.0, y0 + side / 2]]), 60.0, "fold")
+    artefacts = SlideArtefacts(folds=(fold,))
+    painted = artefacts.paint(region, int(x0), int(y0), slide.render)
+    tissue = np.ones((n_cells, n_cells), dtype=bool)
+    flags = measure_block(painted, tissue, HALO_PX, CELL_PX, reference, QcSettings()).flags
+    share = cell_share(artefacts, "fold", int(x0), int(y0), n_cells)
+    assert (tumour_cells & (share >= 0.9)).any() and (tumour_cells & (share == 0)).any()
+    assert ((flags & FOLD) != 0)[share >= 0.9].all()
+    assert not ((flags & FOLD) != 0)[share == 0].any()
+
+
+def test_a_bubble_over_a_fold_draws_unfolded_tissue_and_the_folds_truth_stops_there(texture: SlideTexture) -> None:
+    region, x0, y0 = tissue_region(texture)
+    fold = Stroke(np.array([[x0 - 50.0, 700.0], [x0 + 400.0, 700.0]]), 60.0, "fold")
+    bubble = Disc((x0 + HALO_PX + 6.0 * CELL_PX, 700.0), 2.0 * CELL_PX)
+    artefacts = SlideArtefacts(folds=(fold,), bubbles=(bubble,), rim_px=4.0)
+    painted = artefacts.paint(region, x0, y0, texture.render).astype(int)
+    ys, xs = np.mgrid[0 : region.shape[0], 0 : region.shape[1]].astype(np.float64)
+    inner = Disc(bubble.l0_centre_xy, bubble.radius_px - 5.0).covers(xs + x0 + 0.5, ys + y0 + 0.5)
+    under = inner & fold.covers(xs + x0 + 0.5, ys + y0 + 0.5)
+    assert under.any() and np.abs(painted[under] - region[under].astype(int)).max() <= 1  # doubled, then halved
+    truth = artefacts.cell_masks(1400 // CELL_PX, 1400 // CELL_PX, float(CELL_PX))["fold"]
+    cx, cy = (int(c // CELL_PX) for c in bubble.l0_centre_xy)
+    assert not truth[cy, cx] and truth[cy, cx - 4]
 
 
 def test_blur_is_judged_against_the_slides_own_focus_so_sharp_cells_stay_unflagged(texture: SlideTexture) -> None:
@@ -160,6 +224,35 @@ def test_qc_flags_the_injected_artefacts_and_never_changes_prob(artefact_scan: t
         assert np.count_nonzero(found & true) >= 0.6 * np.count_nonzero(true), kind
     assert np.isnan(focus[~tissue]).all() and np.isfinite(focus[tissue]).all()
     assert on.stored_slide("normal_001").qc_verdict in ("warn", "not assessable")
+
+
+@pytest.fixture(scope="module")
+def stain_normalised_store(artefact_scan: tuple[Path, Path, Path], tiny_checkpoint: Path) -> Path:
+    """The artefact slide scanned again with QC on and Macenko normalisation to another centre's
+    stain (`centre-b`: darker, bluer), so the model's regions differ from the read ones."""
+    root = artefact_scan[0]
+    reference_plan = plan_slide(
+        SlideSpec(width_px=1400, height_px=1400, mpp_um_px=0.972, stain_preset="centre-b"), seed=3, tumour=True
+    )
+    reference = root / "reference-centre-b.png"
+    Image.fromarray(SlideTexture(reference_plan).render(450, 450, 512, 512)).save(reference)
+    store = root / "qc-stain.zarr"
+    argv = ["scan", str(root / "slides"), "--model", str(tiny_checkpoint), "--store", str(store), "--in-process"]
+    assert main([*argv, "--device", "cpu", "--stain-normalise", "macenko", "--stain-reference", str(reference)]) == 0
+    return store
+
+
+def test_qc_measures_the_pixels_as_read_not_the_stain_normalised_ones(
+    artefact_scan: tuple[Path, Path, Path], stain_normalised_store: Path
+) -> None:
+    on = HeatmapStore.open(str(artefact_scan[1]))
+    stained = HeatmapStore.open(str(stain_normalised_store))
+    assert not np.array_equal(on.read_prob("normal_001"), stained.read_prob("normal_001"), equal_nan=True)
+    plain_qc, stained_qc = on.read_qc("normal_001"), stained.read_qc("normal_001")
+    assert plain_qc is not None and stained_qc is not None
+    assert np.array_equal(plain_qc[0], stained_qc[0])
+    assert np.array_equal(plain_qc[1], stained_qc[1], equal_nan=True)
+    assert on.stored_slide("normal_001").qc_verdict == stained.stored_slide("normal_001").qc_verdict
 
 
 def test_excluded_cells_read_as_not_predicted_for_every_consumer(artefact_scan: tuple[Path, Path, Path]) -> None:

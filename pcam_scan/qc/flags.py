@@ -40,7 +40,9 @@ def block_flags(
     flags[ink] |= INK
     flags[~ink & (measures.ink_patch >= settings.ink_nearby_fraction)] |= INK_NEARBY
     if eosin_reference > 0:
-        flags[~ink & (measures.eosin >= settings.fold_od_ratio * eosin_reference)] |= FOLD
+        dense = measures.eosin >= settings.fold_od_ratio * eosin_reference
+        dense &= measures.eosin_light >= settings.fold_light_od_ratio * eosin_reference
+        flags[~ink & dense] |= FOLD
     flags[~ink & (measures.rim >= settings.bubble_min_fraction)] |= BUBBLE
     flags[~on_tissue] = 0
     return flags

@@ -19,6 +19,7 @@ class QcSettings:
     ink_min_fraction: float = defaults.QC_INK_MIN_FRACTION
     ink_nearby_fraction: float = defaults.QC_INK_NEARBY_FRACTION
     fold_od_ratio: float = defaults.QC_FOLD_OD_RATIO
+    fold_light_od_ratio: float = defaults.QC_FOLD_LIGHT_OD_RATIO
     bubble_min_fraction: float = defaults.QC_BUBBLE_MIN_FRACTION
     blur_ratio: float = defaults.QC_BLUR_RATIO
     focus_reference_percentile: float = defaults.QC_FOCUS_REFERENCE_PERCENTILE
@@ -39,8 +40,9 @@ class QcSettings:
                 raise ConfigError(f"QC {name} {getattr(self, name)} must lie in [0, 1]")
         if not 0.0 <= self.warn_share <= 1.0:
             raise ConfigError(f"QC warn_share {self.warn_share} must lie in [0, 1]")
-        if self.fold_od_ratio <= 1.0:
-            raise ConfigError(f"QC fold_od_ratio {self.fold_od_ratio} must be above 1")
+        for name in ("fold_od_ratio", "fold_light_od_ratio"):
+            if getattr(self, name) <= 1.0:
+                raise ConfigError(f"QC {name} {getattr(self, name)} must be above 1")
         if not 50.0 <= self.focus_reference_percentile <= 100.0:
             raise ConfigError("QC focus_reference_percentile must lie in 50..100")
 

@@ -21,7 +21,7 @@ from pcam_scan.scan.outcome import SlideOutcome
 from pcam_scan.scan.run_model import load_run_predictor
 from pcam_scan.scan.runner import Placement
 from pcam_scan.scan.settings import ScanRun
-from pcam_scan.scan.work import BlockResult, BlockWork, SlideReady, block_qc, plan_slide_work, read_works, write_work
+from pcam_scan.scan.work import BlockResult, BlockWork, SlideReady, plan_slide_work, read_works, write_work
 from pcam_scan.store import HeatmapStore
 from pcam_scan.store.prob_chunks import ProbChunkWriter
 
@@ -50,24 +50,21 @@ class InProcessExecutor:
         yield from done
 
     def _run(self, works: Sequence[BlockWork], writer: ProbChunkWriter) -> Iterator[BlockResult]:
-        geometry = self.run.geometry
-        for work, region, read_s, error in read_works(works, geometry, self.run.stain):
-            rc = work.block.block_rc
-            if region is None:
-                yield BlockResult(work.slide_id, rc, 0, read_s, error=error)
+        stride_px = self.run.geometry.stride_px
+        for read in read_works(works, self.run):
+            work, rc = read.work, read.work.block.block_rc
+            if read.region is None:
+                yield BlockResult(work.slide_id, rc, 0, read.seconds, error=read.error)
                 continue
             started = time.perf_counter()
             try:
-                qc = block_qc(work, region, self.run)
-                read_s += time.perf_counter() - started  # QC counts with the read it measures
-                started = time.perf_counter()
-                (probs,) = self.predictor.predict_blocks([(region, work.tissue)], geometry.stride_px)
+                (probs,) = self.predictor.predict_blocks([(read.region, work.tissue)], stride_px)
                 predict_s = time.perf_counter() - started
-                write_s = write_work(writer, work, probs, qc)
+                write_s = write_work(writer, work, probs, read.qc)
             except Exception as err:  # the slide fails with this message; the batch goes on
-                yield BlockResult(work.slide_id, rc, 0, read_s, error=describe_error(err))
+                yield BlockResult(work.slide_id, rc, 0, read.seconds, error=describe_error(err))
                 continue
-            yield BlockResult(work.slide_id, rc, len(probs), read_s, predict_s, write_s)
+            yield BlockResult(work.slide_id, rc, len(probs), read.seconds, predict_s, write_s)
 
 
 @contextmanager

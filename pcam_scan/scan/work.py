@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pcam_scan.errors import describe_error
-from pcam_scan.geometry import Block, PatchGeometry
+from pcam_scan.geometry import Block
 from pcam_scan.qc.block import BlockQc, measure_block
 from pcam_scan.scan.planning import PlanFailure, SlidePlan, plan_into_store
 from pcam_scan.scan.reading import read_block_region, scatter_block_probs
 from pcam_scan.scan.settings import ScanRun, ScanSettings
 from pcam_scan.slide import ReadPlan, Slide, open_slide
-from pcam_scan.stain import StainNormaliser, StainTarget
+from pcam_scan.stain import StainNormaliser
 from pcam_scan.store import HeatmapStore
 from pcam_scan.store.prob_chunks import ProbChunkWriter
 
@@ -110,18 +110,31 @@ def block_work_items(plan: SlidePlan, blocks: Iterable[Block], settings: ScanSet
     ]
 
 
-def read_works(
-    works: Iterable[BlockWork], geometry: PatchGeometry, stain: StainTarget | None = None
-) -> Iterator[tuple[BlockWork, np.ndarray | None, float, str | None]]:
-    """The region of each work item, `(work, region, seconds, error)`, one slide open at a time;
-    with a `stain` target each region is stain-normalised as read (`pcam_scan.stain`).
+@dataclass(frozen=True)
+class BlockRead:
+    """A block as read: the region for the model (stain-normalised when the run asks) and the
+    block's QC, measured on the raw pixels (None with QC off, or when the read failed), or the
+    error that stopped it; `seconds` is the read, the QC and the normalisation together."""
+
+    work: BlockWork
+    region: np.ndarray | None = field(repr=False)
+    qc: BlockQc | None
+    seconds: float
+    error: str | None = None
+
+
+def read_works(works: Iterable[BlockWork], run: ScanRun) -> Iterator[BlockRead]:
+    """Each work item read, one slide open at a time: its region, QC measured on the pixels as
+    read, then (with the run's stain target) the region stain-normalised for the model
+    (`pcam_scan.stain`). QC judges the slide, not the model's view of it: ink, folds and focus are
+    measured on raw colour, so normalisation cannot move a flag.
 
     A read that fails yields the error text instead of a region, so one bad slide does not stop
     the others (the error becomes that slide's failed status).
     """
     open_path: str | None = None
     slide: Slide | None = None
-    normalise = None if stain is None else StainNormaliser(stain)
+    normalise = None if run.stain is None else StainNormaliser(run.stain)
     try:
         for work in works:
             started = time.perf_counter()
@@ -131,24 +144,25 @@ def read_works(
                         slide.close()
                     slide, open_path = None, work.path
                     slide = open_slide(work.path, work.mpp_override_um_px, work.slide_backend)
-                region = read_block_region(slide, work.read_plan, geometry, work.block)
-                if normalise is not None:
-                    region = normalise(region)
+                raw = read_block_region(slide, work.read_plan, run.geometry, work.block)
+                qc = block_qc(work, raw, run)
+                region = raw if normalise is None else normalise(raw)
             except Exception as err:  # recorded as the slide's failure, never swallowed
-                yield work, None, time.perf_counter() - started, describe_error(err)
+                yield BlockRead(work, None, None, time.perf_counter() - started, describe_error(err))
                 continue
-            yield work, region, time.perf_counter() - started, None
+            yield BlockRead(work, region, qc, time.perf_counter() - started)
     finally:
         if slide is not None:
             slide.close()
 
 
-def block_qc(work: BlockWork, region: np.ndarray, run: ScanRun) -> BlockQc | None:
-    """The block's QC from the region read for its patches (no other read); None with QC off."""
+def block_qc(work: BlockWork, raw: np.ndarray, run: ScanRun) -> BlockQc | None:
+    """The block's QC from the region read for its patches, as read (no other read, no stain
+    normalisation); None with QC off."""
     if run.settings.qc is None:
         return None
     geometry = run.geometry
-    return measure_block(region, work.tissue, geometry.halo_px, geometry.cell_px, work.eosin_reference, run.settings.qc)
+    return measure_block(raw, work.tissue, geometry.halo_px, geometry.cell_px, work.eosin_reference, run.settings.qc)
 
 
 def write_work(writer: ProbChunkWriter, work: BlockWork, probs: np.ndarray, qc: BlockQc | None = None) -> float:

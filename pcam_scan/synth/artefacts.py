@@ -12,6 +12,8 @@ it onto the rendered pixels (pixel centres) and to write its true mask on the he
 - fold: a band of tissue whose optical density is doubled (two layers);
 - bubble: a disc whose tissue density is halved (air, a thinner mount), ringed by a dark grey rim
   `BUBBLE_RIM_UM` wide (the meniscus). Its truth on the cell grid is the rim (what QC measures).
+  A bubble over a fold halves what the fold doubled: the pixels there show unfolded tissue, so
+  the fold's truth stops at the bubble.
 """
 
 from __future__ import annotations
@@ -208,6 +210,9 @@ class SlideArtefacts:
             covered = np.zeros(grid_x.shape, dtype=bool)
             for shape in self.shapes(kind):
                 covered |= shape.covers(grid_x, grid_y)
+            if kind == "fold":  # a bubble drawn over a fold undoes it (module doc)
+                for bubble in self.bubbles:
+                    covered &= ~bubble.covers(grid_x, grid_y)
             share = covered.reshape(rows, samples, cols, samples).mean(axis=(1, 3))
             masks[kind] = share >= TRUTH_MIN_SHARE[kind]
         return masks
