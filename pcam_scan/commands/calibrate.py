@@ -107,9 +107,10 @@ def handle(args: argparse.Namespace) -> int:
     batches = (source.patches(range_) for range_ in _chunks(len(source), LOGIT_BATCH))
     logits = network_logits(loaded, batches)
     fit = fit_on_logits(logits, source.labels, loaded.metadata.tumour_index)
-    model_id = write_calibrated(loaded, args.out, fit.temperature, description)
+    model_id = write_calibrated(loaded, args.out, fit.temperature, description, fit.nll_before, fit.nll_after)
     before, after = fit.before, fit.after
     print(f"temperature {fit.temperature:.4g} fitted on {description}")
+    print(f"NLL                        before {fit.nll_before:.4f}  after {fit.nll_after:.4f}")
     print(f"ECE (15 equal-width bins)  before {before.ece_width.value:.4f}  after {after.ece_width.value:.4f}")
     print(f"Brier                      before {before.brier.value:.4f}  after {after.brier.value:.4f}")
     print(f"checkpoint {args.out}  model id {model_id} (same weights)")
