@@ -176,3 +176,23 @@ def test_a_store_without_the_record_but_with_a_temperature_says_the_data_was_not
     assert model_calibration(HeatmapStore.open(str(tmp_path / "s.zarr"))) == (
         "calibrated (T=1.5, on data not recorded)"
     )
+
+
+def test_calibrate_cli_on_annotated_slides(
+    tmp_path: Path, tiny_checkpoint: Path, synth_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two annotated slides are enough: the temperature is fitted on every mined patch (training's
+    split by slide refused two slides), both classes, every sampled negative kept."""
+    out = tmp_path / "cal.safetensors"
+    report = tmp_path / "cal.json"
+    argv = ["calibrate", str(tiny_checkpoint), "--out", str(out), "--slides", str(synth_dataset)]
+    assert main([*argv, "--report", str(report)]) == 0
+    cal = read_metadata(out).calibration
+    assert cal is not None and cal.nll_before is not None and cal.nll_after is not None
+    doc = json.loads(report.read_text())
+    n, n_tumour = doc["after"]["n"], doc["after"]["n_positive"]
+    assert 0 < n_tumour < n  # both classes, from the tumour slide's annotation and the normal slide
+    assert f"patches mined from 2 slides (1 with tumour) in {synth_dataset}, all slides, {n} patches" == cal.data
+    assert cal.nll_after <= cal.nll_before
+    assert f"fitted on {cal.data}" in capsys.readouterr().out
+    assert read_metadata(tiny_checkpoint).calibration is None  # the input is never written
