@@ -285,3 +285,22 @@ def test_missing_store_malformed_reference_and_no_predictions(tmp_path: Path, da
     files_with_store_option = [*no_source, "--probabilities", "p.csv", "--detections", "d"]
     assert main([*files_with_store_option, "--sigma", "2"]) == 2
     assert "apply to a heatmap store" in one_line_error(capsys)
+
+
+def test_compare_reports_the_froc_delta_against_the_masks(tmp_path: Path, stores, dataset, capsys) -> None:
+    """`compare A B --reference --masks`: each run's FROC score is the one `evaluate` gives it (the
+    near-perfect heatmaps find every lesion, FROC 1), and the delta is B - A."""
+    root, _ = dataset
+    degraded = run_evaluate(
+        evaluate_argv(stores["degraded"], root, tmp_path / "eval", "--masks", str(root / "masks")), capsys
+    )
+    out = tmp_path / "cmp"
+    argv = ["compare", str(stores["near_perfect"]), str(stores["degraded"]), "--reference", str(root / "reference.csv")]
+    assert main([*argv, "--masks", str(root / "masks"), "--bootstrap", "200", "--out", str(out)]) == 0
+    froc = json.loads((out / "comparison.json").read_text())["froc"]
+    assert froc["a"] == 1.0
+    assert froc["b"] == degraded["lesion_level"]["froc_score"] < 1.0
+    assert froc["difference"] == pytest.approx(froc["b"] - froc["a"])
+    assert f"FROC A 1.0000, B {froc['b']:.4f}, B - A {froc['difference']:+.4f}" in capsys.readouterr().out
+    assert main([*argv, "--out", str(tmp_path / "no_truth")]) == 0  # without ground truth: no FROC
+    assert "froc" not in json.loads((tmp_path / "no_truth" / "comparison.json").read_text())
