@@ -3,7 +3,7 @@
 Synthetic lesions of exactly known size (`pcam_scan.synth.regular_lesions`: discs, squares and
 ellipses whose longest diameters straddle the pN cut-offs 0.2 mm and 2 mm, at random sub-cell
 offsets and angles) are "scanned" by ideal detectors: each cell's output is the training label of
-its patch under the label rule (`training.cell_labels`, rasterised at 1 read-plane px), i.e. a
+its patch under the label rule (`pcam_scan.annotations.cell_labels`, rasterised at 1 read-plane px), i.e. a
 model that has learnt its labels perfectly. One detector per rule ("pcam-any", "centre-majority").
 
 Each lesion is measured two ways:
@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from pcam_scan.annotations import Polygon, SlideAnnotations
+from pcam_scan.annotations.cell_labels import tumour_cells_from_annotations
 from pcam_scan.diagnosis.rule import MACRO_ABOVE_UM, MICRO_ABOVE_UM, size_category
 from pcam_scan.geometry import LABEL_RULES, CellGrid, LabelRule, PatchGeometry
 from pcam_scan.lesions import RegionSettings, feret_diameter_cells, find_regions, label_regions
 from pcam_scan.synth.regular_lesions import LESION_KINDS, regular_lesion
-from training.cell_labels import tumour_cells_from_annotations
 
 SLIDE_MPP = 0.243
 DIAMETERS_UM = (100, 150, 170, 185, 215, 230, 260, 400, 1000, 1800, 1950, 2050, 2200)

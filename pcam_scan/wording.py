@@ -1,5 +1,5 @@
-"""Wording of messages a person reads: counts ("1 slide", "2 slides", never "1 slides"), and
-another library's exception as the one line it can give."""
+"""Wording of messages a person reads: counts ("1 slide", "2 slides", never "1 slides"), whether a
+model is calibrated, and another library's exception as the one line it can give."""
 
 from __future__ import annotations
 
@@ -22,3 +22,15 @@ def first_line(err: BaseException) -> str:
     (for one-line errors that quote another library)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return lines[0] if lines else type(err).__name__
+
+
+NOT_CALIBRATED = "not calibrated (P(tumour) is the raw softmax)"
+
+
+def calibration_wording(temperature: float | None, fitted_on: str | None) -> str:
+    """Whether P(tumour) was calibrated and on what, as `model-info`, `diagnose` and the viewer's
+    diagnosis card say it: `calibrated (T=1.8, on ...)` or `not calibrated`. `fitted_on` None:
+    the data was not recorded (a store written before it was)."""
+    if temperature is None:
+        return NOT_CALIBRATED
+    return f"calibrated (T={temperature:.4g}, on {fitted_on or 'data not recorded'})"

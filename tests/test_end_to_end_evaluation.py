@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pcam_scan.cli import main
@@ -107,6 +108,53 @@ def test_near_perfect_heatmaps_score_auc_1_and_find_every_lesion(tmp_path: Path,
     assert "slide AUC 1.0000" in capsys.readouterr().out
 
 
+def test_cells_are_scored_against_the_ground_truth_for_calibration(tmp_path: Path, stores, dataset, capsys) -> None:
+    """Every tissue cell of every reference slide, labelled by the annotations under the grid's
+    label rule (centre-majority here: tumour over half the cell), gives the cell Brier score; the
+    degraded heatmaps (tumour at 55%, false lesions) are worse calibrated than the near-perfect."""
+    root, cases = dataset
+    figures = {}
+    for kind in ("near_perfect", "degraded"):
+        metrics = run_evaluate(evaluate_argv(stores[kind], root, tmp_path / kind), capsys)
+        figures[kind] = metrics["cell_calibration"]
+        assert (tmp_path / kind / "reliability_cells.png").read_bytes()[:8] == PNG_MAGIC
+        assert "cell calibration: Brier" in capsys.readouterr().out
+        store = HeatmapStore.open(str(stores[kind]))
+        probs, labels = [], []
+        for case in cases:
+            tissue = store.read_tissue(case.slide_id)
+            probs.append(store.read_prob(case.slide_id)[tissue])
+            labels.append((case.tumour_fraction > 0.5)[tissue] if case.is_tumour else np.zeros(int(tissue.sum())))
+        p, y = np.concatenate(probs).astype(np.float64), np.concatenate(labels).astype(np.float64)
+        cells = figures[kind]
+        assert (cells["n"], cells["n_positive"], cells["n_excluded_cells"]) == (len(p), int(y.sum()), 0)
+        assert cells["brier"]["value"] == pytest.approx(float(np.mean((p - y) ** 2)), rel=1e-9)
+        assert cells["brier"]["ci_low"] <= cells["brier"]["value"] <= cells["brier"]["ci_high"]
+        for figure in ("ece_equal_width", "ece_equal_mass"):  # biased upwards: its interval may lie above it
+            assert 0 <= cells[figure]["ci_low"] <= cells[figure]["ci_high"]
+    assert figures["near_perfect"]["ece_equal_width"]["value"] < figures["degraded"]["ece_equal_width"]["value"]
+    assert figures["near_perfect"]["brier"]["value"] < figures["degraded"]["brier"]["value"]
+
+
+def test_qc_excluded_and_off_tissue_cells_are_not_scored() -> None:
+    from pcam_scan.evaluation.cell_calibration import cell_share, sample_cells
+    from pcam_scan.geometry import CellGrid, PatchGeometry
+
+    grid = CellGrid(3200, 3200, 0.243, 0.972, PatchGeometry())
+    prob = np.full(grid.shape, 0.2, np.float32)
+    tissue = np.zeros(grid.shape, bool)
+    tissue[:10, :10] = True
+    prob[0, :4] = np.nan  # QC's excluded cells read as not predicted
+    prob[20, 20] = 0.9  # off tissue
+    sample = sample_cells(prob, tissue, grid, 1.0, seed=0)
+    assert (sample.n_tissue, sample.n_excluded, len(sample.prob)) == (100, 4, 96)
+    assert np.all(sample.prob == np.float32(0.2)) and not np.any(sample.cell_rc[:, 0] >= 10)
+    assert cell_share(10, 100) == 1.0 and cell_share(400, 100) == 0.25
+    drawn = sample_cells(prob, tissue, grid, 0.25, seed=0)
+    assert 0 < len(drawn.prob) < 96
+    assert np.array_equal(drawn.cell_rc, sample_cells(prob, tissue, grid, 0.25, seed=0).cell_rc)
+
+
 def test_degraded_heatmaps_score_lower(tmp_path: Path, stores, dataset, capsys) -> None:
     root, cases = dataset
     metrics = run_evaluate(evaluate_argv(stores["degraded"], root, tmp_path / "eval"), capsys)
@@ -152,8 +200,9 @@ def test_store_mode_and_file_mode_agree_on_the_same_artefacts(tmp_path: Path, st
     ]
     file_metrics = run_evaluate(file_argv, capsys)
     assert file_metrics["inputs"]["source"] == "files"
-    for part in ("slide_level", "lesion_level", "slides", "protocol"):
+    for part in ("slide_level", "lesion_level", "slides", "protocol", "slide_calibration"):
         assert file_metrics[part] == store_metrics[part]
+    assert "not computed" in file_metrics["cell_calibration"]["note"]  # files hold no heatmap cells
 
 
 def test_stored_diagnoses_are_used_and_never_mixed(tmp_path: Path, stores, dataset, capsys) -> None:
@@ -236,3 +285,22 @@ def test_missing_store_malformed_reference_and_no_predictions(tmp_path: Path, da
     files_with_store_option = [*no_source, "--probabilities", "p.csv", "--detections", "d"]
     assert main([*files_with_store_option, "--sigma", "2"]) == 2
     assert "apply to a heatmap store" in one_line_error(capsys)
+
+
+def test_compare_reports_the_froc_delta_against_the_masks(tmp_path: Path, stores, dataset, capsys) -> None:
+    """`compare A B --reference --masks`: each run's FROC score is the one `evaluate` gives it (the
+    near-perfect heatmaps find every lesion, FROC 1), and the delta is B - A."""
+    root, _ = dataset
+    degraded = run_evaluate(
+        evaluate_argv(stores["degraded"], root, tmp_path / "eval", "--masks", str(root / "masks")), capsys
+    )
+    out = tmp_path / "cmp"
+    argv = ["compare", str(stores["near_perfect"]), str(stores["degraded"]), "--reference", str(root / "reference.csv")]
+    assert main([*argv, "--masks", str(root / "masks"), "--bootstrap", "200", "--out", str(out)]) == 0
+    froc = json.loads((out / "comparison.json").read_text())["froc"]
+    assert froc["a"] == 1.0
+    assert froc["b"] == degraded["lesion_level"]["froc_score"] < 1.0
+    assert froc["difference"] == pytest.approx(froc["b"] - froc["a"])
+    assert f"FROC A 1.0000, B {froc['b']:.4f}, B - A {froc['difference']:+.4f}" in capsys.readouterr().out
+    assert main([*argv, "--out", str(tmp_path / "no_truth")]) == 0  # without ground truth: no FROC
+    assert "froc" not in json.loads((tmp_path / "no_truth" / "comparison.json").read_text())

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from pcam_scan.annotations import Polygon, SlideAnnotations
+from pcam_scan.annotations.cell_labels import tumour_cells_from_annotations
 from pcam_scan.diagnosis.rule import size_category
 from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid, PatchGeometry
@@ -23,7 +24,6 @@ from pcam_scan.lesions import (
     smooth_nan_aware,
 )
 from pcam_scan.synth.regular_lesions import regular_lesion
-from training.cell_labels import tumour_cells_from_annotations
 
 CELL_UM = 32 * 0.972
 CELL_L0 = 128

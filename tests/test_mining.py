@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pcam_scan.annotations import Polygon, SlideAnnotations, read_annotations
+from pcam_scan.annotations.cell_labels import tumour_cells_from_annotations, tumour_cells_from_mask, tumour_in_patch
 from pcam_scan.errors import ConfigError
 from pcam_scan.evaluation.mask import read_tumour_mask_tiff
 from pcam_scan.geometry import CellGrid, PatchGeometry
@@ -17,7 +18,6 @@ from pcam_scan.model.random_model import write_random_checkpoint
 from pcam_scan.slide import choose_read_plan, open_slide
 from pcam_scan.synth.dataset import write_synthetic_dataset
 from pcam_scan.synth.spec import SlideSpec, SynthSpec
-from training.cell_labels import tumour_cells_from_annotations, tumour_cells_from_mask, tumour_in_patch
 from training.hard_negatives import predictor_scorer
 from training.mined_data import mine_training_data
 from training.mining import (

@@ -282,3 +282,43 @@ def test_qc_command_writes_one_row_a_slide_and_a_store_before_qc_says_not_run(
         rows = list(csv.DictReader(out.read_text().splitlines()))
         assert len(rows) == 1 and rows[0]["qc_verdict"] in expected
     assert "not run" in capsys.readouterr().out
+
+
+def test_qupath_tiles_carry_the_store_s_qc(artefact_scan: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """Every tile's focus score and 0/1 flags are the store's (this small slide has one level;
+    coarser levels read the store's pooled QC the same way); excluded cells keep their tile and
+    P(tumour), with "QC: excluded" 1; a store scanned without QC exports P(tumour) alone."""
+    from pcam_scan.annotations.qupath_tiles import MEASUREMENT, QC_EXCLUDED, QC_FLAGS, QC_FOCUS
+    from tests.test_qupath_tiles import _export, _tile_cell
+
+    _, on_path, off_path = artefact_scan
+    level = 0
+    store = HeatmapStore.open(str(on_path))
+    grid = store.read_grid("normal_001")
+    prob = store.read_prob("normal_001", level)
+    qc = store.read_qc("normal_001", level)
+    assert qc is not None
+    flags, focus = qc
+    features = _export(on_path, tmp_path / "on", "--level", str(level))
+    assert len(features) == np.count_nonzero(np.isfinite(prob))
+    seen_flags = np.zeros(flags.shape, np.uint8)
+    n_excluded = 0
+    for feature in features:
+        measurements = feature["properties"]["measurements"]
+        row, col = _tile_cell(feature, grid, level)
+        assert np.float32(measurements[MEASUREMENT]) == prob[row, col]
+        if np.isfinite(focus[row, col]):
+            assert np.float32(measurements[QC_FOCUS]) == focus[row, col]
+        else:
+            assert QC_FOCUS not in measurements
+        for name, bit in QC_FLAGS.items():
+            assert measurements[name] in (0, 1)
+            seen_flags[row, col] |= bit * measurements[name]
+        assert measurements[QC_EXCLUDED] == int(flags[row, col] & EXCLUDING != 0)
+        n_excluded += measurements[QC_EXCLUDED]
+    covered = np.isfinite(prob)
+    assert np.array_equal(seen_flags[covered], flags[covered])
+    assert n_excluded > 0  # the injected ink and fold
+    without = _export(off_path, tmp_path / "off", "--level", str(level))
+    assert len(without) == len(features)
+    assert all(list(f["properties"]["measurements"]) == [MEASUREMENT] for f in without)

@@ -35,7 +35,7 @@ def store(tmp_path: Path, clean_store: Path) -> Path:
 
 
 def test_a_version_1_store_opens_with_an_empty_history(capsys: pytest.CaptureFixture[str]) -> None:
-    assert FORMAT_VERSION == 2
+    assert FORMAT_VERSION == 3
     assert main(["history", str(FIXTURE / "store")]) == 0
     assert "no runs recorded" in capsys.readouterr().out
 

@@ -382,7 +382,7 @@ def test_fit_aggregator_then_diagnose_with_it(tmp_path: Path, store_copy: Path, 
     assert (tmp_path / "agg_reliability.png").read_bytes()[:4] == b"\x89PNG"
     out = tmp_path / "d.csv"
     assert main(["diagnose", str(store_copy), "--aggregator", str(agg), "--out", str(out)]) == 0
-    assert "uncalibrated model" in capsys.readouterr().out  # the store's scan recorded no temperature
+    assert "not calibrated" in capsys.readouterr().out  # the store's scan recorded no temperature
     rows = read_csv_rows(out)
     for case in cases:
         assert rows[case.slide_id]["method"] == aggregator.name

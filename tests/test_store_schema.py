@@ -156,6 +156,7 @@ def test_the_schema_table_is_complete_and_consistent() -> None:
         "settings_hash",
         "settings",
         "versions",
+        "model_calibration",
     }
 
 

@@ -148,6 +148,8 @@ def test_pcam_train_cli_writes_a_checkpoint_the_scanner_loads_and_a_full_report(
     assert str(data_dir) in meta.provenance.data
     # temperature scaling on the valid split: stored, reported, applied (the round trip above)
     assert meta.calibration is not None and "valid split, 24 patches" in meta.calibration.data
+    nll_before, nll_after = meta.calibration.nll_before, meta.calibration.nll_after
+    assert nll_before is not None and nll_after is not None and nll_after <= nll_before  # T minimises it
     calibration = metrics["calibration"]
     assert calibration["temperature"] == pytest.approx(meta.calibration.temperature)
     for split in ("valid", "test"):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pcam_scan.evaluation.calibration import CalibrationReport, calibration_report, fit_temperature
+from pcam_scan.evaluation.calibration import CalibrationReport, calibration_report, fit_temperature, nll
 from pcam_scan.evaluation.plots import plot_reliability
 from pcam_scan.model.calibrate import probabilities
 from pcam_scan.model.metadata import Calibration
@@ -72,10 +72,13 @@ def fit_calibration(predictions: dict[str, SplitPredictions], data_description: 
         reason = "the valid split needs both classes to fit a temperature"
     else:
         targets = np.where(valid.targets == 1, TUMOUR_INDEX, 1 - TUMOUR_INDEX)
+        temperature = fit_temperature(valid.logits, targets)
         calibration = Calibration(
-            temperature=fit_temperature(valid.logits, targets),
+            temperature=temperature,
             data=f"{data_description}, valid split, {count_noun(len(valid.targets), 'patch')}",
             date=datetime.now(UTC).isoformat(timespec="seconds"),
+            nll_before=nll(valid.logits, targets),
+            nll_after=nll(valid.logits, targets, temperature),
         )
     reports: dict[str, dict[str, CalibrationReport]] = {}
     for name, split in predictions.items():

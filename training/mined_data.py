@@ -12,7 +12,7 @@ from pcam_scan.errors import ConfigError
 from pcam_scan.wording import count_noun
 from training.mining import MinedData, MiningSettings, mine_slides
 from training.pcam_h5 import write_pcam_split
-from training.slide_cases import find_slide_cases
+from training.slide_cases import SlideCase, find_slide_cases
 from training.sources import TrainingData
 
 PathArg = str | os.PathLike[str]
@@ -27,6 +27,15 @@ def mining_summary(mined: MinedData, settings: MiningSettings) -> dict[str, Any]
             "settings": {k: str(v) for k, v in asdict(settings).items()},
         }
     }
+
+
+def mined_description(cases: Sequence[SlideCase], slide_dirs: Sequence[PathArg]) -> str:
+    """What mined patches came from, for a checkpoint's provenance or calibration."""
+    n_tumour = sum(case.is_tumour for case in cases)
+    return (
+        f"patches mined from {count_noun(len(cases), 'slide')} ({n_tumour} with tumour) in "
+        f"{', '.join(str(d) for d in slide_dirs)}"
+    )
 
 
 def mine_training_data(
@@ -50,16 +59,12 @@ def mine_training_data(
     if save_dir is not None:
         for split, patches in mined.splits.items():
             write_pcam_split(save_dir, split, patches.x, patches.meta)
-    n_tumour = sum(case.is_tumour for case in cases)
     data = TrainingData(
         train=mined.splits["train"].source(),
         valid=mined.splits["valid"].source(),
         test=mined.splits["test"].source() if "test" in mined.splits else None,
         geometry=settings.geometry,
-        description=(
-            f"patches mined from {count_noun(len(cases), 'slide')} ({n_tumour} with tumour) in "
-            f"{', '.join(str(d) for d in slide_dirs)}"
-        ),
+        description=mined_description(cases, slide_dirs),
         split_rule=f"by slide, stratified, seed {settings.seed}",
     )
     return data, mining_summary(mined, settings)

@@ -21,6 +21,7 @@ import numpy as np
 
 from pcam_scan import defaults
 from pcam_scan.annotations import read_annotations
+from pcam_scan.annotations.cell_labels import tumour_cells_from_annotations, tumour_cells_from_mask, tumour_in_patch
 from pcam_scan.errors import ConfigError
 from pcam_scan.evaluation.mask import EVALUATION_LEVEL, read_tumour_mask_tiff
 from pcam_scan.geometry import CellGrid, PatchGeometry, plan_blocks
@@ -29,7 +30,6 @@ from pcam_scan.scan.reading import read_block_region
 from pcam_scan.slide import choose_read_plan, open_slide, plan_grid
 from pcam_scan.tissue import TissueSettings, detect_tissue
 from pcam_scan.validation import check_seed
-from training.cell_labels import tumour_cells_from_annotations, tumour_cells_from_mask, tumour_in_patch
 from training.pcam_h5 import PatchMeta
 from training.slide_cases import SlideCase
 from training.sources import ArraySource

@@ -54,21 +54,15 @@ def register(subparsers: Any) -> None:
 
 def _patches(args: argparse.Namespace, geometry: Any) -> tuple[Any, str]:
     """The labelled patches to fit on, and what they are (for the checkpoint)."""
-    from training.inputs import SlideSource, load_training_data
-    from training.mining import MiningSettings
-
-    slides = None
     if args.slides:
-        # every sampled negative: a balanced set would calibrate to a 50% tumour prevalence
-        slides = SlideSource(
-            args.slides, MiningSettings(geometry=geometry, negatives_per_positive=None, seed=args.seed)
-        )
+        return _slide_patches(args, geometry)
+    from training.inputs import load_training_data
+
     data, _ = load_training_data(
-        geometry, pcam=args.pcam, kaggle=args.kaggle, slides=slides, valid_fraction=args.valid_fraction, seed=args.seed
+        geometry, pcam=args.pcam, kaggle=args.kaggle, valid_fraction=args.valid_fraction, seed=args.seed
     )
     named = dict(data.named_splits())
-    split = "all" if args.slides else args.split
-    if split == "all":
+    if args.split == "all":
         import numpy as np
 
         from training.sources import ArraySource
@@ -76,11 +70,25 @@ def _patches(args: argparse.Namespace, geometry: Any) -> tuple[Any, str]:
         parts = [s for s in named.values() if len(s)]
         x = np.concatenate([s.patches(np.arange(len(s))) for s in parts])
         source: Any = ArraySource(x, np.concatenate([s.labels for s in parts]))
-    elif split not in named or not len(named[split]):
-        raise ConfigError(f"the data has no {split} split to calibrate on (choose --split)")
+    elif args.split not in named or not len(named[args.split]):
+        raise ConfigError(f"the data has no {args.split} split to calibrate on (choose --split)")
     else:
-        source = named[split]
-    return source, f"{data.description}, {split} split, {count_noun(len(source), 'patch')}"
+        source = named[args.split]
+    return source, f"{data.description}, {args.split} split, {count_noun(len(source), 'patch')}"
+
+
+def _slide_patches(args: argparse.Namespace, geometry: Any) -> tuple[Any, str]:
+    """Every annotated slide's mined patches: one temperature needs no split by slide (training's
+    split refused two slides), and every sampled negative is kept (a balanced set would
+    calibrate to a 50% tumour prevalence)."""
+    from training.mined_data import mined_description
+    from training.mining import MiningSettings, mine_slides
+    from training.slide_cases import find_slide_cases
+
+    cases = find_slide_cases(args.slides)
+    settings = MiningSettings(geometry=geometry, negatives_per_positive=None, valid_fraction=0.0, seed=args.seed)
+    source = mine_slides(cases, settings).splits["train"].source()
+    return source, f"{mined_description(cases, args.slides)}, all slides, {count_noun(len(source), 'patch')}"
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -107,9 +115,10 @@ def handle(args: argparse.Namespace) -> int:
     batches = (source.patches(range_) for range_ in _chunks(len(source), LOGIT_BATCH))
     logits = network_logits(loaded, batches)
     fit = fit_on_logits(logits, source.labels, loaded.metadata.tumour_index)
-    model_id = write_calibrated(loaded, args.out, fit.temperature, description)
+    model_id = write_calibrated(loaded, args.out, fit.temperature, description, fit.nll_before, fit.nll_after)
     before, after = fit.before, fit.after
     print(f"temperature {fit.temperature:.4g} fitted on {description}")
+    print(f"NLL                        before {fit.nll_before:.4f}  after {fit.nll_after:.4f}")
     print(f"ECE (15 equal-width bins)  before {before.ece_width.value:.4f}  after {after.ece_width.value:.4f}")
     print(f"Brier                      before {before.brier.value:.4f}  after {after.brier.value:.4f}")
     print(f"checkpoint {args.out}  model id {model_id} (same weights)")

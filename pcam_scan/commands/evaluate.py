@@ -180,7 +180,9 @@ def run_stages(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pcam_scan.defaults import CALIBRATION_BINS
     from pcam_scan.evaluation import BootstrapSettings, TruthSources, read_reference
+    from pcam_scan.evaluation.report import slide_calibration
     from pcam_scan.evaluation.run import evaluation_outputs, run_evaluation
     from pcam_scan.outputs import check_output_files
     from pcam_scan.store.run_records import utc_now
@@ -209,6 +211,12 @@ def run(args: argparse.Namespace) -> int:
         f"FROC score {result.froc.score:.4f} over {count_noun(result.curve.n_lesions, 'lesion')}: "
         + ", ".join(f"{r:g} FP {s:.3f}" for r, s in zip(result.froc.fp_rates, result.froc.sensitivities))
     )
+    for what, report in (("slide", slide_calibration(result)), ("cell", result.cells and result.cells.report)):
+        if report:
+            print(
+                f"{what} calibration: Brier {report.brier.value:.4f}, ECE {report.ece_width.value:.4f} "
+                f"({CALIBRATION_BINS} bins; equal-mass {report.ece_mass.value:.4f}) over {count_noun(report.n, what)}"
+            )
     qc = predictions.inputs.get("qc")
     if isinstance(qc, dict):
         not_assessable = qc.get("not_assessable") or []

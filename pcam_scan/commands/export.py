@@ -12,7 +12,8 @@ are listed as skipped; a named slide that is missing or not complete is an error
 `qupath-tiles` writes `DIR/<slide id>.tiles.geojson` (`.tiles.geojson.gz` with --gzip): one QuPath
 tile object per tissue cell of heatmap pyramid level --level, with the measurement `P(tumour)`
 (the store's value at that level: the maximum of the 2^K x 2^K level-0 cells it covers), for
-QuPath's measurement maps. Without --level, the finest level whose grid has at most
+QuPath's measurement maps, and for a slide scanned with QC its focus score and 0/1 flags
+(`pcam_scan.annotations.qupath_tiles`). Without --level, the finest level whose grid has at most
 QUPATH_TILES_MAX_FEATURES cells (level 2 for a Camelyon16-size slide).
 """
 
@@ -162,6 +163,9 @@ def export_tiles(store: HeatmapReader, heatmap: StoredHeatmap, target: Path, arg
     level = default_tiles_level(shapes, QUPATH_TILES_MAX_FEATURES) if args.level is None else args.level
     if level >= len(shapes):
         raise StoreError(f"slide {heatmap.slide_id!r} has heatmap levels 0-{len(shapes) - 1}, not --level {level}")
-    prob = heatmap.prob if level == 0 else store.read_prob(heatmap.slide_id, level)
-    count = write_qupath_tiles(target, heatmap.grid, prob, level, compress=args.gzip, overwrite=args.overwrite)
+    # the store's own values at every level (QC never changes them): an excluded cell keeps its
+    # tile, and its QC measurements say why pcam-scan leaves it out
+    prob = store.read_prob(heatmap.slide_id, level)
+    qc = store.read_qc(heatmap.slide_id, level)
+    count = write_qupath_tiles(target, heatmap.grid, prob, level, compress=args.gzip, overwrite=args.overwrite, qc=qc)
     return f"{count_noun(count, 'tile')} of level {level} -> {target}"

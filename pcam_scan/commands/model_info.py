@@ -23,14 +23,18 @@ def register(subparsers: Any) -> None:
 def describe(checkpoint: str) -> dict[str, Any]:
     """The checked checkpoint as a JSON-able record."""
     from pcam_scan.model.checkpoint import load_checkpoint
+    from pcam_scan.wording import NOT_CALIBRATED
 
     loaded = load_checkpoint(checkpoint, device="cpu")
+    calibration = loaded.metadata.calibration
     return {
         "path": str(loaded.path),
         "model_id": loaded.model_id,
         "n_parameters": loaded.n_parameters,
         "file_bytes": loaded.path.stat().st_size,
         "metadata": loaded.metadata.to_dict(),
+        # `calibrated (T=..., on ...)` or `not calibrated`, worded as diagnose and the viewer say it
+        "calibration": NOT_CALIBRATED if calibration is None else calibration.describe(),
     }
 
 
@@ -48,7 +52,7 @@ def _table(info: dict[str, Any]) -> str:
         ("patches", f"{meta['patch_px']} px at {meta['mpp_um_px']} um/px, label = centre {meta['label_px']} px"),
         ("network input", f"{meta['input_px']} px"),
         ("normalisation", f"mean {norm['mean']} std {norm['std']} (pixels in [0, 1])"),
-        ("calibration", _calibration(meta)),
+        ("calibration", info["calibration"]),
         ("trained on", prov["data"]),
         ("date", prov["date"]),
         ("metrics", ", ".join(f"{k}={v:g}" for k, v in sorted(prov["metrics"].items())) or "-"),
@@ -56,13 +60,6 @@ def _table(info: dict[str, Any]) -> str:
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-
-
-def _calibration(meta: dict[str, Any]) -> str:
-    cal = meta.get("calibration")
-    if cal is None:
-        return "none: P(tumour) is the raw softmax (uncalibrated)"
-    return f"temperature {cal['temperature']:.4g} (logits / T), fitted on {cal['data']} ({cal['date']})"
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""A whole Camelyon16-style evaluation: slide AUC + lesion FROC, written as JSON and PNGs.
+"""A whole Camelyon16-style evaluation: slide AUC + lesion FROC, the calibration of slides and
+(for a store) of heatmap cells, written as JSON and PNGs.
 
 Inputs are plain data (reference, slide probabilities, detections, evaluation masks), so the
 same code serves a heatmap store and users' own prediction files; `inputs` in metrics.json
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pcam_scan.evaluation.calibration import CalibrationReport, calibration_report
+from pcam_scan.evaluation.cell_calibration import CellCalibration
 from pcam_scan.evaluation.errors import EvaluationError
 from pcam_scan.evaluation.froc import (
     FP_RATES_PER_SLIDE,
@@ -45,6 +47,7 @@ METRICS_JSON = "metrics.json"
 ROC_PNG = "roc.png"
 FROC_PNG = "froc.png"
 RELIABILITY_SLIDES_PNG = "reliability_slides.png"
+RELIABILITY_CELLS_PNG = "reliability_cells.png"
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class EvaluationResult:
     ignored_predictions: tuple[str, ...] = ()
     curve_keeping_lowest: FrocCurve | None = None
     """The unofficial sweep that keeps the lowest threshold (reported beside, never as, the score)."""
+    cells: CellCalibration | None = None
+    """The heatmap cells' calibration against the ground truth; None for predictions from files."""
 
     @property
     def froc_keeping_lowest(self) -> FrocScore | None:
@@ -164,6 +169,11 @@ def metrics_dict(
             "seed": result.auc.seed,
         },
         "slide_calibration": _calibration_dict(slide_calibration(result)),
+        "cell_calibration": (
+            result.cells.to_dict()
+            if result.cells is not None
+            else {"note": "not computed: prediction files hold no heatmap cells (evaluate a store)"}
+        ),
         "lesion_level": {
             "froc_score": result.froc.score,
             "sweep_rule": OFFICIAL_SWEEP_RULE,
@@ -223,7 +233,8 @@ def write_report(
     mpp_source: str,
     inputs: Mapping[str, object] | None = None,
 ) -> Path:
-    """metrics.json, roc.png and froc.png under `out_dir`; returns the metrics path."""
+    """metrics.json, roc.png, froc.png and the reliability diagrams under `out_dir`; returns the
+    metrics path."""
     with output_folder(Path(out_dir)) as root:  # no empty folder left when a write fails
         plot_roc(result.auc, root / ROC_PNG)
         plot_froc(result.curve, result.froc, root / FROC_PNG, result.curve_keeping_lowest)
@@ -231,6 +242,10 @@ def write_report(
         if calibration is not None:
             plot_reliability(
                 {"slides": calibration}, root / RELIABILITY_SLIDES_PNG, "Slide probability vs reference.csv"
+            )
+        if result.cells is not None:
+            plot_reliability(
+                {"cells": result.cells.report}, root / RELIABILITY_CELLS_PNG, "Heatmap cell probability vs tumour masks"
             )
         target = root / METRICS_JSON
         metrics = metrics_dict(result, mpp_source, inputs)

@@ -7,7 +7,9 @@ For every reference slide (name matched to a store slide id ignoring case, so Ca
   different methods are never mixed in one AUC;
 - detections: the peaks of the level-0 heatmap (`pcam_scan.lesions.detect_points`);
 - scale: the level-0 MPP and size the slide's cell grid recorded (a fixed MPP replaces the MPP,
-  e.g. the official script's 0.243).
+  e.g. the official script's 0.243);
+- cells: a seeded share of the tissue cells with their probability, for the cell-level
+  calibration (`pcam_scan.evaluation.cell_calibration`).
 Every reference slide must be complete in the store: a missing slide is an error, not a gap.
 """
 
@@ -16,10 +18,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from pcam_scan.defaults import CELL_CALIBRATION_MAX_CELLS
 from pcam_scan.diagnosis.record import Scorer, diagnose_heatmap, stored_diagnosis
 from pcam_scan.diagnosis.rule import DefaultRule
 from pcam_scan.errors import ConfigError
 from pcam_scan.evaluation.artefacts import table_from_detections
+from pcam_scan.evaluation.cell_calibration import CellSample, cell_share, sample_cells
 from pcam_scan.evaluation.errors import EvaluationError
 from pcam_scan.evaluation.froc import DetectionTable
 from pcam_scan.evaluation.reference import Reference
@@ -67,6 +71,9 @@ class Predictions:
     scales: dict[str, SlideScale]
     mpp_source: str
     inputs: dict[str, object] = field(default_factory=dict)
+    cells: dict[str, CellSample] = field(default_factory=dict)
+    """Sampled heatmap cells per reference slide (a store's predictions); empty for files."""
+    cell_share: float = 1.0
 
 
 def reference_slide_ids(store: HeatmapReader, reference: Reference) -> dict[str, str]:
@@ -93,14 +100,18 @@ def predictions_from_store(
 ) -> Predictions:
     """Probabilities, detections and scales of the reference's slides (see the module doc)."""
     slide_ids = reference_slide_ids(store, reference)
+    tissue_cells = sum(store.stored_slide(slide_ids[n]).tissue_cells or 0 for n in reference.names)
+    share = cell_share(tissue_cells, CELL_CALIBRATION_MAX_CELLS)
+    cells: dict[str, CellSample] = {}
     probabilities: dict[str, float] = {}
     detections: dict[str, DetectionTable] = {}
     scales: dict[str, SlideScale] = {}
     by_method: dict[str, list[str]] = {}
     n_stored = 0
     qc_verdicts: dict[str, str] = {}
-    for name in reference.names:
+    for index, name in enumerate(reference.names):
         heatmap = read_heatmap(store, slide_ids[name])
+        cells[name] = sample_cells(heatmap.prob, heatmap.tissue, heatmap.grid, share, seed=index)
         qc_verdicts[name] = store.stored_slide(heatmap.slide_id).qc_verdict or "not run"
         diagnosis = None if scorer is not None else stored_diagnosis(store, heatmap.slide_id)
         if diagnosis is None:
@@ -137,6 +148,8 @@ def predictions_from_store(
             "detection": dataclasses.asdict(detection),
             "qc": qc_inputs(qc_verdicts),
         },
+        cells=cells,
+        cell_share=share,
     )
 
 

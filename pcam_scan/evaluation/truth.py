@@ -12,7 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from pcam_scan.annotations import read_annotations
+from pcam_scan.annotations.cell_labels import tumour_cells_from_annotations, tumour_cells_from_mask
 from pcam_scan.evaluation.errors import EvaluationError
 from pcam_scan.evaluation.mask import (
     EVALUATION_LEVEL,
@@ -65,21 +68,40 @@ def find_slide_file(folder: Path, stems: Sequence[str], suffixes: Sequence[str])
     return matches[0] if matches else None
 
 
+def truth_file(name: str, sources: TruthSources) -> tuple[bool, Path]:
+    """The slide's ground-truth file: (True, its mask TIFF) or (False, its annotation file); a
+    mask TIFF wins over annotations."""
+    if sources.masks_dir is not None:
+        path = find_slide_file(sources.masks_dir, (name, f"{name}_mask"), MASK_SUFFIXES)
+        if path is not None:
+            return True, path
+    if sources.annotations_dir is not None:
+        path = find_slide_file(sources.annotations_dir, (name,), ANNOTATION_SUFFIXES)
+        if path is not None:
+            return False, path
+    raise EvaluationError(f"tumour slide {name}: no mask TIFF or annotation file found")
+
+
 def load_evaluation_mask(
     name: str, sources: TruthSources, scale: SlideScale, level: int = EVALUATION_LEVEL
 ) -> tuple[EvaluationMask, Path]:
     """One tumour slide's evaluation mask and the file it came from."""
-    if sources.masks_dir is not None:
-        path = find_slide_file(sources.masks_dir, (name, f"{name}_mask"), MASK_SUFFIXES)
-        if path is not None:
-            tumour = read_tumour_mask_tiff(path, level)
-            return build_evaluation_mask(tumour, scale.mpp_um_px, level), path
-    if sources.annotations_dir is not None:
-        path = find_slide_file(sources.annotations_dir, (name,), ANNOTATION_SUFFIXES)
-        if path is not None:
-            tumour = tumour_mask_from_annotations(read_annotations(path), scale.l0_size_wh, level)
-            return build_evaluation_mask(tumour, scale.mpp_um_px, level), path
-    raise EvaluationError(f"tumour slide {name}: no mask TIFF or annotation file found")
+    is_mask, path = truth_file(name, sources)
+    if is_mask:
+        tumour = read_tumour_mask_tiff(path, level)
+    else:
+        tumour = tumour_mask_from_annotations(read_annotations(path), scale.l0_size_wh, level)
+    return build_evaluation_mask(tumour, scale.mpp_um_px, level), path
+
+
+def load_tumour_cells(name: str, sources: TruthSources, grid: CellGrid) -> np.ndarray:
+    """Boolean (rows, cols): the cells of `grid` whose patch is tumour by the ground truth (the
+    grid's label rule for annotations, PCam's for a mask TIFF: `pcam_scan.annotations.cell_labels`)."""
+    is_mask, path = truth_file(name, sources)
+    if is_mask:
+        mask = read_tumour_mask_tiff(path, EVALUATION_LEVEL)
+        return tumour_cells_from_mask(mask, float(2**EVALUATION_LEVEL), grid)
+    return tumour_cells_from_annotations(read_annotations(path), grid)
 
 
 def load_evaluation_masks(

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from pcam_scan.errors import ConfigError
-from pcam_scan.evaluation.calibration import CalibrationReport, calibration_report, fit_temperature
+from pcam_scan.evaluation.calibration import CalibrationReport, calibration_report, fit_temperature, nll
 from pcam_scan.evaluation.slide_auc import BootstrapSettings
 from pcam_scan.model.checkpoint import LoadedModel, save_checkpoint
 from pcam_scan.model.metadata import Calibration
@@ -51,14 +51,21 @@ def probabilities(logits: np.ndarray, tumour_index: int, temperature: float = 1.
 
 @dataclass(frozen=True)
 class TemperatureFit:
-    """The temperature and the calibration figures of the patches before and after it."""
+    """The temperature and the calibration figures of the patches before and after it (their
+    negative log likelihood too: what the fit minimises, recorded in the checkpoint)."""
 
     temperature: float
     before: CalibrationReport
     after: CalibrationReport
+    nll_before: float
+    nll_after: float
 
     def to_dict(self) -> dict[str, object]:
-        return {"temperature": self.temperature, "before": self.before.to_dict(), "after": self.after.to_dict()}
+        return {
+            "temperature": self.temperature,
+            "before": {**self.before.to_dict(), "nll": self.nll_before},
+            "after": {**self.after.to_dict(), "nll": self.nll_after},
+        }
 
 
 def fit_on_logits(
@@ -69,7 +76,7 @@ def fit_on_logits(
     temperature = fit_temperature(logits, targets)
     before = calibration_report(probabilities(logits, tumour_index), labels, bootstrap)
     after = calibration_report(probabilities(logits, tumour_index, temperature), labels, bootstrap)
-    return TemperatureFit(temperature, before, after)
+    return TemperatureFit(temperature, before, after, nll(logits, targets), nll(logits, targets, temperature))
 
 
 def check_calibrated_output(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], overwrite: bool) -> None:
@@ -82,8 +89,17 @@ def check_calibrated_output(checkpoint: str | os.PathLike[str], out: str | os.Pa
     check_output_file(target, overwrite)
 
 
-def write_calibrated(loaded: LoadedModel, out: str | os.PathLike[str], temperature: float, data: str) -> str:
-    """`loaded`'s weights with a calibration in the metadata at `out`; returns the model id."""
-    calibration = Calibration(temperature=temperature, data=data, date=datetime.now(UTC).isoformat(timespec="seconds"))
+def write_calibrated(
+    loaded: LoadedModel,
+    out: str | os.PathLike[str],
+    temperature: float,
+    data: str,
+    nll_before: float | None = None,
+    nll_after: float | None = None,
+) -> str:
+    """`loaded`'s weights with a calibration in the metadata at `out` (the temperature, what it
+    was fitted on, the NLL before and after); returns the model id."""
+    date = datetime.now(UTC).isoformat(timespec="seconds")
+    calibration = Calibration(temperature, data, date, nll_before, nll_after)
     metadata = dataclasses.replace(loaded.metadata, calibration=calibration)
     return save_checkpoint(loaded.network, out, metadata)

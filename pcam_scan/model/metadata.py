@@ -10,7 +10,8 @@ safetensors metadata is a flat dict[str, str]; the scanner keeps one JSON docume
      "normalisation": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
      "provenance": {"data": "...", "date": "2024-05-01T12:00:00+00:00",
                     "metrics": {"valid_auc": 0.96}, "details": {"recipe": "..."}},
-     "calibration": {"temperature": 1.8, "data": "...", "date": "..."}}
+     "calibration": {"temperature": 1.8, "data": "...", "date": "...",
+                     "nll_before": 0.52, "nll_after": 0.31}}
 
 `patch_px`, `label_px` and `mpp_um_px` describe the patches the model was trained on (what the
 slide reader must cut); `label_rule` says how the label was defined from the centre `label_px`
@@ -18,8 +19,9 @@ square ("pcam-any": any tumour pixel, PatchCamelyon's rule and what a document w
 means; "centre-majority": tumour over half of it), which lesion geometry needs; `input_px` is
 what the network sees (the predictor resizes patch_px to input_px on the device: 96 native, 224
 for the original fastai recipe). `calibration` is optional (issue 22): a temperature the scorer
-divides the logits by, and what it was fitted on; without it the model is uncalibrated and scores
-as before. Mean and std apply to pixels scaled to [0, 1]. Every field is
+divides the logits by, and what it was fitted on (which patches, how many; the NLL of those patches
+before and after, optional: checkpoints calibrated before they were recorded lack them); without
+it the model is uncalibrated and scores as before. Mean and std apply to pixels scaled to [0, 1]. Every field is
 checked; an unknown or missing field is refused, so a typo never passes silently.
 """
 
@@ -44,7 +46,7 @@ from pcam_scan.geometry import (
     check_label_rule,
 )
 from pcam_scan.model.architectures import ARCHITECTURES
-from pcam_scan.wording import count_noun
+from pcam_scan.wording import calibration_wording, count_noun
 
 FORMAT_VERSION = 1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -123,11 +125,14 @@ class Provenance:
 @dataclass(frozen=True)
 class Calibration:
     """Temperature scaling: the scorer divides the logits by `temperature` before the softmax
-    (Guo et al. 2017); `data` says which labelled patches it was fitted on, `date` when."""
+    (Guo et al. 2017); `data` says which labelled patches it was fitted on, `date` when, and the
+    NLL of those patches before and after (None: not recorded, an older checkpoint)."""
 
     temperature: float
     data: str
     date: str
+    nll_before: float | None = None
+    nll_after: float | None = None
 
     def __post_init__(self) -> None:
         low, high = TEMPERATURE_RANGE
@@ -139,9 +144,21 @@ class Calibration:
             datetime.fromisoformat(self.date)
         except ValueError:
             raise CheckpointError(f"calibration.date {self.date!r} is not an ISO 8601 date") from None
+        for name in ("nll_before", "nll_after"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise CheckpointError(f"calibration.{name} {value} must be a finite number >= 0")
+
+    def fitted_on(self) -> str:
+        """What the temperature was fitted on, in words: the patches, their NLL before and after
+        (when recorded), the date. What `model-info`, a store and the diagnosis card show."""
+        nll = ""
+        if self.nll_before is not None and self.nll_after is not None:
+            nll = f", NLL {self.nll_before:.4f} -> {self.nll_after:.4f}"
+        return f"{self.data}{nll}, {self.date}"
 
     def describe(self) -> str:
-        return f"temperature {self.temperature:.4g}, fitted on {self.data} ({self.date})"
+        return calibration_wording(self.temperature, self.fitted_on())
 
 
 @dataclass(frozen=True)
@@ -205,11 +222,15 @@ class ModelMetadata:
     def to_dict(self) -> dict[str, Any]:
         doc = self._base_dict()
         if self.calibration is not None:  # absent, the document is what older versions wrote
-            doc["calibration"] = {
-                "temperature": self.calibration.temperature,
-                "data": self.calibration.data,
-                "date": self.calibration.date,
-            }
+            cal = self.calibration
+            doc["calibration"] = {"temperature": cal.temperature, "data": cal.data, "date": cal.date}
+            doc["calibration"].update(
+                {
+                    name: value
+                    for name, value in (("nll_before", cal.nll_before), ("nll_after", cal.nll_after))
+                    if value is not None
+                }
+            )
         return doc
 
     def _base_dict(self) -> dict[str, Any]:
@@ -284,11 +305,13 @@ def _calibration(doc: Mapping[str, Any]) -> Calibration | None:
     if "calibration" not in doc:
         return None
     cal = _mapping(doc["calibration"], "calibration")
-    _no_unknown(cal, frozenset({"temperature", "data", "date"}), "calibration")
+    _no_unknown(cal, frozenset({"temperature", "data", "date", "nll_before", "nll_after"}), "calibration")
     return Calibration(
         temperature=float(_get(cal, "temperature", float)),
         data=_get(cal, "data", str),
         date=_get(cal, "date", str),
+        nll_before=float(_get(cal, "nll_before", float)) if "nll_before" in cal else None,
+        nll_after=float(_get(cal, "nll_after", float)) if "nll_after" in cal else None,
     )
 
 

@@ -23,6 +23,7 @@ from pcam_scan.scan.outcome import SlideOutcome
 from pcam_scan.scan.progress import ScanProgress
 from pcam_scan.scan.settings import ModelRef, ScanRun, ScanSettings
 from pcam_scan.store import HeatmapStore, RunIdentity, unique_slide_ids
+from pcam_scan.store.identity import ModelCalibration
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,13 @@ def resolve_run(request: ScanRequest) -> ScanRun:
     """The request's scan resolved against its checkpoint, once: the model's id and geometry
     with the scan's stride. A bad checkpoint or stride is refused before the store is touched."""
     loaded = load_checkpoint(request.checkpoint, "cpu")
-    model = ModelRef(str(Path(request.checkpoint).resolve()), loaded.model_id, loaded.metadata.temperature)
+    calibration = loaded.metadata.calibration
+    model = ModelRef(
+        str(Path(request.checkpoint).resolve()),
+        loaded.model_id,
+        None if calibration is None else calibration.temperature,
+        None if calibration is None else calibration.fitted_on(),
+    )
     return ScanRun.resolve(request.settings, model, loaded.metadata.geometry())
 
 
@@ -111,6 +118,8 @@ def run_scan(
     run = resolve_run(request)  # the executor's model stage loads its own copy, where it runs
     ids = unique_slide_ids(collect_slides(request.slides))
     jobs = [SlideJob(slide_id, str(path)) for slide_id, path in ids.items()]
-    store = HeatmapStore.open(request.store_uri, RunIdentity(run.model.model_id, run.identity()), mode="a")
+    calibration = ModelCalibration(run.model.temperature, run.model.calibration_fitted_on)
+    identity = RunIdentity(run.model.model_id, run.identity(), calibration=calibration)
+    store = HeatmapStore.open(request.store_uri, identity, mode="a")
     with open_executor(run, request.placement) as executor:
         return scan_slides(jobs, store, executor, progress)

@@ -93,6 +93,8 @@ class ModelRef:
     model_id: str
     temperature: float | None = None
     """The checkpoint's calibration temperature: same weights (model id), other probabilities."""
+    calibration_fitted_on: str | None = None
+    """What the temperature was fitted on, in words, for the store's record (not the identity)."""
 
 
 @dataclass(frozen=True)

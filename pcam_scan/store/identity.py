@@ -51,6 +51,16 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class ModelCalibration:
+    """The model's calibration as a store records it: the temperature (None: not calibrated) and
+    what it was fitted on, in words (`Calibration.fitted_on`). Recorded beside the identity, not
+    in it: the temperature alone is in the settings hash."""
+
+    temperature: float | None
+    fitted_on: str | None = None
+
+
 @dataclass(frozen=True, eq=False)
 class RunIdentity:
     """The model (sha256 of its weights) and the resolved settings of one scan run.
@@ -63,6 +73,9 @@ class RunIdentity:
     model_id: str
     settings: Mapping[str, object]
     settings_hash: str = field(init=False)
+    calibration: ModelCalibration | None = None
+    """The model's calibration for the store's record (None: not known, nothing recorded); like
+    the package versions, not part of the identity."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_id, str) or not MODEL_ID_RE.match(self.model_id):

@@ -20,6 +20,7 @@ from pcam_scan.qc.flags import excluded_cells
 from pcam_scan.store.reader import HeatmapReader
 from pcam_scan.store.schema import SlideState, SlideStatus
 from pcam_scan.store.validation import check_complete
+from pcam_scan.wording import calibration_wording
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,13 @@ def listed(names: Sequence[str], limit: int = 5) -> str:
 
 
 def model_calibration(store: HeatmapReader) -> str:
-    """Whether the store's model was calibrated, in words: the temperature its scan recorded
-    (the settings hash holds it only for a calibrated checkpoint), or that it was not."""
+    """Whether the store's model was calibrated and on what data, in words: `calibrated (T=...,
+    on ...)` or `not calibrated`. A store before format version 3 did not record the data; its
+    settings still say the temperature (in the settings hash since temperatures exist)."""
+    recorded = store.recorded_calibration()
+    if recorded is not None:
+        return calibration_wording(recorded.temperature, recorded.fitted_on)
     temperature = store.run_settings().get("temperature")
     if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
-        return (
-            f"calibrated model: P(tumour) = softmax(logits / {temperature:.4g}) (temperature scaling; "
-            "`pcam-scan model-info` on the checkpoint says on what data)"
-        )
-    return "uncalibrated model: P(tumour) is the raw softmax, not checked as a probability"
+        return calibration_wording(float(temperature), None)
+    return calibration_wording(None, None)

@@ -16,7 +16,7 @@ from zarr.errors import NodeNotFoundError
 
 from pcam_scan.errors import StoreError
 from pcam_scan.geometry import Block, CellGrid, plan_blocks
-from pcam_scan.store.identity import RunIdentity
+from pcam_scan.store.identity import ModelCalibration, RunIdentity
 from pcam_scan.store.ids import validate_slide_id
 from pcam_scan.store.location import StoreLocation, child_array, child_group
 from pcam_scan.store.ngff import level_paths
@@ -60,8 +60,17 @@ class HeatmapReader:
 
     def run_settings(self) -> Mapping[str, object]:
         """The resolved settings the store was created with (its root record), as stored."""
-        record = RootAttrs.from_attrs(self.location.group(mode="r").attrs.asdict())
+        record = self._root_record()
         return {} if record is None else record.settings
+
+    def recorded_calibration(self) -> ModelCalibration | None:
+        """The model's calibration the store recorded when it was created; None: not recorded
+        (a store before format version 3)."""
+        record = self._root_record()
+        return None if record is None else record.calibration
+
+    def _root_record(self) -> RootAttrs | None:
+        return RootAttrs.from_attrs(self.location.group(mode="r").attrs.asdict())
 
     # -- slides ----------------------------------------------------------------------------
 

@@ -24,14 +24,16 @@ from typing import Any
 
 from pcam_scan.errors import ConfigError, StoreError
 from pcam_scan.geometry import CellGrid, PatchGeometry, check_label_rule
-from pcam_scan.store.identity import RunIdentity, package_versions
+from pcam_scan.store.identity import ModelCalibration, RunIdentity, package_versions
 
 FORMAT_NAME = "pcam-scan-heatmaps"
-FORMAT_VERSION = 2
-READABLE_FORMAT_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
 """Version 2 added run records (`runs/`), QC (`qc_flags`, `focus`, the slide attribute
 `quality_control`) and each slide's `slide.backend`; a version-1 store opens (and resumes), its
-history empty, its slides without QC and with no backend recorded."""
+history empty, its slides without QC and with no backend recorded. Version 3 added the root's
+`model_calibration` (what the model's temperature was fitted on); an older store opens and says
+it was not recorded."""
 ATTRS_KEY = "pcam_scan"
 RUNS_PREFIX = "runs"
 """Run records live as `runs/<started>-<host>-<pid>-<token>.json`, one JSON document per run,
@@ -84,7 +86,8 @@ R_FORMAT_VERSION = AttrSpec(
     Node.ROOT,
     "format_version",
     "integer",
-    f"`{FORMAT_VERSION}` (`1` before run records, QC and `slide.backend`: still read); any other version is refused",
+    f"`{FORMAT_VERSION}` (`1` before run records, QC and `slide.backend`, `2` before `model_calibration`: "
+    "both still read); any other version is refused",
 )
 R_MODEL_ID = AttrSpec(Node.ROOT, "model_id", "string", "the model's id (sha256 of its weights)")
 R_SETTINGS_HASH = AttrSpec(
@@ -95,6 +98,24 @@ R_SETTINGS_HASH = AttrSpec(
 )
 R_SETTINGS = AttrSpec(
     Node.ROOT, "settings", "object", "the resolved settings themselves (the hash can be recomputed from them)"
+)
+R_CALIBRATION = AttrSpec(
+    Node.ROOT,
+    "model_calibration",
+    "object or null",
+    "the model's calibration when the store was created: null, not calibrated; absent, not recorded "
+    "(a store before version 3)",
+    since_version=3,
+)
+R_CALIBRATION_TEMPERATURE = _field(
+    R_CALIBRATION, "temperature", "number", "the checkpoint's temperature (also in `settings`)", 3
+)
+R_CALIBRATION_FITTED_ON = _field(
+    R_CALIBRATION,
+    "fitted_on",
+    "string or null",
+    "what it was fitted on, in words: the labelled patches, how many, their NLL before and after, the date",
+    3,
 )
 R_VERSIONS = AttrSpec(
     Node.ROOT,
@@ -412,23 +433,34 @@ class RootAttrs:
     settings_hash: object
     settings: Mapping[str, object] = field(default_factory=dict)
     versions: Mapping[str, object] = field(default_factory=dict)
+    calibration: ModelCalibration | None = None
+    """None: not recorded (a store before version 3, or a run that did not say)."""
 
     @classmethod
     def for_run(cls, run: RunIdentity) -> RootAttrs:
-        return cls(FORMAT_NAME, FORMAT_VERSION, run.model_id, run.settings_hash, dict(run.settings), package_versions())
+        return cls(
+            FORMAT_NAME,
+            FORMAT_VERSION,
+            run.model_id,
+            run.settings_hash,
+            dict(run.settings),
+            package_versions(),
+            run.calibration,
+        )
 
     def to_attrs(self) -> dict[str, object]:
         """The group attributes: the record under the `pcam_scan` namespace."""
-        return {
-            ATTRS_KEY: {
-                R_FORMAT.key: self.format,
-                R_FORMAT_VERSION.key: self.format_version,
-                R_MODEL_ID.key: self.model_id,
-                R_SETTINGS_HASH.key: self.settings_hash,
-                R_SETTINGS.key: dict(self.settings),
-                R_VERSIONS.key: dict(self.versions),
-            }
+        ours: dict[str, object] = {
+            R_FORMAT.key: self.format,
+            R_FORMAT_VERSION.key: self.format_version,
+            R_MODEL_ID.key: self.model_id,
+            R_SETTINGS_HASH.key: self.settings_hash,
+            R_SETTINGS.key: dict(self.settings),
+            R_VERSIONS.key: dict(self.versions),
         }
+        if self.calibration is not None:
+            ours[R_CALIBRATION.key] = _calibration_to_attrs(self.calibration)
+        return {ATTRS_KEY: ours}
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any]) -> RootAttrs | None:
@@ -444,7 +476,31 @@ class RootAttrs:
             settings_hash=ours.get(R_SETTINGS_HASH.key),
             settings=dict(settings) if isinstance(settings, Mapping) else {},
             versions=dict(versions) if isinstance(versions, Mapping) else {},
+            calibration=_calibration_from_attrs(ours),
         )
+
+
+def _calibration_to_attrs(calibration: ModelCalibration) -> dict[str, object] | None:
+    if calibration.temperature is None:
+        return None
+    return {R_CALIBRATION_TEMPERATURE.key: calibration.temperature, R_CALIBRATION_FITTED_ON.key: calibration.fitted_on}
+
+
+def _calibration_from_attrs(ours: Mapping[str, Any]) -> ModelCalibration | None:
+    """The recorded calibration; None when the store records none (or a malformed one: it is
+    only shown, never used to compute)."""
+    if R_CALIBRATION.key not in ours:
+        return None
+    raw = ours[R_CALIBRATION.key]
+    if raw is None:
+        return ModelCalibration(None)
+    if not isinstance(raw, Mapping):
+        return None
+    temperature = _real_number(raw.get(R_CALIBRATION_TEMPERATURE.key))
+    fitted_on = raw.get(R_CALIBRATION_FITTED_ON.key)
+    if temperature is None:
+        return None
+    return ModelCalibration(float(temperature), fitted_on if isinstance(fitted_on, str) else None)
 
 
 def root_format_version(attrs: Mapping[str, Any]) -> int:
