@@ -8,7 +8,9 @@ the files it reads exactly as OpenSlide does (Aperio SVS and generic tiled TIFF 
 Deflate or no compression; about 0.4x the CPU per read) and OpenSlide the rest, and falls
 back to OpenSlide when tiffslide refuses a file; a backend class may also be passed directly.
 A slide on object storage (`s3://...`, any fsspec URL; `remote`) is read by tiffslide with range
-requests, whatever `auto` would pick for a local copy.
+requests, whatever `auto` would pick for a local copy. A DICOM whole-slide image is a folder of
+one series' instances (or one instance file of it; `dicom_series`), read by OpenSlide's DICOM
+reader (`dicom_backend`, recorded as `dicom`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pcam_scan.defaults import SLIDE_BACKEND, SLIDE_BACKENDS
 from pcam_scan.errors import ConfigError, SlideError
 from pcam_scan.regular_files import IrregularFileError, check_regular_file
 from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp, SlideBackend
+from pcam_scan.slide_backends.dicom_series import holds_dicom, is_dicom_file
 from pcam_scan.slide_backends.remote import is_url
 
 __all__ = [
@@ -94,12 +97,25 @@ def _open_remote(url: str, backend: str | type[SlideBackend]) -> SlideBackend:
     return TiffSlideBackend.open(url)
 
 
+def _open_dicom(path: Path, backend: str | type[SlideBackend]) -> SlideBackend:
+    """A DICOM series (its folder, or one instance file): OpenSlide's DICOM reader (`dicom_backend`)."""
+    if not isinstance(backend, str):
+        return backend.open(path)
+    if check_backend_name(backend) == TIFFSLIDE:
+        raise SlideError(f"{path}: a DICOM slide; tiffslide does not read DICOM, use --slide-backend auto or openslide")
+    from pcam_scan.slide_backends.dicom_backend import DicomSlideBackend
+
+    return DicomSlideBackend.open(path)
+
+
 def open_slide_file(path: str | os.PathLike[str], backend: str | type[SlideBackend] = AUTO) -> SlideBackend:
-    """The slide file at `path`, open with `backend` (a name from `SLIDE_BACKENDS` or a backend
-    class); SlideError with one clear line when it cannot be."""
+    """The slide at `path` (a file, or a folder holding one DICOM series), open with `backend`
+    (a name from `SLIDE_BACKENDS` or a backend class); SlideError with one clear line when it cannot be."""
     if is_url(path):
         return _open_remote(str(path), backend)
     checked = Path(path)
+    if holds_dicom(checked) or is_dicom_file(checked):
+        return _open_dicom(checked, backend)
     _check_slide_path(checked)
     if not isinstance(backend, str):
         return backend.open(checked)

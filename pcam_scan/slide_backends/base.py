@@ -46,6 +46,8 @@ class BackendMetadata:
     level_downsamples: tuple[float, ...]
     recorded_mpp: RecordedMpp
     objective_power: str | None
+    series: str | None = None
+    """A DICOM slide's series (its SeriesInstanceUID and levels); None for a slide file."""
 
     @property
     def l0_wh(self) -> tuple[int, int]:
