@@ -4,9 +4,12 @@
 report's thumbnail all come through here; no other module imports a slide library. A backend is
 one class satisfying `SlideBackend` (see `base`): OpenSlide (`openslide_backend`) and tiffslide
 (`tiffslide_backend`). The backend is chosen per slide (`SLIDE_BACKENDS`): `auto` gives tiffslide
-the files it reads exactly as OpenSlide does (Aperio SVS and generic tiled TIFF in JPEG, LZW,
-Deflate or no compression; about 0.4x the CPU per read) and OpenSlide the rest, and falls
-back to OpenSlide when tiffslide refuses a file; a backend class may also be passed directly.
+the files whose tiles it decodes directly (Aperio SVS and generic tiled TIFF in JPEG, LZW,
+Deflate or no compression; about 0.4x the CPU per read), bit-identical to OpenSlide on every
+level with a whole-number downsample, and lets OpenSlide read the other levels of such a file
+(recorded as `tiffslide+openslide`); OpenSlide the rest (JPEG 2000, where it is the faster of
+the two, and every other format), and falls back to OpenSlide when tiffslide refuses a file; a
+backend class may also be passed directly.
 A slide on object storage (`s3://...`, any fsspec URL; `remote`) is read by tiffslide with range
 requests, whatever `auto` would pick for a local copy. A DICOM whole-slide image is a folder of
 one series' instances (or one instance file of it; `dicom_series`), read by OpenSlide's DICOM
@@ -71,7 +74,9 @@ def _check_slide_path(path: Path) -> None:
 
 
 def _open_auto(path: Path) -> SlideBackend:
-    """tiffslide where it reads the file exactly as OpenSlide does, OpenSlide otherwise."""
+    """The fastest reader that gives OpenSlide's pixels on every level: tiffslide where it decodes
+    the file's tiles directly, with OpenSlide for the levels whose downsample is fractional (a
+    coarse level of 937 rows under 60,000, say, or Aperio's 4.0003); OpenSlide otherwise."""
     # deferred: `import pcam_scan` stays light; the libraries load with the first slide
     from pcam_scan.slide_backends.openslide_backend import OpenSlideBackend, detect_vendor
     from pcam_scan.slide_backends.tiffslide_backend import SERVED_VENDORS, TiffSlideBackend
@@ -81,7 +86,8 @@ def _open_auto(path: Path) -> SlideBackend:
             candidate = TiffSlideBackend.open(str(path))
         except SlideError:
             return OpenSlideBackend.open(path)
-        if candidate.serves_exactly():
+        if candidate.decodes_directly():
+            candidate.delegate_fractional_levels(OPENSLIDE, lambda: OpenSlideBackend.open(path))
             return candidate
         candidate.close()
     return OpenSlideBackend.open(path)

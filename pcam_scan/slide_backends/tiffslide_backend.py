@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from PIL import Image
 from tifffile import COMPRESSION, PHOTOMETRIC, PLANARCONFIG, TiffFile, TiffPage
 
 from pcam_scan.errors import SlideError
-from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp
+from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp, SlideBackend
 from pcam_scan.slide_backends.deepzoom import DeepZoomGrid
 from pcam_scan.slide_backends.remote import CountingFile, is_url, open_remote
 
@@ -107,6 +108,9 @@ class TiffSlideBackend:
         self._remote = remote
         self._direct: tuple[TiffPage, ...] | None = None
         self._read_lock = threading.Lock()
+        self._open_lock = threading.Lock()
+        self._exact_opener: Callable[[], SlideBackend] | None = None
+        self._exact: SlideBackend | None = None
         properties = ts.properties
         self.metadata = BackendMetadata(
             backend=SOURCE,
@@ -138,13 +142,39 @@ class TiffSlideBackend:
         """Bytes read from a remote slide so far (headers and tiles); None for a local file."""
         return None if self._remote is None else self._remote.bytes_read
 
+    def decodes_directly(self) -> bool:
+        """Whether every level is tiled 8-bit RGB in a codec `serves` accepts: then its tiles are
+        decoded straight from the file, bit-identical to OpenSlide's on every level whose
+        downsample is a whole number (`fractional_levels` are the others)."""
+        return self._direct_pages() is not None
+
+    def fractional_levels(self) -> frozenset[int]:
+        """The levels whose downsample is not a whole number. There OpenSlide places a read at the
+        fractional level position `l0 / downsample` and interpolates, while this backend reads
+        whole level pixels (docs/slides.md gives the measured difference)."""
+        return frozenset(i for i, ds in enumerate(self.metadata.level_downsamples) if abs(ds - round(ds)) >= 1e-9)
+
     def serves_exactly(self) -> bool:
-        """Whether this file's pixels match OpenSlide's bit for bit: codecs `serves` accepts, and
-        whole-number level downsamples. (At a downsample like Aperio's 4.0003, OpenSlide places a
-        read at the fractional level position `l0 / downsample` and interpolates; this backend
-        reads whole level pixels. docs/slides.md gives the measured difference.)"""
-        whole = all(abs(ds - round(ds)) < 1e-9 for ds in self.metadata.level_downsamples)
-        return whole and self._direct_pages() is not None
+        """Whether this file's pixels match OpenSlide's bit for bit on every level."""
+        return self.decodes_directly() and not self.fractional_levels()
+
+    def delegate_fractional_levels(self, name: str, opener: Callable[[], SlideBackend]) -> None:
+        """Read the `fractional_levels` through the backend `opener` opens (OpenSlide, on the first
+        such read), so every level's pixels are that backend's while the whole-number levels, the
+        ones a scan reads its patches from, keep this backend's speed. The metadata then names
+        both (`tiffslide+openslide`)."""
+        if self.fractional_levels():
+            self._exact_opener = opener
+            self.metadata = replace(self.metadata, backend=f"{SOURCE}+{name}")
+
+    def _delegate(self, level: int) -> SlideBackend | None:
+        """The backend that reads `level` instead of this one, opened on first use; None: this one."""
+        if self._exact_opener is None or level not in self.fractional_levels():
+            return None
+        with self._open_lock:
+            if self._exact is None:
+                self._exact = self._exact_opener()
+            return self._exact
 
     def _direct_pages(self) -> tuple[TiffPage, ...] | None:
         """The level pages when every level is tiled 8-bit RGB in a served codec (`serves`): then
@@ -199,9 +229,15 @@ class TiffSlideBackend:
         return (location[0], location[1])
 
     def read_region(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> Image.Image:
+        delegate = self._delegate(level)
+        if delegate is not None:
+            return delegate.read_region(l0_xy, level, size_wh)
         return Image.fromarray(self.read_region_rgb(l0_xy, level, size_wh))
 
     def read_region_rgb(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> np.ndarray:
+        delegate = self._delegate(level)
+        if delegate is not None:
+            return delegate.read_region_rgb(l0_xy, level, size_wh)
         downsample = self.metadata.level_downsamples[level]
         level_w, level_h = self.metadata.level_wh[level]
         x0, y0 = round(l0_xy[0] / downsample), round(l0_xy[1] / downsample)
@@ -245,6 +281,8 @@ class TiffSlideBackend:
         return tile
 
     def close(self) -> None:
+        if self._exact is not None:
+            self._exact.close()
         self._ts.close()
         if self._remote is not None:
             self._remote.close()
