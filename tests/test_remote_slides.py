@@ -135,14 +135,21 @@ def test_a_remote_scan_killed_with_sigkill_resumes_to_the_same_heatmap(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and child.poll() is None:
-        done = killed / "resume_s3" / "blocks_done"
-        if done.exists() and any(p.is_file() for p in done.rglob("*") if p.name != "zarr.json"):
-            break  # some blocks written: kill it in the middle
-        time.sleep(0.2)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and child.poll() is None:
+            done = killed / "resume_s3" / "blocks_done"
+            if done.exists() and any(p.is_file() for p in done.rglob("*") if p.name != "zarr.json"):
+                break  # some blocks written: kill it in the middle
+            time.sleep(0.05)
+        assert child.poll() is None, "the scan ended before it could be killed"
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    interrupted = HeatmapStore.open(str(killed))
+    assert interrupted.slide_status("resume_s3").state is not SlideState.COMPLETE
+    assert interrupted.done_blocks("resume_s3")  # the resume keeps these and scans the rest
     assert main([*argv, "--store", str(killed)]) == 0
     assert main([*argv, "--store", str(whole)]) == 0
     resumed, reference = HeatmapStore.open(str(killed)), HeatmapStore.open(str(whole))
