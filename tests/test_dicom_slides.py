@@ -1,6 +1,6 @@
 """DICOM whole-slide images: a folder of one series is one slide, read by OpenSlide's DICOM
-reader; its heatmap equals the TIFF original's; the real highdicom test image opens, shows its
-MPP and is refused by a scan as smaller than one patch."""
+reader (or wsidicom, for JPEG-LS); its heatmap equals the TIFF original's; the real highdicom
+test image opens, shows its MPP and is refused by a scan as smaller than one patch."""
 
 from __future__ import annotations
 
@@ -36,16 +36,18 @@ def _copy_as(source: Path, target: Path, **changes: object) -> None:
     dataset.save_as(target)
 
 
-def _dicomize(tiff: Path, folder: Path) -> None:
-    """Convert `tiff` with wsidicomizer, uncompressed (Explicit VR Little Endian): the DICOM
+def _dicomize(tiff: Path, folder: Path, encoding: str) -> None:
+    """Convert `tiff` with wsidicomizer, losslessly (`uncompressed`: Explicit VR Little Endian,
+    which OpenSlide reads; `jpeg-ls`: lossless JPEG-LS, which only wsidicom reads): the DICOM
     frames hold the TIFF's decoded pixels, level for level; then add a LABEL and a THUMBNAIL
     instance of the same series, which a reader must skip."""
     with warnings.catch_warnings():  # wsidicom's web client imports a pydicom 3 deprecated function
         warnings.filterwarnings("ignore", "get_frame_offsets is deprecated", DeprecationWarning)
-        from wsidicom.codec import NumpySettings
+        from wsidicom.codec import JpegLsSettings, NumpySettings
         from wsidicomizer import WsiDicomizer
 
-        WsiDicomizer.convert(str(tiff), str(folder), tile_size=256, encoding=NumpySettings(), force_transcoding=True)
+        settings = NumpySettings() if encoding == "uncompressed" else JpegLsSettings()
+        WsiDicomizer.convert(str(tiff), str(folder), tile_size=256, encoding=settings, force_transcoding=True)
     smallest = min(folder.iterdir(), key=lambda p: pydicom.dcmread(p, stop_before_pixels=True).TotalPixelMatrixColumns)
     for flavour in ("LABEL", "THUMBNAIL"):
         _copy_as(smallest, folder / f"{flavour.lower()}.dcm", ImageType=["DERIVED", "PRIMARY", flavour, "NONE"])
@@ -56,16 +58,19 @@ def _heatmap(store: HeatmapStore, slide_id: str) -> list[np.ndarray]:
     return [store.read_prob(slide_id, level) for level in range(levels)] + [store.read_tissue(slide_id)]
 
 
-def test_a_dicom_series_folder_scans_to_the_heatmap_of_its_tiff_original(tiny_checkpoint: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("encoding", "backend"), [("uncompressed", "dicom"), ("jpeg-ls", "wsidicom")])
+def test_a_dicom_series_folder_scans_to_the_heatmap_of_its_tiff_original(
+    encoding: str, backend: str, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
     slides = tmp_path / "slides"
     slides.mkdir()
     spec = SlideSpec(width_px=2112, height_px=2112, mpp_um_px=0.486, jpeg_quality=60)
     tiff = write_synthetic_slide(slides / "case.tif", spec, seed=5, tumour=True).path
-    _dicomize(tiff, slides / "case_dcm")
+    _dicomize(tiff, slides / "case_dcm", encoding)
 
     assert collect_slides([str(slides)]) == [tiff, slides / "case_dcm"]  # the series folder is one slide
     with Slide(slides / "case_dcm") as dicom, Slide(tiff, backend="openslide") as original:
-        assert dicom.info.backend == "dicom" and dicom.info.series is not None
+        assert dicom.info.backend == backend and dicom.info.series is not None
         assert "4 levels, 2 label/overview/thumbnail skipped" in dicom.info.series
         assert [(lv.width, lv.height) for lv in dicom.info.levels] == [
             (lv.width, lv.height) for lv in original.info.levels
@@ -81,7 +86,7 @@ def test_a_dicom_series_folder_scans_to_the_heatmap_of_its_tiff_original(tiny_ch
     for ours, theirs in zip(by_dicom, by_tiff):
         assert np.array_equal(ours, theirs, equal_nan=ours.dtype.kind == "f")
     record = store.stored_slide("case_dcm").record
-    assert record.backend == "dicom"
+    assert record.backend == backend
     assert record.fingerprint.startswith("folder-ends-sha256:")
 
 

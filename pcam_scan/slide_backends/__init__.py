@@ -13,7 +13,8 @@ backend class may also be passed directly.
 A slide on object storage (`s3://...`, any fsspec URL; `remote`) is read by tiffslide with range
 requests, whatever `auto` would pick for a local copy. A DICOM whole-slide image is a folder of
 one series' instances (or one instance file of it; `dicom_series`), read by OpenSlide's DICOM
-reader (`dicom_backend`, recorded as `dicom`).
+reader (`dicom_backend`, recorded as `dicom`), or by wsidicom (`wsidicom_backend`) in the
+transfer syntaxes OpenSlide does not decode (JPEG-LS, RLE, lossless JPEG).
 """
 
 from __future__ import annotations
@@ -104,14 +105,21 @@ def _open_remote(url: str, backend: str | type[SlideBackend]) -> SlideBackend:
 
 
 def _open_dicom(path: Path, backend: str | type[SlideBackend]) -> SlideBackend:
-    """A DICOM series (its folder, or one instance file): OpenSlide's DICOM reader (`dicom_backend`)."""
+    """A DICOM series (its folder, or one instance file): OpenSlide's DICOM reader
+    (`dicom_backend`) where it decodes the frames, wsidicom (`wsidicom_backend`) where it does not."""
     if not isinstance(backend, str):
         return backend.open(path)
     if check_backend_name(backend) == TIFFSLIDE:
         raise SlideError(f"{path}: a DICOM slide; tiffslide does not read DICOM, use --slide-backend auto or openslide")
     from pcam_scan.slide_backends.dicom_backend import DicomSlideBackend
+    from pcam_scan.slide_backends.dicom_series import open_series
 
-    return DicomSlideBackend.open(path)
+    series = open_series(path)
+    if backend == AUTO and not series.openslide_reads:
+        from pcam_scan.slide_backends.wsidicom_backend import WsiDicomBackend
+
+        return WsiDicomBackend.open_series(path, series)
+    return DicomSlideBackend.open_series(path, series)
 
 
 def open_slide_file(path: str | os.PathLike[str], backend: str | type[SlideBackend] = AUTO) -> SlideBackend:

@@ -27,7 +27,11 @@ class DicomSlideBackend(OpenSlideBackend):
 
     @classmethod
     def open(cls, path: Path) -> DicomSlideBackend:
-        series = open_series(path)
+        return cls.open_series(path, open_series(path))
+
+    @classmethod
+    def open_series(cls, path: Path, series: DicomSeries) -> DicomSlideBackend:
+        """The series `open_series` found at `path`, opened through its level-0 instance."""
         backend = cls(path, open_osr(series.entry))
         backend.series = series
         backend.metadata = replace(

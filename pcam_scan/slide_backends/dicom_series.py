@@ -4,7 +4,8 @@ A DICOM slide is not one file but a series: one instance per pyramid level (VOLU
 OVERVIEW and THUMBNAIL images of the glass, usually side by side in one folder. `find_series`
 reads each file's header (never its pixels), groups the VL whole-slide instances by
 SeriesInstanceUID and keeps the VOLUME ones, finest first; `DicomSeries.entry` is the file a
-reader opens (OpenSlide 4 finds the other levels of that series in the same folder). A folder
+reader opens (OpenSlide 4 finds the other levels of that series in the same folder), and
+`openslide_reads` tells whether OpenSlide decodes its frames (else wsidicom reads them). A folder
 holding one series is one slide (`holds_dicom` tells, from the DICOM preamble alone, so slide
 discovery stays cheap); a folder holding several is refused with one line naming them.
 """
@@ -26,6 +27,17 @@ VL_WSI_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.77.1.6"
 
 SKIPPED_FLAVOURS = frozenset({"LABEL", "OVERVIEW", "THUMBNAIL"})
 """ImageType value 3 of the instances that are pictures of the glass, not pyramid levels."""
+
+OPENSLIDE_TRANSFER_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2.1",  # Explicit VR Little Endian (uncompressed)
+        "1.2.840.10008.1.2.4.50",  # JPEG baseline
+        "1.2.840.10008.1.2.4.90",  # JPEG 2000 lossless
+        "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    }
+)
+"""The transfer syntaxes OpenSlide 4.0.1's DICOM reader decodes (checked: JPEG-LS, RLE, lossless
+JPEG and Implicit VR Little Endian are refused as 'Unsupported transfer syntax')."""
 
 VOLUME = "VOLUME"
 UM_PER_MM = 1000.0
@@ -62,6 +74,7 @@ class DicomInstance:
     l0_wh: tuple[int, int]
     pixel_spacing_um: tuple[float, float] | None
     """(x, y) microns per pixel from PixelSpacing (DICOM gives rows then columns, in mm)."""
+    transfer_syntax: str
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,11 @@ class DicomSeries:
     def entry(self) -> Path:
         """The level-0 instance: the file a reader opens the series through."""
         return self.volumes[0].path
+
+    @property
+    def openslide_reads(self) -> bool:
+        """Whether OpenSlide decodes every level's frames (`OPENSLIDE_TRANSFER_SYNTAXES`)."""
+        return all(volume.transfer_syntax in OPENSLIDE_TRANSFER_SYNTAXES for volume in self.volumes)
 
     @property
     def mpp_xy_um_px(self) -> tuple[float | None, float | None]:
@@ -136,6 +154,7 @@ def read_instance(path: Path) -> DicomInstance | None:
         flavour=image_type[2] if len(image_type) > 2 else VOLUME,
         l0_wh=(int(width), int(height)),
         pixel_spacing_um=_pixel_spacing_um(dataset),
+        transfer_syntax=str(getattr(dataset.file_meta, "TransferSyntaxUID", "")),
     )
 
 

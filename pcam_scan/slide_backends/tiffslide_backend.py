@@ -26,7 +26,7 @@ from tifffile import COMPRESSION, PHOTOMETRIC, PLANARCONFIG, TiffFile, TiffPage
 
 from pcam_scan.errors import SlideError
 from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp, SlideBackend
-from pcam_scan.slide_backends.deepzoom import DeepZoomGrid
+from pcam_scan.slide_backends.deepzoom import grid_tiles
 from pcam_scan.slide_backends.remote import CountingFile, is_url, open_remote
 
 SOURCE = "tiffslide"
@@ -262,23 +262,7 @@ class TiffSlideBackend:
             return self._ts.get_thumbnail(max_wh).convert("RGB")
 
     def deep_zoom(self, tile_px: int, overlap_px: int) -> DeepZoomTiles:
-        """Tiles cut on `DeepZoomGrid` as OpenSlide's generator cuts them: each from the coarsest
-        level at least as fine as the tile, resized with a Lanczos filter."""
-        grid = DeepZoomGrid(*self.metadata.l0_wh, tile_px, overlap_px)
-        downsamples = self.metadata.level_downsamples
-
-        def tile(dz_level: int, col: int, row: int) -> Image.Image:
-            x0, y0, x1, y1 = grid.tile_box(dz_level, col, row)
-            scale = grid.l0_per_level_px(dz_level)
-            level = max(i for i, ds in enumerate(downsamples) if ds <= scale or i == 0)
-            level_px = scale / downsamples[level]
-            size = (max(1, math.ceil((x1 - x0) * level_px)), max(1, math.ceil((y1 - y0) * level_px)))
-            region = self.read_region((x0 * scale, y0 * scale), level, size)
-            if region.size == (x1 - x0, y1 - y0):
-                return region
-            return region.resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS)
-
-        return tile
+        return grid_tiles(self.metadata, self.read_region, tile_px, overlap_px)
 
     def close(self) -> None:
         if self._exact is not None:
