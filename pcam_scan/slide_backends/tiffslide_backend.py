@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,14 @@ from PIL import Image
 from tifffile import COMPRESSION, PHOTOMETRIC, PLANARCONFIG, TiffFile, TiffPage
 
 from pcam_scan.errors import SlideError
-from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp, SlideBackend
+from pcam_scan.slide_backends.base import (
+    BackendMetadata,
+    DeepZoomTiles,
+    RecordedMpp,
+    SlideBackend,
+    library_errors,
+    read_clipped,
+)
 from pcam_scan.slide_backends.deepzoom import grid_tiles
 from pcam_scan.slide_backends.remote import CountingFile, is_url, open_remote
 
@@ -41,15 +48,13 @@ left to OpenSlide: the two decoders' colour conversions differ (docs/slides.md).
 SERVED_PHOTOMETRICS = frozenset({PHOTOMETRIC.RGB, PHOTOMETRIC.YCBCR})
 
 
-@contextmanager
-def _slide_errors(path: str, doing: str) -> Iterator[None]:
+LIBRARY_ERRORS = (OSError, ValueError, RuntimeError, KeyError, IndexError, NotImplementedError)
+"""What tiffslide, tifffile, imagecodecs and the OS raise for a bad file."""
+
+
+def _slide_errors(path: str, doing: str) -> AbstractContextManager[None]:
     """tiffslide's, tifffile's, imagecodecs' and the OS's errors as one SlideError line."""
-    try:
-        yield
-    except SlideError:
-        raise
-    except (OSError, ValueError, RuntimeError, KeyError, IndexError, NotImplementedError) as err:
-        raise SlideError(f"{path}: cannot {doing}: {err}") from None
+    return library_errors(path, doing, LIBRARY_ERRORS)
 
 
 def serves(tif: TiffFile) -> bool:
@@ -238,24 +243,19 @@ class TiffSlideBackend:
         delegate = self._delegate(level)
         if delegate is not None:
             return delegate.read_region_rgb(l0_xy, level, size_wh)
-        downsample = self.metadata.level_downsamples[level]
-        level_w, level_h = self.metadata.level_wh[level]
-        x0, y0 = round(l0_xy[0] / downsample), round(l0_xy[1] / downsample)
-        width, height = size_wh
-        out = np.full((height, width, 3), 255, dtype=np.uint8)
-        cx0, cy0 = max(x0, 0), max(y0, 0)
-        cx1, cy1 = min(x0 + width, level_w), min(y0 + height, level_h)
         pages = self._direct_pages()
-        if cx1 > cx0 and cy1 > cy0 and pages is not None:
+
+        def read_box(box: tuple[int, int, int, int]) -> np.ndarray:
+            x0, y0, x1, y1 = box
             with _slide_errors(self.path, "read pixels"):
-                out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = self._decode_box(pages[level], (cx0, cy0, cx1, cy1))
-        elif cx1 > cx0 and cy1 > cy0:
-            with _slide_errors(self.path, "read pixels"):
-                inside = self._ts.read_region(
-                    self._level_location((cx0, cy0), level), level, (cx1 - cx0, cy1 - cy0), as_array=True, padding=False
+                if pages is not None:
+                    return self._decode_box(pages[level], box)
+                inside: np.ndarray = self._ts.read_region(
+                    self._level_location((x0, y0), level), level, (x1 - x0, y1 - y0), as_array=True, padding=False
                 )
-            out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = inside[..., :3]
-        return out
+                return inside
+
+        return read_clipped(self.metadata, l0_xy, level, size_wh, read_box)
 
     def thumbnail(self, max_wh: tuple[int, int]) -> Image.Image:
         with _slide_errors(self.path, "read pixels"):

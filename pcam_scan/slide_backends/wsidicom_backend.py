@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from pcam_scan.errors import SlideError
-from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp, rgb_array
+from pcam_scan.slide_backends.base import (
+    BackendMetadata,
+    DeepZoomTiles,
+    RecordedMpp,
+    library_errors,
+    read_clipped,
+    rgb_array,
+)
 from pcam_scan.slide_backends.deepzoom import grid_tiles
 from pcam_scan.slide_backends.dicom_series import DicomSeries, open_series
 
@@ -39,15 +44,10 @@ def _wsidicom() -> Any:
     return WsiDicom
 
 
-@contextmanager
-def _slide_errors(path: Path, doing: str) -> Iterator[None]:
-    """wsidicom's, pydicom's, imagecodecs' and the OS's errors as one SlideError line."""
-    try:
-        yield
-    except SlideError:
-        raise
-    except Exception as err:  # wsidicom's errors share no base class beyond Exception
-        raise SlideError(f"{path}: cannot {doing}: {err}") from None
+def _slide_errors(path: Path, doing: str) -> AbstractContextManager[None]:
+    """wsidicom's, pydicom's, imagecodecs' and the OS's errors as one SlideError line (wsidicom's
+    errors share no base class beyond Exception)."""
+    return library_errors(path, doing, (Exception,))
 
 
 class WsiDicomBackend:
@@ -90,18 +90,13 @@ class WsiDicomBackend:
         return Image.fromarray(self.read_region_rgb(l0_xy, level, size_wh))
 
     def read_region_rgb(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> np.ndarray:
-        downsample = self.metadata.level_downsamples[level]
-        level_w, level_h = self.metadata.level_wh[level]
-        x0, y0 = round(l0_xy[0] / downsample), round(l0_xy[1] / downsample)
-        width, height = size_wh
-        out = np.full((height, width, 3), 255, dtype=np.uint8)
-        cx0, cy0 = max(x0, 0), max(y0, 0)
-        cx1, cy1 = min(x0 + width, level_w), min(y0 + height, level_h)
-        if cx1 > cx0 and cy1 > cy0:
+        def read_box(box: tuple[int, int, int, int]) -> np.ndarray:
+            x0, y0, x1, y1 = box
             with _slide_errors(self.path, "read pixels"), self._lock:
-                inside = self._wsi.read_region((cx0, cy0), self._scales[level], (cx1 - cx0, cy1 - cy0))
-            out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = rgb_array(inside.convert("RGB"))
-        return out
+                inside = self._wsi.read_region((x0, y0), self._scales[level], (x1 - x0, y1 - y0))
+            return rgb_array(inside.convert("RGB"))
+
+        return read_clipped(self.metadata, l0_xy, level, size_wh, read_box)
 
     def thumbnail(self, max_wh: tuple[int, int]) -> Image.Image:
         with _slide_errors(self.path, "read pixels"), self._lock:
