@@ -167,7 +167,11 @@ def test_the_viewer_finds_a_moved_slide_under_an_s3_prefix_and_serves_its_tiles(
     grid = DeepZoomGrid(1056, 1056)
     remote = SlideTiles(found, grid, jpeg_quality=90)
     reference = SlideTiles(local, grid, jpeg_quality=90, backend="tiffslide")
-    for level in (grid.max_level, grid.max_level - 3):
-        assert remote.tile_jpeg(level, 0, 0) == reference.tile_jpeg(level, 0, 0)
+    try:
+        for level in (grid.max_level, grid.max_level - 3):
+            assert remote.tile_jpeg(level, 0, 0) == reference.tile_jpeg(level, 0, 0)
+    finally:  # closed here, or the files' finalisers warn in whichever test runs next
+        remote.close()
+        reference.close()
     with pytest.raises(SlideError, match="not found"):
         SlideLocator(f"s3://{BUCKET}/other/").locate("tumor_001", record)

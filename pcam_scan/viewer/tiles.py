@@ -81,9 +81,14 @@ class SlideTiles:
                 f"{path}: slide is {slide_file.metadata.l0_wh} px, but the store "
                 f"scanned a {grid.l0_width} x {grid.l0_height} px slide"
             )
+        self._file = slide_file
         self._tiles = slide_file.deep_zoom(grid.tile_px, grid.overlap_px)
         self.grid = grid
         self.jpeg_quality = jpeg_quality
+
+    def close(self) -> None:
+        """Close the slide file (the viewer keeps its instances open while it serves)."""
+        self._file.close()
 
     def tile_jpeg(self, level: int, col: int, row: int) -> bytes:
         self.grid.tile_box(level, col, row)  # refuses addresses outside the grid
