@@ -4,7 +4,7 @@ read CPU of each slide backend.
 Prints patches/s of both paths at stride 32 (every PCam cell) and 96 (no overlap) on a synthetic
 slide made for the run. Then, for each slide given with `--slide` (e.g. a Camelyon16-size generic
 TIFF from bench/camelyon_slide.py and an Aperio SVS from tests/data) and each backend (OpenSlide,
-tiffslide) on the same blocks, alternating: read CPU-seconds per 1,000 cells and cells per
+tiffslide, and auto's choice) on the same blocks, alternating: read CPU-seconds per 1,000 cells and cells per
 read-CPU-second (the scanner's block read, `read_block_region`, called from one thread; the
 CPU time of the whole process, so decoder threads a library starts are counted), the cores
 needed to feed a GPU at 65.7k and 104k patches/s at that rate, and tiffslide's
@@ -34,7 +34,9 @@ from pcam_scan.synth import SlideSpec, write_synthetic_slide
 
 GPU_PATCHES_PER_S = (65_700, 104_000)
 """Patches/s a GPU model stage scores (bench/gpu_report.py's measured rates), to be fed by reads."""
-BACKENDS = ("openslide", "tiffslide")
+BACKENDS = ("openslide", "tiffslide", "auto")
+"""`auto` is shown with the reader it chose for the slide (`tiffslide+openslide`: tiffslide, with
+OpenSlide for the levels whose downsample is fractional)."""
 
 
 def plan_for_stride(path: Path, stride_px: int, slide_backend: str = "auto") -> SlidePlan:
@@ -44,11 +46,12 @@ def plan_for_stride(path: Path, stride_px: int, slide_backend: str = "auto") -> 
     return plan_slide(path.stem, str(path), run)
 
 
-def backend_read_cpu(path: Path, plan: SlidePlan, backend: str, max_cells: int) -> tuple[int, float]:
-    """(tissue cells, CPU-seconds of this process) reading the plan's blocks with `backend`, in
-    plan order, until `max_cells` tissue cells are read."""
+def backend_read_cpu(path: Path, plan: SlidePlan, backend: str, max_cells: int) -> tuple[int, float, str]:
+    """(tissue cells, CPU-seconds of this process, the reader that read) reading the plan's blocks
+    with `backend`, in plan order, until `max_cells` tissue cells are read."""
     tissue = plan.tissue.cells
     with open_slide(path, backend=backend) as slide:
+        chosen = slide.info.backend
         cells, cpu_s = 0, 0.0
         for block in plan.blocks:
             started = time.process_time()
@@ -57,30 +60,31 @@ def backend_read_cpu(path: Path, plan: SlidePlan, backend: str, max_cells: int) 
             cells += int(np.count_nonzero(tissue[block.cell_slices()]))
             if cells >= max_cells:
                 break
-    return cells, cpu_s
+    return cells, cpu_s, chosen
 
 
 def print_backend_table(slides: list[Path], max_cells: int, rounds: int) -> None:
     """Read CPU per backend on each slide, the backends alternating round by round (best round)."""
     feed = "".join(f" {f'cores@{rate / 1000:.1f}k/s':>13}" for rate in GPU_PATCHES_PER_S)
-    head = f"{'slide':<34} {'backend':<10} {'cells':>7} {'CPU-s':>7} {'CPU-s/1k':>9} {'cells/CPU-s':>12}"
+    head = f"{'slide':<34} {'backend':<26} {'cells':>7} {'CPU-s':>7} {'CPU-s/1k':>9} {'cells/CPU-s':>12}"
     print(f"\n{head}{feed} {'vs OS':>6}")
     for path in slides:
         plan = plan_for_stride(path, 32, "openslide")
-        best: dict[str, tuple[int, float]] = {}
+        best: dict[str, tuple[int, float, str]] = {}
         for _ in range(rounds):
             for backend in BACKENDS:
-                cells, cpu_s = backend_read_cpu(path, plan, backend, max_cells)
+                cells, cpu_s, chosen = backend_read_cpu(path, plan, backend, max_cells)
                 if backend not in best or cpu_s < best[backend][1]:
-                    best[backend] = (cells, cpu_s)
+                    best[backend] = (cells, cpu_s, chosen)
         label = f"{path.name} ({plan.info.l0_width}x{plan.info.l0_height})"
         for backend in BACKENDS:
-            cells, cpu_s = best[backend]
+            cells, cpu_s, chosen = best[backend]
+            name = backend if chosen == backend else f"{backend} ({chosen})"
             rate = cells / cpu_s
             cores = "".join(f" {need / rate:>13.1f}" for need in GPU_PATCHES_PER_S)
             relative = cpu_s / best["openslide"][1]
             figures = f"{cells:>7} {cpu_s:>7.2f} {1000 * cpu_s / cells:>9.3f} {rate:>12.0f}"
-            print(f"{label:<34} {backend:<10} {figures}{cores} {relative:>5.2f}x")
+            print(f"{label:<34} {name:<26} {figures}{cores} {relative:>5.2f}x")
 
 
 def block_path(path: Path, plan: SlidePlan, max_patches: int) -> tuple[int, float]:

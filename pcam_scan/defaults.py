@@ -25,8 +25,9 @@ BLOCK_CELLS = 32
 SLIDE_BACKENDS = ("auto", "openslide", "tiffslide")
 """`--slide-backend` choices: per slide (`auto`), or one library for every slide."""
 SLIDE_BACKEND = "auto"
-"""tiffslide where it decodes a file bit-identically to OpenSlide at about 0.4x the CPU, OpenSlide
-for the rest (`pcam_scan.slide_backends.open_slide_file`, docs/slides.md)."""
+"""tiffslide where it decodes a file's tiles bit-identically to OpenSlide at about 0.4x the CPU
+(OpenSlide still reading its levels of fractional downsample), OpenSlide for the rest
+(`pcam_scan.slide_backends.open_slide_file`, docs/slides.md)."""
 
 # lesion detections, in heatmap cells
 DETECTION_SIGMA_CELLS = 1.0

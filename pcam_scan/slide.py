@@ -27,7 +27,8 @@ from pcam_scan.slide_backends.base import rgb_array
 from pcam_scan.validation import check_mpp, is_plausible_mpp
 
 SLIDE_SUFFIXES = frozenset({".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"})
-"""File name endings of the whole-slide formats OpenSlide reads, for finding slides in folders."""
+"""File name endings of the whole-slide formats OpenSlide reads, for finding slides in folders (a
+DICOM slide is a folder: `pcam_scan.slide_backends.dicom_series.holds_dicom`)."""
 
 LEVEL_AS_IS_TOLERANCE = 0.01
 """A pyramid level within 1% of the requested MPP is used without resampling."""
@@ -58,6 +59,8 @@ class SlideInfo:
     mpp_um_px: float
     mpp_source: str
     objective_power: str | None
+    series: str | None = None
+    """A DICOM slide's series (`BackendMetadata.series`); None for a slide file."""
 
     @property
     def l0_size_mm(self) -> tuple[float, float]:
@@ -73,6 +76,7 @@ class SlideInfo:
             "mpp_um_px": self.mpp_um_px,
             "mpp_source": self.mpp_source,
             "objective_power": self.objective_power,
+            "series": self.series,
             "levels": [
                 {
                     "width": lv.width,
@@ -157,6 +161,7 @@ def slide_info(metadata: BackendMetadata, path: str, mpp_override_um_px: float |
         mpp_um_px=mpp,
         mpp_source=source,
         objective_power=metadata.objective_power,
+        series=metadata.series,
     )
 
 

@@ -135,14 +135,21 @@ def test_a_remote_scan_killed_with_sigkill_resumes_to_the_same_heatmap(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and child.poll() is None:
-        done = killed / "resume_s3" / "blocks_done"
-        if done.exists() and any(p.is_file() for p in done.rglob("*") if p.name != "zarr.json"):
-            break  # some blocks written: kill it in the middle
-        time.sleep(0.2)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and child.poll() is None:
+            done = killed / "resume_s3" / "blocks_done"
+            if done.exists() and any(p.is_file() for p in done.rglob("*") if p.name != "zarr.json"):
+                break  # some blocks written: kill it in the middle
+            time.sleep(0.05)
+        assert child.poll() is None, "the scan ended before it could be killed"
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    interrupted = HeatmapStore.open(str(killed))
+    assert interrupted.slide_status("resume_s3").state is not SlideState.COMPLETE
+    assert interrupted.done_blocks("resume_s3")  # the resume keeps these and scans the rest
     assert main([*argv, "--store", str(killed)]) == 0
     assert main([*argv, "--store", str(whole)]) == 0
     resumed, reference = HeatmapStore.open(str(killed)), HeatmapStore.open(str(whole))
@@ -160,7 +167,11 @@ def test_the_viewer_finds_a_moved_slide_under_an_s3_prefix_and_serves_its_tiles(
     grid = DeepZoomGrid(1056, 1056)
     remote = SlideTiles(found, grid, jpeg_quality=90)
     reference = SlideTiles(local, grid, jpeg_quality=90, backend="tiffslide")
-    for level in (grid.max_level, grid.max_level - 3):
-        assert remote.tile_jpeg(level, 0, 0) == reference.tile_jpeg(level, 0, 0)
+    try:
+        for level in (grid.max_level, grid.max_level - 3):
+            assert remote.tile_jpeg(level, 0, 0) == reference.tile_jpeg(level, 0, 0)
+    finally:  # closed here, or the files' finalisers warn in whichever test runs next
+        remote.close()
+        reference.close()
     with pytest.raises(SlideError, match="not found"):
         SlideLocator(f"s3://{BUCKET}/other/").locate("tumor_001", record)

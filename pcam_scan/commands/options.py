@@ -14,7 +14,8 @@ def add_slide_backend_option(parser: argparse.ArgumentParser) -> None:
         choices=SLIDE_BACKENDS,
         default=SLIDE_BACKEND,
         help=f"library that reads the slides (default {SLIDE_BACKEND}: tiffslide for SVS and generic TIFF "
-        "it reads exactly as OpenSlide does, at about 0.4x the CPU; OpenSlide for the rest)",
+        "whose tiles it decodes as OpenSlide does, at about 0.4x the CPU, with OpenSlide for their levels "
+        "of fractional downsample; OpenSlide for the rest)",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from pcam_scan.errors import PcamScanError, describe_error
+from pcam_scan.errors import PcamScanError, SlideError, describe_error
 from pcam_scan.geometry import Block, CellGrid, plan_blocks
 from pcam_scan.scan.settings import ScanRun
 from pcam_scan.slide import ReadPlan, SlideInfo, open_slide, plan_grid
@@ -31,6 +31,18 @@ class SlidePlan:
         return int(sum(self.tissue.cells[b.cell_slices()].sum() for b in self.blocks))
 
 
+def check_holds_a_patch(path: str, grid: CellGrid) -> None:
+    """Refuse a slide narrower or shorter than one patch at the model's MPP (a 50 x 50 px DICOM
+    test image): no patch fits on it, and a heatmap of white padding would pass for a negative."""
+    patch_px = grid.geometry.patch_px
+    if grid.px_width < patch_px or grid.px_height < patch_px:
+        patch_um = patch_px * grid.px_mpp_um_px
+        raise SlideError(
+            f"{path}: {grid.l0_width} x {grid.l0_height} px at {grid.slide_mpp_um_px:g} um/px is smaller than "
+            f"one {patch_px} px patch at {grid.px_mpp_um_px:g} um/px ({patch_um:.0f} um a side); nothing to scan"
+        )
+
+
 def plan_slide(slide_id: str, path: str, run: ScanRun) -> SlidePlan:
     """Open the slide, choose how to read it at the model's MPP, and plan its tissue blocks."""
     started = time.perf_counter()
@@ -38,6 +50,7 @@ def plan_slide(slide_id: str, path: str, run: ScanRun) -> SlidePlan:
     with open_slide(path, settings.mpp_override_um_px, settings.slide_backend) as slide:
         slide.check_readable()
         read_plan, grid = plan_grid(slide.info, geometry)
+        check_holds_a_patch(path, grid)
         tissue = detect_tissue(slide, grid, settings.tissue)
         info = slide.info
     blocks = tuple(plan_blocks(grid, tissue.cells, settings.block_cells))

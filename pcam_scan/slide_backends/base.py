@@ -12,13 +12,16 @@ Everything above a backend (reads at a microns-per-pixel, level choice, resampli
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
+
+from pcam_scan.errors import SlideError
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class BackendMetadata:
     level_downsamples: tuple[float, ...]
     recorded_mpp: RecordedMpp
     objective_power: str | None
+    series: str | None = None
+    """A DICOM slide's series (its SeriesInstanceUID and levels); None for a slide file."""
 
     @property
     def l0_wh(self) -> tuple[int, int]:
@@ -66,6 +71,39 @@ def rgb_array(image: Image.Image) -> np.ndarray:
     """
     width, height = image.size
     return np.frombuffer(image.tobytes("raw", "RGB"), dtype=np.uint8).reshape(height, width, 3)
+
+
+@contextmanager
+def library_errors(path: object, doing: str, errors: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """A library's `errors` while `doing` something to `path`, as one SlideError line (a
+    SlideError raised inside passes as it is)."""
+    try:
+        yield
+    except SlideError:
+        raise
+    except errors as err:
+        raise SlideError(f"{path}: cannot {doing}: {err}") from None
+
+
+LevelBoxReader = Callable[[tuple[int, int, int, int]], np.ndarray]
+"""Decodes the level pixels [x0, x1) x [y0, y1) of a box inside the level, as (h, w, 3+) uint8."""
+
+
+def read_clipped(
+    metadata: BackendMetadata, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int], read_box: LevelBoxReader
+) -> np.ndarray:
+    """`size_wh` pixels of `level` whose top-left lies at level-0 `l0_xy`, white glass outside the
+    level: `read_box` decodes only the part inside (for libraries that refuse reads past the edge)."""
+    downsample = metadata.level_downsamples[level]
+    level_w, level_h = metadata.level_wh[level]
+    x0, y0 = round(l0_xy[0] / downsample), round(l0_xy[1] / downsample)
+    width, height = size_wh
+    out = np.full((height, width, 3), 255, dtype=np.uint8)
+    cx0, cy0 = max(x0, 0), max(y0, 0)
+    cx1, cy1 = min(x0 + width, level_w), min(y0 + height, level_h)
+    if cx1 > cx0 and cy1 > cy0:
+        out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = read_box((cx0, cy0, cx1, cy1))[..., :3]
+    return out
 
 
 @runtime_checkable

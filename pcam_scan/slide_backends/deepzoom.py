@@ -4,17 +4,21 @@
 `limit_bounds=False` (levels halve with rounding up down to 1 x 1; tile (col, row) of level z
 covers z-plane pixels [col * tile - overlap (if col > 0), (col + 1) * tile + overlap), clipped) and
 as OpenSeadragon places it (z-plane pixel p is level-0 pixel p * 2**(max - z)). It is pure
-arithmetic: backends without a deep-zoom generator of their own cut their tiles on it, and the
-viewer (`pcam_scan.viewer.tiles`) lays the heatmap tiles on the same grid.
+arithmetic: backends without a deep-zoom generator of their own cut their tiles on it
+(`grid_tiles`), and the viewer (`pcam_scan.viewer.tiles`) lays the heatmap tiles on the same grid.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
+from PIL import Image
+
 from pcam_scan.errors import ConfigError
+from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles
 
 DEFAULT_TILE_PX = 254
 DEFAULT_OVERLAP_PX = 1
@@ -87,3 +91,28 @@ class DeepZoomGrid:
             f'Format="{image_format}" Overlap="{self.overlap_px}" TileSize="{self.tile_px}">'
             f'<Size Height="{self.l0_height}" Width="{self.l0_width}"/></Image>\n'
         )
+
+
+RegionReader = Callable[[tuple[int, int], int, tuple[int, int]], Image.Image]
+"""A backend's `read_region(l0_xy, level, size_wh)`."""
+
+
+def grid_tiles(metadata: BackendMetadata, read_region: RegionReader, tile_px: int, overlap_px: int) -> DeepZoomTiles:
+    """Deep-zoom tiles for a backend without a generator of its own (tiffslide, wsidicom), cut on
+    `DeepZoomGrid` as OpenSlide's generator cuts them: each from the coarsest level at least as
+    fine as the tile, resized with a Lanczos filter."""
+    grid = DeepZoomGrid(*metadata.l0_wh, tile_px, overlap_px)
+    downsamples = metadata.level_downsamples
+
+    def tile(dz_level: int, col: int, row: int) -> Image.Image:
+        x0, y0, x1, y1 = grid.tile_box(dz_level, col, row)
+        scale = grid.l0_per_level_px(dz_level)
+        level = max(i for i, ds in enumerate(downsamples) if ds <= scale or i == 0)
+        level_px = scale / downsamples[level]
+        size = (max(1, math.ceil((x1 - x0) * level_px)), max(1, math.ceil((y1 - y0) * level_px)))
+        region = read_region((x0 * scale, y0 * scale), level, size)
+        if region.size == (x1 - x0, y1 - y0):
+            return region
+        return region.resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS)
+
+    return tile

@@ -73,6 +73,12 @@ def detect_vendor(path: Path) -> str | None:
         return None
 
 
+def open_osr(path: Path) -> openslide.OpenSlide:
+    """`path` opened with OpenSlide; SlideError with one line if it cannot be."""
+    with _slide_errors(path, "open slide"):
+        return openslide.OpenSlide(str(path))
+
+
 class OpenSlideBackend:
     """A slide file opened with OpenSlide (thread-safe reads)."""
 
@@ -93,9 +99,7 @@ class OpenSlideBackend:
 
     @classmethod
     def open(cls, path: Path) -> OpenSlideBackend:
-        with _slide_errors(path, "open slide"):
-            osr = openslide.OpenSlide(str(path))
-        return cls(path, osr)
+        return cls(path, open_osr(path))
 
     def read_region(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> Image.Image:
         with _slide_errors(self.path, "read pixels"):

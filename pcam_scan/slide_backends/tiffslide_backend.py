@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,15 @@ from PIL import Image
 from tifffile import COMPRESSION, PHOTOMETRIC, PLANARCONFIG, TiffFile, TiffPage
 
 from pcam_scan.errors import SlideError
-from pcam_scan.slide_backends.base import BackendMetadata, DeepZoomTiles, RecordedMpp
-from pcam_scan.slide_backends.deepzoom import DeepZoomGrid
+from pcam_scan.slide_backends.base import (
+    BackendMetadata,
+    DeepZoomTiles,
+    RecordedMpp,
+    SlideBackend,
+    library_errors,
+    read_clipped,
+)
+from pcam_scan.slide_backends.deepzoom import grid_tiles
 from pcam_scan.slide_backends.remote import CountingFile, is_url, open_remote
 
 SOURCE = "tiffslide"
@@ -40,15 +48,13 @@ left to OpenSlide: the two decoders' colour conversions differ (docs/slides.md).
 SERVED_PHOTOMETRICS = frozenset({PHOTOMETRIC.RGB, PHOTOMETRIC.YCBCR})
 
 
-@contextmanager
-def _slide_errors(path: str, doing: str) -> Iterator[None]:
+LIBRARY_ERRORS = (OSError, ValueError, RuntimeError, KeyError, IndexError, NotImplementedError)
+"""What tiffslide, tifffile, imagecodecs and the OS raise for a bad file."""
+
+
+def _slide_errors(path: str, doing: str) -> AbstractContextManager[None]:
     """tiffslide's, tifffile's, imagecodecs' and the OS's errors as one SlideError line."""
-    try:
-        yield
-    except SlideError:
-        raise
-    except (OSError, ValueError, RuntimeError, KeyError, IndexError, NotImplementedError) as err:
-        raise SlideError(f"{path}: cannot {doing}: {err}") from None
+    return library_errors(path, doing, LIBRARY_ERRORS)
 
 
 def serves(tif: TiffFile) -> bool:
@@ -107,6 +113,9 @@ class TiffSlideBackend:
         self._remote = remote
         self._direct: tuple[TiffPage, ...] | None = None
         self._read_lock = threading.Lock()
+        self._open_lock = threading.Lock()
+        self._exact_opener: Callable[[], SlideBackend] | None = None
+        self._exact: SlideBackend | None = None
         properties = ts.properties
         self.metadata = BackendMetadata(
             backend=SOURCE,
@@ -138,13 +147,39 @@ class TiffSlideBackend:
         """Bytes read from a remote slide so far (headers and tiles); None for a local file."""
         return None if self._remote is None else self._remote.bytes_read
 
+    def decodes_directly(self) -> bool:
+        """Whether every level is tiled 8-bit RGB in a codec `serves` accepts: then its tiles are
+        decoded straight from the file, bit-identical to OpenSlide's on every level whose
+        downsample is a whole number (`fractional_levels` are the others)."""
+        return self._direct_pages() is not None
+
+    def fractional_levels(self) -> frozenset[int]:
+        """The levels whose downsample is not a whole number. There OpenSlide places a read at the
+        fractional level position `l0 / downsample` and interpolates, while this backend reads
+        whole level pixels (docs/slides.md gives the measured difference)."""
+        return frozenset(i for i, ds in enumerate(self.metadata.level_downsamples) if abs(ds - round(ds)) >= 1e-9)
+
     def serves_exactly(self) -> bool:
-        """Whether this file's pixels match OpenSlide's bit for bit: codecs `serves` accepts, and
-        whole-number level downsamples. (At a downsample like Aperio's 4.0003, OpenSlide places a
-        read at the fractional level position `l0 / downsample` and interpolates; this backend
-        reads whole level pixels. docs/slides.md gives the measured difference.)"""
-        whole = all(abs(ds - round(ds)) < 1e-9 for ds in self.metadata.level_downsamples)
-        return whole and self._direct_pages() is not None
+        """Whether this file's pixels match OpenSlide's bit for bit on every level."""
+        return self.decodes_directly() and not self.fractional_levels()
+
+    def delegate_fractional_levels(self, name: str, opener: Callable[[], SlideBackend]) -> None:
+        """Read the `fractional_levels` through the backend `opener` opens (OpenSlide, on the first
+        such read), so every level's pixels are that backend's while the whole-number levels, the
+        ones a scan reads its patches from, keep this backend's speed. The metadata then names
+        both (`tiffslide+openslide`)."""
+        if self.fractional_levels():
+            self._exact_opener = opener
+            self.metadata = replace(self.metadata, backend=f"{SOURCE}+{name}")
+
+    def _delegate(self, level: int) -> SlideBackend | None:
+        """The backend that reads `level` instead of this one, opened on first use; None: this one."""
+        if self._exact_opener is None or level not in self.fractional_levels():
+            return None
+        with self._open_lock:
+            if self._exact is None:
+                self._exact = self._exact_opener()
+            return self._exact
 
     def _direct_pages(self) -> tuple[TiffPage, ...] | None:
         """The level pages when every level is tiled 8-bit RGB in a served codec (`serves`): then
@@ -199,52 +234,39 @@ class TiffSlideBackend:
         return (location[0], location[1])
 
     def read_region(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> Image.Image:
+        delegate = self._delegate(level)
+        if delegate is not None:
+            return delegate.read_region(l0_xy, level, size_wh)
         return Image.fromarray(self.read_region_rgb(l0_xy, level, size_wh))
 
     def read_region_rgb(self, l0_xy: tuple[int, int], level: int, size_wh: tuple[int, int]) -> np.ndarray:
-        downsample = self.metadata.level_downsamples[level]
-        level_w, level_h = self.metadata.level_wh[level]
-        x0, y0 = round(l0_xy[0] / downsample), round(l0_xy[1] / downsample)
-        width, height = size_wh
-        out = np.full((height, width, 3), 255, dtype=np.uint8)
-        cx0, cy0 = max(x0, 0), max(y0, 0)
-        cx1, cy1 = min(x0 + width, level_w), min(y0 + height, level_h)
+        delegate = self._delegate(level)
+        if delegate is not None:
+            return delegate.read_region_rgb(l0_xy, level, size_wh)
         pages = self._direct_pages()
-        if cx1 > cx0 and cy1 > cy0 and pages is not None:
+
+        def read_box(box: tuple[int, int, int, int]) -> np.ndarray:
+            x0, y0, x1, y1 = box
             with _slide_errors(self.path, "read pixels"):
-                out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = self._decode_box(pages[level], (cx0, cy0, cx1, cy1))
-        elif cx1 > cx0 and cy1 > cy0:
-            with _slide_errors(self.path, "read pixels"):
-                inside = self._ts.read_region(
-                    self._level_location((cx0, cy0), level), level, (cx1 - cx0, cy1 - cy0), as_array=True, padding=False
+                if pages is not None:
+                    return self._decode_box(pages[level], box)
+                inside: np.ndarray = self._ts.read_region(
+                    self._level_location((x0, y0), level), level, (x1 - x0, y1 - y0), as_array=True, padding=False
                 )
-            out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = inside[..., :3]
-        return out
+                return inside
+
+        return read_clipped(self.metadata, l0_xy, level, size_wh, read_box)
 
     def thumbnail(self, max_wh: tuple[int, int]) -> Image.Image:
         with _slide_errors(self.path, "read pixels"):
             return self._ts.get_thumbnail(max_wh).convert("RGB")
 
     def deep_zoom(self, tile_px: int, overlap_px: int) -> DeepZoomTiles:
-        """Tiles cut on `DeepZoomGrid` as OpenSlide's generator cuts them: each from the coarsest
-        level at least as fine as the tile, resized with a Lanczos filter."""
-        grid = DeepZoomGrid(*self.metadata.l0_wh, tile_px, overlap_px)
-        downsamples = self.metadata.level_downsamples
-
-        def tile(dz_level: int, col: int, row: int) -> Image.Image:
-            x0, y0, x1, y1 = grid.tile_box(dz_level, col, row)
-            scale = grid.l0_per_level_px(dz_level)
-            level = max(i for i, ds in enumerate(downsamples) if ds <= scale or i == 0)
-            level_px = scale / downsamples[level]
-            size = (max(1, math.ceil((x1 - x0) * level_px)), max(1, math.ceil((y1 - y0) * level_px)))
-            region = self.read_region((x0 * scale, y0 * scale), level, size)
-            if region.size == (x1 - x0, y1 - y0):
-                return region
-            return region.resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS)
-
-        return tile
+        return grid_tiles(self.metadata, self.read_region, tile_px, overlap_px)
 
     def close(self) -> None:
+        if self._exact is not None:
+            self._exact.close()
         self._ts.close()
         if self._remote is not None:
             self._remote.close()

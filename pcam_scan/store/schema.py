@@ -132,7 +132,8 @@ S_SLIDE_BACKEND = _field(
     S_SLIDE,
     "backend",
     "string",
-    "the library that read its pixels at planning (`openslide` or `tiffslide`; `--slide-backend`); "
+    "the library that read its pixels at planning (`openslide`, `tiffslide`, `tiffslide+openslide`, "
+    "`dicom` or `wsidicom`; `--slide-backend`); "
     "absent in version-1 stores",
     since_version=2,
 )

@@ -87,10 +87,13 @@ class SlideTiles:
         self.grid = grid
         self.jpeg_quality = jpeg_quality
 
-    def __del__(self) -> None:
-        slide_file = getattr(self, "_slide_file", None)  # absent when the constructor failed
-        if slide_file is not None:
-            slide_file.close()
+    def close(self) -> None:
+        """Close the slide file (the viewer keeps its instances open while it serves)."""
+        self._slide_file.close()
+
+    def __del__(self) -> None:  # an instance the viewer drops (a stale cache entry) closes its file too
+        if getattr(self, "_slide_file", None) is not None:  # absent when the constructor failed
+            self.close()
 
     def tile_jpeg(self, level: int, col: int, row: int) -> bytes:
         self.grid.tile_box(level, col, row)  # refuses addresses outside the grid
