@@ -83,16 +83,19 @@ class SlideTiles:
                 f"scanned a {grid.l0_width} x {grid.l0_height} px slide"
             )
         self._slide_file = slide_file
+        self._closed = False
         self._tiles = slide_file.deep_zoom(grid.tile_px, grid.overlap_px)
         self.grid = grid
         self.jpeg_quality = jpeg_quality
 
     def close(self) -> None:
-        """Close the slide file (the viewer keeps its instances open while it serves)."""
-        self._slide_file.close()
+        """Close the slide file (the viewer keeps its instances open while it serves); once."""
+        if not self._closed:
+            self._closed = True
+            self._slide_file.close()
 
     def __del__(self) -> None:  # an instance the viewer drops (a stale cache entry) closes its file too
-        if getattr(self, "_slide_file", None) is not None:  # absent when the constructor failed
+        if hasattr(self, "_closed"):  # absent when the constructor failed
             self.close()
 
     def tile_jpeg(self, level: int, col: int, row: int) -> bytes:
