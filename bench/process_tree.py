@@ -32,6 +32,9 @@ class ProcessPeak:
     pid: int
     name: str
     peak_mb: float = 0.0
+    cpu_s: float = 0.0
+    """User and system CPU-seconds at its last sample (a process that exits between samples
+    loses at most one interval of them)."""
 
 
 def _children_of(root: int) -> set[int]:
@@ -55,14 +58,20 @@ def _children_of(root: int) -> set[int]:
     return tree
 
 
-def _hwm_mb_and_name(pid: int) -> tuple[float, str] | None:
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _hwm_mb_cpu_s_and_name(pid: int) -> tuple[float, float, str] | None:
     try:
         status = (PROC / str(pid) / "status").read_text()
+        stat = (PROC / str(pid) / "stat").read_text()
         cmdline = (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return None
     hwm_kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
-    return hwm_kb / 1024, cmdline
+    fields = stat[stat.rindex(")") + 2 :].split()  # utime and stime are fields 14 and 15 of stat
+    cpu_s = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return hwm_kb / 1024, cpu_s, cmdline
 
 
 def _role(cmdline: str) -> str:
@@ -102,12 +111,13 @@ class ProcessTreeMonitor:
 
     def sample(self) -> None:
         for pid in _children_of(self.root_pid):
-            seen = _hwm_mb_and_name(pid)
+            seen = _hwm_mb_cpu_s_and_name(pid)
             if seen is None:
                 continue
-            hwm_mb, cmdline = seen
+            hwm_mb, cpu_s, cmdline = seen
             peak = self.peaks.setdefault(pid, ProcessPeak(pid, _role(cmdline)))
             peak.peak_mb = max(peak.peak_mb, hwm_mb)
+            peak.cpu_s = max(peak.cpu_s, cpu_s)
             role = _role(cmdline)
             if role != peak.name and _telling(peak.name, role):
                 peak.name = role
@@ -129,12 +139,20 @@ class MonitoredRun:
 
 
 def run_monitored(
-    command: Sequence[str], env: dict[str, str] | None = None, timeout_s: float | None = None
+    command: Sequence[str],
+    env: dict[str, str] | None = None,
+    timeout_s: float | None = None,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> MonitoredRun:
     """Run `command`, sampling its process tree; stdout and stderr come back together."""
     started = time.perf_counter()
     with subprocess.Popen(
-        list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or dict(os.environ)
+        list(command),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env or dict(os.environ),
+        cwd=cwd,
     ) as proc:
         monitor = ProcessTreeMonitor(proc.pid).start()
         try:

@@ -18,6 +18,10 @@ A benchmark: prints figures, asserts nothing.
     python bench/scan_throughput.py --architectures null --slides 4  # quicker
     cd /tmp && PYTHONPATH=OLD_CHECKOUT python .../bench/scan_throughput.py ...  # another checkout's engine
                                   # (from outside both: Ray puts the working directory first on workers' paths)
+    python bench/scan_throughput.py --compare-with OLD_CHECKOUT --architectures resnet50-fastai-head \
+        --executors ray,in-process --deterministic --stride 96 --resnet-slides 1 --repeats 2
+                                  # before/after side by side, alternating runs: patches/s, CPU-s per
+                                  # 1,000 patches of the whole process tree, peak RSS per role
 """
 
 from __future__ import annotations
@@ -104,7 +108,8 @@ def _request(request_type: Any, slides: list[Path], args: argparse.Namespace, se
         from pcam_scan.scan.runner import Placement
     except ImportError:
         return request_type(**common, settings=settings, num_cpus=args.num_cpus)
-    return request_type(**common, settings=settings, placement=Placement(num_cpus=args.num_cpus))
+    placement = Placement(num_cpus=args.num_cpus, in_process=args.in_process)
+    return request_type(**common, settings=settings, placement=placement)
 
 
 def scan_once(args: argparse.Namespace) -> None:
@@ -137,10 +142,14 @@ def scan_once(args: argparse.Namespace) -> None:
         settings = ScanSettings(stride_px=args.stride, **{name: predictor})
     request = _request(ScanRequest, slides, args, settings)
     progress = TimedProgress(stream=open(os.devnull, "w"))
-    ray_up = _time_ray_start()
+    ray_up = [] if args.in_process else _time_ray_start()  # in process: no Ray imported
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     if before:
         outcomes = run_scan(request, progress)  # type: ignore[arg-type]
+    elif args.in_process:
+        from pcam_scan.scan.inprocess import in_process_executor
+
+        outcomes = run_scan(request, in_process_executor, progress)
     else:
         from cluster.executor import ray_executor
 
@@ -206,8 +215,19 @@ def _roles(peaks: list[ProcessPeak]) -> dict[str, float]:
 
 
 def run_child(
-    args: argparse.Namespace, slide_dir: Path, folder: Path, checkpoint: Path, n: int, tag: str
+    args: argparse.Namespace,
+    slide_dir: Path,
+    folder: Path,
+    checkpoint: Path,
+    n: int,
+    tag: str,
+    engine: str | None = None,
+    in_process: bool = False,
 ) -> tuple[dict, dict[str, float]]:
+    """One scan in a child process: its figures, and the peak RSS (MB) of each role. `engine`, a
+    checkout whose pcam_scan and cluster the child imports; the child then runs from `folder`
+    (Ray puts the working directory first on its workers' paths). The figures get `tree_cpu_s`,
+    the CPU-seconds of every process of the run (Ray's own included)."""
     command = [
         sys.executable,
         __file__,
@@ -227,12 +247,78 @@ def run_child(
         *(["--compile"] if args.compile else []),
         "--deterministic" if args.deterministic else "--no-deterministic",
         *(["--num-cpus", str(args.num_cpus)] if args.num_cpus else []),
+        *(["--in-process"] if in_process else []),
     ]
-    run = run_monitored(command)  # a local Ray that starts slowly is retried by cluster.session
+    env = None if engine is None else {**os.environ, "PYTHONPATH": engine}
+    # a local Ray that starts slowly is retried by cluster.session
+    run = run_monitored(command, env=env, cwd=None if engine is None else folder)
     lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
     if run.returncode != 0 or not lines:
         raise SystemExit(f"scan {tag} failed ({run.returncode}):\n{run.stdout[-3000:]}")
-    return json.loads(lines[-1]), _roles(run.peaks)
+    return {**json.loads(lines[-1]), "tree_cpu_s": sum(p.cpu_s for p in run.peaks)}, _roles(run.peaks)
+
+
+def compare_engines(args: argparse.Namespace, slide_dir: Path, folder: Path) -> None:
+    """`--compare-with OLD`: the old checkout's engine and this one on the same slides, runs
+    alternating (old, new, old, new...) so the machine's load hits both; per model and executor,
+    the median patches/s and CPU-seconds per 1,000 patches of the whole process tree, and the
+    largest peak RSS of each role over the runs."""
+    from pcam_scan.model.random_model import write_random_checkpoint
+
+    engines = {"before": str(Path(args.compare_with).resolve()), "after": str(Path(__file__).resolve().parents[1])}
+    table: dict[str, dict[str, object]] = {}
+    for arch in args.architectures.split(","):
+        checkpoint = folder / f"{arch}.safetensors"
+        write_random_checkpoint(checkpoint, arch)
+        for executor in args.executors.split(","):
+            runs: dict[str, list[dict]] = {name: [] for name in engines}
+            peaks: dict[str, dict[str, float]] = {name: {} for name in engines}
+            for repeat in range(args.repeats):
+                for name, engine in engines.items():
+                    tag = f"{arch}-{executor}-{name}-{repeat}"
+                    try:
+                        one, roles = run_child(
+                            args,
+                            slide_dir,
+                            folder,
+                            checkpoint,
+                            args.resnet_slides,
+                            tag,
+                            engine,
+                            executor == "in-process",
+                        )
+                    except SystemExit as failed:  # a local Ray that did not start on a loaded machine
+                        print(f"{tag}: {str(failed)[:200]}", file=sys.stderr, flush=True)
+                        continue
+                    runs[name].append(one)
+                    rate, cpu = one["patches"] / one["wall_s"], 1000 * one["tree_cpu_s"] / max(one["patches"], 1)
+                    print(
+                        f"{tag}: {one['patches']} patches, {rate:.1f}/s, {cpu:.1f} CPU-s/1000, {roles}", file=sys.stderr
+                    )
+                    for role, mb in roles.items():
+                        peaks[name][role] = max(peaks[name].get(role, 0.0), mb)
+            for name in engines:
+                done = runs[name]
+                if not done:
+                    continue
+                rates = sorted(r["patches"] / r["wall_s"] for r in done)
+                cpu = sorted(1000 * r["tree_cpu_s"] / max(r["patches"], 1) for r in done)
+                table[f"{arch}, {executor}, {name}"] = {
+                    "patches": done[0]["patches"],
+                    "patches/s (each run)": " / ".join(f"{r:.1f}" for r in rates),
+                    "median patches/s": f"{rates[len(rates) // 2]:.1f}",
+                    "CPU-s / 1000 patches (each run)": " / ".join(f"{c:.1f}" for c in cpu),
+                    "median CPU-s / 1000 patches": f"{cpu[len(cpu) // 2]:.1f}",
+                    **{f"peak RSS MB, {role}": f"{mb:,.0f}" for role, mb in sorted(peaks[name].items())},
+                }
+    cores = args.num_cpus or os.cpu_count() or 1
+    print(f"stride {args.stride}, batch {args.batch_size}, {cores} CPU cores, {args.repeats} alternating runs each")
+    print(f"before: {engines['before']}\nafter: {engines['after']}\n")
+    keys = list(dict.fromkeys(k for row in table.values() for k in row))
+    print("| run | " + " | ".join(keys) + " |")
+    print("|---|" + "---|" * len(keys))
+    for run_name, row in table.items():
+        print(f"| {run_name} | " + " | ".join(str(row.get(k, "-")) for k in keys) + " |")
 
 
 def main() -> None:
@@ -257,6 +343,15 @@ def main() -> None:
     )
     parser.add_argument("--num-cpus", type=int, default=None)
     parser.add_argument("--ceiling-batches", type=int, default=10)
+    parser.add_argument(
+        "--compare-with",
+        metavar="CHECKOUT",
+        default=None,
+        help="another checkout's engine beside this one, runs alternating (--resnet-slides slides per run)",
+    )
+    parser.add_argument("--executors", default="ray", help="with --compare-with: ray, in-process, or both")
+    parser.add_argument("--repeats", type=int, default=2, help="with --compare-with: runs per engine")
+    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--slides-from",
         type=Path,
@@ -294,6 +389,9 @@ def main() -> None:
             )
             writer.start()
             writer.join()
+        if args.compare_with:
+            compare_engines(args, slide_dir, folder)
+            return
         for arch in architectures:
             checkpoint = folder / f"{arch}.safetensors"
             write_random_checkpoint(checkpoint, arch)

@@ -2,12 +2,15 @@
 
 Policy (docs/design-notes.md, "CPU budget"): writes are small and on the path to every result,
 so each node keeps `WRITE_RESERVE_CPUS` for them; GPU actors take one CPU each (the feeder
-loop); CPU actors take their fixed thread count, and get half of what is left; reads get the
-rest, as a bounded number of tasks (two at least), so they never take the CPUs the writes and
-the model need. A cluster smaller than those minimum shares (one CPU: a small pod, a 1-vCPU VM,
-a GPU node with one CPU) gets every share scaled down by the same factor, so that the model, two
-reads and the writes still fit at once: Ray shares are reservations, not threads, and a share
-that does not fit would leave its stage waiting forever.
+loop). On the CPU there is one model actor per core (per `cpu_threads` cores: an actor runs
+that fixed thread count), so a heavy model keeps every core busy; together they ask for half
+of what is left, each actor a share of it, and reads get the rest, as a bounded number of
+tasks (two at least), so they never take the CPUs the writes and the model need. Ray shares
+are reservations, not threads: an actor's thread runs on a core whatever share it holds, and
+an idle actor (a cheap model waiting for reads) costs no CPU. A cluster smaller than those
+minimum shares (one CPU: a small pod, a 1-vCPU VM, a GPU node with one CPU) gets every share
+scaled down by the same factor, so that the model, two reads and the writes still fit at once:
+a share that does not fit would leave its stage waiting forever.
 """
 
 from __future__ import annotations
@@ -89,6 +92,17 @@ MIN_READ_TASKS = 2
 """Two reads at least: one's I/O overlaps another's decode."""
 
 
+def cpu_actor_count(resources: ClusterResources, threads: int) -> int:
+    """One CPU model actor per `threads` cores of each node (one per core at the scan's single
+    thread): a single-thread actor uses one core, so fewer would leave cores idle under a
+    model-bound scan (on 2 cores half of the old budget, one actor, left one core idle)."""
+    if resources.node_shapes:
+        count = sum(math.floor(node.cpus / threads) for node in resources.node_shapes)
+    else:
+        count = math.floor(resources.cpus / threads)
+    return max(1, count)
+
+
 def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int | None) -> PipelineBudget:
     """The budget for this cluster; `gpus` asks for that many GPU actors (autoscaling)."""
     if resources.cpus <= 0:
@@ -105,8 +119,8 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
             raise ConfigError(
                 f"a CPU model actor of {threads} threads does not fit a node of {resources.max_node_cpus:g} CPUs"
             )
-        actors = max(1, math.floor((resources.cpus - reserve) / 2 / threads))
-        cpus_per_actor = float(threads)
+        actors = cpu_actor_count(resources, threads)
+        cpus_per_actor = (resources.cpus - reserve) / 2 / actors  # half the CPUs, shared out
         blocks_per_call = 4
     smallest = reserve + actors * cpus_per_actor + MIN_READ_TASKS * MIN_READ_TASK_CPUS
     if resources.cpus < smallest:  # a small node: every share scaled down alike, so all fit at once

@@ -101,6 +101,30 @@ def test_ray_scan_equals_in_process_scan_and_skips_complete_slides(
     assert capsys.readouterr().out.count("already complete") == 2
 
 
+def test_in_process_model_threads_give_the_one_thread_heatmaps(
+    batch: list[str], tiny_checkpoint: Path, in_process_store: Path, tmp_path: Path, capsys
+) -> None:
+    """Issue 21 item 5: the in-process scan runs the model on one thread per core (here 3, on
+    predictors sharing one copy of the weights), each block in batches of its own."""
+    from pcam_scan.scan.inprocess import in_process_executor
+    from pcam_scan.scan.runner import Placement, ScanRequest, resolve_run, run_scan
+    from pcam_scan.scan.settings import ScanSettings
+
+    three = Placement(num_cpus=3, in_process=True)  # more than this machine may have: threads
+    store = str(tmp_path / "threads3.zarr")
+    request = ScanRequest(tuple(batch[:2]), str(tiny_checkpoint), store, ScanSettings(block_cells=16), three)
+    with in_process_executor(resolve_run(request), three) as executor:
+        assert len(executor.predictors) == 3
+        assert len({id(p._scorer.network) for p in executor.predictors}) == 1  # one copy of the weights
+    assert all(not outcome.failed for outcome in run_scan(request, in_process_executor))
+    one = tmp_path / "threads1.zarr"
+    assert (
+        main(scan_args(batch[:2], tiny_checkpoint, one, "--in-process", "--num-cpus", "1", "--block-cells", "16")) == 0
+    )
+    assert_same_heatmaps(one, tmp_path / "threads3.zarr", GOOD)
+    assert_same_heatmaps(in_process_store, tmp_path / "threads3.zarr", GOOD)
+
+
 def test_a_store_refuses_another_model(batch: list[str], in_process_store: Path, tmp_path: Path, capsys) -> None:
     from pcam_scan.model.random_model import write_random_checkpoint
 

@@ -30,11 +30,23 @@ def test_the_write_reserve_is_never_given_to_reads_or_the_model(cpus: int, gpus:
     assert budget.use_gpus == (gpus > 0) and (not gpus or budget.actors == gpus)
 
 
-def test_cpu_actors_run_the_fixed_thread_count_and_scale_with_the_cores() -> None:
-    small = plan_budget(ClusterResources(cpus=2, gpus=0, max_node_cpus=2), PredictorSettings(), None)
-    big = plan_budget(ClusterResources(cpus=32, gpus=0, max_node_cpus=32), PredictorSettings(cpu_threads=2), None)
-    assert (small.actors, small.cpus_per_actor) == (1, 1.0)
-    assert big.cpus_per_actor == 2.0 and big.actors == 7  # half of 31.5 CPUs, in actors of 2 threads
+@pytest.mark.parametrize(("cpus", "threads", "actors"), [(2, 1, 2), (16, 1, 16), (32, 2, 16), (3, 2, 1)])
+def test_a_cpu_node_gets_one_model_actor_per_core_of_its_thread_count(cpus: int, threads: int, actors: int) -> None:
+    """Issue 21 item 5: on 2 cores one single-thread actor left a core idle under ResNet50."""
+    resources = ClusterResources(cpus=cpus, gpus=0, max_node_cpus=cpus)
+    budget = plan_budget(resources, PredictorSettings(cpu_threads=threads), None)
+    assert budget.actors == actors
+    # the actors' shares together stay half of what the write reserve leaves; reads get the rest
+    assert budget.actors * budget.cpus_per_actor == pytest.approx((cpus - WRITE_RESERVE_CPUS) / 2)
+    assert budget.read_tasks * budget.cpus_per_read == pytest.approx((cpus - WRITE_RESERVE_CPUS) / 2)
+
+
+def test_cpu_actors_are_counted_per_node_of_the_cluster() -> None:
+    nodes = (NodeShape(3, 0, 8 * 2**30), NodeShape(5, 0, 8 * 2**30))
+    resources = ClusterResources(cpus=8, gpus=0, max_node_cpus=5, nodes=2, node_shapes=nodes)
+    budget = plan_budget(resources, PredictorSettings(cpu_threads=2), None)
+    assert budget.actors == 1 + 2  # an actor of 2 threads cannot straddle two nodes
+    check_feasible(budget, resources, waiting_for_gpus=False)
 
 
 def test_an_actor_that_fits_no_node_is_refused() -> None:
@@ -74,7 +86,7 @@ GPU_LESS = NodeShape(cpus=4, gpus=0, memory_bytes=8 * 2**30)
 @pytest.mark.parametrize(
     ("nodes", "gpus", "waiting", "refused"),
     [
-        ((SMALL_MEMORY,), 0, False, "a read task, which needs 1.25 CPU, 0 GPU, 256 MiB"),
+        ((SMALL_MEMORY,), 0, False, "a read task, which needs 0.875 CPU, 0 GPU, 256 MiB"),
         ((NodeShape(0, 0, 8 * 2**30), SMALL_MEMORY), 0, False, "a read task"),
         ((GPU_LESS,), 1, False, "the model actor, which needs 1 CPU, 1 GPU"),
         ((GPU_LESS,), 1, True, None),  # --gpus N: an autoscaling cluster may add the GPU node

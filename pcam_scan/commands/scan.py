@@ -99,7 +99,12 @@ def add_scan_arguments(
         default=None,
         help="a tissue-rich H&E image (PNG, JPEG, TIFF) whose stain the regions are normalised to",
     )
-    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    parser.add_argument(
+        "--num-cpus",
+        type=int,
+        default=None,
+        help="CPUs of the local Ray, or with --in-process its model threads (default: all)",
+    )
     parser.add_argument(
         "--gpus",
         type=int,

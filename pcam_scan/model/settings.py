@@ -16,7 +16,8 @@ DEFAULT_BATCH_SIZE = 256
 
 SCAN_CPU_THREADS = 1
 """Torch threads of a scan's CPU model, fixed so a block's floating-point sums do not depend on
-where it ran; a CPU scan gets its parallelism from several single-thread actors instead."""
+where it ran; a CPU scan gets its parallelism from one single-thread model per core instead
+(Ray actors, or the in-process executor's model threads)."""
 
 
 @dataclass(frozen=True)
