@@ -97,9 +97,10 @@ def run_scan_pipeline(
         fn_constructor_kwargs={"run": run, "concurrent_calls": budget.calls_per_actor},
         batch_size=budget.blocks_per_call,
         compute=ray.data.ActorPoolStrategy(
-            # CPU actors all start at once: the budget fits them, and Ray Data's autoscaler kept
-            # one of two on a short 2-core scan; GPU actors grow as an autoscaler adds nodes
-            min_size=1 if budget.use_gpus else budget.actors,
+            # the pool grows to the budget's actors as blocks queue up (and GPU actors as an
+            # autoscaler adds nodes); a pool whose minimum is every actor waits forever for the
+            # ones a lost node took with it (tests/test_cluster.py)
+            min_size=1,
             max_size=budget.actors,
             max_concurrent_calls_per_actor=budget.calls_per_actor,
             enable_true_multi_threading=True,  # calls only queue blocks: one feeder thread runs the model
