@@ -66,6 +66,8 @@ class Agreement:
     median_delta: float
     pixel_mean_delta: float
     pixel_max_delta: int
+    p_low: float
+    p_high: float
 
 
 def synth_slide(folder: Path, mpp_um_px: float, side_um: float, seed: int) -> Path:
@@ -137,6 +139,7 @@ def compare(slide: Path, model_dir: Path, results: Path, store: Path) -> Agreeme
     heatmap = read_heatmap(heatmaps, slide_id)
     grid = heatmap.grid
     deltas: list[float] = []
+    theirs: list[float] = []
     boxes: list[tuple[int, int, int, int]] = []
     cells: list[tuple[int, int]] = []
     misaligned = 0
@@ -151,7 +154,8 @@ def compare(slide: Path, model_dir: Path, results: Path, store: Path) -> Agreeme
             continue
         ours = float(heatmap.prob[cell_rc])
         if np.isfinite(ours):
-            deltas.append(abs(float(row[column]) - ours))
+            theirs.append(float(row[column]))
+            deltas.append(abs(theirs[-1] - ours))
             boxes.append(box)
             cells.append(cell_rc)
     delta = np.asarray(deltas)
@@ -166,6 +170,8 @@ def compare(slide: Path, model_dir: Path, results: Path, store: Path) -> Agreeme
         median_delta=float(np.median(delta)) if len(delta) else float("nan"),
         pixel_mean_delta=float(pixels.mean()),
         pixel_max_delta=int(pixels.max()),
+        p_low=min(theirs, default=float("nan")),
+        p_high=max(theirs, default=float("nan")),
     )
 
 
@@ -223,13 +229,14 @@ def main() -> None:
     )
     print(
         "| model | slide | WSInfer patches | compared | centres off a cell centre | within 1e-3 "
-        "| max abs delta p | median abs delta p | mean / max abs delta pixel (uint8) |"
+        "| max abs delta p | median abs delta p | mean / max abs delta pixel (uint8) | WSInfer's P min - max |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, case, a in results:
         print(
             f"| {name} | {case} | {a.wsinfer_patches} | {a.compared} | {a.misaligned} | {100 * a.within:.1f}% "
-            f"| {a.max_delta:.2e} | {a.median_delta:.2e} | {a.pixel_mean_delta:.2f} / {a.pixel_max_delta} |"
+            f"| {a.max_delta:.2e} | {a.median_delta:.2e} | {a.pixel_mean_delta:.2f} / {a.pixel_max_delta} "
+            f"| {a.p_low:.3f} - {a.p_high:.3f} |"
         )
 
 
