@@ -45,6 +45,31 @@ class ToolRun:
     peak_mb: float
 
 
+def ensure_offline_registry() -> None:
+    """WSInfer reads its model-zoo registry at start; offline it needs a local (empty) one."""
+    if not REGISTRY.exists():
+        REGISTRY.parent.mkdir(parents=True, exist_ok=True)
+        REGISTRY.write_text(json.dumps({"models": {}}))
+        print(f"wrote an empty WSInfer model registry to {REGISTRY} (offline)", file=sys.stderr)
+
+
+def read_wsinfer_rows(results: Path) -> list[dict[str, str]]:
+    """The rows of the one slide's CSV that `wsinfer run -o RESULTS` wrote (minx, miny, width,
+    height at level 0, prob_<class>)."""
+    (output,) = sorted((results / "model-outputs-csv").glob("*.csv"))
+    with output.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def wsinfer_slide_folder(folder: Path, slide: Path) -> Path:
+    """`folder/slides/` holding a link to `slide` and nothing else: `wsinfer run -i` takes a folder
+    and runs every slide in it."""
+    slide_dir = folder / "slides"
+    slide_dir.mkdir(parents=True)
+    (slide_dir / slide.name).symlink_to(slide.resolve())
+    return slide_dir
+
+
 def run_wsinfer(venv: Path, slide_dir: Path, model_dir: Path, results: Path) -> ToolRun:
     command = [
         str(venv / "bin" / "wsinfer"),
@@ -64,21 +89,22 @@ def run_wsinfer(venv: Path, slide_dir: Path, model_dir: Path, results: Path) -> 
     outputs = sorted((results / "model-outputs-csv").glob("*.csv"))
     if run.returncode != 0 or not outputs:
         raise SystemExit(f"wsinfer failed ({run.returncode}):\n{run.stdout[-3000:]}")
-    with outputs[0].open() as handle:
-        patches = sum(1 for _ in csv.DictReader(handle))
+    patches = len(read_wsinfer_rows(results))
     return ToolRun(patches, run.seconds, sum(p.cpu_s for p in run.peaks), max(p.peak_mb for p in run.peaks))
 
 
-def run_pcam_scan(slide: Path, checkpoint: Path, store: Path, stride: int, in_process: bool) -> ToolRun:
+def run_pcam_scan(
+    slide: Path, checkpoint: Path, store: Path, stride: int, in_process: bool, extra: tuple[str, ...] = ()
+) -> ToolRun:
     from pcam_scan.store import HeatmapStore
 
     command = [sys.executable, "-m", "pcam_scan.cli", "scan", str(slide), "--model", str(checkpoint)]
-    command += ["--store", str(store), "--stride", str(stride), *(["--in-process"] if in_process else [])]
+    command += ["--store", str(store), "--stride", str(stride), *(["--in-process"] if in_process else []), *extra]
     run = run_monitored(command)
     if run.returncode != 0:
         raise SystemExit(f"pcam-scan failed ({run.returncode}):\n{run.stdout[-3000:]}")
     heatmaps = HeatmapStore.open(str(store))
-    patches = sum(heatmaps.stored_slide(s).counts["predicted_cells"] for s in heatmaps.list_slides())
+    patches = sum(int(heatmaps.stored_slide(s).counts["predicted_cells"]) for s in heatmaps.list_slides())
     return ToolRun(patches, run.seconds, sum(p.cpu_s for p in run.peaks), max(p.peak_mb for p in run.peaks))
 
 
@@ -96,10 +122,7 @@ def main() -> None:
     from pcam_scan.model.interop.wsinfer_export import export_wsinfer
     from pcam_scan.model.random_model import write_random_checkpoint
 
-    if not REGISTRY.exists():
-        REGISTRY.parent.mkdir(parents=True, exist_ok=True)
-        REGISTRY.write_text(json.dumps({"models": {}}))
-        print(f"wrote an empty WSInfer model registry to {REGISTRY} (offline)", file=sys.stderr)
+    ensure_offline_registry()
     tools = args.tools.split(",")
     runs: dict[str, list[ToolRun]] = {tool: [] for tool in tools}
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,9 +131,7 @@ def main() -> None:
         if args.checkpoint is None:
             write_random_checkpoint(checkpoint, args.architecture)
         export_wsinfer(checkpoint, folder / "model", overwrite=False)
-        slide_dir = folder / "slides"  # WSInfer wants a folder of slides and nothing else
-        slide_dir.mkdir()
-        (slide_dir / args.slide.name).symlink_to(args.slide.resolve())
+        slide_dir = wsinfer_slide_folder(folder, args.slide)
         for repeat in range(args.repeats):
             for tool in tools:
                 print(f"run {repeat + 1}/{args.repeats}: {tool}", file=sys.stderr, flush=True)
