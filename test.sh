@@ -16,4 +16,4 @@ fi
 .venv/bin/ruff format --check --quiet .
 .venv/bin/mypy
 # two workers, a test file each at a time (a file shares its fixtures): 8 min -> 5 min on 2 cores
-exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
+exec .venv/bin/python -m pytest -n 2 --dist loadfile --durations=15 "$@"

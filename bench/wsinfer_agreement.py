@@ -102,28 +102,32 @@ def level0_only(source: Path, out: Path, mpp_um_px: float) -> Path:
 
 def tumour_column(model_dir: Path) -> str:
     config = json.loads((model_dir / "config.json").read_text())
-    return f"prob_{config['class_names'][config['pcam_scan']['tumour_index']]}"
+    from pcam_scan.model.interop.wsinfer_config import EXTRA_KEY
+
+    return f"prob_{config['class_names'][config[EXTRA_KEY]['tumour_index']]}"
 
 
 def patch_pixels(slide_path: Path, boxes: list[tuple[int, int, int, int]], cells: list[tuple[int, int]]) -> np.ndarray:
     """|WSInfer's patch - pcam-scan's patch| per pixel (uint8 levels), stacked over the sample:
     WSInfer's is OpenSlide level 0 -> PIL RGB -> torchvision Resize(96); pcam-scan's is the
     cell's patch from `Slide.read_px_region` on its read plan."""
-    import openslide
     from torchvision import transforms
 
     from pcam_scan.geometry import PatchGeometry
     from pcam_scan.slide import open_slide, plan_grid
+    from pcam_scan.slide_backends import open_slide_file
 
     resize = transforms.Resize(size=96)
     deltas = []
-    with open_slide(slide_path, backend="openslide") as slide, openslide.OpenSlide(str(slide_path)) as wsi:
+    wsi = open_slide_file(slide_path, "openslide")  # level 0 through OpenSlide, as WSInfer reads
+    with open_slide(slide_path, backend="openslide") as slide:
         plan, grid = plan_grid(slide.info, PatchGeometry())
         for (minx, miny, width, height), cell_rc in zip(boxes, cells, strict=True):
             theirs = np.asarray(resize(wsi.read_region((minx, miny), 0, (width, height)).convert("RGB")))
             x0, y0, x1, y1 = grid.patch_px_box(cell_rc)
             ours = slide.read_px_region(plan, (x0, y0), (x1 - x0, y1 - y0))
             deltas.append(np.abs(theirs.astype(np.int16) - ours.astype(np.int16)))
+    wsi.close()
     return np.stack(deltas)
 
 

@@ -104,7 +104,7 @@ def run_pcam_scan(
     if run.returncode != 0:
         raise SystemExit(f"pcam-scan failed ({run.returncode}):\n{run.stdout[-3000:]}")
     heatmaps = HeatmapStore.open(str(store))
-    patches = sum(int(heatmaps.stored_slide(s).counts["predicted_cells"]) for s in heatmaps.list_slides())
+    patches = sum((heatmaps.stored_slide(s).predicted_cells or 0) for s in heatmaps.list_slides())
     return ToolRun(patches, run.seconds, sum(p.cpu_s for p in run.peaks), max(p.peak_mb for p in run.peaks))
 
 

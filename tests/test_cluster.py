@@ -3,10 +3,14 @@ to a `ray start --head` cluster with its dashboard."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -102,6 +106,9 @@ def ray_head(tmp_path: Path):
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": "pcam-scan-test-token-0123456789abcdef",
     }
+    # a short folder of its own (Ray's socket paths must stay under 107 characters): its processes
+    # name it on their command lines, so the teardown stops this head's processes only
+    temp_dir = Path(tempfile.mkdtemp(prefix="pcam-ray-", dir="/tmp"))
     dashboard_port = _free_port()
     # the job agent listens on its own port (52365 by default): any other Ray on this machine (a
     # scan of another test) holds that one, and the head then never has an agent for jobs
@@ -123,6 +130,8 @@ def ray_head(tmp_path: Path):
             "--include-dashboard",
             "true",
             "--disable-usage-stats",
+            "--temp-dir",
+            str(temp_dir),
         ],
         check=True,
         env=env,
@@ -132,7 +141,32 @@ def ray_head(tmp_path: Path):
     try:
         yield f"http://127.0.0.1:{dashboard_port}", env
     finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True)
+        # not `ray stop`: it kills every Ray on the machine, the scans of the tests running beside
+        # this one too (CI lost the gpu_report test's scan to it)
+        _stop_processes_naming(str(temp_dir))
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _stop_processes_naming(marker: str) -> None:
+    """SIGTERM, then SIGKILL after 10 s, every process whose command line contains `marker`."""
+
+    def naming() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:  # gone meanwhile
+                continue
+        return found
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in naming():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while naming() and time.monotonic() < deadline:
+            time.sleep(0.2)
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
