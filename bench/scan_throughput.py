@@ -344,6 +344,13 @@ def main() -> None:
     parser.add_argument("--num-cpus", type=int, default=None)
     parser.add_argument("--ceiling-batches", type=int, default=10)
     parser.add_argument(
+        "--one-slide-scan",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also scan 1 slide alone, for the floor any run pays (a second Ray start: "
+        "--no-one-slide-scan halves a smoke run, as bench/gpu_report.py --cpu does)",
+    )
+    parser.add_argument(
         "--compare-with",
         metavar="CHECKOUT",
         default=None,
@@ -396,7 +403,7 @@ def main() -> None:
             checkpoint = folder / f"{arch}.safetensors"
             write_random_checkpoint(checkpoint, arch)
             n = args.slides if arch == "null" else args.resnet_slides
-            one, _ = run_child(args, slide_dir, folder, checkpoint, 1, f"{arch}-1")
+            one = run_child(args, slide_dir, folder, checkpoint, 1, f"{arch}-1")[0] if args.one_slide_scan else None
             many, peaks = run_child(args, slide_dir, folder, checkpoint, n, f"{arch}-{n}")
             settings = PredictorSettings(batch_size=args.batch_size, compile=args.compile, cpu_threads=1)
             ceiling, device = model_ceiling(checkpoint, settings, args.ceiling_batches)
@@ -408,7 +415,7 @@ def main() -> None:
                 "patches scanned": many["patches"],
                 "end-to-end patches/s": f"{rate:,.0f}",
                 "scan seconds (Ray start, planning, blocks)": f"{many['wall_s']:.1f}",
-                "scan seconds, 1 slide (what any run costs)": f"{one['wall_s']:.1f}",
+                "scan seconds, 1 slide (what any run costs)": f"{one['wall_s']:.1f}" if one else "-",
                 "patches/s once Ray is up (planning, blocks, finalize)": (
                     f"{many['patches'] / many['after_ray_s']:,.0f}"
                 ),
@@ -420,7 +427,7 @@ def main() -> None:
                 "bytes crossing / scored cell": f"{many['bytes_per_cell']:,.0f}",
                 "  over region bytes / cell": f"{many['bytes_per_cell'] / many['region_bytes_per_cell']:.2f}",
                 f"useful batch share ({packing})": f"{many['useful_share']:.3f}",
-                "first prediction s, 1 slide": f"{one['first_s']:.1f}",
+                "first prediction s, 1 slide": f"{one['first_s']:.1f}" if one else "-",
                 f"first prediction s, {n} slides": f"{many['first_s']:.1f}",
                 "driver CPU-s per slide": f"{many['driver_cpu_s'] / n:.2f}",
                 **{f"peak RSS MB, {role}": f"{mb:,.0f}" for role, mb in sorted(peaks.items())},
