@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,6 +91,7 @@ def ray_session(
     # in reference cycles. Freed during the next session, a ref whose id that session reuses
     # would release that session's object: free them now, while no session is connected.
     gc.collect()
+    handler = _SigtermHandler()
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -101,6 +104,7 @@ def ray_session(
     except ConnectionError as err:
         raise ConfigError(f"cannot reach a Ray cluster at {address}: {err}") from None
     try:
+        handler.restore()
         # ray's own annotations leave cluster_resources and nodes untyped
         resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
         nodes = ray.nodes()  # type: ignore[no-untyped-call]
@@ -116,4 +120,26 @@ def ray_session(
             ),
         )
     finally:
-        ray.shutdown()
+        try:
+            ray.shutdown()
+        finally:
+            handler.restore()
+
+
+class _SigtermHandler:
+    """The process's SIGTERM handler from before `ray.init`, to put back after it.
+
+    `ray.init` replaces it twice: with Ray's Python handler, and, as its core worker starts, at the
+    C level with Abseil's failure-signal handler, which prints a stack and aborts the driver
+    (exit -6): nothing ran the scan's own unwinding, so the run was not recorded as interrupted.
+    Setting the handler again with `signal.signal` installs Python's own C handler over
+    Abseil's, so SIGTERM reaches the driver's handler (the CLI's raises `Terminated`: the run
+    unwinds, is recorded, the store's lock is let go, Ray shuts down, and it exits 143)."""
+
+    def __init__(self) -> None:
+        self.main_thread = threading.current_thread() is threading.main_thread()
+        self.handler = signal.getsignal(signal.SIGTERM) if self.main_thread else None
+
+    def restore(self) -> None:
+        if self.main_thread and self.handler is not None:
+            signal.signal(signal.SIGTERM, self.handler)

@@ -7,7 +7,13 @@ and the scan sat at "slides 0/2" without a word. `StallGuard` watches the run in
 record has come back for `stall_s`, it asks Ray for its pending task and actor demands (the
 autoscaler's view, `ray.autoscaler.v2.sdk.get_cluster_status`: the GCS's own, no dashboard
 needed) and fails the run with one line naming the resource when a demand fits no live node.
-A demand that fits some node (only busy) is never an error: the scan goes on waiting.
+A demand that fits some node's size can still wait for good, when other work holds what it needs
+(another job's actor on the only GPU). So the guard also reads this job's own actors from the
+GCS's actor table (`held_by_other_work`: the table the state API's `list_actors` serves, read
+straight from the GCS because the scan's sessions run without the dashboard that API needs): one
+of them pending creation for longer than `stall_s`, whose resources some live node has in total
+but none has free, fails the run in one line naming the resource and the other jobs' actors that
+hold it. Another job's pending demands are never this scan's error.
 
 `watched` reads the pipeline's records in a thread of its own, so that the scan's thread can look
 while none comes (Ray Data's iterator has no timeout).
@@ -41,7 +47,8 @@ _SYSTEM_RESOURCES = ("node:", "accelerator_type:")
 
 
 class UnplaceableDemandError(PcamScanError):
-    """Ray holds a task or actor demand that no node of the cluster can host."""
+    """Ray holds a task or actor demand of the scan that no node of the cluster can host, or
+    that waits for what other work holds."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,86 @@ def unplaceable(demands: Sequence[Demand], nodes: Sequence[Mapping[str, float]])
     return None
 
 
+@dataclass(frozen=True)
+class ActorEntry:
+    """One row of the GCS's actor table, as the guard needs it."""
+
+    job_id: str
+    class_name: str
+    state: str
+    required: Mapping[str, float]
+    since_s: float
+    """When it entered its state (seconds since the epoch)."""
+
+
+def actor_entries() -> list[ActorEntry]:
+    """Every actor the GCS knows (no dashboard needed)."""
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+
+    table_data = gcs_pb2.ActorTableData  # type: ignore[attr-defined]  # generated protobuf, no stubs
+    rows = [table_data.FromString(raw) for raw in state._connect_and_get_accessor().get_actor_table(None, None)]
+    return [
+        ActorEntry(
+            row.job_id.hex(),
+            row.class_name,
+            table_data.ActorState.Name(row.state),
+            {str(k): float(v) for k, v in row.required_resources.items()},
+            row.timestamp / 1000.0,
+        )
+        for row in rows
+    ]
+
+
+def free_node_resources() -> list[dict[str, float]]:
+    from ray._private.state import available_resources_per_node
+
+    free = available_resources_per_node()  # type: ignore[no-untyped-call]
+    return [{str(k): float(v) for k, v in node.items()} for node in free.values()]
+
+
+def held_by_other_work(
+    job_id: str,
+    actors: Sequence[ActorEntry],
+    nodes: Sequence[Mapping[str, float]],
+    free: Sequence[Mapping[str, float]],
+    pending_since_s: float,
+) -> str | None:
+    """One line when an actor of job `job_id`, pending creation since before `pending_since_s`,
+    fits some node's size but no node has it free: the resource it waits for, and the other
+    jobs' live actors holding it. None otherwise (nothing of ours waits, or it does not fit at
+    all: `unplaceable` says that)."""
+    for actor in actors:
+        if actor.job_id != job_id or actor.state != "PENDING_CREATION" or actor.since_s > pending_since_s:
+            continue
+        demand = Demand(actor.required, 1)
+        if demand.missing(nodes) is not None:
+            continue
+        short = demand.missing(free) or tuple(sorted(k for k in actor.required if k in ("CPU", "GPU")))
+        holders = sorted(
+            {
+                f"job {other.job_id}: {other.class_name}"
+                for other in actors
+                if other.job_id != job_id and other.state == "ALIVE" and any(other.required.get(k) for k in short)
+            }
+        )
+        return (
+            f"its {actor.class_name} actor needs {demand}, which the cluster's nodes can host, but their "
+            f"{', '.join(short)} is held by other work"
+            + (f" ({'; '.join(holders)})" if holders else " (tasks or actors of other jobs)")
+            + "; free it or give the scan a cluster of its own"
+        )
+    return None
+
+
+def this_job_waits_for_other_work(stall_s: float) -> str | None:
+    """`held_by_other_work` for this driver's job, on the cluster Ray is connected to."""
+    import ray
+
+    job = ray.get_runtime_context().get_job_id()
+    return held_by_other_work(job, actor_entries(), live_node_resources(), free_node_resources(), time.time() - stall_s)
+
+
 class StallGuard:
     """Fails a run that made no progress for `stall_s` while Ray holds a demand no node can
     host (see the module docstring)."""
@@ -116,7 +203,9 @@ class StallGuard:
         if not stall_s > 0:
             raise ValueError("the stall time must be > 0 s")
         self.stall_s = stall_s
-        self._probe = probe or (lambda: unplaceable(pending_demands(), live_node_resources()))
+        self._probe = probe or (
+            lambda: unplaceable(pending_demands(), live_node_resources()) or this_job_waits_for_other_work(stall_s)
+        )
         self._clock = clock
         self._last_progress = clock()
         self._last_probe = -float("inf")
@@ -125,7 +214,8 @@ class StallGuard:
         self._last_progress = self._clock()
 
     def check(self) -> None:
-        """UnplaceableDemandError when stalled and Ray holds a demand no node can host."""
+        """UnplaceableDemandError when stalled and Ray holds a demand no node can host, or one
+        of this job's that waits for what other work holds."""
         now = self._clock()
         if now - self._last_progress < self.stall_s or now - self._last_probe < PROBE_EVERY_S:
             return

@@ -15,17 +15,19 @@ from pathlib import Path
 
 import pytest
 
+from pcam_scan.cli import main
 from pcam_scan.store import HeatmapStore
 from pcam_scan.store.location import StoreLocation
 from pcam_scan.store.run_records import read_run_records
 from pcam_scan.store.schema import RunRecord
 from tests.hostile_cases import changed, one_error_line, run_cli, snapshot
+from tests.test_scan import assert_same_heatmaps
 
 CLI = [sys.executable, "-m", "pcam_scan.cli"]
 HANG_DEADLINE_S = 300  # a guard against hanging, not a timing assertion
 
 
-def _scan_argv(slides: Path, model: Path, store: Path) -> list[str]:
+def _scan_argv(slides: Path, model: Path, store: Path, block_cells: int = 16) -> list[str]:
     return [
         "scan",
         str(slides / "normal_001.tif"),
@@ -35,7 +37,7 @@ def _scan_argv(slides: Path, model: Path, store: Path) -> list[str]:
         str(store),
         "--in-process",
         "--block-cells",
-        "16",
+        str(block_cells),
         "--device",
         "cpu",
     ]
@@ -189,27 +191,45 @@ def test_a_worker_that_asked_to_die_with_its_parent_does_when_the_parent_gets_si
     assert not alive
 
 
-def test_sigterm_to_an_in_process_scan_exits_143_with_one_line_and_removes_the_lock(
-    tmp_path: Path, synth_dataset: Path, tiny_checkpoint: Path
+@pytest.mark.parametrize("where", ["in process", "on Ray"])
+def test_sigterm_to_a_scan_exits_143_records_it_removes_the_lock_and_resumes_exactly(
+    tmp_path: Path, synth_dataset: Path, tiny_checkpoint: Path, where: str
 ) -> None:
-    """Re-probe case O: it exited -15 and left STORE.lock behind. The scan resumes afterwards."""
+    """Re-probe case O: an in-process scan exited -15 and left STORE.lock behind; a Ray scan
+    exited -6 (Abseil's failure-signal handler, which Ray's core worker installs, aborted it).
+    Both must exit 143 with one line, record the run as interrupted with its slide unfinished,
+    let the lock go, and resume to the heatmaps of an uninterrupted scan."""
     store = tmp_path / "run.zarr"
-    argv = [*CLI, *_scan_argv(synth_dataset, tiny_checkpoint, store)]
-    argv[argv.index("16")] = "4"  # small blocks: many chunks, so the scan is still running when stopped
-    scan = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + HANG_DEADLINE_S
-    while scan.poll() is None and time.monotonic() < deadline and not _some_block_done(store):
-        time.sleep(0.1)
-    running = scan.poll() is None
-    scan.send_signal(signal.SIGTERM)
-    _, err = scan.communicate(timeout=HANG_DEADLINE_S)
+    # small blocks: many chunks, so the scan is still running when stopped
+    argv = [*CLI, *_scan_argv(synth_dataset, tiny_checkpoint, store, block_cells=4)]
+    if where == "on Ray":
+        argv[argv.index("--in-process")] = "--num-cpus=2"
+    reference = tmp_path / "reference.zarr"
+    assert main(_scan_argv(synth_dataset, tiny_checkpoint, reference, block_cells=4)) == 0
+    scan = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + HANG_DEADLINE_S
+        while scan.poll() is None and time.monotonic() < deadline and not _some_block_done(store):
+            time.sleep(0.1)
+        running = scan.poll() is None
+        scan.send_signal(signal.SIGTERM)
+        _, err = scan.communicate(timeout=HANG_DEADLINE_S)
+    finally:
+        if scan.poll() is None:
+            os.killpg(scan.pid, signal.SIGKILL)  # the driver and a local Ray it started
+            scan.wait()
     assert running, "the scan finished before it could be stopped"
-    assert scan.returncode == 143, err
+    assert scan.returncode == 143, err[-3000:]
     assert "terminated (SIGTERM)" in err and "Traceback" not in err
     assert not (tmp_path / "run.zarr.lock").exists()
+    (stopped,) = read_run_records(StoreLocation(str(store)))
+    assert isinstance(stopped, RunRecord) and [(a.slide_id, a.state) for a in stopped.attempts] == [
+        ("normal_001", "unfinished")
+    ]
     resumed = subprocess.run(argv, capture_output=True, text=True, timeout=HANG_DEADLINE_S)
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert HeatmapStore.open(str(store)).slide_status("normal_001").state.value == "complete"
+    assert_same_heatmaps(reference, store, ("normal_001",))
     # the stopped run left its record too, before the resumed one's
     records = read_run_records(StoreLocation(str(store)))
     outcomes = [(r.outcome, r.exit_code, r.message) for r in records if isinstance(r, RunRecord)]

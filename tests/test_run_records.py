@@ -5,6 +5,7 @@ come from the in-process scan of tests/test_store_format.py's committed slide.""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import threading
@@ -173,3 +174,50 @@ def test_a_run_stopped_by_sigterm_on_ray_is_recorded_as_terminated() -> None:
         failure_of(SystemExit(signal.SIGTERM)) == failure_of(Terminated()) == (EXIT_TERMINATED, "terminated (SIGTERM)")
     )
     assert failure_of(KeyboardInterrupt()) == (130, "interrupted")
+
+
+def test_a_scan_stopped_midway_records_each_slide_attempted_completed_failed_or_unfinished(
+    tmp_path: Path, synth_dataset: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real in-process scan of three slides (one not a slide at all) is interrupted (Ctrl-C,
+    raised by its progress hook) as its second slide settles: its record still lists all three,
+    the bad one failed with its message, one completed, one unfinished; `history` prints them."""
+    from pcam_scan.cli import failure_of
+    from pcam_scan.scan.inprocess import in_process_executor
+    from pcam_scan.scan.outcome import UNFINISHED_STATE, ScanLedger
+    from pcam_scan.scan.progress import ScanProgress
+    from pcam_scan.scan.runner import Placement, ScanRequest, run_scan
+    from pcam_scan.scan.settings import ScanSettings
+    from pcam_scan.store.run_records import recorded_if_raised, utc_now
+    from pcam_scan.store.schema import RUN_ATTEMPTED, RUN_COMPLETED, RUN_FAILED, RUN_RECORD, RUN_SLIDES
+
+    class StopAtSecondSlide(ScanProgress):
+        def slide_done(self) -> None:
+            super().slide_done()
+            if self.slides_done == 2:
+                raise KeyboardInterrupt
+
+    bad = tmp_path / "not_a_slide.tif"
+    bad.write_bytes(b"II*\x00 this is no TIFF")
+    slides = (str(synth_dataset / "normal_001.tif"), str(bad), str(synth_dataset / "tumor_001.tif"))
+    store = tmp_path / "run.zarr"
+    request = ScanRequest(
+        slides, str(tiny_checkpoint), str(store), ScanSettings(block_cells=8), Placement(num_cpus=1, in_process=True)
+    )
+    ledger = ScanLedger()
+    with pytest.raises(KeyboardInterrupt):
+        with recorded_if_raised(str(store), "scan", {"slides": slides}, utc_now(), failure_of, ledger.attempts):
+            run_scan(request, in_process_executor, StopAtSecondSlide(stream=io.StringIO()), ledger)
+    (record,) = read_run_records(StoreLocation(str(store)))
+    assert isinstance(record, RunRecord) and (record.outcome, record.exit_code) == ("interrupted", 130)
+    by_slide = {a.slide_id: a for a in record.attempts}
+    assert sorted(by_slide) == ["normal_001", "not_a_slide", "tumor_001"]
+    assert by_slide["not_a_slide"].state == "failed" and by_slide["not_a_slide"].message
+    states = sorted(by_slide[s].state for s in ("normal_001", "tumor_001"))
+    assert states == sorted(["complete", UNFINISHED_STATE]), states
+    assert record.failed == 2  # the failed slide and the unfinished one
+    counts = record.to_json()[RUN_RECORD.key][RUN_SLIDES.key]  # type: ignore[index]
+    assert counts == {RUN_ATTEMPTED.key: 3, RUN_COMPLETED.key: 1, RUN_FAILED.key: 2}
+    assert main(["history", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "3 attempted, 1 completed, 2 failed" in out and f"{UNFINISHED_STATE}: the run stopped" in out

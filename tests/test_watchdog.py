@@ -14,7 +14,7 @@ import pytest
 from cluster.executor import RayExecutor
 from cluster.session import ray_session
 from cluster.sizing import plan_budget, worker_pool_size
-from cluster.watchdog import Demand, UnplaceableDemandError, unplaceable
+from cluster.watchdog import ActorEntry, Demand, UnplaceableDemandError, held_by_other_work, unplaceable
 from pcam_scan.scan.runner import Placement, ScanRequest, run_scan
 from pcam_scan.scan.settings import ScanRun, ScanSettings
 from pcam_scan.store import HeatmapStore
@@ -63,3 +63,70 @@ def test_a_scan_waiting_for_a_gpu_the_cluster_lacks_fails_naming_it(
     stored = HeatmapStore.open(str(store))  # nothing was finished as if scanned
     statuses = [stored.slide_status(s) for s in stored.list_slides()]
     assert all(status is None or status.state is not SlideState.COMPLETE for status in statuses)
+
+
+GPU_HOLDER = """
+import sys, ray
+ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
+
+@ray.remote(num_gpus=1, num_cpus=0)
+class GpuHolder:
+    def ready(self):
+        return True
+
+holder = GpuHolder.remote()
+ray.get(holder.ready.remote())
+print(ray.get_runtime_context().gcs_address, ray.get_runtime_context().get_job_id(), flush=True)
+sys.stdin.read()  # until the test closes our stdin
+ray.shutdown()
+"""
+
+
+def test_a_scan_whose_gpu_another_job_holds_fails_naming_the_gpu_and_the_job(
+    synth_dataset: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Gap (a) and (b): a real local Ray with one GPU, held by an actor of another job (another
+    driver process). The scan's model actor fits the node's size, so nothing is unplaceable; it
+    only never gets the GPU. After the test's short window the run fails in one line naming the
+    GPU and the other job, not waiting forever."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", GPU_HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        address, other_job = holder.stdout.readline().split()
+
+        @contextmanager
+        def joined(run: ScanRun, placement: Placement) -> Iterator[RayExecutor]:
+            with ray_session(address) as resources:
+                assert resources.gpus == 1
+                yield RayExecutor(run, plan_budget(resources, run.predictor, gpus=None), stall_s=2.0)
+
+        store = tmp_path / "run.zarr"
+        request = ScanRequest(
+            (str(synth_dataset / "normal_001.tif"),), str(tiny_checkpoint), str(store), ScanSettings(block_cells=16)
+        )
+        with pytest.raises(UnplaceableDemandError) as raised:
+            run_scan(request, joined)
+    finally:
+        holder.communicate(timeout=120)  # closes its stdin: it lets the GPU go and stops its Ray
+    line = str(raised.value)
+    assert "no progress" in line and "GPU is held by other work" in line and f"job {other_job}" in line, line
+    assert "\n" not in line and "lacks" not in line
+
+
+def test_only_this_jobs_pending_actor_counts_and_only_when_it_fits_a_node() -> None:
+    ours, theirs = "02000000", "01000000"
+    node, free = {"CPU": 4.0, "GPU": 1.0}, {"CPU": 4.0, "GPU": 0.0}
+    waiting = ActorEntry(ours, "Model", "PENDING_CREATION", {"CPU": 1.0, "GPU": 1.0}, 100.0)
+    holding = ActorEntry(theirs, "Holder", "ALIVE", {"GPU": 1.0}, 50.0)
+    line = held_by_other_work(ours, [waiting, holding], [node], [free], pending_since_s=200.0)
+    assert line is not None and "GPU is held by other work (job 01000000: Holder)" in line
+    # pending for less than the window; another job's pending actor; one that fits no node
+    assert held_by_other_work(ours, [waiting, holding], [node], [free], pending_since_s=99.0) is None
+    assert held_by_other_work(theirs, [waiting, holding], [node], [free], pending_since_s=200.0) is None
+    big = ActorEntry(ours, "Model", "PENDING_CREATION", {"GPU": 2.0}, 100.0)
+    assert held_by_other_work(ours, [big, holding], [node], [free], pending_since_s=200.0) is None

@@ -125,22 +125,21 @@ def device_name(text: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from pcam_scan.cli import failure_of
     from pcam_scan.resources import check_worker_count
-    from pcam_scan.scan.outcome import summary_table
+    from pcam_scan.scan.outcome import ScanLedger, summary_table
     from pcam_scan.scan.runner import ScanRequest, run_scan
     from pcam_scan.store.location import StoreLocation
     from pcam_scan.store.run_records import record_run, recorded_if_raised, summary_markdown, utc_now, write_summary
     from pcam_scan.store.scan_lock import scan_lock
-    from pcam_scan.store.schema import SlideAttempt
 
     request = ScanRequest.from_args(args, list(args.slides))
     check_worker_count("--num-cpus", args.num_cpus)
     started = utc_now()
+    ledger = ScanLedger()  # what became of each slide so far: a run that stops early records it too
     with scan_lock(StoreLocation(request.store_uri)):  # one scan per local store at a time
-        with recorded_if_raised(request.store_uri, "scan", vars(args), started, failure_of):
-            outcomes = run_scan(request, choose_executor(request.placement.in_process))
+        with recorded_if_raised(request.store_uri, "scan", vars(args), started, failure_of, ledger.attempts):
+            outcomes = run_scan(request, choose_executor(request.placement.in_process), ledger=ledger)
         code = 1 if any(o.failed for o in outcomes) else 0
-        attempts = [SlideAttempt(o.slide_id, o.state, o.message or "") for o in outcomes]
-        record = record_run(request.store_uri, "scan", vars(args), started, code, attempts)
+        record = record_run(request.store_uri, "scan", vars(args), started, code, ledger.attempts())
         summary = write_summary(StoreLocation(request.store_uri), summary_markdown(record, request.store_uri))
     print(summary_table(outcomes))
     print(f"store: {args.store} (summary {summary}; runs: pcam-scan history)", file=sys.stderr)

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from pcam_scan.errors import PcamScanError
 from pcam_scan.scan.finalize import stored_outcome
-from pcam_scan.scan.outcome import SlideOutcome
+from pcam_scan.scan.outcome import ScanLedger, SlideOutcome
 from pcam_scan.scan.progress import ScanProgress
 from pcam_scan.scan.work import BlockResult, SlideReady
 from pcam_scan.store import HeatmapStore, SlideRecord, slide_fingerprint
@@ -77,20 +77,24 @@ class _RunDriver:
     """Routes a run's stream of slide and block records: tallies, failures, finalizes."""
 
     def __init__(
-        self, jobs: Sequence[SlideJob], store: HeatmapStore, executor: Executor, progress: ScanProgress
+        self,
+        jobs: Sequence[SlideJob],
+        store: HeatmapStore,
+        executor: Executor,
+        progress: ScanProgress,
+        ledger: ScanLedger,
     ) -> None:
         self.jobs = {job.slide_id: job for job in jobs}
         self.store = store
         self.executor = executor
         self.progress = progress
-        self.outcomes: dict[str, SlideOutcome] = {}
+        self.ledger = ledger
         self.tallies: dict[str, _SlideTally] = {}
         self.early: dict[str, list[BlockResult]] = {}  # results that came before their slide's plan
 
     def fail(self, job: SlideJob, message: str) -> None:
         self.store.mark_failed(job.slide_id, message, _record(job))
-        self.outcomes[job.slide_id] = SlideOutcome(job.slide_id, job.path, "failed", message)
-        self.progress.slide_done()
+        self._settle(SlideOutcome(job.slide_id, job.path, "failed", message))
 
     def slide_ready(self, ready: SlideReady) -> None:
         job = self.jobs[ready.slide_id]
@@ -98,8 +102,7 @@ class _RunDriver:
             self.fail(job, ready.failure)
         elif ready.complete:
             stored = self.store.stored_slide(job.slide_id)
-            self.outcomes[job.slide_id] = stored_outcome(stored, job.slide_id, job.path, "already complete", {})
-            self.progress.slide_done()
+            self._settle(stored_outcome(stored, job.slide_id, job.path, "already complete", {}))
         else:
             tally = self.tallies[job.slide_id] = _SlideTally(job, ready)
             self.progress.add_work(ready.n_pending, ready.n_patches)
@@ -127,18 +130,28 @@ class _RunDriver:
 
     def record_finalized(self, wait: bool) -> None:
         for outcome in self.executor.finalized(wait):
-            self.outcomes[outcome.slide_id] = outcome
-            self.progress.slide_done()
+            self._settle(outcome)
+
+    def _settle(self, outcome: SlideOutcome) -> None:
+        self.ledger.settle(outcome)
+        self.progress.slide_done()
 
 
 def scan_slides(
-    jobs: Sequence[SlideJob], store: HeatmapStore, executor: Executor, progress: ScanProgress | None = None
+    jobs: Sequence[SlideJob],
+    store: HeatmapStore,
+    executor: Executor,
+    progress: ScanProgress | None = None,
+    ledger: ScanLedger | None = None,
 ) -> list[SlideOutcome]:
     """Scan every job into `store`; one outcome per job, in the jobs' order. Never raises for a
-    bad slide: its outcome (and its status in the store) says failed, with the message."""
+    bad slide: its outcome (and its status in the store) says failed, with the message. The
+    `ledger` holds the outcomes as they come, also when the run raises."""
     progress = progress or ScanProgress()
     progress.set_totals(len(jobs), 0, 0)
-    driver = _RunDriver(jobs, store, executor, progress)
+    ledger = ledger or ScanLedger()
+    ledger.begin(job.slide_id for job in jobs)
+    driver = _RunDriver(jobs, store, executor, progress, ledger)
     try:
         for record in executor.scan(jobs, store):
             if isinstance(record, SlideReady):
@@ -150,6 +163,6 @@ def scan_slides(
     finally:
         progress.close()
     for job in jobs:
-        if job.slide_id not in driver.outcomes:  # results that never came back: say so, never drop
+        if job.slide_id not in ledger.outcomes:  # results that never came back: say so, never drop
             driver.fail(job, "some blocks returned no result; run the scan again to resume")
-    return [driver.outcomes[job.slide_id] for job in jobs]
+    return [ledger.outcomes[job.slide_id] for job in jobs]

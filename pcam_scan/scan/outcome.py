@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from pcam_scan.store.schema import SlideAttempt
 from pcam_scan.wording import count_noun
+
+UNFINISHED_STATE = "unfinished"
+"""A slide's state in the record of a run that stopped (an error, Ctrl-C, SIGTERM) before it."""
+UNFINISHED_MESSAGE = "the run stopped before this slide finished; scan again to resume"
 
 
 @dataclass
@@ -26,6 +31,31 @@ class SlideOutcome:
     @property
     def failed(self) -> bool:
         return self.state == "failed"
+
+
+class ScanLedger:
+    """Every slide a scan set out to do, and what became of each so far. The driver settles each
+    outcome into it as it comes, so a run that stops early still records what it attempted,
+    completed and failed (pcam_scan.store.run_records.recorded_if_raised)."""
+
+    def __init__(self) -> None:
+        self.slide_ids: list[str] = []
+        self.outcomes: dict[str, SlideOutcome] = {}
+
+    def begin(self, slide_ids: Iterable[str]) -> None:
+        self.slide_ids = list(slide_ids)
+
+    def settle(self, outcome: SlideOutcome) -> None:
+        self.outcomes[outcome.slide_id] = outcome
+
+    def attempts(self) -> list[SlideAttempt]:
+        """One per slide, in the scan's order; a slide with no outcome yet is `unfinished`."""
+        return [
+            SlideAttempt(slide_id, outcome.state, outcome.message or "")
+            if (outcome := self.outcomes.get(slide_id)) is not None
+            else SlideAttempt(slide_id, UNFINISHED_STATE, UNFINISHED_MESSAGE)
+            for slide_id in self.slide_ids
+        ]
 
 
 def summary_table(outcomes: Sequence[SlideOutcome]) -> str:

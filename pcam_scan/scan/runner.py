@@ -19,7 +19,7 @@ from pcam_scan.model.settings import SCAN_CPU_THREADS, PredictorSettings
 from pcam_scan.qc.settings import QcSettings
 from pcam_scan.scan.driver import Executor, SlideJob, scan_slides
 from pcam_scan.scan.inputs import collect_slides
-from pcam_scan.scan.outcome import SlideOutcome
+from pcam_scan.scan.outcome import ScanLedger, SlideOutcome
 from pcam_scan.scan.progress import ScanProgress
 from pcam_scan.scan.settings import ModelRef, ScanRun, ScanSettings
 from pcam_scan.store import HeatmapStore, RunIdentity, unique_slide_ids
@@ -111,10 +111,13 @@ def resolve_run(request: ScanRequest) -> ScanRun:
 
 
 def run_scan(
-    request: ScanRequest, open_executor: ExecutorFactory, progress: ScanProgress | None = None
+    request: ScanRequest,
+    open_executor: ExecutorFactory,
+    progress: ScanProgress | None = None,
+    ledger: ScanLedger | None = None,
 ) -> list[SlideOutcome]:
     """Scan the request's slides into its store on the executor `open_executor` gives; one
-    outcome per slide."""
+    outcome per slide (held in `ledger` as they come, for a run that stops early)."""
     run = resolve_run(request)  # the executor's model stage loads its own copy, where it runs
     ids = unique_slide_ids(collect_slides(request.slides))
     jobs = [SlideJob(slide_id, str(path)) for slide_id, path in ids.items()]
@@ -122,4 +125,4 @@ def run_scan(
     identity = RunIdentity(run.model.model_id, run.identity(), calibration=calibration)
     store = HeatmapStore.open(request.store_uri, identity, mode="a")
     with open_executor(run, request.placement) as executor:
-        return scan_slides(jobs, store, executor, progress)
+        return scan_slides(jobs, store, executor, progress, ledger)

@@ -24,6 +24,7 @@ from pcam_scan.geometry import Block, CellGrid, block_grid_shape, plan_blocks
 from pcam_scan.qc.flags import blur_flags
 from pcam_scan.qc.settings import QcSettings
 from pcam_scan.qc.verdict import slide_verdict
+from pcam_scan.store.guarded_store import ReadIsolation
 from pcam_scan.store.identity import RunIdentity, json_copy
 from pcam_scan.store.ids import validate_slide_id
 from pcam_scan.store.location import StoreLocation, child_array, child_group, write_attr
@@ -79,8 +80,11 @@ class HeatmapStore(HeatmapReader):
         *,
         mode: OpenMode = "r",
         storage_options: Mapping[str, object] | None = None,
+        isolation: ReadIsolation | None = None,
     ) -> HeatmapStore:
-        location = StoreLocation(uri, storage_options or {})
+        """The store at `uri`; with `isolation` (mode "r", a local store) every file read runs
+        through it by slide (pcam_scan.store.guarded_store.IsolatedLocalStore: the viewer's)."""
+        location = StoreLocation(uri, storage_options or {}, isolation)
         if mode not in ("r", "r+", "a"):
             raise ValueError(f"mode must be 'r', 'r+' or 'a', not {mode!r}")
         if mode == "a" and run is None:

@@ -20,7 +20,7 @@ from zarr.core.sync import sync
 from zarr.storage import FsspecStore
 
 from pcam_scan.errors import ConfigError, StoreError
-from pcam_scan.store.guarded_store import GuardedLocalStore
+from pcam_scan.store.guarded_store import GuardedLocalStore, IsolatedLocalStore, ReadIsolation
 from pcam_scan.store.identity import json_copy
 
 AccessMode = Literal["r", "r+", "a", "w", "w-"]
@@ -34,10 +34,15 @@ class StoreLocation:
 
     uri: str
     storage_options: Mapping[str, object] = field(default_factory=dict)
+    isolation: ReadIsolation | None = field(default=None, compare=False, repr=False)
+    """Read-only local stores only: every file read runs through it, by slide
+    (`pcam_scan.store.guarded_store.IsolatedLocalStore`, the viewer's); never sent to Ray."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.uri, str) or not self.uri.strip():
             raise ConfigError("the store location must be a non-empty path or URL")
+        if self.isolation is not None and self.is_url:
+            raise ConfigError(f"per-slide read isolation applies to local stores only, not to {self.uri!r}")
         if self.storage_options and not self.is_url:
             raise ConfigError(f"storage options apply to URLs only, not to the local path {self.uri!r}")
         object.__setattr__(self, "storage_options", dict(self.storage_options))
@@ -56,6 +61,10 @@ class StoreLocation:
         local = self.local_path
         if local is None:
             return FsspecStore.from_url(self.uri, storage_options=dict(self.storage_options), read_only=read_only)
+        if self.isolation is not None:
+            if not read_only:
+                raise StoreError(f"{self.uri} is opened for isolated reads only")
+            return IsolatedLocalStore(local, self.isolation)
         return GuardedLocalStore(local, read_only=read_only)
 
     def group(

@@ -149,12 +149,19 @@ Failure = Callable[[BaseException], tuple[int, str]]
 
 @contextmanager
 def recorded_if_raised(
-    store_uri: str, command: str, arguments: Mapping[str, object], started: str, failure: Failure
+    store_uri: str,
+    command: str,
+    arguments: Mapping[str, object],
+    started: str,
+    failure: Failure,
+    attempts: Callable[[], Sequence[SlideAttempt]] = tuple,
 ) -> Iterator[None]:
     """A run that raises, or is interrupted (Ctrl-C, SIGTERM), still appends its record to the
-    store, `failed` or `interrupted` with its one line, and the exception goes on. Nothing is
-    recorded where no store exists yet (the error came before there was one); a record that
-    cannot be written (the store's disk is full) is logged and never hides the run's own error."""
+    store, `failed` or `interrupted` with its one line and the per-slide `attempts()` so far (a
+    scan's `pcam_scan.scan.outcome.ScanLedger`: each slide completed, failed, or unfinished), and
+    the exception goes on. Nothing is recorded where no store exists yet (the error came before
+    there was one); a record that cannot be written (the store's disk is full) is logged and
+    never hides the run's own error."""
     try:
         yield
     except BaseException as err:
@@ -163,7 +170,7 @@ def recorded_if_raised(
         try:
             location = StoreLocation(store_uri)
             if _store_exists(location):
-                record = new_record(command, arguments, started, exit_code, (), outcome, message)
+                record = new_record(command, arguments, started, exit_code, attempts(), outcome, message)
                 append_run_record(location, record)
         except Exception as record_err:  # the run's own error is what the user must see
             LOG.warning("the %s run's record could not be written: %s", command, describe_error(record_err))

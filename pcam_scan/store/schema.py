@@ -802,7 +802,8 @@ class RunRecord:
     exit_code: int
     attempts: tuple[SlideAttempt, ...]
     outcome: str = RUN_COMPLETED_OUTCOME
-    """`RUN_OUTCOMES`: whether the command ran to its end; a run that raised has no attempts."""
+    """`RUN_OUTCOMES`: whether the command ran to its end; a scan that stopped early still lists
+    its slides, each completed, failed or unfinished."""
     message: str = ""
 
     def __post_init__(self) -> None:

@@ -64,7 +64,8 @@ SECURITY_HEADERS = (
 
 def create_app(settings: ViewerSettings, allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> Starlette:
     """The viewer over one store (opened read-only now: a bad store fails here, not later)."""
-    catalog = SlideCatalog(settings)
+    store_gate = SlideGate(settings.reads_per_slide, settings.read_timeout_s, thread_name="viewer-store-read")
+    catalog = SlideCatalog(settings, store_gate)
     api = _Api(catalog)
     gated = _gated(SlideGate(settings.reads_per_slide, settings.read_timeout_s))
     routes = [

@@ -31,7 +31,9 @@ from pcam_scan.render.style_defaults import DEFAULT_COLORMAP, DEFAULT_THRESHOLD
 from pcam_scan.render.summary import SlideSummary, summarise
 from pcam_scan.slide_backends import DEFAULT_SLIDE_BACKEND, check_backend_name
 from pcam_scan.store import HeatmapStore, SlideState, StoredSlide
+from pcam_scan.store.guarded_store import ReadIsolation
 from pcam_scan.store.identity import canonical_json
+from pcam_scan.store.location import StoreLocation
 from pcam_scan.store.queries import model_calibration
 from pcam_scan.store.validation import DamagedSlideError
 from pcam_scan.validation import check_probability
@@ -105,9 +107,12 @@ class SlideView:
 class SlideCatalog:
     """The store, opened read-only, with the caches the viewer's requests share."""
 
-    def __init__(self, settings: ViewerSettings) -> None:
+    def __init__(self, settings: ViewerSettings, isolation: ReadIsolation | None = None) -> None:
+        """With `isolation`, every store file read runs through it by slide (the viewer's store
+        gate, pcam_scan.viewer.isolation); a store URL is read without it."""
         self.settings = settings
-        self.store = HeatmapStore.open(settings.store_uri, mode="r")
+        is_url = StoreLocation(settings.store_uri).is_url
+        self.store = HeatmapStore.open(settings.store_uri, mode="r", isolation=None if is_url else isolation)
         self.locator = SlideLocator(settings.slides_dir)
         self._pyramids: LruCache[HeatmapPyramid] = LruCache(settings.cached_slides)
         self._tiles: LruCache[SlideTiles] = LruCache(settings.cached_slides)
@@ -119,13 +124,13 @@ class SlideCatalog:
         """Every slide group of the store, in id order; an unreadable group says so."""
         out = []
         for slide_id in self.store.list_slides():
-            status = self.store.slide_status(slide_id)
-            if status is not None and status.state is SlideState.DAMAGED:
-                out.append(SlideSummary(slide_id, SlideState.DAMAGED.value, status.message))
-                continue
             try:
+                status = self.store.slide_status(slide_id)
+                if status is not None and status.state is SlideState.DAMAGED:
+                    out.append(SlideSummary(slide_id, SlideState.DAMAGED.value, status.message))
+                    continue
                 out.append(summarise(self.store.stored_slide(slide_id)))
-            except StoreError as err:
+            except PcamScanError as err:  # a StoreError, or its storage stalled (SlideBusyError)
                 out.append(SlideSummary(slide_id, None, f"unreadable: {err}"))
         return out
 

@@ -13,6 +13,12 @@ its own read did not finish). A thread stuck in its read keeps its place until t
 returns, so a stalled slide holds at most `per_slide` threads, and requests for other slides and
 the slide list, which never wait on those places, keep answering.
 
+The viewer has two gates: one for its requests, and one for the store's file reads beneath them
+(`pcam_scan.store.guarded_store.IsolatedLocalStore`, on Zarr's event loop), so a stalled store
+chunk holds at most `per_slide` of Zarr's reading threads too, never the pool all slides share; a
+request whose store read gives up is answered and frees its own place. Two gates, not one: a
+request holding its slide's last place must never wait for a place of that slide for its read.
+
 The gate holds no event-loop objects between requests (the test client runs each request on a
 loop of its own): a waiter is handed its place through its own loop's `call_soon_threadsafe`.
 """
@@ -51,13 +57,15 @@ class _Waiter:
 class SlideGate:
     """Per-slide places for the viewer's reads (see the module docstring)."""
 
-    def __init__(self, per_slide: int, timeout_s: float) -> None:
+    def __init__(self, per_slide: int, timeout_s: float, thread_name: str = "viewer-read") -> None:
         if per_slide < 1:
             raise ValueError("a slide needs at least one place for its reads")
         if not timeout_s > 0:
             raise ValueError("the read time limit must be > 0 s")
         self.per_slide = per_slide
         self.timeout_s = timeout_s
+        self.thread_name = thread_name
+        """Its threads are named `<thread_name>-<slide id>`."""
         self._lock = threading.Lock()
         self._running: dict[str, int] = {}  # slide id -> reads holding a place (stuck ones too)
         self._waiting: dict[str, deque[_Waiter]] = {}
@@ -75,7 +83,7 @@ class SlideGate:
         await self._acquire(slide_id, loop)
         done: asyncio.Future[T] = loop.create_future()
         thread = threading.Thread(
-            target=self._work, args=(slide_id, work, loop, done), name=f"viewer-read-{slide_id}", daemon=True
+            target=self._work, args=(slide_id, work, loop, done), name=f"{self.thread_name}-{slide_id}", daemon=True
         )
         try:
             thread.start()
