@@ -101,6 +101,19 @@ def test_ray_scan_equals_in_process_scan_and_skips_complete_slides(
     assert capsys.readouterr().out.count("already complete") == 2
 
 
+def test_a_batch_already_complete_needs_no_cluster(
+    batch: list[str], tiny_checkpoint: Path, in_process_store: Path, tmp_path: Path, capsys
+) -> None:
+    """Run again, a finished batch is settled from the store: no planning, model or Ray, so an
+    address where no cluster listens does not matter."""
+    store = tmp_path / "copy.zarr"
+    shutil.copytree(in_process_store, store)
+    nowhere = ("--address", "127.0.0.1:9", "--block-cells", "16")
+    assert main(scan_args(batch[:2], tiny_checkpoint, store, *nowhere)) == 0
+    assert capsys.readouterr().out.count("already complete") == 2
+    assert_same_heatmaps(in_process_store, store, GOOD)
+
+
 def test_in_process_model_threads_give_the_one_thread_heatmaps(
     batch: list[str], tiny_checkpoint: Path, in_process_store: Path, tmp_path: Path, capsys
 ) -> None:
@@ -161,7 +174,9 @@ def test_resume_after_sigkill_equals_an_uninterrupted_scan(
         proc.wait()
     interrupted = HeatmapStore.open(str(store))
     assert any(interrupted.slide_status(s).state is not SlideState.COMPLETE for s in interrupted.list_slides())
-    assert main(scan_args(slides, tiny_checkpoint, store, "--block-cells", "8", "--num-cpus", "2")) == 0
+    # the store a killed Ray scan left resumes: in process here (the Ray resume after SIGTERM is
+    # tests/test_hostile_processes.py's), so this test starts Ray once
+    assert main(scan_args(slides, tiny_checkpoint, store, "--block-cells", "8", "--in-process")) == 0
     assert_same_heatmaps(reference, store, GOOD)
 
 

@@ -101,8 +101,7 @@ class _RunDriver:
         if ready.failure is not None:
             self.fail(job, ready.failure)
         elif ready.complete:
-            stored = self.store.stored_slide(job.slide_id)
-            self._settle(stored_outcome(stored, job.slide_id, job.path, "already complete", {}))
+            self.settle_complete(job)
         else:
             tally = self.tallies[job.slide_id] = _SlideTally(job, ready)
             self.progress.add_work(ready.n_pending, ready.n_patches)
@@ -110,6 +109,9 @@ class _RunDriver:
                 self._finalize(tally)
             for result in self.early.pop(job.slide_id, []):
                 self.block_done(result)
+
+    def settle_complete(self, job: SlideJob) -> None:
+        self._settle(complete_outcome(self.store, job))
 
     def block_done(self, result: BlockResult) -> None:
         tally = self.tallies.get(result.slide_id)
@@ -137,23 +139,52 @@ class _RunDriver:
         self.progress.slide_done()
 
 
+def complete_outcome(store: HeatmapStore, job: SlideJob) -> SlideOutcome:
+    """The outcome of a slide the store already holds complete."""
+    return stored_outcome(store.stored_slide(job.slide_id), job.slide_id, job.path, "already complete", {})
+
+
+def already_complete(jobs: Sequence[SlideJob], store: HeatmapStore) -> frozenset[str]:
+    """The jobs' slides that `store` holds complete for this run and the same file: a batch run
+    again settles them without planning, model or executor (a finished batch starts no Ray)."""
+    complete = set()
+    for job in jobs:
+        record = _record(job)
+        if record is not None and store.is_complete_for(job.slide_id, record.fingerprint):
+            complete.add(job.slide_id)
+    return frozenset(complete)
+
+
 def scan_slides(
     jobs: Sequence[SlideJob],
     store: HeatmapStore,
-    executor: Executor,
+    executor: Executor | None,
     progress: ScanProgress | None = None,
     ledger: ScanLedger | None = None,
+    complete: frozenset[str] = frozenset(),
 ) -> list[SlideOutcome]:
     """Scan every job into `store`; one outcome per job, in the jobs' order. Never raises for a
     bad slide: its outcome (and its status in the store) says failed, with the message. The
-    `ledger` holds the outcomes as they come, also when the run raises."""
+    `ledger` holds the outcomes as they come, also when the run raises. The slides in
+    `complete` (`already_complete`) are settled from the store and never reach the executor,
+    which may be None when that is every slide."""
+    todo = [job for job in jobs if job.slide_id not in complete]
+    if todo and executor is None:
+        raise ValueError("slides left to scan need an executor")
     progress = progress or ScanProgress()
     progress.set_totals(len(jobs), 0, 0)
     ledger = ledger or ScanLedger()
     ledger.begin(job.slide_id for job in jobs)
+    for job in jobs:
+        if job.slide_id in complete:
+            ledger.settle(complete_outcome(store, job))
+            progress.slide_done()
+    if executor is None:
+        progress.close()
+        return [ledger.outcomes[job.slide_id] for job in jobs]
     driver = _RunDriver(jobs, store, executor, progress, ledger)
     try:
-        for record in executor.scan(jobs, store):
+        for record in executor.scan(todo, store):
             if isinstance(record, SlideReady):
                 driver.slide_ready(record)
             else:

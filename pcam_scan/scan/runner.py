@@ -17,7 +17,7 @@ from pcam_scan.errors import ConfigError
 from pcam_scan.model.checkpoint import load_checkpoint
 from pcam_scan.model.settings import SCAN_CPU_THREADS, PredictorSettings
 from pcam_scan.qc.settings import QcSettings
-from pcam_scan.scan.driver import Executor, SlideJob, scan_slides
+from pcam_scan.scan.driver import Executor, SlideJob, already_complete, scan_slides
 from pcam_scan.scan.inputs import collect_slides
 from pcam_scan.scan.outcome import ScanLedger, SlideOutcome
 from pcam_scan.scan.progress import ScanProgress
@@ -124,5 +124,8 @@ def run_scan(
     calibration = ModelCalibration(run.model.temperature, run.model.calibration_fitted_on)
     identity = RunIdentity(run.model.model_id, run.identity(), calibration=calibration)
     store = HeatmapStore.open(request.store_uri, identity, mode="a")
+    complete = already_complete(jobs, store)
+    if len(complete) == len(jobs):  # nothing to scan: no model, no Ray
+        return scan_slides(jobs, store, None, progress, ledger, complete)
     with open_executor(run, request.placement) as executor:
-        return scan_slides(jobs, store, executor, progress, ledger)
+        return scan_slides(jobs, store, executor, progress, ledger, complete)

@@ -274,6 +274,22 @@ class HeatmapStore(HeatmapReader):
         current = {**self._slide_attrs(slide_id).raw, **updates}
         write_attr(self._slide_group(slide_id), ATTRS_KEY, current)
 
+    def is_complete_for(self, slide_id: str, fingerprint: str) -> bool:
+        """Whether the slide is complete in this store for this run and this very file: then a
+        scan has nothing to do for it (its grid and tissue follow from the file and the run's
+        settings, which the store's settings hash pins), and needs no planning, model or Ray."""
+        existing = self._existing_attrs(slide_id)
+        if existing is None or not existing.planned:
+            return False
+        run = self._run_for_writing()
+        status = existing.status()
+        return (
+            status is not None
+            and status.state is SlideState.COMPLETE
+            and existing.run_ids() == (run.model_id, run.settings_hash)
+            and existing.record().fingerprint == fingerprint
+        )
+
     def _check_resumable(
         self,
         slide_id: str,
