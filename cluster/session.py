@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -94,6 +95,7 @@ def ray_session(
     handler = _SigtermHandler()
     try:
         if address:
+            check_reachable(address)
             ray.init(address=address, **kwargs)
         else:  # "local": a cluster of our own, even when `ray start` left one running here
             system = {"num_workers_soft_limit": worker_pool} if worker_pool else None
@@ -124,6 +126,25 @@ def ray_session(
             ray.shutdown()
         finally:
             handler.restore()
+
+
+REACH_TIMEOUT_S = 10.0
+"""How long a cluster's GCS port may take to accept a connection before the address is refused."""
+
+
+def check_reachable(address: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """ConfigError unless something listens at `address` (`HOST:PORT` or `ray://HOST:PORT`).
+
+    Given an address where nothing listens (a typo, a stopped head), `ray.init` retries its GCS
+    connection for minutes; one TCP connect says at once. `auto` and other forms go to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise ConfigError(f"cannot reach a Ray cluster at {address}: {err.strerror or err}") from None
 
 
 class _SigtermHandler:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import pytest
 
 from cluster.session import start_local_ray
+from pcam_scan.cli import main
 
 TIMEOUT = "The current node timed out during startup. This could happen because ..."
 
@@ -46,3 +50,19 @@ def test_any_other_start_error_is_not_retried() -> None:
     with pytest.raises(Exception, match="object store"):
         start_local_ray(starter.start, starter.stop, attempts=3)
     assert (starter.starts, starter.stops) == (1, 0)
+
+
+@pytest.mark.timeout(300)  # a guard: without the check, Ray retries its GCS connection for minutes
+def test_an_address_where_no_cluster_listens_is_one_line_at_once(
+    tmp_path: Path, tiny_checkpoint: Path, synth_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as sock:  # a port just freed: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    slide = str(synth_dataset / "normal_001.tif")
+    store = tmp_path / "s.zarr"
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        argv = ["scan", slide, "--model", str(tiny_checkpoint), "--store", str(store), "--address", address]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"pcam-scan: error: cannot reach a Ray cluster at {address}: Connection refused"]
