@@ -104,10 +104,7 @@ class HeatmapReader:
             return attrs.stored_slide(slide_id)
 
     def read_grid(self, slide_id: str) -> CellGrid:
-        attrs = self._planned_attrs(slide_id)
-        with reading_slide(slide_id, "grid"), _damaged_if_malformed(slide_id):
-            grid = attrs.grid()
-        return check_grid(slide_id, grid)
+        return _grid_of(slide_id, self._planned_attrs(slide_id))
 
     # -- arrays ----------------------------------------------------------------------------
 
@@ -142,22 +139,18 @@ class HeatmapReader:
         check_prob(slide_id, level, values, shape)
         return values.astype(np.float32, copy=False)
 
-    def has_qc(self, slide_id: str) -> bool:
-        """Whether the slide was scanned with QC (its `qc_flags` and `focus` arrays exist)."""
-        slide = self._slide_group(slide_id)
-        return QC_FLAGS in slide and FOCUS in slide
-
     def read_qc(self, slide_id: str, level: int = 0) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]] | None:
         """One level of the QC flags (uint8) and focus scores (float32, NaN off tissue); None when
-        the slide has no QC (a store written before QC, or a scan with `--no-qc`)."""
-        if not self.has_qc(slide_id):
-            return None
+        the slide has no QC (a store written before QC, or a scan with `--no-qc`). The slide's
+        group is opened once (every read of the scan's diagnosis pays for each opening)."""
         slide = self._slide_group(slide_id)
-        shape = self.read_grid(slide_id).shape if level == 0 else None
+        shape = _grid_of(slide_id, self._planned_attrs(slide_id, slide)).shape if level == 0 else None
         with reading_slide(slide_id, f"qc level {level}"):
+            flags_group, focus_group = slide.get(QC_FLAGS), slide.get(FOCUS)
+            if not (isinstance(flags_group, zarr.Group) and isinstance(focus_group, zarr.Group)):
+                return None
             arrays = []
-            for name in (QC_FLAGS, FOCUS):
-                group = child_group(slide, name)
+            for name, group in ((QC_FLAGS, flags_group), (FOCUS, focus_group)):
                 paths = _level_paths(group)
                 if not 0 <= level < len(paths):
                     raise StoreError(f"slide {slide_id!r} has {name} levels 0-{len(paths) - 1}, not {level}")
@@ -209,20 +202,27 @@ class HeatmapReader:
                 raise DamagedSlideError(slide_id, "prob is not an OME-NGFF multiscale group")
         return prob
 
-    def _slide_attrs(self, slide_id: str) -> SlideAttrs:
-        group = self._slide_group(slide_id)
+    def _slide_attrs(self, slide_id: str, group: zarr.Group | None = None) -> SlideAttrs:
+        """The slide's attributes (from its `group` when the caller has it open)."""
+        group = self._slide_group(slide_id) if group is None else group
         with reading_slide(slide_id, "attributes"):
             raw = group.attrs.get(ATTRS_KEY, {})
         if not isinstance(raw, Mapping):
             raise DamagedSlideError(slide_id, f"its {ATTRS_KEY} attributes are not a mapping")
         return SlideAttrs(dict(raw))
 
-    def _planned_attrs(self, slide_id: str) -> SlideAttrs:
+    def _planned_attrs(self, slide_id: str, group: zarr.Group | None = None) -> SlideAttrs:
         """The slide's attributes, refusing a slide whose planning never finished."""
-        attrs = self._slide_attrs(slide_id)
+        attrs = self._slide_attrs(slide_id, group)
         if not attrs.planned:
             raise StoreError(f"slide {slide_id!r} was never planned in the store {self.uri}")
         return attrs
+
+
+def _grid_of(slide_id: str, attrs: SlideAttrs) -> CellGrid:
+    with reading_slide(slide_id, "grid"), _damaged_if_malformed(slide_id):
+        grid = attrs.grid()
+    return check_grid(slide_id, grid)
 
 
 def _level_paths(prob: zarr.Group) -> list[str]:
