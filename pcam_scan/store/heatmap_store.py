@@ -17,7 +17,9 @@ from typing import Any, Literal, SupportsFloat, cast
 import numpy as np
 import numpy.typing as npt
 import zarr
+from zarr.core.group import GroupMetadata
 from zarr.errors import ContainsArrayAndGroupError, ContainsArrayError, NodeNotFoundError
+from zarr.storage import MemoryStore
 
 from pcam_scan.errors import StoreError
 from pcam_scan.geometry import Block, CellGrid, block_grid_shape, plan_blocks
@@ -362,19 +364,17 @@ def _write_levels(group: zarr.Group, levels: Sequence[npt.NDArray[Any]]) -> None
 
 
 def _create_qc_arrays(slide: zarr.Group, slide_id: str, grid: CellGrid, block_cells: int) -> None:
-    """Level 0 of `qc_flags` (uint8, 0) and `focus` (float32, NaN), chunked like `prob/0`; each
-    group made with its multiscales attribute (one metadata write, not two: QC's cost per slide)."""
+    """Level 0 of `qc_flags` (uint8, 0) and `focus` (float32, NaN), chunked like `prob/0`, each
+    in its group with its multiscales attribute: the four nodes written at once (Zarr's
+    `create_hierarchy`), half the CPU of creating them one by one (QC's cost per slide). The
+    arrays' metadata is made by creating them in memory."""
+    nodes: dict[str, Any] = {}
     for name, dtype, pooling in ((QC_FLAGS, "uint8", "or"), (FOCUS, "float32", "mean")):
-        ome = {P_OME.key: multiscales_attrs(slide_id, 1, grid.cell_um, pooling)}
-        group = slide.create_group(name, attributes=cast(dict[str, Any], json_copy(ome)))
-        group.create_array(
-            "0",
-            shape=grid.shape,
-            chunks=(block_cells, block_cells),
-            dtype=dtype,
-            fill_value=float("nan") if dtype == "float32" else 0,
-            dimension_names=AXES,
-        )
+        ome = cast(dict[str, Any], json_copy({P_OME.key: multiscales_attrs(slide_id, 1, grid.cell_um, pooling)}))
+        nodes[name] = GroupMetadata(attributes=ome)
+        nodes[f"{name}/0"] = _grid_array(zarr.group(MemoryStore()), "0", grid.shape, (block_cells,) * 2, dtype).metadata
+    for _ in slide.create_hierarchy(nodes):
+        pass
 
 
 def finalize_qc(

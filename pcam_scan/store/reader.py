@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -141,24 +142,36 @@ class HeatmapReader:
 
     def read_qc(self, slide_id: str, level: int = 0) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]] | None:
         """One level of the QC flags (uint8) and focus scores (float32, NaN off tissue); None when
-        the slide has no QC (a store written before QC, or a scan with `--no-qc`). The slide's
-        group is opened once (every read of the scan's diagnosis pays for each opening)."""
+        the slide has no QC (a store written before QC, or a scan with `--no-qc`)."""
+        arrays = self._read_qc_arrays(slide_id, level, (QC_FLAGS, FOCUS))
+        if arrays is None:
+            return None
+        flags, focus = arrays
+        return flags, focus.astype(np.float32, copy=False)
+
+    def read_qc_flags(self, slide_id: str, level: int = 0) -> npt.NDArray[np.uint8] | None:
+        """One level of the QC flags alone (what the exclusion needs); None without QC."""
+        arrays = self._read_qc_arrays(slide_id, level, (QC_FLAGS,))
+        return None if arrays is None else arrays[0]
+
+    def _read_qc_arrays(self, slide_id: str, level: int, names: tuple[str, ...]) -> list[npt.NDArray[Any]] | None:
+        """The named QC arrays at `level`, checked against the grid; None when the slide lacks
+        one. The slide's group is opened once (the scan's diagnosis pays for every opening)."""
         slide = self._slide_group(slide_id)
         shape = _grid_of(slide_id, self._planned_attrs(slide_id, slide)).shape if level == 0 else None
+        arrays = []
         with reading_slide(slide_id, f"qc level {level}"):
-            flags_group, focus_group = slide.get(QC_FLAGS), slide.get(FOCUS)
-            if not (isinstance(flags_group, zarr.Group) and isinstance(focus_group, zarr.Group)):
-                return None
-            arrays = []
-            for name, group in ((QC_FLAGS, flags_group), (FOCUS, focus_group)):
+            for name in names:
+                group = slide.get(name)
+                if not isinstance(group, zarr.Group):
+                    return None
                 paths = _level_paths(group)
                 if not 0 <= level < len(paths):
                     raise StoreError(f"slide {slide_id!r} has {name} levels 0-{len(paths) - 1}, not {level}")
                 arrays.append(np.asarray(child_array(group, paths[level])[:]))
-        flags, focus = arrays
-        if flags.dtype != np.uint8 or (shape is not None and (flags.shape != shape or focus.shape != shape)):
+        if arrays[0].dtype != np.uint8 or (shape is not None and any(array.shape != shape for array in arrays)):
             raise DamagedSlideError(slide_id, f"its QC arrays do not match its grid {shape}")
-        return flags, focus.astype(np.float32, copy=False)
+        return arrays
 
     # -- block bookkeeping -----------------------------------------------------------------
 
