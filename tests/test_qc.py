@@ -367,21 +367,11 @@ def test_a_model_firing_beside_a_stroke_calls_no_ink_slide_positive(tmp_path: Pa
     every patch with a little green marker in it, so on the cells beside a stroke, including cells
     two cells from the nearest ink cell (whose patch holds a stroke edge too thin for an ink cell):
     QC excludes them all, and the ink mask itself stays where the ink is."""
-    from pcam_scan.synth.dataset import write_synthetic_dataset
+    from tests.scanned_store import scan_inked_slide
 
     model = tmp_path / "green-ink.safetensors"
     write_green_ink_checkpoint(model)
-    spec = SynthSpec(
-        SlideSpec(width_px=2400, height_px=2200, mpp_um_px=0.486),
-        0,
-        1,
-        seed=4,
-        artefacts=ArtefactSpec(ink_strokes=2, ink_colours=("green",)),
-    )
-    write_synthetic_dataset(tmp_path / "slides", spec)
-    store_path = tmp_path / "qc.zarr"
-    argv = ["scan", str(tmp_path / "slides"), "--model", str(model), "--store", str(store_path)]
-    assert main([*argv, "--in-process", "--device", "cpu"]) == 0
+    store_path = scan_inked_slide(tmp_path, model, "green")
     store = HeatmapStore.open(str(store_path))
     raw = store.read_prob("normal_001")
     heatmap = read_heatmap(store, "normal_001")

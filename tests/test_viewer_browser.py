@@ -38,7 +38,7 @@ from pcam_scan.render.heatmap_image import HeatmapStyle
 from pcam_scan.viewer.app import NPM_INSTALL_HINT, create_app, openseadragon_installed
 from pcam_scan.viewer.catalog import ViewerSettings
 from pcam_scan.viewer.server import bind_socket, make_server
-from tests.scanned_store import NORMAL_PROB, TUMOUR_PROB, ScannedSlide, build_store
+from tests.scanned_store import NORMAL_PROB, TUMOUR_PROB, ScannedSlide, build_store, scan_inked_slide
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -78,23 +78,7 @@ def serve(settings: ViewerSettings) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def qc_store(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
     """A normal synthetic slide with two blue marker strokes, scanned by the real scanner with QC."""
-    from pcam_scan.cli import main
-    from pcam_scan.synth import SlideSpec, SynthSpec, write_synthetic_dataset
-    from pcam_scan.synth.artefacts import ArtefactSpec
-
-    root = tmp_path_factory.mktemp("qc-browser")
-    spec = SynthSpec(
-        SlideSpec(width_px=2400, height_px=2200, mpp_um_px=0.486),
-        0,
-        1,
-        seed=4,
-        artefacts=ArtefactSpec(ink_strokes=2, ink_colours=("blue",)),
-    )
-    write_synthetic_dataset(root / "slides", spec)
-    store = root / "qc.zarr"
-    argv = ["scan", str(root / "slides"), "--model", str(tiny_checkpoint), "--store", str(store)]
-    assert main([*argv, "--in-process", "--device", "cpu"]) == 0
-    return store
+    return scan_inked_slide(tmp_path_factory.mktemp("qc-browser"), tiny_checkpoint, "blue")
 
 
 @pytest.fixture(scope="module")
