@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from zarr.core.sync import sync
+from zarr.errors import NodeNotFoundError
 
 from pcam_scan.geometry import Block
 from pcam_scan.qc.block import BlockQc
@@ -60,13 +61,11 @@ class ProbChunkWriter:
     def write(self, block: Block, probs: npt.ArrayLike, qc: BlockQc | None = None) -> None:
         if self._arrays is None:
             slide = self.location.group(self.slide_id, mode="r+")
-            qc_arrays = None
-            if QC_FLAGS in slide and FOCUS in slide:
-                qc_arrays = (
-                    child_array(child_group(slide, QC_FLAGS), "0"),
-                    child_array(child_group(slide, FOCUS), "0"),
-                )
-            self._arrays = (child_array(child_group(slide, PROB), "0"), child_array(slide, BLOCKS_DONE), qc_arrays)
+            self._arrays = (
+                child_array(child_group(slide, PROB), "0"),
+                child_array(slide, BLOCKS_DONE),
+                self._qc_arrays(),
+            )
         prob0, done, qc_arrays = self._arrays
         values = np.asarray(probs, dtype=np.float32)
         check_block_fits(block, values, prob0.shape, prob0.chunks)
@@ -77,6 +76,17 @@ class ProbChunkWriter:
             chunks += [(qc_arrays[0], qc.flags), (qc_arrays[1], qc.focus)]
         sync(_write_chunks(chunks, block.cell_slices()))
         done[block.block_row, block.block_col] = 1
+
+    def _qc_arrays(self) -> tuple[Any, Any] | None:
+        """Level 0 of `qc_flags` and `focus`, opened by path (two metadata reads: a writer opens
+        them once a slide, in every process that writes its blocks); None for a slide planned
+        without QC."""
+        try:
+            flags0 = self.location.array(f"{self.slide_id}/{QC_FLAGS}/0", mode="r+")
+            focus0 = self.location.array(f"{self.slide_id}/{FOCUS}/0", mode="r+")
+        except NodeNotFoundError:
+            return None
+        return flags0, focus0
 
 
 def check_block_fits(
