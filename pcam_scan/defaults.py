@@ -79,6 +79,14 @@ QC_INK_NEARBY_FRACTION = 0.25
 of ink: on the demo's model, ink one cell away turned normal tissue positive (bench/qc.py). The
 same share as an ink cell, so scattered dark or bluish nuclei of a real slide (CMU-1) do not
 exclude their neighbours, as a 3% share of the whole patch did."""
+QC_INK_REACH_CELLS = 2
+"""Cells within this many cells (a square) of an ink cell are excluded too, decided at finalize
+over the whole slide: the model's patch reaches one cell out, and a stroke's edge cells carry less
+ink than an ink cell needs (`QC_INK_MIN_FRACTION`) but still enough to turn the demo's model
+positive; one cell further covers them. On bench/qc.py's 8192 px batch, with one cell of reach,
+158 cells of `ink_normal_002` with ink in their patch were kept, 4 of them scored >= 0.5 and called
+the slide positive (0.52); with two, none is kept. The price: 16% -> 23% of that slide's tissue
+excluded, 8.3% -> 11.0% of CMU-1's (tests/data: dark specks read as black ink on 1.2% of it)."""
 QC_FOLD_OD_RATIO = 1.4
 """A cell is a fold when the median eosin density of its pixels is at least this times the slide's
 typical tissue eosin (the median over its planning thumbnail's tissue pixels; the two medians agree

@@ -107,3 +107,26 @@ def build_store(
     store_path = folder / "run.zarr"
     store = HeatmapStore.open(str(store_path), RUN, mode="a")
     return store_path, [scan_into(store, slide, top_cells) for slide in synth]
+
+
+def scan_inked_slide(folder: Path, model: Path, colour: str) -> Path:
+    """A normal synthetic slide (`normal_001`) with two marker strokes of `colour`, written to
+    `folder/slides` (true QC masks in `folder/slides/qc`) and scanned with QC by the real scanner
+    in process into `folder/qc.zarr`, which is returned."""
+    from pcam_scan.cli import main
+    from pcam_scan.synth import SynthSpec, write_synthetic_dataset
+    from pcam_scan.synth.artefacts import ArtefactSpec
+
+    spec = SynthSpec(
+        SlideSpec(width_px=2400, height_px=2200, mpp_um_px=0.486),
+        0,
+        1,
+        seed=4,
+        artefacts=ArtefactSpec(ink_strokes=2, ink_colours=(colour,)),
+    )
+    write_synthetic_dataset(folder / "slides", spec)
+    store = folder / "qc.zarr"
+    argv = ["scan", str(folder / "slides"), "--model", str(model), "--store", str(store)]
+    if main([*argv, "--in-process", "--device", "cpu"]) != 0:
+        raise AssertionError(f"the scan of {folder / 'slides'} failed")
+    return store

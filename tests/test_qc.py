@@ -215,7 +215,8 @@ def test_qc_flags_the_injected_artefacts_and_never_changes_prob(artefact_scan: t
     qc = on.read_qc("normal_001")
     assert qc is not None
     flags, focus = qc
-    truth = np.load(root / "slides" / "qc" / "normal_001_qc.npz")
+    with np.load(root / "slides" / "qc" / "normal_001_qc.npz") as stored:  # closed: no ResourceWarning later
+        truth = dict(stored)
     tissue = on.read_tissue("normal_001")
     for kind, bit in (("ink", INK), ("blur", BLUR), ("fold", FOLD)):
         true = truth[kind] & tissue
@@ -322,3 +323,67 @@ def test_qupath_tiles_carry_the_store_s_qc(artefact_scan: tuple[Path, Path, Path
     without = _export(off_path, tmp_path / "off", "--level", str(level))
     assert len(without) == len(features)
     assert all(list(f["properties"]["measurements"]) == [MEASUREMENT] for f in without)
+
+
+def write_green_ink_checkpoint(path: Path) -> None:
+    """A real tiny-CNN checkpoint with set weights that calls a patch tumour when about 1% of it
+    is green marker (green above red by 0.1 or more; H&E is never so): a model biased to fire on
+    ink, as the demo's small model does beside a stroke. Input scaled to [0, 1] (mean 0, std 1);
+    conv 1 takes the centre pixel's G - R, convs 2 and 3 average their 3 x 3 windows, the head
+    reads the mean of that map (BatchNorms set to identity)."""
+    import torch
+
+    from pcam_scan.model.architectures import tiny_cnn
+    from pcam_scan.model.checkpoint import save_checkpoint
+    from pcam_scan.model.metadata import ModelMetadata, Normalisation, Provenance
+    from pcam_scan.model.names import TINY_CNN
+
+    network = tiny_cnn(2).eval()
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                module.weight.zero_()
+            elif isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                assert module.running_var is not None
+                module.weight.fill_(1.0), module.bias.zero_(), module.running_var.fill_(1.0 - module.eps)
+        body, head = network[0], network[1]
+        body[0].weight[0, 0, 1, 1], body[0].weight[0, 1, 1, 1] = -10.0, 10.0  # 10 (G - R) ...
+        body[1].bias[0] = -1.0  # ... - 1: positive where G - R > 0.1
+        body[3].weight[0, 0] = 1.0 / 9.0
+        body[6].weight[0, 0] = 1.0 / 9.0
+        head[4].weight[0, 64] = 1.0  # the average-pooled channel 0
+        head[8].weight[1, 0], head[8].weight[0, 0] = 2000.0, 0.0
+        head[6].bias[0] = -0.008  # tumour when the patch's mean exceeds 0.008 (~1% of it inked)
+    metadata = ModelMetadata(
+        architecture=TINY_CNN,
+        provenance=Provenance(data="none: weights set by hand to fire on green marker", date="2026-12-07"),
+        normalisation=Normalisation((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+    )
+    save_checkpoint(network, path, metadata)
+
+
+def test_a_model_firing_beside_a_stroke_calls_no_ink_slide_positive(tmp_path: Path) -> None:
+    """Issue 20's target: no positive call caused by ink on a normal slide. The model fires on
+    every patch with a little green marker in it, so on the cells beside a stroke, including cells
+    two cells from the nearest ink cell (whose patch holds a stroke edge too thin for an ink cell):
+    QC excludes them all, and the ink mask itself stays where the ink is."""
+    from tests.scanned_store import scan_inked_slide
+
+    model = tmp_path / "green-ink.safetensors"
+    write_green_ink_checkpoint(model)
+    store_path = scan_inked_slide(tmp_path, model, "green")
+    store = HeatmapStore.open(str(store_path))
+    raw = store.read_prob("normal_001")
+    heatmap = read_heatmap(store, "normal_001")
+    assert heatmap.qc_flags is not None
+    ink = (heatmap.qc_flags & INK) != 0
+    fired = heatmap.tissue & (raw >= 0.5)
+    beyond_one_cell = fired & ~ndimage.maximum_filter(ink, size=3)
+    assert ink.any() and beyond_one_cell.any()  # the model fires beside the stroke, past the patch's reach
+    far = ~ndimage.maximum_filter(ink, size=7) & heatmap.tissue
+    assert far.any() and not (raw[far] >= 0.5).any()  # on tissue away from ink it does not fire
+    assert not (heatmap.prob >= 0.5).any()  # every firing cell is excluded
+    with np.load(tmp_path / "slides" / "qc" / "normal_001_qc.npz") as truth:
+        assert not (ink & ~ndimage.binary_dilation(truth["ink"])).any()  # the ink mask is where the ink is
+    diagnosis = store.stored_slide("normal_001").diagnosis
+    assert diagnosis is not None and diagnosis["call"] != "positive"

@@ -8,7 +8,9 @@ cells are chosen from the store's geometry and placed on screen by the page's ow
 The real mouse is moved over a lesion cell and a normal cell: the readout must give their
 probabilities, cells and micrometres; the reference annotations (`view --annotations`) must be
 drawn in their own dashed style over the lesion, switch off with their checkbox, and stay off the
-navigator. Screenshots are saved under $PCAM_SCAN_SCREENSHOTS (default: test-output/viewer/ in the
+navigator. The QC layer of a store scanned with QC (a slide with marker strokes) must request its
+tiles (answered 200), draw the ink cells in the ink colour and nothing over clean tissue, and go
+when switched off. Screenshots are saved under $PCAM_SCAN_SCREENSHOTS (default: test-output/viewer/ in the
 repository), for people to look at.
 
 Needs: `apt-get install -y chromium chromium-driver` and
@@ -31,11 +33,12 @@ from PIL import Image
 from scipy import ndimage
 
 from pcam_scan.annotations.asap import write_asap_xml
+from pcam_scan.geometry import CellGrid
 from pcam_scan.render.heatmap_image import HeatmapStyle
 from pcam_scan.viewer.app import NPM_INSTALL_HINT, create_app, openseadragon_installed
 from pcam_scan.viewer.catalog import ViewerSettings
 from pcam_scan.viewer.server import bind_socket, make_server
-from tests.scanned_store import NORMAL_PROB, TUMOUR_PROB, ScannedSlide, build_store
+from tests.scanned_store import NORMAL_PROB, TUMOUR_PROB, ScannedSlide, build_store, scan_inked_slide
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -52,20 +55,35 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ScannedSlid
 
 @pytest.fixture(scope="module")
 def server_url(scanned: tuple[Path, ScannedSlide]) -> Iterator[str]:
-    if not openseadragon_installed():
-        pytest.fail(f"OpenSeadragon is not installed: {NPM_INSTALL_HINT}")
     reference = scanned[0].parent / "reference"
     reference.mkdir(exist_ok=True)
     write_asap_xml(scanned[1].slide.annotations, reference / f"{scanned[1].slide_id}.xml")
-    app = create_app(ViewerSettings(str(scanned[0]), annotations_dir=reference))
+    yield from serve(ViewerSettings(str(scanned[0]), annotations_dir=reference))
+
+
+def serve(settings: ViewerSettings) -> Iterator[str]:
+    """The viewer app on a free 127.0.0.1 port, in a thread, for the module's tests."""
+    if not openseadragon_installed():
+        pytest.fail(f"OpenSeadragon is not installed: {NPM_INSTALL_HINT}")
     sock = bind_socket("127.0.0.1", 0)
-    server = make_server(app)
+    server = make_server(create_app(settings))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     server.should_exit = True
     thread.join(timeout=10)
     sock.close()
+
+
+@pytest.fixture(scope="module")
+def qc_store(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+    """A normal synthetic slide with two blue marker strokes, scanned by the real scanner with QC."""
+    return scan_inked_slide(tmp_path_factory.mktemp("qc-browser"), tiny_checkpoint, "blue")
+
+
+@pytest.fixture(scope="module")
+def qc_server_url(qc_store: Path) -> Iterator[str]:
+    yield from serve(ViewerSettings(str(qc_store)))
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +132,8 @@ def interior_cells(scanned: ScannedSlide, value: float, margin: int) -> list[tup
     return [(int(r), int(c)) for r, c in zip(*np.nonzero(inner))]
 
 
-def screen_xy(driver: object, scanned: ScannedSlide, cell_rc: tuple[int, int]) -> tuple[int, int]:
-    x, y = scanned.grid.cell_center_l0(cell_rc)
+def screen_xy(driver: object, grid: CellGrid, cell_rc: tuple[int, int]) -> tuple[int, int]:
+    x, y = grid.cell_center_l0(cell_rc)
     point = driver.execute_script("return window.pcamViewer.imageToPage(arguments[0], arguments[1]);", x, y)  # type: ignore[attr-defined]
     return round(point["x"]), round(point["y"])
 
@@ -179,10 +197,10 @@ def test_heatmap_colour_appears_over_the_lesion_in_chromium(browser, server_url,
     markers = [(round(x), round(y)) for x, y in detections]
     lesion_xy = next(
         xy
-        for xy in (screen_xy(driver, tumour, rc) for rc in interior_cells(tumour, TUMOUR_PROB, 2))
+        for xy in (screen_xy(driver, tumour.grid, rc) for rc in interior_cells(tumour, TUMOUR_PROB, 2))
         if clear_of(xy, markers, 20)
     )
-    normal_xy = screen_xy(driver, tumour, interior_cells(tumour, NORMAL_PROB, 2)[0])
+    normal_xy = screen_xy(driver, tumour.grid, interior_cells(tumour, NORMAL_PROB, 2)[0])
 
     before = screenshot(driver)  # opacity 0.5: heatmap blended with the slide
     opacity = driver.find_element("id", "opacity")
@@ -235,7 +253,7 @@ def test_cursor_readout_gives_probability_cell_and_micrometres(browser, server_u
     open_viewer(driver, server_url, tumour.slide_id)
     for value in (TUMOUR_PROB, NORMAL_PROB):
         cell = interior_cells(tumour, value, 2)[0]
-        move_mouse_to(driver, screen_xy(driver, tumour, cell))
+        move_mouse_to(driver, screen_xy(driver, tumour.grid, cell))
         wanted = f"window.pcamViewer.readout && window.pcamViewer.readout.cell_rc.join() === '{cell[0]},{cell[1]}'"
         readout = wait_for(driver, f"({wanted}) && window.pcamViewer.readout", f"the readout over cell {cell}")
         assert readout["probability"] == pytest.approx(value, abs=1e-6)  # type: ignore[index]
@@ -268,7 +286,7 @@ def test_reference_annotations_are_a_switchable_layer_off_the_navigator(browser,
     assert paths[0].get_attribute("stroke") != outline_stroke  # a style of its own
     # drawn where the lesion is: the reference polygon's box on screen holds a lesion cell
     box = paths[0].rect
-    lesion_xy = screen_xy(driver, tumour, interior_cells(tumour, TUMOUR_PROB, 1)[0])
+    lesion_xy = screen_xy(driver, tumour.grid, interior_cells(tumour, TUMOUR_PROB, 1)[0])
     assert box["x"] <= lesion_xy[0] <= box["x"] + box["width"] and box["y"] <= lesion_xy[1] <= box["y"] + box["height"]
     # the navigator lies above the SVG layers, so no outline is drawn over the minimap
     on_top = driver.execute_script(
@@ -283,3 +301,49 @@ def test_reference_annotations_are_a_switchable_layer_off_the_navigator(browser,
     assert not driver.find_elements("css selector", "#annotation-group path")
     assert driver.find_elements("css selector", "#lesion-group path.outline")  # detections stay
     save_screenshot(screenshot(driver), "viewer_reference_off.png")
+
+
+def test_the_qc_layer_is_requested_drawn_in_its_colours_and_switched_off(browser, qc_server_url, qc_store) -> None:
+    from pcam_scan.qc.flags import INK
+    from pcam_scan.store import HeatmapStore
+    from pcam_scan.viewer.tiles import QC_RGBA
+
+    store = HeatmapStore.open(str(qc_store))
+    qc = store.read_qc("normal_001")
+    assert qc is not None
+    flags = qc[0]
+    grid = store.read_grid("normal_001")
+    tissue = store.read_tissue("normal_001")
+    inked = ndimage.binary_erosion((flags & INK) != 0, structure=np.ones((3, 3)))
+    clean = ndimage.binary_erosion(tissue & (flags == 0), structure=np.ones((3, 3)))
+    assert inked.any() and clean.any()
+    driver = browser
+    driver.get(f"{qc_server_url}/slides/normal_001")
+    wait_for(driver, "window.pcamViewer && window.pcamViewer.ready", "the viewer to open")
+    wait_for(driver, "window.pcamViewer.slideFullyLoaded && window.pcamViewer.heatmapFullyLoaded", "the tiles")
+    driver.find_element("id", "heatmap-on").click()  # the slide alone under the QC layer
+    wait_for(driver, "window.pcamViewer.drawnOpacity === 0", "the heatmap to be hidden")
+    cells = [np.argwhere(mask)[np.count_nonzero(mask) // 2] for mask in (inked, clean)]
+    ink_xy, clean_xy = (screen_xy(driver, grid, (row, col)) for row, col in cells)
+    before = screenshot(driver)
+
+    driver.find_element("id", "qc-on").click()
+    wait_for(driver, "window.pcamViewer.qcDrawn === true && window.pcamViewer.qcTilesLoaded > 0", "the QC layer")
+    assert driver.execute_script("return window.pcamViewer.error;") is None
+    statuses = driver.execute_script(
+        "return performance.getEntriesByType('resource').filter(e => e.name.includes('/qc_files/'))"
+        ".map(e => e.responseStatus);"
+    )
+    assert statuses and all(status == 200 for status in statuses), statuses
+    shown = screenshot(driver)
+    save_screenshot(shown, "viewer_qc_layer.png")
+    red, green, blue, alpha = QC_RGBA[INK]
+    weight = 0.8 * alpha / 255  # the layer's opacity times the colour's own alpha
+    expected = patch_rgb(before, ink_xy) * (1 - weight) + np.array([red, green, blue]) * weight
+    assert np.linalg.norm(patch_rgb(shown, ink_xy) - expected) < 12, (patch_rgb(shown, ink_xy), expected)
+    assert np.linalg.norm(patch_rgb(shown, clean_xy) - patch_rgb(before, clean_xy)) < 6  # clear there
+
+    driver.find_element("id", "qc-on").click()
+    wait_for(driver, "window.pcamViewer.qcDrawn === false", "the QC layer to be switched off")
+    hidden = screenshot(driver)
+    assert np.linalg.norm(patch_rgb(hidden, ink_xy) - patch_rgb(before, ink_xy)) < 6

@@ -2,7 +2,8 @@
 
 One uint8 per cell; a cell may carry several reasons. INK, FOLD and BUBBLE are decided per block
 from its measures (the block write stores them beside `prob`); BLUR needs the slide's own
-in-focus reference, so it is decided at finalize from the stored focus scores (`blur_flags`).
+in-focus reference, and the ink's reach crosses block borders, so both are decided at finalize
+from the stored flags and focus scores (`slide_flags`).
 EXCLUDING cells get no lesion, no detection point and no say in the slide's probability; BLUR
 cells keep their probability and are flagged.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 
 from pcam_scan.qc.measures import CellMeasures
 from pcam_scan.qc.settings import QcSettings
@@ -20,8 +22,10 @@ BLUR = 2
 FOLD = 4
 BUBBLE = 8
 INK_NEARBY = 16
-"""Ink in the cell's patch but not on the cell: the model saw it, so the cell is excluded too
-(reported within the excluded share, not as ink: the ink mask is where the ink is)."""
+"""Ink near the cell but not on it: in the cell's patch (decided per block, ink on or off tissue),
+or within `QcSettings.ink_reach_cells` of an ink cell (decided at finalize, `slide_flags`). The
+model saw it, so the cell is excluded too (reported within the excluded share, not as ink: the
+ink mask is where the ink is)."""
 REASONS: dict[str, int] = {"ink": INK, "blur": BLUR, "fold": FOLD, "bubble": BUBBLE}
 """Each reason by name (the store's, qc.csv's and the viewer's spelling) and its bit."""
 EXCLUDING = INK | FOLD | BUBBLE | INK_NEARBY
@@ -46,6 +50,28 @@ def block_flags(
     flags[~ink & (measures.rim >= settings.bubble_min_fraction)] |= BUBBLE
     flags[~on_tissue] = 0
     return flags
+
+
+def ink_reach_flags(flags: npt.ArrayLike, tissue: npt.ArrayLike, settings: QcSettings) -> FlagCells:
+    """The flags with INK_NEARBY also set on the tissue cells within `ink_reach_cells` (a square)
+    of an ink cell: the slide-wide part of the ink exclusion, which a block cannot decide alone
+    (its region reaches one cell beyond it). Idempotent."""
+    out = np.array(flags, dtype=np.uint8)
+    ink = (out & INK) != 0
+    reach = settings.ink_reach_cells
+    if reach > 0 and ink.any():
+        near = ndimage.maximum_filter(ink, size=2 * reach + 1, mode="constant")
+        out[near & ~ink & np.asarray(tissue, dtype=bool)] |= INK_NEARBY
+    return out
+
+
+def slide_flags(
+    focus: npt.ArrayLike, flags: npt.ArrayLike, tissue: npt.ArrayLike, settings: QcSettings
+) -> tuple[FlagCells, float]:
+    """The flags decided over the whole slide at finalize, from the blocks' stored flags: the ink
+    reach (`ink_reach_flags`), then BLUR against the slide's focus reference (`blur_flags`), which
+    leaves the excluded cells out. Returns the flags and the focus reference. Idempotent."""
+    return blur_flags(focus, ink_reach_flags(flags, tissue, settings), tissue, settings)
 
 
 def focus_reference(focus: npt.ArrayLike, flags: npt.ArrayLike, tissue: npt.ArrayLike, settings: QcSettings) -> float:

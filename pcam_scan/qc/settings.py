@@ -18,6 +18,7 @@ class QcSettings:
 
     ink_min_fraction: float = defaults.QC_INK_MIN_FRACTION
     ink_nearby_fraction: float = defaults.QC_INK_NEARBY_FRACTION
+    ink_reach_cells: int = defaults.QC_INK_REACH_CELLS
     fold_od_ratio: float = defaults.QC_FOLD_OD_RATIO
     fold_light_od_ratio: float = defaults.QC_FOLD_LIGHT_OD_RATIO
     bubble_min_fraction: float = defaults.QC_BUBBLE_MIN_FRACTION
@@ -43,6 +44,8 @@ class QcSettings:
         for name in ("fold_od_ratio", "fold_light_od_ratio"):
             if getattr(self, name) <= 1.0:
                 raise ConfigError(f"QC {name} {getattr(self, name)} must be above 1")
+        if not 0 <= self.ink_reach_cells <= 8 or self.ink_reach_cells != int(self.ink_reach_cells):
+            raise ConfigError(f"QC ink_reach_cells {self.ink_reach_cells} must be a whole number of cells in 0..8")
         if not 50.0 <= self.focus_reference_percentile <= 100.0:
             raise ConfigError("QC focus_reference_percentile must lie in 50..100")
 
@@ -51,4 +54,10 @@ class QcSettings:
 
     @classmethod
     def from_dict(cls, raw: dict[str, object]) -> QcSettings:
-        return cls(**{key: float(value) for key, value in raw.items() if key in cls.__dataclass_fields__})  # type: ignore[arg-type]
+        """The settings a store recorded; a key it lacks (a store written before the key) keeps
+        its default."""
+        fields = cls.__dataclass_fields__
+        values = {key: float(value) for key, value in raw.items() if key in fields}  # type: ignore[arg-type]
+        if "ink_reach_cells" in values:
+            values["ink_reach_cells"] = int(values["ink_reach_cells"])
+        return cls(**values)  # type: ignore[arg-type]

@@ -79,6 +79,10 @@ class StoreLocation:
             attributes=None if attributes is None else cast(dict[str, Any], json_copy(attributes)),
         )
 
+    def array(self, path: str, *, mode: AccessMode = "r") -> zarr.Array[Any]:
+        """Open the existing array at `path` (one metadata read, no group opened on the way)."""
+        return zarr.open_array(self.zarr_store(mode == "r"), path=path, mode=mode, zarr_format=3)
+
     def child_node_names(self) -> list[str]:
         """Names of the nodes (folders with a `zarr.json`) right under the store's root, read from
         the listing alone: a child whose metadata is damaged is still listed, so it can be

@@ -29,7 +29,8 @@ class StoredHeatmap:
 
     With QC, `prob` is NaN at the cells QC excludes (ink, fold, bubble), so no consumer (lesions,
     detections, the slide's probability, exports, evaluation, render, the viewer) can count them;
-    `qc_flags` and `focus` are the slide's QC arrays (None when QC was not run).
+    `qc_flags` are the slide's QC flags (None when QC was not run; the focus scores, which no
+    consumer of a heatmap needs, are `HeatmapReader.read_qc`'s).
     """
 
     slide_id: str
@@ -37,7 +38,6 @@ class StoredHeatmap:
     prob: np.ndarray = field(repr=False)
     tissue: np.ndarray = field(repr=False)
     qc_flags: np.ndarray | None = field(default=None, repr=False)
-    focus: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def excluded(self) -> np.ndarray:
@@ -82,11 +82,10 @@ def read_heatmap(store: HeatmapReader, slide_id: str) -> StoredHeatmap:
     prob = store.read_prob(slide_id, level=0)
     tissue = store.read_tissue(slide_id)
     check_complete(slide_id, prob, tissue, len(store.pending_blocks(slide_id)))
-    qc = store.read_qc(slide_id, level=0)
-    flags, focus = qc if qc is not None else (None, None)
+    flags = store.read_qc_flags(slide_id, level=0)
     if flags is not None:
         prob = np.where(excluded_cells(flags), np.float32(np.nan), prob).astype(np.float32)
-    return StoredHeatmap(slide_id, store.read_grid(slide_id), prob, tissue, flags, focus)
+    return StoredHeatmap(slide_id, store.read_grid(slide_id), prob, tissue, flags)
 
 
 def match_slide_ids(names: Iterable[str], slide_ids: Sequence[str]) -> tuple[dict[str, str], list[str]]:

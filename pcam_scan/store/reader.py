@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -104,10 +105,7 @@ class HeatmapReader:
             return attrs.stored_slide(slide_id)
 
     def read_grid(self, slide_id: str) -> CellGrid:
-        attrs = self._planned_attrs(slide_id)
-        with reading_slide(slide_id, "grid"), _damaged_if_malformed(slide_id):
-            grid = attrs.grid()
-        return check_grid(slide_id, grid)
+        return _grid_of(slide_id, self._planned_attrs(slide_id))
 
     # -- arrays ----------------------------------------------------------------------------
 
@@ -142,30 +140,38 @@ class HeatmapReader:
         check_prob(slide_id, level, values, shape)
         return values.astype(np.float32, copy=False)
 
-    def has_qc(self, slide_id: str) -> bool:
-        """Whether the slide was scanned with QC (its `qc_flags` and `focus` arrays exist)."""
-        slide = self._slide_group(slide_id)
-        return QC_FLAGS in slide and FOCUS in slide
-
     def read_qc(self, slide_id: str, level: int = 0) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]] | None:
         """One level of the QC flags (uint8) and focus scores (float32, NaN off tissue); None when
         the slide has no QC (a store written before QC, or a scan with `--no-qc`)."""
-        if not self.has_qc(slide_id):
+        arrays = self._read_qc_arrays(slide_id, level, (QC_FLAGS, FOCUS))
+        if arrays is None:
             return None
+        flags, focus = arrays
+        return flags, focus.astype(np.float32, copy=False)
+
+    def read_qc_flags(self, slide_id: str, level: int = 0) -> npt.NDArray[np.uint8] | None:
+        """One level of the QC flags alone (what the exclusion needs); None without QC."""
+        arrays = self._read_qc_arrays(slide_id, level, (QC_FLAGS,))
+        return None if arrays is None else arrays[0]
+
+    def _read_qc_arrays(self, slide_id: str, level: int, names: tuple[str, ...]) -> list[npt.NDArray[Any]] | None:
+        """The named QC arrays at `level`, checked against the grid; None when the slide lacks
+        one. The slide's group is opened once (the scan's diagnosis pays for every opening)."""
         slide = self._slide_group(slide_id)
-        shape = self.read_grid(slide_id).shape if level == 0 else None
+        shape = _grid_of(slide_id, self._planned_attrs(slide_id, slide)).shape if level == 0 else None
+        arrays = []
         with reading_slide(slide_id, f"qc level {level}"):
-            arrays = []
-            for name in (QC_FLAGS, FOCUS):
-                group = child_group(slide, name)
+            for name in names:
+                group = slide.get(name)
+                if not isinstance(group, zarr.Group):
+                    return None
                 paths = _level_paths(group)
                 if not 0 <= level < len(paths):
                     raise StoreError(f"slide {slide_id!r} has {name} levels 0-{len(paths) - 1}, not {level}")
                 arrays.append(np.asarray(child_array(group, paths[level])[:]))
-        flags, focus = arrays
-        if flags.dtype != np.uint8 or (shape is not None and (flags.shape != shape or focus.shape != shape)):
+        if arrays[0].dtype != np.uint8 or (shape is not None and any(array.shape != shape for array in arrays)):
             raise DamagedSlideError(slide_id, f"its QC arrays do not match its grid {shape}")
-        return flags, focus.astype(np.float32, copy=False)
+        return arrays
 
     # -- block bookkeeping -----------------------------------------------------------------
 
@@ -209,20 +215,27 @@ class HeatmapReader:
                 raise DamagedSlideError(slide_id, "prob is not an OME-NGFF multiscale group")
         return prob
 
-    def _slide_attrs(self, slide_id: str) -> SlideAttrs:
-        group = self._slide_group(slide_id)
+    def _slide_attrs(self, slide_id: str, group: zarr.Group | None = None) -> SlideAttrs:
+        """The slide's attributes (from its `group` when the caller has it open)."""
+        group = self._slide_group(slide_id) if group is None else group
         with reading_slide(slide_id, "attributes"):
             raw = group.attrs.get(ATTRS_KEY, {})
         if not isinstance(raw, Mapping):
             raise DamagedSlideError(slide_id, f"its {ATTRS_KEY} attributes are not a mapping")
         return SlideAttrs(dict(raw))
 
-    def _planned_attrs(self, slide_id: str) -> SlideAttrs:
+    def _planned_attrs(self, slide_id: str, group: zarr.Group | None = None) -> SlideAttrs:
         """The slide's attributes, refusing a slide whose planning never finished."""
-        attrs = self._slide_attrs(slide_id)
+        attrs = self._slide_attrs(slide_id, group)
         if not attrs.planned:
             raise StoreError(f"slide {slide_id!r} was never planned in the store {self.uri}")
         return attrs
+
+
+def _grid_of(slide_id: str, attrs: SlideAttrs) -> CellGrid:
+    with reading_slide(slide_id, "grid"), _damaged_if_malformed(slide_id):
+        grid = attrs.grid()
+    return check_grid(slide_id, grid)
 
 
 def _level_paths(prob: zarr.Group) -> list[str]:

@@ -10,8 +10,11 @@
     error: null,
     slideTilesLoaded: 0,
     heatmapTilesLoaded: 0,
+    qcTilesLoaded: 0,
     slideFullyLoaded: false,
     heatmapFullyLoaded: false,
+    qcFullyLoaded: false,
+    qcDrawn: null,
     opacity: 0.5,
     drawnOpacity: null,
     threshold: 0.5,
@@ -71,18 +74,35 @@
 
   let qcItem = null;
 
+  // `state.qcDrawn` is true once the QC layer is on screen, false once it is off it.
   function toggleQc(on) {
+    state.qcDrawn = null;
+    state.qcTilesLoaded = 0;
+    state.qcFullyLoaded = false;
     if (!on) {
       if (qcItem) viewer.world.removeItem(qcItem);
       qcItem = null;
+      afterDraw(() => { state.qcDrawn = false; });
       return;
     }
     viewer.addTiledImage({
       tileSource: tileSource("qc", "png", `v=${info.version}`),
       opacity: 0.8,
-      success: (event) => { qcItem = event.item; },
+      success: (event) => {
+        qcItem = event.item;
+        qcItem.addHandler("fully-loaded-change", (e) => {
+          state.qcFullyLoaded = e.fullyLoaded;
+          if (e.fullyLoaded) afterDraw(() => { state.qcDrawn = true; });
+        });
+      },
       error: (event) => { state.error = "qc: " + event.message; },
     });
+  }
+
+  function afterDraw(then) {
+    // OpenSeadragon draws in its own animation frame; two frames later the change is on screen.
+    viewer.forceRedraw();
+    requestAnimationFrame(() => requestAnimationFrame(then));
   }
 
   function currentOpacity() {
@@ -90,10 +110,8 @@
   }
 
   function markDrawn() {
-    // OpenSeadragon draws in its own animation frame; two frames later the new opacity is on screen.
     const wanted = currentOpacity();
-    viewer.forceRedraw();
-    requestAnimationFrame(() => requestAnimationFrame(() => { state.drawnOpacity = wanted; }));
+    afterDraw(() => { state.drawnOpacity = wanted; });
   }
 
   function applyOpacity() {
@@ -367,6 +385,7 @@
   function countTiles(event) {
     if (event.tiledImage === slideItem) state.slideTilesLoaded += 1;
     else if (event.tiledImage === heatmapItem) state.heatmapTilesLoaded += 1;
+    else if (event.tiledImage === qcItem) state.qcTilesLoaded += 1;
     $("tile-status").textContent = `tiles loaded: slide ${state.slideTilesLoaded}, heatmap ${state.heatmapTilesLoaded}`;
   }
 
