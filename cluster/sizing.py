@@ -28,8 +28,16 @@ WRITE_TASK_CPUS = 0.25
 GPU_ACTOR_CPUS = 1.0
 MIN_READ_TASK_CPUS = 0.25
 CALLS_PER_ACTOR = 4
-"""Ray Data calls running at once in one model actor: while one waits for its last batch, the
+"""Ray Data calls running at once in one GPU model actor: while one waits for its last batch, the
 others keep the feeder's queue full, so batches fill across calls and the device never drains."""
+CPU_CALLS_PER_ACTOR = 2
+"""The same for a CPU actor, whose blocks each get batches of their own (nothing fills across
+calls): one block scored while the next waits is enough. More would let the first actor ready
+hold blocks that another actor could score; one model-bound ResNet50 block is 30 s or more on a
+shared core, and a slide of a few dozen blocks ended with one actor idle."""
+CPU_BLOCKS_PER_CALL = 1
+"""Blocks per call of a CPU actor: Ray Data hands each actor whole calls, so the call is the
+unit the actors share out (one block: both end the run within a block of each other)."""
 
 
 RAY_DATA_HELPER_ACTORS = 3
@@ -121,7 +129,7 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
             )
         actors = cpu_actor_count(resources, threads)
         cpus_per_actor = (resources.cpus - reserve) / 2 / actors  # half the CPUs, shared out
-        blocks_per_call = 4
+        blocks_per_call = CPU_BLOCKS_PER_CALL
     smallest = reserve + actors * cpus_per_actor + MIN_READ_TASKS * MIN_READ_TASK_CPUS
     if resources.cpus < smallest:  # a small node: every share scaled down alike, so all fit at once
         scale = resources.cpus / smallest
@@ -136,6 +144,7 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
             cpus_per_read=MIN_READ_TASK_CPUS * scale,
             cpus_per_write=WRITE_TASK_CPUS * scale,
             blocks_per_call=blocks_per_call,
+            calls_per_actor=CALLS_PER_ACTOR if use_gpus else CPU_CALLS_PER_ACTOR,
         )
     read_cpus = resources.cpus - reserve - actors * cpus_per_actor
     read_tasks = max(MIN_READ_TASKS, math.floor(read_cpus))
@@ -146,4 +155,5 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
         read_tasks=read_tasks,
         cpus_per_read=read_cpus / read_tasks,
         blocks_per_call=blocks_per_call,
+        calls_per_actor=CALLS_PER_ACTOR if use_gpus else CPU_CALLS_PER_ACTOR,
     )
