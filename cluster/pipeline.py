@@ -98,15 +98,13 @@ def run_scan_pipeline(
         fn_constructor_kwargs={"run": run, "concurrent_calls": budget.calls_per_actor},
         batch_size=budget.blocks_per_call,
         compute=ray.data.ActorPoolStrategy(
-            # CPU actors all start at once: Ray Data grows a pool only when an actor has more
-            # than 1.75x its concurrent calls queued, which a model-bound CPU scan with a few
-            # hundred blocks never showed (one ResNet50 actor of two ran the whole scan). GPU
-            # actors start with one and grow as an autoscaler adds nodes. A pool whose minimum
-            # is every actor waits forever for the ones a lost node took with it
-            # (tests/test_cluster.py), so the minimum stays one.
+            # a one-node CPU pool starts with every actor (`start_with_actors`); otherwise the
+            # pool grows to the budget's actors as blocks queue up (and GPU actors as an
+            # autoscaler adds nodes); a pool whose minimum is every actor waits forever for the
+            # ones a lost node took with it (tests/test_cluster.py)
             min_size=1,
             max_size=budget.actors,
-            initial_size=1 if budget.use_gpus else budget.actors,
+            initial_size=budget.initial_actors,
             max_concurrent_calls_per_actor=budget.calls_per_actor,
             enable_true_multi_threading=True,  # calls only queue blocks: one feeder thread runs the model
         ),

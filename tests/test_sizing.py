@@ -52,6 +52,15 @@ def test_a_cpu_actor_holds_few_blocks_so_the_actors_share_a_slide_to_its_end(cpu
     assert gpu.blocks_per_call * gpu.calls_per_actor > budget.blocks_per_call * budget.calls_per_actor
 
 
+def test_a_one_node_cpu_pool_starts_every_actor_and_a_multi_node_pool_grows_from_one() -> None:
+    one_node = plan_budget(ClusterResources(cpus=2, gpus=0, max_node_cpus=2), PredictorSettings(cpu_threads=1), None)
+    assert one_node.initial_actors == one_node.actors == 2
+    three_nodes = ClusterResources(cpus=3, gpus=0, max_node_cpus=1, nodes=3)
+    assert plan_budget(three_nodes, PredictorSettings(cpu_threads=1), None).initial_actors == 1
+    gpu = plan_budget(ClusterResources(cpus=16, gpus=2, max_node_cpus=16), PredictorSettings(), None)
+    assert gpu.initial_actors == 1
+
+
 def test_cpu_actors_are_counted_per_node_of_the_cluster() -> None:
     nodes = (NodeShape(3, 0, 8 * 2**30), NodeShape(5, 0, 8 * 2**30))
     resources = ClusterResources(cpus=8, gpus=0, max_node_cpus=5, nodes=2, node_shapes=nodes)
