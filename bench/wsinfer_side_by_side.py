@@ -9,7 +9,9 @@ loader worker and an offline model registry (`~/.wsinfer-zoo/wsinfer-zoo-registr
 `{"models":{}}` is written when missing, and `HF_HUB_OFFLINE=1`). Each tool's runs alternate,
 so the machine's load hits them alike. It prints, per tool (WSInfer, pcam-scan in process,
 pcam-scan on a local Ray): patches, patches/s (wall clock of the whole command), CPU-seconds per
-1,000 patches of its whole process tree, and the largest peak RSS of any one process. The
+1,000 patches of its whole process tree, and the largest peak RSS of any one process; then, per
+run, the cores busy on average and the processes that did the work (a Ray scan's model actors
+each with its CPU-seconds: are they all at work?). The
 tools find tissue their own way, so their patch counts differ: compare the rates.
 A benchmark: prints figures, asserts nothing.
 
@@ -30,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from process_tree import run_monitored  # noqa: E402
+from process_tree import ProcessPeak, run_monitored  # noqa: E402
 
 REGISTRY = Path.home() / ".wsinfer-zoo" / "wsinfer-zoo-registry.json"
 
@@ -43,6 +45,7 @@ class ToolRun:
     wall_s: float
     cpu_s: float
     peak_mb: float
+    processes: tuple[ProcessPeak, ...] = ()
 
 
 def ensure_offline_registry() -> None:
@@ -90,7 +93,19 @@ def run_wsinfer(venv: Path, slide_dir: Path, model_dir: Path, results: Path) -> 
     if run.returncode != 0 or not outputs:
         raise SystemExit(f"wsinfer failed ({run.returncode}):\n{run.stdout[-3000:]}")
     patches = len(read_wsinfer_rows(results))
-    return ToolRun(patches, run.seconds, sum(p.cpu_s for p in run.peaks), max(p.peak_mb for p in run.peaks))
+    return tool_run(patches, run.seconds, run.peaks)
+
+
+def tool_run(patches: int, wall_s: float, peaks: list[ProcessPeak]) -> ToolRun:
+    return ToolRun(patches, wall_s, sum(p.cpu_s for p in peaks), max(p.peak_mb for p in peaks), tuple(peaks))
+
+
+def busiest_processes(run: ToolRun, share: float = 0.1) -> str:
+    """The processes that used at least `share` of a run's CPU: which ones did the work (a Ray
+    scan's model actors, each at its CPU-seconds), and how many cores were busy on average."""
+    busy = sorted((p for p in run.processes if p.cpu_s >= share * run.cpu_s), key=lambda p: -p.cpu_s)
+    parts = ", ".join(f"{p.name} {p.cpu_s:.0f} CPU-s {p.peak_mb:,.0f} MB" for p in busy)
+    return f"{run.cpu_s / run.wall_s:.2f} cores busy over {run.wall_s:.0f} s; {parts}"
 
 
 def run_pcam_scan(
@@ -105,7 +120,7 @@ def run_pcam_scan(
         raise SystemExit(f"pcam-scan failed ({run.returncode}):\n{run.stdout[-3000:]}")
     heatmaps = HeatmapStore.open(str(store))
     patches = sum((heatmaps.stored_slide(s).predicted_cells or 0) for s in heatmaps.list_slides())
-    return ToolRun(patches, run.seconds, sum(p.cpu_s for p in run.peaks), max(p.peak_mb for p in run.peaks))
+    return tool_run(patches, run.seconds, run.peaks)
 
 
 def main() -> None:
@@ -156,6 +171,10 @@ def main() -> None:
             f"| {cpus[len(cpus) // 2]:.1f} ({', '.join(f'{x:.1f}' for x in cpus)}) "
             f"| {max(r.peak_mb for r in done):,.0f} |"
         )
+    print("\nProcesses with at least 10% of each run's CPU (each run):\n")
+    for tool, done in runs.items():
+        for index, run in enumerate(done):
+            print(f"- {tool} run {index + 1}: {busiest_processes(run)}")
 
 
 if __name__ == "__main__":

@@ -83,8 +83,9 @@ def run_scan_pipeline(
         num_cpus=budget.cpus_per_read,  # from the reads' share: a whole CPU would stall the reads
         compute=ray.data.TaskPoolStrategy(size=min(budget.read_tasks, len(items))),
     )
-    # a few rows per Ray Data block, streaming (no shuffle): a slide's blocks are read in parallel
-    dataset = dataset.repartition(target_num_rows_per_block=ROWS_PER_READ_BLOCK)
+    # a few rows per Ray Data block, streaming (no shuffle): a slide's blocks are read in parallel;
+    # never more than a model call takes, since Ray Data never splits a block between actors
+    dataset = dataset.repartition(target_num_rows_per_block=min(ROWS_PER_READ_BLOCK, budget.blocks_per_call))
     dataset = dataset.map_batches(
         functools.partial(read_blocks, run=run),
         batch_size=1,
@@ -97,11 +98,13 @@ def run_scan_pipeline(
         fn_constructor_kwargs={"run": run, "concurrent_calls": budget.calls_per_actor},
         batch_size=budget.blocks_per_call,
         compute=ray.data.ActorPoolStrategy(
-            # the pool grows to the budget's actors as blocks queue up (and GPU actors as an
+            # a one-node CPU pool starts with every actor (`start_with_actors`); otherwise the
+            # pool grows to the budget's actors as blocks queue up (and GPU actors as an
             # autoscaler adds nodes); a pool whose minimum is every actor waits forever for the
             # ones a lost node took with it (tests/test_cluster.py)
             min_size=1,
             max_size=budget.actors,
+            initial_size=budget.initial_actors,
             max_concurrent_calls_per_actor=budget.calls_per_actor,
             enable_true_multi_threading=True,  # calls only queue blocks: one feeder thread runs the model
         ),

@@ -28,8 +28,16 @@ WRITE_TASK_CPUS = 0.25
 GPU_ACTOR_CPUS = 1.0
 MIN_READ_TASK_CPUS = 0.25
 CALLS_PER_ACTOR = 4
-"""Ray Data calls running at once in one model actor: while one waits for its last batch, the
+"""Ray Data calls running at once in one GPU model actor: while one waits for its last batch, the
 others keep the feeder's queue full, so batches fill across calls and the device never drains."""
+CPU_CALLS_PER_ACTOR = 2
+"""The same for a CPU actor, whose blocks each get batches of their own (nothing fills across
+calls): one block scored while the next waits is enough. More would let the first actor ready
+hold blocks that another actor could score; one model-bound ResNet50 block is 30 s or more on a
+shared core, and a slide of a few dozen blocks ended with one actor idle."""
+CPU_BLOCKS_PER_CALL = 1
+"""Blocks per call of a CPU actor: Ray Data hands each actor whole calls, so the call is the
+unit the actors share out (one block: both end the run within a block of each other)."""
 
 
 RAY_DATA_HELPER_ACTORS = 3
@@ -57,6 +65,8 @@ class PipelineBudget:
     cpus_per_write: float = WRITE_TASK_CPUS
     blocks_per_call: int = 1
     calls_per_actor: int = CALLS_PER_ACTOR
+    initial_actors: int = 1
+    """Actors started with the pool (it grows from there to `actors` as blocks queue up)."""
 
 
 READ_TASK_MEMORY_BYTES = 256 * 1024**2
@@ -121,7 +131,7 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
             )
         actors = cpu_actor_count(resources, threads)
         cpus_per_actor = (resources.cpus - reserve) / 2 / actors  # half the CPUs, shared out
-        blocks_per_call = 4
+        blocks_per_call = CPU_BLOCKS_PER_CALL
     smallest = reserve + actors * cpus_per_actor + MIN_READ_TASKS * MIN_READ_TASK_CPUS
     if resources.cpus < smallest:  # a small node: every share scaled down alike, so all fit at once
         scale = resources.cpus / smallest
@@ -136,8 +146,11 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
             cpus_per_read=MIN_READ_TASK_CPUS * scale,
             cpus_per_write=WRITE_TASK_CPUS * scale,
             blocks_per_call=blocks_per_call,
+            calls_per_actor=CALLS_PER_ACTOR if use_gpus else CPU_CALLS_PER_ACTOR,
+            initial_actors=start_with_actors(resources, actors, use_gpus),
         )
     read_cpus = resources.cpus - reserve - actors * cpus_per_actor
+    initial_actors = start_with_actors(resources, actors, use_gpus)
     read_tasks = max(MIN_READ_TASKS, math.floor(read_cpus))
     return PipelineBudget(
         use_gpus=use_gpus,
@@ -146,4 +159,15 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
         read_tasks=read_tasks,
         cpus_per_read=read_cpus / read_tasks,
         blocks_per_call=blocks_per_call,
+        calls_per_actor=CALLS_PER_ACTOR if use_gpus else CPU_CALLS_PER_ACTOR,
+        initial_actors=initial_actors,
     )
+
+
+def start_with_actors(resources: ClusterResources, actors: int, use_gpus: bool) -> int:
+    """Every CPU actor of a one-node cluster starts with the pool: Ray Data grows a pool only past
+    1.75x utilisation, and on 2 cores one ResNet50 actor of two scored a whole 40k x 60k slide.
+    A pool over several nodes (and GPU actors, which an autoscaler adds) starts with one and
+    grows: an actor on a node that is lost holds its blocks until it restarts, which a cluster
+    without that node never allows (tests/test_cluster.py hung with every actor started)."""
+    return actors if not use_gpus and resources.nodes <= 1 else 1

@@ -41,6 +41,26 @@ def test_a_cpu_node_gets_one_model_actor_per_core_of_its_thread_count(cpus: int,
     assert budget.read_tasks * budget.cpus_per_read == pytest.approx((cpus - WRITE_RESERVE_CPUS) / 2)
 
 
+@pytest.mark.parametrize("cpus", [1, 2, 16])
+def test_a_cpu_actor_holds_few_blocks_so_the_actors_share_a_slide_to_its_end(cpus: int) -> None:
+    """Ray Data gives each actor whole calls: on 2 cores, calls of four blocks, four at once, let
+    the first ResNet50 actor ready take a whole slide's blocks while the other sat idle."""
+    resources = ClusterResources(cpus=cpus, gpus=0, max_node_cpus=cpus)
+    budget = plan_budget(resources, PredictorSettings(cpu_threads=1), None)
+    assert budget.blocks_per_call == 1 and budget.calls_per_actor * budget.blocks_per_call <= 2
+    gpu = plan_budget(ClusterResources(cpus=cpus, gpus=1, max_node_cpus=cpus), PredictorSettings(), None)
+    assert gpu.blocks_per_call * gpu.calls_per_actor > budget.blocks_per_call * budget.calls_per_actor
+
+
+def test_a_one_node_cpu_pool_starts_every_actor_and_a_multi_node_pool_grows_from_one() -> None:
+    one_node = plan_budget(ClusterResources(cpus=2, gpus=0, max_node_cpus=2), PredictorSettings(cpu_threads=1), None)
+    assert one_node.initial_actors == one_node.actors == 2
+    three_nodes = ClusterResources(cpus=3, gpus=0, max_node_cpus=1, nodes=3)
+    assert plan_budget(three_nodes, PredictorSettings(cpu_threads=1), None).initial_actors == 1
+    gpu = plan_budget(ClusterResources(cpus=16, gpus=2, max_node_cpus=16), PredictorSettings(), None)
+    assert gpu.initial_actors == 1
+
+
 def test_cpu_actors_are_counted_per_node_of_the_cluster() -> None:
     nodes = (NodeShape(3, 0, 8 * 2**30), NodeShape(5, 0, 8 * 2**30))
     resources = ClusterResources(cpus=8, gpus=0, max_node_cpus=5, nodes=2, node_shapes=nodes)
