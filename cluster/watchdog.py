@@ -165,7 +165,9 @@ def held_by_other_work(
         demand = Demand(actor.required, 1)
         if demand.missing(nodes) is not None:
             continue
-        short = demand.missing(free) or tuple(sorted(k for k in actor.required if k in ("CPU", "GPU")))
+        short = demand.missing(free)
+        if not short:  # a node has room for it (Ray is still placing it), or it asks for nothing
+            continue
         holders = sorted(
             {
                 f"job {other.job_id}: {other.class_name}"
@@ -255,21 +257,36 @@ def watched(records: Iterator[T], guard: StallGuard, poll_s: float = POLL_S) -> 
                 continue
         return False
 
+    # `_PipelineStopped` is raised in the thread only while it runs inside `pump`'s outer try
+    # (checked and raised under `reading_lock`): raised as the thread starts, or after `pump`
+    # returned, it would escape into threading's own frames and print a traceback
+    reading_lock = threading.Lock()
+    reading = [False]
+
+    def read_all() -> None:
+        try:
+            for record in records:
+                if not put(record):
+                    return
+            put(_END)
+        except _PipelineStopped:
+            return
+        except BaseException as err:
+            put(_END, err)
+        finally:
+            close = getattr(records, "close", None)
+            if close is not None:
+                close()
+
     def pump() -> None:
         try:
+            with reading_lock:
+                reading[0] = True
             try:
-                for record in records:
-                    if not put(record):
-                        return
-                put(_END)
-            except _PipelineStopped:
-                return
-            except BaseException as err:
-                put(_END, err)
+                read_all()
             finally:
-                close = getattr(records, "close", None)
-                if close is not None:
-                    close()
+                with reading_lock:
+                    reading[0] = False
         except _PipelineStopped:  # arrived while unwinding: nothing left to do
             return
 
@@ -290,7 +307,9 @@ def watched(records: Iterator[T], guard: StallGuard, poll_s: float = POLL_S) -> 
             yield cast(T, item)  # anything but _END came from `records`
     finally:
         stop.set()
-        _raise_in(thread, _PipelineStopped)
+        with reading_lock:
+            if reading[0]:
+                _raise_in(thread, _PipelineStopped)
         thread.join(timeout=JOIN_S)
 
 

@@ -174,9 +174,8 @@ def test_resume_after_sigkill_equals_an_uninterrupted_scan(
         proc.wait()
     interrupted = HeatmapStore.open(str(store))
     assert any(interrupted.slide_status(s).state is not SlideState.COMPLETE for s in interrupted.list_slides())
-    # the store a killed Ray scan left resumes: in process here (the Ray resume after SIGTERM is
-    # tests/test_hostile_processes.py's), so this test starts Ray once
-    assert main(scan_args(slides, tiny_checkpoint, store, "--block-cells", "8", "--in-process")) == 0
+    # resumed on Ray (the SIGTERM test in tests/test_hostile_processes.py resumes in process)
+    assert main(scan_args(slides, tiny_checkpoint, store, "--block-cells", "8", "--num-cpus", "2")) == 0
     assert_same_heatmaps(reference, store, GOOD)
 
 

@@ -130,3 +130,8 @@ def test_only_this_jobs_pending_actor_counts_and_only_when_it_fits_a_node() -> N
     assert held_by_other_work(theirs, [waiting, holding], [node], [free], pending_since_s=200.0) is None
     big = ActorEntry(ours, "Model", "PENDING_CREATION", {"GPU": 2.0}, 100.0)
     assert held_by_other_work(ours, [big, holding], [node], [free], pending_since_s=200.0) is None
+    # one that a node has room for (Ray is placing it), one that asks for nothing (Ray's own
+    # coordinator actors): neither waits for other work
+    roomy = ActorEntry(ours, "Model", "PENDING_CREATION", {"CPU": 1.0}, 100.0)
+    empty = ActorEntry(ours, "_AutoscalingCoordinatorActor", "PENDING_CREATION", {}, 100.0)
+    assert held_by_other_work(ours, [roomy, empty, holding], [node], [free], pending_since_s=200.0) is None
