@@ -16,4 +16,6 @@ fi
 .venv/bin/ruff format --check --quiet .
 .venv/bin/mypy
 # two workers, a test file each at a time (a file shares its fixtures): 8 min -> 5 min on 2 cores
-exec .venv/bin/python -m pytest -n 2 --dist loadfile --durations=15 "$@"
+# --no-loadscope-reorder: files go out in collection order (tests/conftest.py puts the longest first);
+# xdist would otherwise send the files with the most tests first and leave the few long ones last
+exec .venv/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15 "$@"

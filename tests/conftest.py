@@ -23,8 +23,9 @@ LONGEST_FILES_FIRST = (
     "test_object_store.py",
 )
 """The test files that start Ray clusters, train or run the demo (a minute or more each, by
-test.sh's --durations). test.sh hands whole files to two workers in collection order, so these
-go first: when one came last, the other worker sat idle while it ran alone."""
+test.sh's --durations). test.sh hands whole files to two workers in collection order
+(`--no-loadscope-reorder`; xdist's default sends the files with the most tests first), so these
+go first: when they came last, one worker ran them alone while the other sat idle."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
