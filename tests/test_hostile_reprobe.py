@@ -158,21 +158,8 @@ def test_a_symlink_planted_at_a_temporary_name_is_never_written_through(
     out = tmp_path / "out"
     out.mkdir()
     (out / planted.format(pid=os.getpid())).symlink_to("../victim.txt")
-    argv = [
-        "synth",
-        out,
-        "--tumor",
-        "0",
-        "--normal",
-        "1",
-        "--width",
-        "2048",
-        "--height",
-        "2048",
-        "--mpp",
-        "0.5",
-        "--quiet",
-    ]
+    argv = ["synth", out, "--tumor", "0", "--normal", "1", "--width", "2048", "--height", "2048",
+            "--mpp", "0.5", "--quiet"]  # fmt: skip
     code, _, _ = run_cli(argv, capsys)
     assert code == 0
     assert victim.read_text() == "must survive\n"
