@@ -132,6 +132,11 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
         actors = cpu_actor_count(resources, threads)
         cpus_per_actor = (resources.cpus - reserve) / 2 / actors  # half the CPUs, shared out
         blocks_per_call = CPU_BLOCKS_PER_CALL
+    pool = {  # how the actors share the blocks out, whatever the node's size
+        "blocks_per_call": blocks_per_call,
+        "calls_per_actor": CALLS_PER_ACTOR if use_gpus else CPU_CALLS_PER_ACTOR,
+        "initial_actors": start_with_actors(resources, actors, use_gpus),
+    }
     smallest = reserve + actors * cpus_per_actor + MIN_READ_TASKS * MIN_READ_TASK_CPUS
     if resources.cpus < smallest:  # a small node: every share scaled down alike, so all fit at once
         scale = resources.cpus / smallest
@@ -145,12 +150,9 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
             read_tasks=MIN_READ_TASKS,
             cpus_per_read=MIN_READ_TASK_CPUS * scale,
             cpus_per_write=WRITE_TASK_CPUS * scale,
-            blocks_per_call=blocks_per_call,
-            calls_per_actor=CALLS_PER_ACTOR if use_gpus else CPU_CALLS_PER_ACTOR,
-            initial_actors=start_with_actors(resources, actors, use_gpus),
+            **pool,
         )
     read_cpus = resources.cpus - reserve - actors * cpus_per_actor
-    initial_actors = start_with_actors(resources, actors, use_gpus)
     read_tasks = max(MIN_READ_TASKS, math.floor(read_cpus))
     return PipelineBudget(
         use_gpus=use_gpus,
@@ -158,9 +160,7 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
         cpus_per_actor=cpus_per_actor,
         read_tasks=read_tasks,
         cpus_per_read=read_cpus / read_tasks,
-        blocks_per_call=blocks_per_call,
-        calls_per_actor=CALLS_PER_ACTOR if use_gpus else CPU_CALLS_PER_ACTOR,
-        initial_actors=initial_actors,
+        **pool,
     )
 
 
