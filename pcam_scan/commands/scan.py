@@ -13,7 +13,7 @@ import sys
 from pcam_scan.commands.options import add_slide_backend_option
 from pcam_scan.defaults import BLOCK_CELLS, STAIN_METHODS
 from pcam_scan.model.names import DEVICE_HELP, is_device_name
-from pcam_scan.model.settings import DEFAULT_BATCH_SIZE
+from pcam_scan.model.settings import CPU_BATCH_SIZE, DEFAULT_BATCH_SIZE
 
 SCAN_DESCRIPTION = """\
 Tile each slide into blocks of 96 px patches at the model's um/px, predict every tissue cell
@@ -66,8 +66,8 @@ def add_scan_arguments(
     parser.add_argument(
         "--batch-size",
         type=int,
-        default=DEFAULT_BATCH_SIZE,
-        help=f"patches per model batch (default {DEFAULT_BATCH_SIZE})",
+        default=None,
+        help=f"patches per model batch (default {DEFAULT_BATCH_SIZE} on a GPU, {CPU_BATCH_SIZE} on the CPU)",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument(

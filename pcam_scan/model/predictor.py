@@ -3,7 +3,8 @@
 Every batch goes through the device feeder (`feeder.py`): each block in batches of its own
 (`PredictorSettings.deterministic`, the CPU's default: a patch's result depends on its row in the
 batch, so this keeps a block's results bit-identical), or batches filled across blocks (a GPU's
-default). CPU: float32 on a fixed thread count (`PredictorSettings.cpu_threads`). CUDA: uint8 goes
+default). CPU: float32 on a fixed thread count (`PredictorSettings.cpu_threads`), the network
+with its batch norms folded, channels_last, batches of `CPU_BATCH_SIZE` (`cpu_inference`). CUDA: uint8 goes
 to pinned memory and over a side stream, a block's patches are cut on the device
 (`patch_cutting`), normalisation and any resize run there, bf16 autocast, channels_last, optional
 `torch.compile`; cuDNN pinned with `deterministic`.
@@ -22,6 +23,7 @@ import torch
 
 from pcam_scan.errors import ConfigError
 from pcam_scan.model.checkpoint import LoadedModel, load_checkpoint
+from pcam_scan.model.cpu_inference import cpu_inference_model
 from pcam_scan.model.feeder import BackgroundFeeder, BatchPacker, BatchStats, CpuDevice, CudaDevice, Device
 from pcam_scan.model.metadata import ModelMetadata
 from pcam_scan.model.patch_cutting import tissue_cell_index
@@ -62,18 +64,21 @@ class Predictor:
         self.device = resolve_device(self.settings.device)
         self.metadata: ModelMetadata = loaded.metadata
         self.model_id = loaded.model_id
-        self.stats = BatchStats(batch_size=self.settings.batch_size)
         on_cuda = self.device.type == "cuda"
+        self.batch_size = self.settings.batch_size_on(on_gpu=on_cuda)
+        self.stats = BatchStats(batch_size=self.batch_size)
         aligned = self.settings.aligns_blocks(on_gpu=on_cuda)
         if on_cuda:
             torch.backends.cudnn.benchmark = not aligned
             torch.backends.cudnn.deterministic = aligned
-        elif self.settings.cpu_threads is not None:
-            torch.set_num_threads(self.settings.cpu_threads)
+        else:
+            loaded = cpu_inference_model(loaded)
+            if self.settings.cpu_threads is not None:
+                torch.set_num_threads(self.settings.cpu_threads)
         network = loaded.network.to(self.device).eval()
         if on_cuda:
             network = network.to(memory_format=torch.channels_last)
-        scorer = PatchScorer(network, self.metadata, tta=self.settings.tta, channels_last=on_cuda).eval()
+        scorer = PatchScorer(network, self.metadata, tta=self.settings.tta, channels_last=True).eval()
         self._scorer: torch.nn.Module = (
             torch.compile(scorer, dynamic=False) if self.settings.compile else scorer  # type: ignore[assignment]
         )
@@ -81,7 +86,7 @@ class Predictor:
         self._packer = BatchPacker(
             device,
             self.score_on_device,
-            self.settings.batch_size,
+            self.batch_size,
             self.settings.batches_in_flight,
             self.stats,
             self.metadata.patch_px,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pcam_scan.errors import CheckpointError
 from pcam_scan.model.checkpoint import load_checkpoint
-from pcam_scan.model.host_memory import fix_mmap_threshold
+from pcam_scan.model.cpu_inference import cpu_inference_model
 from pcam_scan.model.predictor import Predictor, resolve_device
 from pcam_scan.scan.settings import ScanRun
 
@@ -19,13 +19,12 @@ def load_run_predictor(run: ScanRun) -> Predictor:
 def load_run_predictors(run: ScanRun, count: int) -> list[Predictor]:
     """`count` predictors of the run's model (checked as `load_run_predictor` does) that share
     one copy of its weights: one per thread that runs the model, each with its own batches. On
-    the CPU the process' large buffers are mapped and unmapped from here on (`fix_mmap_threshold`),
-    so its peak memory stays that of its batches, however many models and batch sizes."""
+    the CPU that copy is prepared once for CPU inference (`cpu_inference_model`)."""
     path = run.model.checkpoint_path
     device = resolve_device(run.predictor.device)
-    if device.type == "cpu":
-        fix_mmap_threshold()
     loaded = load_checkpoint(path, device)
+    if device.type == "cpu":
+        loaded = cpu_inference_model(loaded)  # prepared once: the predictors share its weights
     predictors = [Predictor(loaded, run.predictor) for _ in range(count)]
     predictor = predictors[0]
     if predictor.model_id != run.model.model_id:
