@@ -2,30 +2,31 @@
 and a CPU node without a cluster.
 
 This thread reads the blocks (one slide open at a time) and writes their results, in block
-order; the model runs in a pool of threads, one per core on the CPU (each a predictor of the
-scan's fixed torch thread count, sharing one copy of the weights), so the next blocks are read
-while the model scores the current ones and a model-bound scan keeps every core at work. Each
-block still goes to the model in batches of its own: on the CPU the results are the Ray
-pipeline's, bit for bit, whichever thread scored them. On a GPU one thread runs the model, and
-each block's last batch is padded (the Ray pipeline's feeder fills batches across blocks).
+order; the model runs on a `PredictorPool`, a thread per core on the CPU (each a predictor of
+the scan's fixed torch thread count, sharing one copy of the weights) that shares out each
+block's batches, so the next blocks are read while the model scores the current ones and a
+model-bound scan keeps every core at work to its last batch. Each block still goes to the model
+in batches of its own: on the CPU the results are the Ray pipeline's, bit for bit, whichever
+thread scored them. On a GPU one thread runs the model, and each block's last batch is padded
+(the Ray pipeline's feeder fills batches across blocks).
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from pcam_scan.errors import describe_error
 from pcam_scan.model.predictor import Predictor, resolve_device
+from pcam_scan.model.predictor_pool import PredictorPool
 from pcam_scan.qc.block import BlockQc
 from pcam_scan.scan.driver import SlideJob
 from pcam_scan.scan.finalize import finalize_slide
@@ -42,15 +43,27 @@ BLOCKS_AHEAD_PER_MODEL_THREAD = 2
 thread waits for a read; each holds its region (about 4 MB for 32x32 cells of 96 px)."""
 
 
-@dataclass(frozen=True)
-class _Scored:
-    """A block after the model: its probabilities and QC, or the error that stopped it."""
+@dataclass
+class _Scoring:
+    """A block on its way through the model: its probabilities to come and its QC, or the read
+    error that stopped it. `predict_s` runs from submission to the last of its batches."""
 
-    probs: np.ndarray | None
+    probs: Future[np.ndarray] | None
     qc: BlockQc | None
     read_s: float
-    predict_s: float = 0.0
     error: str | None = None
+    submitted: float = field(default_factory=time.perf_counter)
+    predict_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.probs is not None:
+            self.probs.add_done_callback(self._timed)
+
+    def _timed(self, _: Future[np.ndarray]) -> None:
+        self.predict_s = time.perf_counter() - self.submitted
+
+    def done(self) -> bool:
+        return self.probs is None or self.probs.done()
 
 
 class InProcessExecutor:
@@ -82,53 +95,36 @@ class InProcessExecutor:
     def _run(self, works: Sequence[BlockWork], writer: ProbChunkWriter) -> Iterator[BlockResult]:
         """Reads and QC here (QC on the raw pixels, before any stain normalisation), the model on the
         pool, writes here in block order."""
-        idle: queue.SimpleQueue[Predictor] = queue.SimpleQueue()
-        for predictor in self.predictors:
-            idle.put(predictor)
         stride_px = self.run.geometry.stride_px
-
-        def score(work: BlockWork, region: np.ndarray, qc: BlockQc | None, read_s: float) -> _Scored:
-            started = time.perf_counter()
-            try:
-                predictor = idle.get()  # never waits: a pool thread per predictor
-                try:
-                    (probs,) = predictor.predict_blocks([(region, work.tissue)], stride_px)
-                finally:
-                    idle.put(predictor)
-                return _Scored(probs, qc, read_s, time.perf_counter() - started)
-            except Exception as err:  # the slide fails with this message; the batch goes on
-                return _Scored(None, None, read_s, error=describe_error(err))
-
-        threads = len(self.predictors)
-        pool = ThreadPoolExecutor(threads, thread_name_prefix="pcam-scan-model")
-        pending: deque[tuple[BlockWork, Future[_Scored]]] = deque()
+        pool = PredictorPool(self.predictors)
+        ahead = pool.size * BLOCKS_AHEAD_PER_MODEL_THREAD
+        pending: deque[tuple[BlockWork, _Scoring]] = deque()
         try:
             for read in read_works(works, self.run):  # QC measured here, on the raw pixels
                 if read.region is None:
-                    failed: Future[_Scored] = Future()
-                    failed.set_result(_Scored(None, None, read.seconds, error=read.error))
-                    pending.append((read.work, failed))
+                    pending.append((read.work, _Scoring(None, None, read.seconds, error=read.error)))
                 else:
-                    pending.append((read.work, pool.submit(score, read.work, read.region, read.qc, read.seconds)))
-                while pending and (len(pending) > threads * BLOCKS_AHEAD_PER_MODEL_THREAD or pending[0][1].done()):
+                    probs = pool.submit_block(read.region, read.work.tissue, stride_px)
+                    pending.append((read.work, _Scoring(probs, read.qc, read.seconds)))
+                while pending and (len(pending) > ahead or pending[0][1].done()):
                     yield _write(writer, *pending.popleft())
             while pending:
                 yield _write(writer, *pending.popleft())
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.close()
 
 
-def _write(writer: ProbChunkWriter, work: BlockWork, scored: Future[_Scored]) -> BlockResult:
+def _write(writer: ProbChunkWriter, work: BlockWork, scoring: _Scoring) -> BlockResult:
     """The block's result once its probabilities are written (or the error that stopped it)."""
-    done = scored.result()
     rc = work.block.block_rc
-    if done.probs is None:
-        return BlockResult(work.slide_id, rc, 0, done.read_s, error=done.error)
+    if scoring.probs is None:
+        return BlockResult(work.slide_id, rc, 0, scoring.read_s, error=scoring.error)
     try:
-        write_s = write_work(writer, work, done.probs, done.qc)
+        probs = scoring.probs.result()
+        write_s = write_work(writer, work, probs, scoring.qc)
     except Exception as err:  # the slide fails with this message; the batch goes on
-        return BlockResult(work.slide_id, rc, 0, done.read_s, error=describe_error(err))
-    return BlockResult(work.slide_id, rc, len(done.probs), done.read_s, done.predict_s, write_s)
+        return BlockResult(work.slide_id, rc, 0, scoring.read_s, error=describe_error(err))
+    return BlockResult(work.slide_id, rc, len(probs), scoring.read_s, scoring.predict_s, write_s)
 
 
 def model_threads(run: ScanRun, placement: Placement) -> int:
