@@ -95,7 +95,11 @@ def run_scan_pipeline(
     )
     dataset = dataset.map_batches(
         PredictBlocks,
-        fn_constructor_kwargs={"run": run, "concurrent_calls": budget.calls_per_actor},
+        fn_constructor_kwargs={
+            "run": run,
+            "concurrent_calls": budget.calls_per_actor,
+            "model_threads": budget.model_threads,
+        },
         batch_size=budget.blocks_per_call,
         compute=ray.data.ActorPoolStrategy(
             # a one-node CPU pool starts with every actor (`start_with_actors`); otherwise the
@@ -106,7 +110,7 @@ def run_scan_pipeline(
             max_size=budget.actors,
             initial_size=budget.initial_actors,
             max_concurrent_calls_per_actor=budget.calls_per_actor,
-            enable_true_multi_threading=True,  # calls only queue blocks: one feeder thread runs the model
+            enable_true_multi_threading=True,  # calls only queue blocks: the model has threads of its own
         ),
         num_cpus=budget.cpus_per_actor,
         num_gpus=1 if budget.use_gpus else None,

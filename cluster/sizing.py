@@ -2,10 +2,12 @@
 
 Policy (docs/design-notes.md, "CPU budget"): writes are small and on the path to every result,
 so each node keeps `WRITE_RESERVE_CPUS` for them; GPU actors take one CPU each (the feeder
-loop). On the CPU there is one model actor per core (per `cpu_threads` cores: an actor runs
-that fixed thread count), so a heavy model keeps every core busy; together they ask for half
-of what is left, each actor a share of it, and reads get the rest, as a bounded number of
-tasks (two at least), so they never take the CPUs the writes and the model need. Ray shares
+loop). On the CPU there is one model actor per node, with a model thread per core (per
+`cpu_threads` cores: each thread runs that fixed thread count) that share out each block's
+batches (`pcam_scan.model.predictor_pool`), so a heavy model keeps every core busy to the last
+batch, and a node loads its weights once; together the actors ask for half of what is left,
+and reads get the rest, as a bounded number of tasks (two at least), so they never take the
+CPUs the writes and the model need. Ray shares
 are reservations, not threads: an actor's thread runs on a core whatever share it holds, and
 an idle actor (a cheap model waiting for reads) costs no CPU. A cluster smaller than those
 minimum shares (one CPU: a small pod, a 1-vCPU VM, a GPU node with one CPU) gets every share
@@ -30,14 +32,16 @@ MIN_READ_TASK_CPUS = 0.25
 CALLS_PER_ACTOR = 4
 """Ray Data calls running at once in one GPU model actor: while one waits for its last batch, the
 others keep the feeder's queue full, so batches fill across calls and the device never drains."""
-CPU_CALLS_PER_ACTOR = 2
-"""The same for a CPU actor, whose blocks each get batches of their own (nothing fills across
-calls): one block scored while the next waits is enough. More would let the first actor ready
-hold blocks that another actor could score; one model-bound ResNet50 block is 30 s or more on a
-shared core, and a slide of a few dozen blocks ended with one actor idle."""
 CPU_BLOCKS_PER_CALL = 1
 """Blocks per call of a CPU actor: Ray Data hands each actor whole calls, so the call is the
-unit the actors share out (one block: both end the run within a block of each other)."""
+unit the actors share out (one block: they end the run within a block of each other)."""
+
+
+def cpu_calls_per_actor(model_threads: int) -> int:
+    """Calls at once in a CPU actor: one block per model thread, and one more waiting, so no
+    thread waits for a block (a block of a few patches is a single batch). More would let the
+    first actor ready hold blocks that another actor could score."""
+    return model_threads + 1
 
 
 RAY_DATA_HELPER_ACTORS = 3
@@ -67,6 +71,9 @@ class PipelineBudget:
     calls_per_actor: int = CALLS_PER_ACTOR
     initial_actors: int = 1
     """Actors started with the pool (it grows from there to `actors` as blocks queue up)."""
+    model_threads: int = 1
+    """Model threads per actor: one per core of its node on the CPU (each of the scan's fixed
+    torch thread count), one on a GPU."""
 
 
 READ_TASK_MEMORY_BYTES = 256 * 1024**2
@@ -102,15 +109,21 @@ MIN_READ_TASKS = 2
 """Two reads at least: one's I/O overlaps another's decode."""
 
 
-def cpu_actor_count(resources: ClusterResources, threads: int) -> int:
-    """One CPU model actor per `threads` cores of each node (one per core at the scan's single
-    thread): a single-thread actor uses one core, so fewer would leave cores idle under a
-    model-bound scan (on 2 cores half of the old budget, one actor, left one core idle)."""
-    if resources.node_shapes:
-        count = sum(math.floor(node.cpus / threads) for node in resources.node_shapes)
+def cpu_model_layout(resources: ClusterResources, threads: int) -> tuple[int, int]:
+    """(actors, model threads per actor) for CPU model actors whose threads each run `threads`
+    torch threads: one actor per node with a thread per `threads` cores (the smallest such
+    node's count, so every actor fits every node that can host one; a larger node runs several),
+    so that every core scores and each node loads the weights once. With one thread per actor
+    instead (two actors on 2 cores), the ten blocks of a slide split unevenly between them and
+    one actor scored the last ones alone."""
+    hosts = [node.cpus for node in resources.node_shapes if node.cpus >= threads]
+    smallest = min(hosts) if hosts else resources.max_node_cpus
+    per_actor = max(1, math.floor(smallest / threads))
+    if hosts:
+        actors = sum(math.floor(cpus / (per_actor * threads)) for cpus in hosts)
     else:
-        count = math.floor(resources.cpus / threads)
-    return max(1, count)
+        actors = math.floor(resources.cpus / (per_actor * threads))
+    return max(1, actors), per_actor
 
 
 def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int | None) -> PipelineBudget:
@@ -123,19 +136,21 @@ def plan_budget(resources: ClusterResources, model: PredictorSettings, gpus: int
         actors = gpus or int(resources.gpus)
         cpus_per_actor = GPU_ACTOR_CPUS
         blocks_per_call = 16
+        model_threads = 1
     else:
         threads = model.cpu_threads or 1
         if threads > resources.max_node_cpus:
             raise ConfigError(
                 f"a CPU model actor of {threads} threads does not fit a node of {resources.max_node_cpus:g} CPUs"
             )
-        actors = cpu_actor_count(resources, threads)
+        actors, model_threads = cpu_model_layout(resources, threads)
         cpus_per_actor = (resources.cpus - reserve) / 2 / actors  # half the CPUs, shared out
         blocks_per_call = CPU_BLOCKS_PER_CALL
     pool = {  # how the actors share the blocks out, whatever the node's size
         "blocks_per_call": blocks_per_call,
-        "calls_per_actor": CALLS_PER_ACTOR if use_gpus else CPU_CALLS_PER_ACTOR,
+        "calls_per_actor": CALLS_PER_ACTOR if use_gpus else cpu_calls_per_actor(model_threads),
         "initial_actors": start_with_actors(resources, actors, use_gpus),
+        "model_threads": model_threads,
     }
     smallest = reserve + actors * cpus_per_actor + MIN_READ_TASKS * MIN_READ_TASK_CPUS
     if resources.cpus < smallest:  # a small node: every share scaled down alike, so all fit at once

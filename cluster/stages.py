@@ -76,38 +76,53 @@ def read_blocks(columns: Columns, run: ScanRun) -> Columns:
 
 
 class PredictBlocks:
-    """The model on one device (a GPU, or a worker's CPUs): block regions in, P(tumour) out.
+    """The model on one device (a GPU, or a node's CPUs): block regions in, P(tumour) out.
 
     The patches are cut here, where the model runs (on the GPU from the device copy of each
-    region). Several calls run at once in one actor (Ray Data's concurrent calls): each submits
-    its blocks to the predictor's one background feeder and waits for them, so the device's
-    batches fill across calls and stay in flight between them. Loads the checkpoint from a path
-    every worker can read and checks that it is the model the run was planned with, so a file
-    replaced mid-run cannot mix two models in one store.
+    region). Several calls run at once in one actor (Ray Data's concurrent calls). On a GPU each
+    submits its blocks to the predictor's one background feeder and waits for them, so the
+    device's batches fill across calls and stay in flight between them. On the CPU the actor
+    holds `model_threads` single-thread predictors sharing one copy of the weights, which share
+    out the blocks' batches (`PredictorPool`). Loads the checkpoint from a path every worker can
+    read and checks that it is the model the run was planned with, so a file replaced mid-run
+    cannot mix two models in one store.
     """
 
-    def __init__(self, run: ScanRun, concurrent_calls: int) -> None:
-        from pcam_scan.scan.run_model import load_run_predictor  # torch: only where the model runs
+    def __init__(self, run: ScanRun, concurrent_calls: int, model_threads: int = 1) -> None:
+        # torch: only where the model runs
+        from pcam_scan.model.predictor_pool import PredictorPool
+        from pcam_scan.scan.run_model import load_run_predictors
 
-        self.predictor = load_run_predictor(run)
+        predictors = load_run_predictors(run, model_threads)
         self.stride_px = run.geometry.stride_px
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        # the feeder thread starts with the actor; it knows how many calls can wait on it
-        self.feeder = self.predictor.background(callers=concurrent_calls)
+        on_cpu = predictors[0].device.type == "cpu"
+        self.pool = PredictorPool(predictors) if on_cpu else None
+        # a GPU's feeder thread starts with the actor; it knows how many calls can wait on it
+        self.feeder = None if on_cpu else predictors[0].background(callers=concurrent_calls)
+        self.predictors = predictors
+
+    def _score(self, blocks: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        if self.pool is not None:
+            futures = [self.pool.submit_block(region, tissue, self.stride_px) for region, tissue in blocks]
+            return [future.result() for future in futures]
+        assert self.feeder is not None
+        predictor = self.predictors[0]
+        return self.feeder.gather([predictor.submit_block(region, tissue, self.stride_px) for region, tissue in blocks])
 
     def __call__(self, columns: Columns) -> Columns:
         started = time.perf_counter()
         works = [pickle.loads(item) if item != NO_BYTES else None for item in columns["work"]]
         readable = [work is not None and not error for work, error in zip(works, columns["error"])]
-        futures = [
-            self.predictor.submit_block(region, work.tissue, self.stride_px) if ok and work else None
-            for region, work, ok in zip(columns["region"], works, readable)
-        ]
-        results = iter(self.feeder.gather([future for future in futures if future is not None]))
-        probs = [next(results) if future is not None else np.zeros(0, np.float32) for future in futures]
+        scored = iter(
+            self._score(
+                [(region, work.tissue) for region, work, ok in zip(columns["region"], works, readable) if ok and work]
+            )
+        )
+        probs = [next(scored) if ok and work else np.zeros(0, np.float32) for work, ok in zip(works, readable)]
         elapsed = time.perf_counter() - started
         total = max(sum(len(p) for p in probs), 1)
-        stats = self.predictor.stats
+        stats = self.pool.stats if self.pool is not None else self.predictors[0].stats
         return {
             "work": columns["work"],
             "slide": columns["slide"],
