@@ -25,6 +25,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -167,8 +168,8 @@ def main() -> None:
         rates = sorted(r.patches / r.wall_s for r in done)
         cpus = sorted(1000 * r.cpu_s / max(r.patches, 1) for r in done)
         print(
-            f"| {tool} | {done[0].patches} | {rates[len(rates) // 2]:.1f} ({', '.join(f'{x:.1f}' for x in rates)}) "
-            f"| {cpus[len(cpus) // 2]:.1f} ({', '.join(f'{x:.1f}' for x in cpus)}) "
+            f"| {tool} | {done[0].patches} | {statistics.median(rates):.1f} ({', '.join(f'{x:.1f}' for x in rates)}) "
+            f"| {statistics.median(cpus):.1f} ({', '.join(f'{x:.1f}' for x in cpus)}) "
             f"| {max(r.peak_mb for r in done):,.0f} |"
         )
     print("\nProcesses with at least 10% of each run's CPU (each run):\n")
