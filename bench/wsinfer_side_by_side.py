@@ -13,7 +13,11 @@ pcam-scan on a local Ray): patches, patches/s (wall clock of the whole command),
 run, the cores busy on average and the processes that did the work (a Ray scan's model actors
 each with its CPU-seconds: are they all at work?). The
 tools find tissue their own way, so their patch counts differ: compare the rates.
-A benchmark: prints figures, asserts nothing.
+A benchmark: prints figures, asserts nothing. WSInfer's venv, as measured here (torch as in
+pcam-scan's own environment, so both run the same kernels):
+
+    python3.11 -m venv /work/wsinfer-venv
+    /work/wsinfer-venv/bin/pip install torch==2.14.1 torchvision==0.29.1 wsinfer==0.6.1 'zarr<3' 'tiffslide<3'
 
     python bench/wsinfer_side_by_side.py --slide SLIDE.tif --architecture resnet50-fastai-head \\
         --wsinfer-venv /work/wsinfer-venv --stride 96 --repeats 2
