@@ -107,6 +107,17 @@ def test_concurrent_appends_lose_nothing_and_a_bad_record_hides_no_other(store: 
     assert all(r.failed == 1 for r in records if isinstance(r, RunRecord))
 
 
+def test_runs_that_start_within_one_second_list_in_the_order_they_ran(store: Path) -> None:
+    """A script's back-to-back commands start within one second; `history` lists them oldest
+    first all the same (the names sort by the start second, then by when each was written)."""
+    location = StoreLocation(str(store))
+    same_second = "2026-01-01T00:00:00+00:00"
+    for exit_code in range(12):
+        append_run_record(location, new_record("diagnose", {}, same_second, exit_code, []))
+    records = read_run_records(location)
+    assert [r.exit_code for r in records if isinstance(r, RunRecord)] == list(range(12))
+
+
 def test_scan_records_its_run_and_writes_a_summary_beside_the_store(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,5 +1,5 @@
 """Run records: each `scan`, `diagnose` and `evaluate` over a store appends one JSON document,
-`runs/<started>-<host>-<pid>-<token>.json` (the keys in pcam_scan.store.schema, `RunRecord`).
+`runs/<started>-<written ns>-<host>-<pid>-<token>.json` (the keys in pcam_scan.store.schema, `RunRecord`).
 
 One document per run, under a name no other run can take, so appending never rewrites (and can
 never lose) an earlier record, and two runs recording at once do not race. A local store's
@@ -19,6 +19,7 @@ import math
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -86,16 +87,19 @@ def new_record(
     )
 
 
-def record_name(record: RunRecord) -> str:
+def record_name(record: RunRecord, written_ns: int) -> str:
+    """The record's key under `runs/`: names sort oldest first, by the start second and then by
+    when each was written (`time.time_ns()`), so two runs that start within one second, as a
+    script's back-to-back commands do, still list in the order they ran."""
     stamp = "".join(ch for ch in record.started if ch.isdigit())[:14]
     host = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in record.host)[:40]
-    return f"{stamp}-{host}-{record.pid}-{secrets.token_hex(4)}.json"
+    return f"{stamp}-{written_ns:020d}-{host}-{record.pid}-{secrets.token_hex(4)}.json"
 
 
 def append_run_record(location: StoreLocation, record: RunRecord) -> str:
     """Add the record to the store; returns its key (`runs/...json`)."""
     data = (json.dumps(record.to_json(), indent=1, allow_nan=False) + "\n").encode("utf-8")
-    key = f"{RUNS_PREFIX}/{record_name(record)}"
+    key = f"{RUNS_PREFIX}/{record_name(record, time.time_ns())}"
     local = location.local_path
     if local is not None:
         write_output_bytes(local / key, data, overwrite=False)

@@ -36,7 +36,7 @@ history empty, its slides without QC and with no backend recorded. Version 3 add
 it was not recorded."""
 ATTRS_KEY = "pcam_scan"
 RUNS_PREFIX = "runs"
-"""Run records live as `runs/<started>-<host>-<pid>-<token>.json`, one JSON document per run,
+"""Run records live as `runs/<started>-<written ns>-<host>-<pid>-<token>.json`, one JSON document per run,
 plain objects beside the Zarr nodes (no `zarr.json`, so they are not a slide)."""
 
 # Arrays of a slide group; `prob`, `qc_flags` and `focus` are groups whose levels are "0", "1", ...
