@@ -13,9 +13,12 @@ it runs).
 from __future__ import annotations
 
 import functools
+import gc
 import pickle
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from cluster.sizing import READ_TASK_MEMORY_BYTES, PipelineBudget
 from cluster.stages import PredictBlocks, plan_slides, read_blocks, write_blocks
@@ -37,19 +40,39 @@ def configure_ray_data() -> None:
 
 
 EXECUTOR_SETTLE_S = 30.0
-"""How long a stopped run waits for Ray Data's scheduling thread to end before Ray shuts down."""
+"""How long a stopped run waits for Ray Data's threads to end before Ray shuts down."""
+
+
+def ray_data_threads() -> list[threading.Thread]:
+    """The live threads that Ray Data's own code runs: its scheduling thread
+    (`StreamingExecutor`), and the row iterator's fetch and prefetch threads. Told by the module
+    of what the thread runs, not by thread names, which Ray changes between versions."""
+    found = []
+    for thread in threading.enumerate():
+        target = getattr(thread, "_target", None)  # what `threading.Thread(target=...)` runs
+        module = getattr(target, "__module__", None) or type(thread).__module__
+        if module.startswith("ray.data") and thread is not threading.current_thread():
+            found.append(thread)
+    return found
 
 
 def settle_ray_data(timeout_s: float = EXECUTOR_SETTLE_S) -> None:
-    """Wait for Ray Data's scheduling threads (`StreamingExecutor`) to end. A pipeline stopped
-    early (the stall guard, an error, SIGTERM) is shut down by Ray Data, which gives its thread
-    only 2 s; one still inside a Ray call when the session ends dies with a traceback of its own."""
-    import threading
+    """Let every thread of Ray Data end before the Ray session does: one still inside a Ray call
+    as the session ends takes the driver down (Ray's core worker exits the process with status
+    1: a scan stopped by SIGTERM exited 1, not 143, about one run in three on Ray).
 
+    A pipeline stopped early (the stall guard, an error, SIGTERM) leaves them running: Ray Data
+    gives its scheduling thread only 2 s; the stopped row iterator's generators can sit in
+    reference cycles, and only their `finally` stops the fetch threads (collected here, while
+    Ray is up); and Ray Data 2.60 stops its block prefetcher only when the iteration runs to its
+    end (stopped here through the `stop` of the object whose method the thread runs)."""
+    gc.collect()
     deadline = time.monotonic() + timeout_s
-    for thread in threading.enumerate():
-        if type(thread).__name__ == "StreamingExecutor" and thread is not threading.current_thread():
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    for thread in ray_data_threads():
+        stop = getattr(getattr(getattr(thread, "_target", None), "__self__", None), "stop", None)
+        if callable(stop):
+            stop()
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 MAX_PLAN_BLOCKS = 1000
@@ -118,7 +141,18 @@ def run_scan_pipeline(
     dataset = dataset.map_batches(
         functools.partial(write_blocks, store=store), batch_size=8, num_cpus=budget.cpus_per_write
     )
-    for row in dataset.iter_rows():
+    rows = iter(dataset.iter_rows())
+    try:
+        yield from _records(rows)
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:  # stopped early: end Ray Data's iteration now, not when collected
+            close()
+
+
+def _records(rows: Iterator[dict[str, Any]]) -> Iterator[SlideReady | BlockResult]:
+    """The scan's records from the pipeline's result rows."""
+    for row in rows:
         if row["slide"]:
             yield pickle.loads(row["slide"])
             continue

@@ -16,6 +16,10 @@ from pathlib import Path
 import pytest
 
 from pcam_scan.cli import main
+from pcam_scan.errors import Terminated
+from pcam_scan.scan.progress import ScanProgress
+from pcam_scan.scan.runner import Placement, ScanRequest, run_scan
+from pcam_scan.scan.settings import ScanSettings
 from pcam_scan.store import HeatmapStore
 from pcam_scan.store.location import StoreLocation
 from pcam_scan.store.run_records import read_run_records
@@ -244,3 +248,37 @@ def _some_block_done(store: Path) -> bool:
         return bool(HeatmapStore.open(str(store)).done_blocks("normal_001"))
     except Exception:  # not planned yet
         return False
+
+
+class _StopAtFirstBlock(ScanProgress):
+    """Progress that stops the run as SIGTERM does (`Terminated`, raised in the driver's main
+    thread) when the first block comes back: the pipeline is stopped while its rows flow."""
+
+    def block_done(self, n_patches: int, model: tuple[str, int, int] | None = None) -> None:
+        raise Terminated()
+
+
+def test_a_ray_scan_stopped_mid_flow_leaves_no_ray_data_thread_past_its_session(
+    tmp_path: Path, synth_dataset: Path, tiny_checkpoint: Path
+) -> None:
+    """The SIGTERM'd Ray scan above exited 1, not 143, about one run in three: a Ray Data thread
+    (the row iterator's block prefetcher, which Ray Data stops only when the iteration runs to its
+    end, or a fetch thread of an iterator not yet collected) still ran as the session ended, and
+    a Ray call from it after `ray.shutdown` makes Ray's core worker exit the process. Every such
+    thread must have ended before the session does."""
+    import ray
+
+    from cluster.executor import ray_executor
+    from cluster.pipeline import ray_data_threads
+
+    request = ScanRequest(
+        (str(synth_dataset / "normal_001.tif"),),
+        str(tiny_checkpoint),
+        str(tmp_path / "run.zarr"),
+        ScanSettings(block_cells=4),
+        Placement(num_cpus=2),
+    )
+    with pytest.raises(Terminated):
+        run_scan(request, ray_executor, _StopAtFirstBlock())
+    assert not ray.is_initialized()
+    assert [thread.name for thread in ray_data_threads()] == []
