@@ -1,5 +1,6 @@
 """The committed store of format version 1 (tests/data/store-v1) still opens, and a scan of its
-slide with its checkpoint still writes the very same heatmap, bit for bit.
+slide with its checkpoint still writes the same heatmap: the same keys, grid, tissue and cells,
+and probabilities the same up to how float32 convolutions round on another CPU.
 
 The fixture was written by the code of commit daba6c2 (see tests/data/README.md), so this is the
 guard that refactors of the scan, the store or the commands change no heatmap and no store key.
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pcam_scan.cli import main
 from pcam_scan.diagnosis.record import stored_diagnosis
@@ -23,6 +26,13 @@ MODEL_ID = "421537741702cac86fd246634488cf6c9311ae80b3db4fbecb41972187a74c36"
 SETTINGS_HASH = "sha256:6d2cd4f7683101be9fcf5da77e7ded465982fb0f54c830fe36e819031dea74e7"
 # The scan that made the fixture's store (tests/data/README.md), less the paths.
 SCAN_OPTIONS = ["--in-process", "--device", "cpu", "--deterministic", "--block-cells", "16"]
+CROSS_CPU_ATOL = 2e-6
+"""How far a rescan's probabilities may lie from the committed ones. Float32 convolutions round
+differently on different CPUs (oneDNN and ATen pick kernels by instruction set): between the
+2-core AMD EPYC that wrote the fixture and a 2-core Intel Xeon with AVX-512, 1.8e-7 at most (and
+4.2e-7 for the model of commit 3b47b99 on its own fixture), in about half the cells. On one
+machine a scan is bit for bit the same whatever its path or threads (tests/test_scan.py); a
+changed read, cut, resample or model moves a probability by orders of magnitude more."""
 
 
 def prob_levels(store: HeatmapStore) -> list[np.ndarray]:
@@ -68,7 +78,7 @@ def test_the_committed_version_1_store_opens_and_reads_as_it_was_written() -> No
     assert math.isclose(float(np.nanmax(prob)), 0.8996568322181702, rel_tol=0, abs_tol=1e-7)
 
 
-def test_scanning_the_committed_slide_again_writes_the_committed_heatmap_bit_for_bit(tmp_path: Path) -> None:
+def test_scanning_the_committed_slide_again_writes_the_committed_heatmap(tmp_path: Path) -> None:
     slide = tmp_path / "tumor_001.tif"
     shutil.copyfile(FIXTURE / "tumor_001.tif", slide)
     out = tmp_path / "run.zarr"
@@ -85,8 +95,30 @@ def test_scanning_the_committed_slide_again_writes_the_committed_heatmap_bit_for
     old_levels, new_levels = prob_levels(committed), prob_levels(fresh)
     assert len(new_levels) == len(old_levels)
     for level, (was, now) in enumerate(zip(old_levels, new_levels)):
-        assert was.dtype == now.dtype, level
-        assert np.array_equal(was, now, equal_nan=True), f"prob level {level} differs"
-    # the scan's own (default-rule) diagnosis is the one `pcam-scan diagnose` stored
-    assert new.diagnosis == old.diagnosis
+        assert was.dtype == now.dtype and was.shape == now.shape, level
+        assert np.array_equal(np.isnan(was), np.isnan(now)), f"prob level {level}: other cells scored"
+        np.testing.assert_allclose(now, was, rtol=0, atol=CROSS_CPU_ATOL, err_msg=f"prob level {level}")
+    # the scan's own (default-rule) diagnosis is the one `pcam-scan diagnose` stored: the same
+    # call, category and lesions, its numbers as close as the probabilities they come from
+    assert _words(new.diagnosis) == _words(old.diagnosis)
+    assert _numbers(new.diagnosis) == pytest.approx(_numbers(old.diagnosis), rel=0, abs=CROSS_CPU_ATOL)
     assert dict(new.counts) == dict(old.counts)
+
+
+def _flat(record: Mapping[str, object], prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in record.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _words(record: Mapping[str, object] | None) -> dict[str, object]:
+    """A diagnosis record less its floating-point numbers: keys, strings, flags."""
+    return {k: v for k, v in _flat(record or {}).items() if not isinstance(v, float)}
+
+
+def _numbers(record: Mapping[str, object] | None) -> dict[str, float]:
+    return {k: v for k, v in _flat(record or {}).items() if isinstance(v, float)}
