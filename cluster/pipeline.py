@@ -59,7 +59,7 @@ def ray_data_threads() -> list[threading.Thread]:
 def settle_ray_data(timeout_s: float = EXECUTOR_SETTLE_S) -> None:
     """Let every thread of Ray Data end before the Ray session does: one still inside a Ray call
     as the session ends takes the driver down (Ray's core worker exits the process with status
-    1: a scan stopped by SIGTERM exited 1, not 143, about one run in three on Ray).
+    1: a scan on Ray stopped by SIGTERM exited 1, not 143, in two runs of five).
 
     A pipeline stopped early (the stall guard, an error, SIGTERM) leaves them running: Ray Data
     gives its scheduling thread only 2 s; the stopped row iterator's generators can sit in

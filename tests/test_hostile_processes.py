@@ -261,7 +261,7 @@ class _StopAtFirstBlock(ScanProgress):
 def test_a_ray_scan_stopped_mid_flow_leaves_no_ray_data_thread_past_its_session(
     tmp_path: Path, synth_dataset: Path, tiny_checkpoint: Path
 ) -> None:
-    """The SIGTERM'd Ray scan above exited 1, not 143, about one run in three: a Ray Data thread
+    """The SIGTERM'd Ray scan above exited 1, not 143, in two runs of five: a Ray Data thread
     (the row iterator's block prefetcher, which Ray Data stops only when the iteration runs to its
     end, or a fetch thread of an iterator not yet collected) still ran as the session ended, and
     a Ray call from it after `ray.shutdown` makes Ray's core worker exit the process. Every such

@@ -100,25 +100,24 @@ def test_scanning_the_committed_slide_again_writes_the_committed_heatmap(tmp_pat
         np.testing.assert_allclose(now, was, rtol=0, atol=CROSS_CPU_ATOL, err_msg=f"prob level {level}")
     # the scan's own (default-rule) diagnosis is the one `pcam-scan diagnose` stored: the same
     # call, category and lesions, its numbers as close as the probabilities they come from
-    assert _words(new.diagnosis) == _words(old.diagnosis)
-    assert _numbers(new.diagnosis) == pytest.approx(_numbers(old.diagnosis), rel=0, abs=CROSS_CPU_ATOL)
+    (new_words, new_numbers), (old_words, old_numbers) = _split_numbers(new.diagnosis), _split_numbers(old.diagnosis)
+    assert new_words == old_words
+    assert new_numbers == pytest.approx(old_numbers, rel=0, abs=CROSS_CPU_ATOL)
     assert dict(new.counts) == dict(old.counts)
 
 
-def _flat(record: Mapping[str, object], prefix: str = "") -> dict[str, object]:
+def _split_numbers(record: Mapping[str, object] | None) -> tuple[dict[str, object], dict[str, float]]:
+    """A diagnosis record, flattened (`features.max_prob`), as its keys, strings and flags on one
+    side and its floating-point numbers on the other."""
     flat: dict[str, object] = {}
-    for key, value in record.items():
-        if isinstance(value, Mapping):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
 
+    def walk(node: Mapping[str, object], prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, Mapping):
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[prefix + key] = value
 
-def _words(record: Mapping[str, object] | None) -> dict[str, object]:
-    """A diagnosis record less its floating-point numbers: keys, strings, flags."""
-    return {k: v for k, v in _flat(record or {}).items() if not isinstance(v, float)}
-
-
-def _numbers(record: Mapping[str, object] | None) -> dict[str, float]:
-    return {k: v for k, v in _flat(record or {}).items() if isinstance(v, float)}
+    walk(record or {}, "")
+    numbers = {k: v for k, v in flat.items() if isinstance(v, float)}
+    return {k: v for k, v in flat.items() if k not in numbers}, numbers
